@@ -1,0 +1,1 @@
+"""The pure KATO engine: no I/O, no globals, no clock. Start reading at `engine`."""

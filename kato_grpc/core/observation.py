@@ -1,0 +1,181 @@
+"""Observations: validation, vector symbols and the event they become (SPEC.md §3, §10)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy
+
+from kato_grpc.core.errors import FieldViolation, LimitExceeded, ValidationError
+from kato_grpc.core.knowledge import KnowledgeView
+from kato_grpc.core.model import Event, Limits, Observation
+
+__all__ = ["parse_observation", "validate_observation", "vector_name", "vector_symbols", "build_event"]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parse_observation(raw: Mapping[str, Any], field_prefix: str = "") -> Observation:
+    """Build an `Observation` from JSON-like input, checking every type (§10).
+
+    Unknown keys are ignored. Raises `ValidationError` naming each bad field.
+    """
+    if not isinstance(raw, Mapping):
+        raise ValidationError(FieldViolation(field_prefix.rstrip(".") or "observation", "must be an object"))
+    bad: list[FieldViolation] = []
+
+    def reject(name: str, why: str) -> None:
+        bad.append(FieldViolation(field_prefix + name, why))
+
+    strings = raw.get("strings") or []
+    if not isinstance(strings, (list, tuple)):
+        reject("strings", f"{_brief(strings)} must be a list of strings")
+        strings = []
+    for i, symbol in enumerate(strings):
+        if not isinstance(symbol, str):
+            reject(f"strings[{i}]", f"{_brief(symbol)} is not a string")
+
+    vectors = raw.get("vectors") or []
+    if not isinstance(vectors, (list, tuple)):
+        reject("vectors", f"{_brief(vectors)} must be a list of number lists")
+        vectors = []
+    for i, vector in enumerate(vectors):
+        if not isinstance(vector, (list, tuple)):
+            reject(f"vectors[{i}]", f"{_brief(vector)} must be a list of numbers")
+            continue
+        for j, value in enumerate(vector):
+            if not _is_number(value):
+                reject(f"vectors[{i}][{j}]", f"{_brief(value)} is not a number")
+
+    emotives = raw.get("emotives") or {}
+    if not isinstance(emotives, Mapping):
+        reject("emotives", f"{_brief(emotives)} must be a map of name to number")
+        emotives = {}
+    for key, value in emotives.items():
+        if not _is_number(value):
+            reject(f"emotives[{key!r}]", f"{_brief(value)} is not a number")
+
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        reject("metadata", f"{_brief(metadata)} must be a map")
+        metadata = {}
+
+    unique_id = raw.get("unique_id") or ""
+    if not isinstance(unique_id, str):
+        reject("unique_id", f"{_brief(unique_id)} is not a string")
+        unique_id = ""
+
+    if bad:
+        raise ValidationError(bad)
+    return Observation(
+        strings=tuple(strings),
+        vectors=tuple(tuple(float(x) for x in vector) for vector in vectors),
+        emotives=dict(emotives),
+        metadata=dict(metadata),
+        unique_id=unique_id,
+    )
+
+
+def validate_observation(
+    observation: Observation, limits: Limits, expected_dim: int | None, field_prefix: str = ""
+) -> int | None:
+    """Check values and server limits (§10). Returns the vector dimension now fixed.
+
+    `expected_dim` is the KB index's dimension, or while it is empty the dimension of the
+    session's pending vectors. Raises `LimitExceeded` or `ValidationError`.
+    """
+    over: list[FieldViolation] = []
+    bad: list[FieldViolation] = []
+    p = field_prefix
+    if len(observation.strings) > limits.max_symbols_per_event:
+        over.append(FieldViolation(f"{p}strings", f"{len(observation.strings)} symbols exceed max_symbols_per_event={limits.max_symbols_per_event}"))
+    for i, symbol in enumerate(observation.strings):
+        size = len(symbol.encode("utf-8", "surrogatepass"))
+        if size > limits.max_symbol_bytes:
+            over.append(FieldViolation(f"{p}strings[{i}]", f"{size} bytes exceed max_symbol_bytes={limits.max_symbol_bytes}"))
+    if len(observation.vectors) > limits.max_vectors_per_observation:
+        over.append(FieldViolation(f"{p}vectors", f"{len(observation.vectors)} vectors exceed max_vectors_per_observation={limits.max_vectors_per_observation}"))
+    dim = expected_dim
+    for i, vector in enumerate(observation.vectors):
+        if not vector:
+            bad.append(FieldViolation(f"{p}vectors[{i}]", "must not be empty"))
+            continue
+        if len(vector) > limits.max_vector_dim:
+            over.append(FieldViolation(f"{p}vectors[{i}]", f"dimension {len(vector)} exceeds max_vector_dim={limits.max_vector_dim}"))
+            continue
+        if any(math.isnan(x) or math.isinf(x) for x in vector):
+            bad.append(FieldViolation(f"{p}vectors[{i}]", "values must be finite numbers (no NaN or infinity)"))
+        if dim is None:
+            dim = len(vector)
+        elif len(vector) != dim:
+            bad.append(FieldViolation(f"{p}vectors[{i}]", f"dimension {len(vector)} differs from the expected dimension {dim}"))
+    if len(observation.emotives) > limits.max_emotive_keys:
+        over.append(FieldViolation(f"{p}emotives", f"{len(observation.emotives)} keys exceed max_emotive_keys={limits.max_emotive_keys}"))
+    for key, value in observation.emotives.items():
+        if key == "":
+            bad.append(FieldViolation(f"{p}emotives", "an emotive name must not be empty"))
+        elif math.isnan(value) or math.isinf(value):
+            bad.append(FieldViolation(f"{p}emotives[{key!r}]", f"{value!r} must be a finite number"))
+    if len(observation.unique_id) > limits.max_unique_id_chars:
+        bad.append(FieldViolation(f"{p}unique_id", f"must be at most {limits.max_unique_id_chars} characters"))
+    if over:
+        raise LimitExceeded(over + bad)
+    if bad:
+        raise ValidationError(bad)
+    return dim
+
+
+def vector_name(vector: Sequence[float]) -> str:
+    """``VCTR|`` + SHA-1 of numpy's default text of the vector (§3.2).
+
+    >>> vector_name([1.5, 2.25])
+    'VCTR|79cd73fb4f9ee7ee184cdbcc4663981575339a2d'
+    """
+    # Explicit arguments equal to numpy's defaults, so global print options cannot leak in.
+    text = numpy.array2string(
+        numpy.asarray(vector, dtype=numpy.float64),
+        max_line_width=75, precision=8, suppress_small=False, separator=" ",
+        threshold=1000, edgeitems=3, floatmode="maxprec", sign="-", legacy=False,
+    )
+    return "VCTR|" + hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def summed_vector(vectors: Sequence[Sequence[float]]) -> tuple[float, ...]:
+    """Element-wise sum, in observation order."""
+    total = [0.0] * len(vectors[0])
+    for vector in vectors:
+        for i, value in enumerate(vector):
+            total[i] += value
+    return tuple(total)
+
+
+def vector_symbols(
+    vectors: Sequence[Sequence[float]], kb: KnowledgeView, sort_symbols: bool
+) -> tuple[list[str], tuple[str, tuple[float, ...]]]:
+    """The vector symbols of one observation and its (own name, summed vector) (§3.2)."""
+    summed = summed_vector(vectors)
+    own = vector_name(summed)
+    neighbours: list[str] = []
+    for _, name in kb.nearest_vectors(summed, 3):
+        if name not in neighbours:
+            neighbours.append(name)
+    if sort_symbols:
+        symbols = sorted(set(neighbours) | {own})
+    else:
+        symbols = neighbours + ([own] if own not in neighbours else [])
+    return symbols, (own, summed)
+
+
+def build_event(vector_part: Sequence[str], strings: Sequence[str], sort_symbols: bool) -> Event:
+    """Vector symbols first, then the strings (code-point sorted when asked) (§3.3)."""
+    string_part = sorted(strings) if sort_symbols else list(strings)
+    return tuple(vector_part) + tuple(string_part)
