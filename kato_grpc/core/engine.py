@@ -218,7 +218,9 @@ def observe_sequence(
 ) -> Outcome:
     """Observe a batch atomically (§9.1): every item is validated before any is applied.
 
-    Later items see the patterns learned by earlier ones. Predictions are computed only
+    Later items see the patterns learned by earlier ones. `auto_learned_patterns` lists every
+    stored name in the order learned, the final learn included (conformance vector
+    ``test_observe_sequence_learn_at_end``). Predictions are computed only
     for the last item, the only one whose predictions are kept (`last_predictions`).
     """
     if len(observations) > limits.max_observations_per_sequence:
@@ -263,7 +265,7 @@ def observe_sequence(
     final_name = ""
     if learn_at_end and state.stm:
         state, new_effects, final_name = _learn(state)
-        effects.extend(new_effects)
+        record(new_effects, final_name)
     return Outcome(
         state=state,
         effects=tuple(effects),

@@ -1,0 +1,75 @@
+"""One place that turns domain exceptions into gRPC statuses with rich details.
+
+Every rejection carries a message naming the field and the reason, a
+`google.rpc.BadRequest` listing every field violation, and an `ErrorInfo` whose
+`reason` is an UPPER_SNAKE code a client can branch on (AIP-193).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from kato_grpc.core.errors import EmptyStmError, FieldViolation, LimitExceeded, NotFoundError, ValidationError
+
+__all__ = ["KatoError", "rich_status", "status_for_exception", "DOMAIN"]
+
+DOMAIN = "kato.v1"
+
+
+class KatoError(Exception):
+    """A service-level failure with its gRPC code, reason and optional violations."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        reason: str,
+        message: str,
+        violations: Iterable[FieldViolation] = (),
+        metadata: Mapping[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.violations = tuple(violations)
+        self.metadata = dict(metadata or {})
+
+
+def _pack(message) -> any_pb2.Any:
+    detail = any_pb2.Any()
+    detail.Pack(message)
+    return detail
+
+
+def rich_status(error: KatoError) -> grpc.Status:
+    """A `grpc.Status` carrying BadRequest (when there are violations) and ErrorInfo."""
+    details = []
+    if error.violations:
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations
+        ])))
+    details.append(_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)))
+    status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message, details=details)
+    return rpc_status.to_status(status)
+
+
+def status_for_exception(exc: BaseException) -> KatoError | None:
+    """Map a domain exception to a `KatoError`, or None if it is not a domain error."""
+    if isinstance(exc, KatoError):
+        return exc
+    if isinstance(exc, LimitExceeded):
+        return KatoError(grpc.StatusCode.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED", str(exc), exc.violations)
+    if isinstance(exc, ValidationError):
+        return KatoError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", str(exc), exc.violations)
+    if isinstance(exc, EmptyStmError):
+        return KatoError(grpc.StatusCode.FAILED_PRECONDITION, "EMPTY_STM", str(exc))
+    if isinstance(exc, NotFoundError):
+        reason = getattr(exc, "reason", "NOT_FOUND")
+        return KatoError(grpc.StatusCode.NOT_FOUND, reason, str(exc))
+    return None
