@@ -1,0 +1,10 @@
+"""Knowledge-base stores: one `KnowledgeStore` protocol, several back ends.
+
+`MemoryStore` (non-durable, tests) and `SqliteStore` (the durable embedded default).
+"""
+
+from kato_grpc.kb.base import KnowledgeStore, SymbolStats
+from kato_grpc.kb.memory import MemoryStore
+from kato_grpc.kb.sqlite import SqliteStore
+
+__all__ = ["KnowledgeStore", "SymbolStats", "MemoryStore", "SqliteStore"]

@@ -1,0 +1,198 @@
+"""`IndexedStore`: the part every store shares — one `MemoryKnowledgeBase` index per KB.
+
+A subclass only says how to load a KB (`_load`) and how to persist a `Change`
+(`_commit`). Every write is first computed as a `Change` against the current index,
+committed, and only then applied to the index, so a failed commit leaves the index as
+it was and the index never shows uncommitted data.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping, Sequence
+
+from kato_grpc.core.errors import FieldViolation, NotFoundError, ValidationError
+from kato_grpc.core.knowledge import MemoryKnowledgeBase
+from kato_grpc.core.learning import learned_record, strip_prefix
+from kato_grpc.core.model import ClearKnowledgeBase, Effect, IndexVectors, LearnPattern, PatternRecord
+from kato_grpc.kb.base import Affinity, SymbolStats
+
+__all__ = ["Change", "IndexedStore", "plan"]
+
+Vector = tuple[float, ...]
+
+
+@dataclass
+class Change:
+    """What one write does to a KB, in this order: clear, delete, put, add vectors."""
+
+    cleared: bool = False
+    deleted: list[str] = field(default_factory=list)
+    records: dict[str, PatternRecord] = field(default_factory=dict)  # final record per name
+    vectors: dict[str, Vector] = field(default_factory=dict)  # only entries new to the index
+    origin: tuple[str, int] | None = None  # (session id, version) of a server-held transition
+
+
+def plan(index: MemoryKnowledgeBase, effects: Sequence[Effect]) -> Change:
+    """Fold one call's effects, in order, into the `Change` they make to `index`.
+
+    Effects of one call may touch the same pattern twice (an ObserveSequence that learns
+    it again), so each learn builds on the record the earlier ones produced.
+    """
+    change = Change()
+    known: dict[str, Vector] | None = None  # the index's vectors, copied only if needed
+    dim: int | None = None
+    for effect in effects:
+        if isinstance(effect, LearnPattern):
+            before = change.records.get(effect.name)
+            if before is None and not change.cleared:
+                before = index.get_pattern(effect.name)
+            change.records[effect.name] = learned_record(before, effect)
+        elif isinstance(effect, IndexVectors):
+            if known is None:
+                known, dim = index.vectors(), index.vector_dimension()
+            # SPEC §5.2 step 3: skip a known name or a vector of another dimension;
+            # the first vector of an empty index fixes the dimension.
+            for name, vector in effect.entries:
+                dim = len(vector) if dim is None else dim
+                if name not in known and name not in change.vectors and len(vector) == dim:
+                    change.vectors[name] = tuple(vector)
+        elif isinstance(effect, ClearKnowledgeBase):
+            change, known, dim = Change(cleared=True), {}, None
+        else:  # pragma: no cover - a new effect type must be handled here
+            raise TypeError(f"unknown effect {effect!r}")
+    return change
+
+
+def _apply_to_index(index: MemoryKnowledgeBase, change: Change) -> None:
+    if change.cleared:
+        index.clear()
+    for name in change.deleted:
+        index.delete_pattern(name)
+    for record in change.records.values():
+        index.put_pattern(record)
+    index.index_vectors(change.vectors.items())
+
+
+class IndexedStore:
+    """A `KnowledgeStore` built on one in-memory index per KB, kept after first use."""
+
+    def __init__(self) -> None:
+        self._indexes: dict[str, MemoryKnowledgeBase] = {}
+        self._applied: dict[tuple[str, str], int] = {}
+        # Writers and index loading take this lock; readers of a loaded index do not.
+        self._lock = threading.Lock()
+
+    # --- what a back end provides ------------------------------------------------------
+    def _load(self, kb_id: str) -> MemoryKnowledgeBase:
+        """The KB's index as stored (called once per kb_id, under the lock)."""
+        return MemoryKnowledgeBase()
+
+    def _commit(self, kb_id: str, change: Change) -> None:
+        """Persist `change` atomically; raise (having changed nothing) on failure."""
+
+    def _last_applied(self, kb_id: str, session_id: str) -> int:
+        """The newest session version whose effects this KB has (-1 if none)."""
+        return self._applied.get((kb_id, session_id), -1)
+
+    # --- shared machinery ----------------------------------------------------------------
+    def _index(self, kb_id: str) -> MemoryKnowledgeBase:
+        index = self._indexes.get(kb_id)
+        if index is None:
+            with self._lock:
+                index = self._indexes.get(kb_id)
+                if index is None:
+                    index = self._indexes[kb_id] = self._load(kb_id)
+        return index
+
+    def _write(self, kb_id: str, make_change: Callable[[MemoryKnowledgeBase], Change]) -> None:
+        """Compute a change against the current index, commit it, then show it."""
+        index = self._index(kb_id)
+        with self._lock:
+            change = make_change(index)
+            self._commit(kb_id, change)
+            _apply_to_index(index, change)
+
+    # --- KnowledgeStore -----------------------------------------------------------------
+    def view(self, kb_id: str) -> MemoryKnowledgeBase:
+        return self._index(kb_id)
+
+    def apply(self, kb_id: str, effects: Sequence[Effect], origin: tuple[str, int] | None = None) -> None:
+        """Apply one call's effects. With an `origin` (session id, version), effects of a
+        version already applied are skipped: a repaired or repeated transition counts once."""
+        if not effects:
+            return
+        if origin is None:
+            self._write(kb_id, lambda index: plan(index, effects))
+            return
+
+        def make_change(index: MemoryKnowledgeBase) -> Change:
+            if self._last_applied(kb_id, origin[0]) >= origin[1]:
+                return Change()
+            return replace(plan(index, effects), origin=origin)
+
+        self._write(kb_id, make_change)
+        self._applied[(kb_id, origin[0])] = max(origin[1], self._applied.get((kb_id, origin[0]), -1))
+
+    def get_pattern(self, kb_id: str, name: str) -> PatternRecord | None:
+        return self._index(kb_id).get_pattern(strip_prefix(name))
+
+    def list_patterns(self, kb_id: str, after: str, limit: int) -> list[PatternRecord]:
+        return self._index(kb_id).list_patterns(strip_prefix(after), limit)
+
+    def update_pattern(
+        self,
+        kb_id: str,
+        name: str,
+        *,
+        frequency: int | None = None,
+        emotives: Sequence[Mapping[str, float]] | None = None,
+        metadata: Mapping[str, Sequence[str]] | None = None,
+    ) -> PatternRecord:
+        if frequency is not None and frequency < 1:
+            raise ValidationError(FieldViolation("frequency", f"must be >= 1, got {frequency}"))
+        name = strip_prefix(name)
+        updated: list[PatternRecord] = []
+
+        def make_change(index: MemoryKnowledgeBase) -> Change:
+            record = index.get_pattern(name)
+            if record is None:
+                raise NotFoundError(f"pattern {name!r} not found in knowledge base {kb_id!r}")
+            if frequency is not None:
+                record = replace(record, frequency=frequency)
+            if emotives is not None:
+                record = replace(record, emotives=tuple(dict(m) for m in emotives))
+            if metadata is not None:
+                tidy = {key: tuple(sorted(set(metadata[key]))) for key in sorted(metadata)}
+                record = replace(record, metadata=tidy)
+            updated.append(record)
+            return Change(records={name: record})
+
+        self._write(kb_id, make_change)
+        return updated[0]
+
+    def delete_pattern(self, kb_id: str, name: str) -> None:
+        name = strip_prefix(name)
+
+        def make_change(index: MemoryKnowledgeBase) -> Change:
+            if index.get_pattern(name) is None:
+                raise NotFoundError(f"pattern {name!r} not found in knowledge base {kb_id!r}")
+            return Change(deleted=[name])
+
+        self._write(kb_id, make_change)
+
+    def symbol_stats(self, kb_id: str) -> SymbolStats:
+        index = self._index(kb_id)
+        count = index.pattern_count()
+        return SymbolStats(index.symbol_stats(), count, count, index.total_symbols_in_patterns())
+
+    def symbol_affinity(self, kb_id: str, symbol: str | None) -> Affinity | dict[str, Affinity]:
+        index = self._index(kb_id)
+        return index.all_affinity() if symbol is None else index.symbol_affinity(symbol)
+
+    def clear(self, kb_id: str) -> None:
+        self._write(kb_id, lambda index: Change(cleared=True))
+
+    def close(self) -> None:
+        self._indexes.clear()

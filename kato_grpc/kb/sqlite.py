@@ -1,0 +1,165 @@
+"""`SqliteStore`: the durable embedded default — one SQLite database, `kato.db`.
+
+WAL journal with ``synchronous=FULL``: a write returns only after its transaction is on
+disk, so an acknowledged learn survives kill -9 and power loss. Each KB's index is
+loaded on first use and then kept in memory; reads never touch the database.
+
+Values are stored as JSON text (``ensure_ascii=False``); Python writes floats with
+``repr``, so they read back bit-for-bit, and JSON objects keep key order (emotive key
+order is meaningful, SPEC.md §5.4).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from kato_grpc.core.knowledge import MemoryKnowledgeBase
+from kato_grpc.core.model import PatternRecord
+from kato_grpc.kb.indexed import Change, IndexedStore
+
+__all__ = ["SqliteStore", "SCHEMA_VERSION"]
+
+# Migration i (1-based) takes the schema from version i-1 to i. Append only; never edit.
+_MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS patterns (
+            kb_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            events TEXT NOT NULL,
+            frequency INTEGER NOT NULL,
+            emotives TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            affinity_contrib TEXT NOT NULL,
+            PRIMARY KEY (kb_id, name)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE IF NOT EXISTS vectors (
+            kb_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            "values" TEXT NOT NULL,
+            PRIMARY KEY (kb_id, name)
+        ) WITHOUT ROWID""",
+    ],
+    [
+        # Exactly-once effects of server-held sessions: the newest applied version.
+        """CREATE TABLE IF NOT EXISTS applied (
+            kb_id TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            PRIMARY KEY (kb_id, session_id)
+        ) WITHOUT ROWID""",
+    ],
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _pattern_row(kb_id: str, r: PatternRecord) -> tuple:
+    return (
+        kb_id,
+        r.name,
+        _dumps([list(event) for event in r.events]),
+        r.frequency,
+        _dumps([dict(m) for m in r.emotives]),
+        _dumps({key: list(values) for key, values in r.metadata.items()}),
+        _dumps(dict(r.affinity_contrib)),
+    )
+
+
+def _pattern_record(row: tuple) -> PatternRecord:
+    name, events, frequency, emotives, metadata, contrib = row
+    return PatternRecord(
+        name=name,
+        events=tuple(tuple(event) for event in json.loads(events)),
+        frequency=frequency,
+        emotives=tuple(json.loads(emotives)),
+        metadata={key: tuple(values) for key, values in json.loads(metadata).items()},
+        affinity_contrib=json.loads(contrib),
+    )
+
+
+class SqliteStore(IndexedStore):
+    """Durable knowledge bases in ``<data_dir>/kato.db``."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        super().__init__()
+        path = Path(data_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path / "kato.db"
+        # isolation_level=None: no implicit transactions; we issue BEGIN/COMMIT ourselves.
+        # check_same_thread=False: the server may call from executor threads; the lock
+        # in IndexedStore serialises writers.
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Run the migrations past the stored `user_version`, all in one transaction."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")  # hold the write lock while reading the version
+            try:
+                version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+                for number, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
+                    for statement in statements:
+                        self._conn.execute(statement)
+                    self._conn.execute(f"PRAGMA user_version = {number}")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _load(self, kb_id: str) -> MemoryKnowledgeBase:
+        index = MemoryKnowledgeBase()
+        rows = self._conn.execute(
+            "SELECT name, events, frequency, emotives, metadata, affinity_contrib"
+            " FROM patterns WHERE kb_id = ? ORDER BY name",
+            (kb_id,),
+        )
+        for row in rows:
+            index.put_pattern(_pattern_record(row))
+        rows = self._conn.execute('SELECT name, "values" FROM vectors WHERE kb_id = ? ORDER BY name', (kb_id,))
+        index.index_vectors((name, tuple(json.loads(values))) for name, values in rows)
+        return index
+
+    def _commit(self, kb_id: str, change: Change) -> None:
+        # Encode before BEGIN: a value that cannot be stored fails without a transaction.
+        patterns = [_pattern_row(kb_id, record) for record in change.records.values()]
+        vectors = [(kb_id, name, _dumps(list(v))) for name, v in change.vectors.items()]
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if change.cleared:
+                conn.execute("DELETE FROM patterns WHERE kb_id = ?", (kb_id,))
+                conn.execute("DELETE FROM vectors WHERE kb_id = ?", (kb_id,))
+            if change.deleted:
+                conn.executemany(
+                    "DELETE FROM patterns WHERE kb_id = ? AND name = ?", [(kb_id, n) for n in change.deleted]
+                )
+            if patterns:
+                conn.executemany("INSERT OR REPLACE INTO patterns VALUES (?, ?, ?, ?, ?, ?, ?)", patterns)
+            if vectors:
+                conn.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?, ?)", vectors)
+            if change.origin is not None:
+                conn.execute("INSERT OR REPLACE INTO applied VALUES (?, ?, ?)", (kb_id, *change.origin))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _last_applied(self, kb_id: str, session_id: str) -> int:
+        row = self._conn.execute(
+            "SELECT version FROM applied WHERE kb_id = ? AND session_id = ?", (kb_id, session_id)
+        ).fetchone()
+        return row[0] if row else -1
+
+    def close(self) -> None:
+        with self._lock:
+            super().close()
+            self._conn.close()

@@ -1,0 +1,1 @@
+"""Server-held sessions: stores (memory, Redis) and the compare-and-set runner."""

@@ -1,0 +1,156 @@
+"""Server-held sessions: load, run the pure core, compare-and-set, apply effects once.
+
+A transition is committed by one compare-and-set of the session record on `version`;
+on conflict the step is re-run from the fresh state (the core is pure, so a re-run is
+always safe). The committed record carries the transition's effects in its `outbox`,
+and the knowledge base applies them keyed by (session id, version), which it remembers:
+a crash between the two writes is repaired by the next load, and no transition is ever
+counted twice. A client `request_id` makes a retried call return the first reply.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping
+
+from kato_grpc.core.model import Outcome, SessionState
+from kato_grpc.core.errors import NotFoundError
+from kato_grpc.sessions.base import SessionRecord, SessionStore
+from kato_grpc.sessions.effects_codec import decode_effects, encode_effects
+
+__all__ = ["SessionRunner", "ConflictExhausted", "SessionNotFound", "MAX_REPLIES"]
+
+MAX_REPLIES = 16  # recent request ids remembered per session
+
+
+class SessionNotFound(NotFoundError):
+    reason = "SESSION_NOT_FOUND"
+
+
+class ConflictExhausted(Exception):
+    """Every compare-and-set attempt lost to a concurrent writer. Maps to ABORTED."""
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How session state crosses the store boundary (protobuf bytes in production)."""
+
+    encode: Callable[[SessionState], bytes]
+    decode: Callable[[bytes], SessionState]
+
+
+class SessionRunner:
+    def __init__(
+        self,
+        store: SessionStore,
+        apply_effects: Callable[[str, tuple, tuple[str, int]], None],
+        codec: Codec,
+        *,
+        default_ttl: int = 3600,
+        auto_extend: bool = True,
+        max_attempts: int = 64,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._apply_effects = apply_effects
+        self._codec = codec
+        self.default_ttl = default_ttl
+        self._auto_extend = auto_extend
+        self._max_attempts = max_attempts
+        self._clock = clock
+        self.conflicts = 0  # CAS conflicts seen (for metrics)
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def create(self, state: SessionState, ttl_seconds: int, metadata: bytes) -> SessionRecord:
+        now = self._clock()
+        record = SessionRecord(
+            session_id=secrets.token_hex(16),
+            kb_id=state.kb_id,
+            state=self._codec.encode(state),
+            version=0,
+            ttl_seconds=ttl_seconds,
+            expires_at=now + ttl_seconds,
+            created_at=now,
+            metadata=metadata,
+        )
+        self._store.create(record)
+        return record
+
+    def load(self, session_id: str) -> SessionRecord:
+        """The live record, with any unapplied outbox repaired first. Does not extend."""
+        record = self._store.get(session_id)
+        if record is None:
+            status = self._store.status(session_id)
+            why = "has expired" if status.expired else "does not exist or was deleted"
+            raise SessionNotFound(f"session {session_id!r} {why}")
+        if record.outbox:
+            self._apply_effects(record.kb_id, decode_effects(record.outbox), (session_id, record.version))
+        return record
+
+    def state_of(self, record: SessionRecord) -> SessionState:
+        return self._codec.decode(record.state)
+
+    # --- transitions -----------------------------------------------------------------
+    def transact(
+        self,
+        session_id: str,
+        step: Callable[[SessionState], Outcome],
+        respond: Callable[[Outcome], Any],
+        request_id: str = "",
+        ttl_seconds: int | None = None,
+    ) -> tuple[Any, bytes | None]:
+        """Run `step` on the session's state and commit it.
+
+        Returns (response, None) for a fresh transition, or (None, reply bytes) when
+        `request_id` was already answered. Raises what `step` raises, with nothing written.
+        """
+        for _ in range(self._max_attempts):
+            record = self.load(session_id)
+            if request_id and request_id in record.replies:
+                return None, record.replies[request_id]
+            state = self._codec.decode(record.state)
+            outcome = step(state)
+            version = record.version + 1
+            response = respond(outcome)
+            replies: Mapping[str, bytes] = record.replies
+            if request_id:
+                kept = list(replies.items())[-(MAX_REPLIES - 1):]
+                replies = dict(kept + [(request_id, response.SerializeToString(deterministic=True))])
+            ttl = ttl_seconds if ttl_seconds is not None else record.ttl_seconds
+            updated = record.evolve(
+                state=self._codec.encode(replace(outcome.state, version=version)),
+                version=version,
+                ttl_seconds=ttl,
+                expires_at=self._clock() + ttl if self._auto_extend or ttl_seconds else record.expires_at,
+                outbox=encode_effects(outcome.effects),
+                replies=replies,
+            )
+            if self._store.compare_and_set(updated, record.version):
+                if outcome.effects:
+                    self._apply_effects(record.kb_id, outcome.effects, (session_id, version))
+                return response, None
+            self.conflicts += 1
+        raise ConflictExhausted(f"session {session_id!r} is being changed concurrently; retry the call")
+
+    def read(self, session_id: str) -> SessionState:
+        """The session's state for a read-only call; extends the TTL when auto-extend is on."""
+        record = self.load(session_id)
+        if self._auto_extend:
+            self._store.touch(session_id, record.ttl_seconds, self._clock() + record.ttl_seconds)
+        return self.state_of(record)
+
+    def extend(self, session_id: str, ttl_seconds: int) -> SessionRecord:
+        """Set the TTL and slide the expiry to now + TTL."""
+        self.load(session_id)
+        if not self._store.touch(session_id, ttl_seconds, self._clock() + ttl_seconds):
+            self.load(session_id)
+        return self.load(session_id)
+
+    def delete(self, session_id: str) -> None:
+        if not self._store.delete(session_id):
+            self.load(session_id)  # raises the right NOT_FOUND message
+            raise SessionNotFound(f"session {session_id!r} does not exist")
+
+
