@@ -1,0 +1,250 @@
+"""`KatoClient` over the generated stubs, and session objects that thread the state."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Iterator, Mapping, Sequence
+
+import grpc
+
+from kato_client.errors import from_rpc_error
+from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
+from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
+from kato_grpc._proto.kato.v1 import types_pb2 as pb
+
+__all__ = ["KatoClient", "Session", "ServerSession", "observation"]
+
+
+def observation(
+    strings: Sequence[str] = (),
+    vectors: Sequence[Sequence[float]] = (),
+    emotives: Mapping[str, float] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    unique_id: str = "",
+) -> pb.Observation:
+    """Build an `Observation` message from plain Python values."""
+    msg = pb.Observation(strings=list(strings), emotives=dict(emotives or {}), unique_id=unique_id)
+    for vector in vectors:
+        msg.vectors.add(values=list(vector))
+    if metadata:
+        msg.metadata.update(dict(metadata))
+    return msg
+
+
+def config_message(config: Mapping[str, Any] | pb.SessionConfig | None) -> pb.SessionConfig:
+    """A `SessionConfig` from a dict of overrides (only the given keys are present)."""
+    if isinstance(config, pb.SessionConfig):
+        return config
+    msg = pb.SessionConfig()
+    for key, value in (config or {}).items():
+        if key == "filter_pipeline":
+            msg.filter_pipeline.SetInParent()
+            msg.filter_pipeline.values.extend(value)
+        else:
+            setattr(msg, key, value)
+    return msg
+
+
+class KatoClient:
+    """A connection to a KATO gRPC server. Use as a context manager or call `close()`."""
+
+    def __init__(self, target: str, *, channel: grpc.Channel | None = None, timeout: float | None = 30.0,
+                 metadata: Sequence[tuple[str, str]] = ()) -> None:
+        self._channel = channel or grpc.insecure_channel(target)
+        self.stub = api_grpc.KatoServiceStub(self._channel)
+        self.timeout = timeout
+        self.metadata = tuple(metadata)
+
+    def __enter__(self) -> "KatoClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def call(self, method: str, request: Any) -> Any:
+        """Invoke an RPC by name, turning `grpc.RpcError` into typed client errors."""
+        try:
+            return getattr(self.stub, method)(request, timeout=self.timeout, metadata=self.metadata or None)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    # --- sessions ------------------------------------------------------------------------
+    def session(self, kb_id: str, config: Mapping[str, Any] | None = None) -> "Session":
+        """A client-held session: the state lives in the returned object."""
+        state = pb.SessionState(kb_id=kb_id)
+        if config:
+            state = self.call("UpdateConfig", api.UpdateConfigRequest(state=state, config=config_message(config))).state
+        return Session(self, state)
+
+    def server_session(self, kb_id: str, config: Mapping[str, Any] | None = None, ttl_seconds: int | None = None,
+                       metadata: Mapping[str, Any] | None = None) -> "ServerSession":
+        """A server-held session (CreateSession); calls carry only its id."""
+        request = api.CreateSessionRequest(kb_id=kb_id)
+        if config:
+            request.config.CopyFrom(config_message(config))
+        if ttl_seconds is not None:
+            request.ttl_seconds = ttl_seconds
+        if metadata:
+            request.metadata.update(dict(metadata))
+        created = self.call("CreateSession", request).session
+        return ServerSession(self, created.session_id, created)
+
+    # --- knowledge base ---------------------------------------------------------------
+    def get_pattern(self, kb_id: str, name: str) -> pb.Pattern:
+        return self.call("GetPattern", api.GetPatternRequest(kb_id=kb_id, name=name)).pattern
+
+    def list_patterns(self, kb_id: str, page_size: int = 0) -> Iterator[pb.Pattern]:
+        """Every pattern of the KB in name order; pages are fetched as you iterate."""
+        token = ""
+        while True:
+            page = self.call("ListPatterns", api.ListPatternsRequest(kb_id=kb_id, page_size=page_size, page_token=token))
+            yield from page.patterns
+            token = page.next_page_token
+            if not token:
+                return
+
+    def update_pattern(self, kb_id: str, name: str, *, frequency: int | None = None,
+                       emotives: Sequence[Mapping[str, float]] | None = None,
+                       metadata: Mapping[str, Sequence[str]] | None = None) -> pb.Pattern:
+        request = api.UpdatePatternRequest(kb_id=kb_id, name=name)
+        if frequency is not None:
+            request.frequency = frequency
+            request.update_mask.paths.append("frequency")
+        if emotives is not None:
+            for entry in emotives:
+                request.emotives.add(values=dict(entry))
+            request.update_mask.paths.append("emotives")
+        if metadata is not None:
+            for key, values in metadata.items():
+                request.metadata[key].values.extend(values)
+            request.update_mask.paths.append("metadata")
+        return self.call("UpdatePattern", request).pattern
+
+    def delete_pattern(self, kb_id: str, name: str) -> None:
+        self.call("DeletePattern", api.DeletePatternRequest(kb_id=kb_id, name=name))
+
+    def symbol_stats(self, kb_id: str) -> api.GetSymbolStatsResponse:
+        return self.call("GetSymbolStats", api.GetSymbolStatsRequest(kb_id=kb_id))
+
+    def symbol_affinity(self, kb_id: str, symbol: str | None = None) -> dict[str, dict[str, float]]:
+        request = api.GetSymbolAffinityRequest(kb_id=kb_id)
+        if symbol is not None:
+            request.symbol = symbol
+        response = self.call("GetSymbolAffinity", request)
+        return {a.symbol: dict(sorted(a.affinities.items())) for a in response.symbol_affinities}
+
+    def clear_knowledge_base(self, kb_id: str) -> None:
+        self.call("ClearKnowledgeBase", api.ClearKnowledgeBaseRequest(kb_id=kb_id))
+
+    def session_exists(self, session_id: str) -> api.SessionExistsResponse:
+        return self.call("SessionExists", api.SessionExistsRequest(session_id=session_id))
+
+
+class _SessionCalls:
+    """Session RPCs shared by client-held and server-held sessions."""
+
+    client: KatoClient
+
+    def _request(self, cls: Any, **fields: Any) -> Any:
+        raise NotImplementedError
+
+    def _keep(self, response: Any) -> Any:
+        return response
+
+    def observe(self, strings: Sequence[str] = (), *, vectors: Sequence[Sequence[float]] = (),
+                emotives: Mapping[str, float] | None = None, metadata: Mapping[str, Any] | None = None,
+                unique_id: str = "", return_predictions: bool = False, request_id: str = "") -> api.ObserveResponse:
+        obs = observation(strings, vectors, emotives, metadata, unique_id)
+        return self._keep(self.client.call("Observe", self._request(
+            api.ObserveRequest, observation=obs, return_predictions=return_predictions, request_id=request_id)))
+
+    def observe_sequence(self, observations: Sequence[pb.Observation | Mapping[str, Any]], *,
+                         learn_after_each: bool = False, learn_at_end: bool = False,
+                         clear_stm_between: bool = False, request_id: str = "") -> api.ObserveSequenceResponse:
+        items = [o if isinstance(o, pb.Observation) else observation(**o) for o in observations]
+        return self._keep(self.client.call("ObserveSequence", self._request(
+            api.ObserveSequenceRequest, observations=items, learn_after_each=learn_after_each,
+            learn_at_end=learn_at_end, clear_stm_between=clear_stm_between, request_id=request_id)))
+
+    def learn(self, request_id: str = "") -> str:
+        """Learn the STM; returns ``PTRN|<name>`` or "" when fewer than 2 symbols were stored."""
+        return self._keep(self.client.call("Learn", self._request(api.LearnRequest, request_id=request_id))).pattern_name
+
+    def predict(self) -> api.PredictResponse:
+        return self.client.call("Predict", self._request(api.PredictRequest))
+
+    def clear_stm(self) -> None:
+        self._keep(self.client.call("ClearStm", self._request(api.ClearStmRequest)))
+
+    def clear_all(self) -> None:
+        self._keep(self.client.call("ClearAll", self._request(api.ClearAllRequest)))
+
+    def stm(self) -> list[list[str]]:
+        return [list(e.symbols) for e in self.client.call("GetStm", self._request(api.GetStmRequest)).stm]
+
+    def percept(self) -> pb.Percept:
+        return self.client.call("GetPerceptData", self._request(api.GetPerceptDataRequest)).percept
+
+    def cognition(self) -> api.GetCognitionDataResponse:
+        return self.client.call("GetCognitionData", self._request(api.GetCognitionDataRequest))
+
+    def config(self) -> pb.SessionConfig:
+        return self.client.call("GetConfig", self._request(api.GetConfigRequest)).config
+
+    def configure(self, config: Mapping[str, Any] | pb.SessionConfig) -> pb.SessionConfig:
+        return self._keep(self.client.call("UpdateConfig", self._request(
+            api.UpdateConfigRequest, config=config_message(config)))).config
+
+
+class Session(_SessionCalls):
+    """A client-held session: every call sends `state` and keeps the one returned."""
+
+    def __init__(self, client: KatoClient, state: pb.SessionState) -> None:
+        self.client = client
+        self.state = state
+
+    @property
+    def kb_id(self) -> str:
+        return self.state.kb_id
+
+    def _request(self, cls: Any, **fields: Any) -> Any:
+        return cls(state=self.state, **fields)
+
+    def _keep(self, response: Any) -> Any:
+        if response.HasField("state"):
+            self.state = response.state
+        return response
+
+
+class ServerSession(_SessionCalls):
+    """A server-held session: calls carry `session_id`; the state lives on the server."""
+
+    def __init__(self, client: KatoClient, session_id: str, info: pb.Session | None = None) -> None:
+        self.client = client
+        self.session_id = session_id
+        self.info = info
+
+    def _request(self, cls: Any, **fields: Any) -> Any:
+        return cls(session_id=self.session_id, **fields)
+
+    def new_request_id(self) -> str:
+        return uuid.uuid4().hex
+
+    def extend(self, ttl_seconds: int) -> pb.Session:
+        return self.client.call("ExtendSession", api.ExtendSessionRequest(session_id=self.session_id, ttl_seconds=ttl_seconds)).session
+
+    def info_now(self) -> pb.Session:
+        return self.client.call("GetSession", api.GetSessionRequest(session_id=self.session_id)).session
+
+    def exists(self) -> api.SessionExistsResponse:
+        return self.client.session_exists(self.session_id)
+
+    def delete(self) -> None:
+        self.client.call("DeleteSession", api.DeleteSessionRequest(session_id=self.session_id))
+
+    def configure(self, config: Mapping[str, Any] | pb.SessionConfig) -> pb.SessionConfig:
+        return self.client.call("UpdateSessionConfig", api.UpdateSessionConfigRequest(
+            session_id=self.session_id, config=config_message(config))).config

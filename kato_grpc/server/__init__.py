@@ -1,0 +1,1 @@
+"""The gRPC shell: servicers, conversions, interceptors, wiring."""

@@ -1,0 +1,465 @@
+"""`kato.v1.KatoService`: thin methods over the pure core.
+
+Every session method does the same four things: decode the request, run one core
+function on the caller's state (client-held) or the stored one (server-held, through
+the compare-and-set runner), apply the effects to the knowledge base, encode. Nothing
+about a session is kept on `self`.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import math
+import re
+from typing import Any, Callable
+
+import grpc
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
+from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
+from kato_grpc._proto.kato.v1 import types_pb2 as pb
+from kato_grpc.core import engine
+from kato_grpc.core.config import SessionConfig, config_to_dict
+from kato_grpc.core.errors import FieldViolation, NotFoundError, ValidationError
+from kato_grpc.core.learning import PATTERN_PREFIX, strip_prefix
+from kato_grpc.core.model import Limits, Outcome, SessionState
+from kato_grpc.kb.base import KnowledgeStore
+from kato_grpc.server import convert
+from kato_grpc.server.errors import KatoError, rich_status, status_for_exception
+from kato_grpc.sessions.runner import ConflictExhausted, SessionRunner
+from kato_grpc.sessions.base import StoreUnavailable
+
+__all__ = ["KatoServicer", "validate_kb_id"]
+
+_KB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+_NAME = re.compile(r"[0-9a-f]{40}")
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+MAX_TTL_SECONDS = 2_592_000
+
+
+def validate_kb_id(kb_id: str, field: str = "kb_id") -> str:
+    if not _KB_ID.fullmatch(kb_id or ""):
+        raise ValidationError(FieldViolation(
+            field, f"{kb_id[:40]!r} must be 1-128 characters of A-Z a-z 0-9 _ . : -"))
+    return kb_id
+
+
+def _pattern_name(name: str, field: str = "name") -> str:
+    bare = strip_prefix(name)
+    if not _NAME.fullmatch(bare):
+        raise ValidationError(FieldViolation(field, f"{name[:60]!r} must be 40 lowercase hex digits, optionally prefixed PTRN|"))
+    return bare
+
+
+def _rpc(method: Callable) -> Callable:
+    """Turn domain exceptions into rich gRPC statuses; honour an expired deadline."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the call started")
+        try:
+            return method(self, request, context)
+        except ConflictExhausted as exc:
+            error = KatoError(grpc.StatusCode.ABORTED, "CONFLICT", str(exc))
+        except StoreUnavailable as exc:
+            error = KatoError(grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
+        except Exception as exc:  # noqa: BLE001 - mapped or re-raised below
+            error = status_for_exception(exc)
+            if error is None:
+                raise
+        await context.abort_with_status(rich_status(error))
+
+    return wrapper
+
+
+class _Deadline:
+    """Raised inside a call when its deadline passed before anything was written."""
+
+
+def _check_deadline(context: grpc.aio.ServicerContext) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise KatoError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED",
+                        "deadline passed; nothing was applied")
+
+
+class KatoServicer(api_grpc.KatoServiceServicer):
+    def __init__(self, kb: KnowledgeStore, sessions: SessionRunner, limits: Limits) -> None:
+        self._kb = kb
+        self._sessions = sessions
+        self._limits = limits
+
+    # --- plumbing ----------------------------------------------------------------------
+    def _client_state(self, request) -> SessionState:
+        state = convert.state_from_proto(request.state, decode_predictions=False)
+        validate_kb_id(state.kb_id, "state.kb_id")
+        return state
+
+    def _session_id(self, request) -> str:
+        if request.WhichOneof("session") is None:
+            raise ValidationError(FieldViolation("session", "set either state (client-held) or session_id (server-held)"))
+        return request.session_id
+
+    def _transition(self, request, context, step: Callable[[SessionState], Outcome],
+                    respond: Callable[[Outcome, bool], Any], response_type, keeps_predictions: bool = True):
+        """Run a state-changing step on whichever state the request names."""
+        if request.WhichOneof("session") == "state":
+            outcome = step(self._client_state(request))
+            _check_deadline(context)
+            if outcome.effects:
+                self._kb.apply(outcome.state.kb_id, outcome.effects)
+            response = respond(outcome, True)
+            carried = request.state.last_predictions if keeps_predictions else None
+            if response.HasField("state") and carried is not None and not response.state.last_predictions:
+                response.state.last_predictions.extend(carried)
+            return response
+        session_id = self._session_id(request)
+
+        def guarded(state: SessionState) -> Outcome:
+            outcome = step(state)
+            _check_deadline(context)
+            return outcome
+
+        response, replay = self._sessions.transact(
+            session_id, guarded, lambda o: respond(o, False), getattr(request, "request_id", ""))
+        return response if replay is None else response_type.FromString(replay)
+
+    def _read_state(self, request) -> SessionState:
+        if request.WhichOneof("session") == "state":
+            return convert.state_from_proto(request.state)
+        return self._sessions.read(self._session_id(request))
+
+    def _with_state(self, response, outcome: Outcome, include: bool, predictions=None):
+        if include:
+            convert.state_to_proto(outcome.state, response.state, predictions=predictions)
+        return response
+
+    # --- session operations ----------------------------------------------------------
+    @_rpc
+    def Observe(self, request: api.ObserveRequest, context):
+        observation = convert.observation_from_proto(
+            request.observation if request.HasField("observation") else None)
+
+        def step(state: SessionState) -> Outcome:
+            return engine.observe(state, observation, self._kb.view(state.kb_id), self._limits)
+
+        def respond(outcome: Outcome, include_state: bool) -> api.ObserveResponse:
+            result = outcome.result
+            response = api.ObserveResponse(
+                stm_length=result.stm_length, time=result.time, unique_id=result.unique_id,
+                auto_learned_pattern=result.auto_learned_pattern)
+            encoded = []
+            if include_state or request.return_predictions:
+                convert.predictions_to_proto(result.predictions, response.predictions)
+                encoded = response.predictions
+            if request.return_predictions:
+                convert.future_potentials_to_proto(result.future_potentials, response.future_potentials)
+            else:
+                encoded = list(encoded)
+                del response.predictions[:]
+            return self._with_state(response, outcome, include_state, predictions=encoded)
+
+        return self._transition(request, context, step, respond, api.ObserveResponse, keeps_predictions=False)
+
+    @_rpc
+    def ObserveSequence(self, request: api.ObserveSequenceRequest, context):
+        if len(request.observations) > self._limits.max_observations_per_sequence:
+            from kato_grpc.core.errors import LimitExceeded
+
+            raise LimitExceeded(FieldViolation(
+                "observations", f"{len(request.observations)} observations exceed max_observations_per_sequence="
+                f"{self._limits.max_observations_per_sequence}"))
+        observations = [convert.observation_from_proto(o) for o in request.observations]
+
+        def step(state: SessionState) -> Outcome:
+            return engine.observe_sequence(
+                state, observations, self._kb.view(state.kb_id),
+                learn_after_each=request.learn_after_each, learn_at_end=request.learn_at_end,
+                clear_stm_between=request.clear_stm_between, limits=self._limits)
+
+        def respond(outcome: Outcome, include_state: bool) -> api.ObserveSequenceResponse:
+            r = outcome.result
+            response = api.ObserveSequenceResponse(
+                observations_processed=r.observations_processed, initial_stm_length=r.initial_stm_length,
+                final_stm_length=r.final_stm_length, auto_learned_patterns=list(r.auto_learned_patterns),
+                final_learned_pattern=r.final_learned_pattern)
+            for item in r.results:
+                response.results.add(
+                    sequence_position=item.sequence_position, stm_length=item.stm_length, time=item.time,
+                    unique_id=item.unique_id, auto_learned_pattern=item.auto_learned_pattern)
+            return self._with_state(response, outcome, include_state)
+
+        return self._transition(request, context, step, respond, api.ObserveSequenceResponse,
+                                keeps_predictions=not request.observations)
+
+    @_rpc
+    def Learn(self, request: api.LearnRequest, context):
+        def respond(outcome: Outcome, include_state: bool) -> api.LearnResponse:
+            return self._with_state(api.LearnResponse(pattern_name=outcome.result), outcome, include_state)
+
+        return self._transition(request, context, engine.learn, respond, api.LearnResponse)
+
+    @_rpc
+    def Predict(self, request: api.PredictRequest, context):
+        state = self._read_state(request)
+        if request.WhichOneof("session") == "state":
+            validate_kb_id(state.kb_id, "state.kb_id")
+        result = engine.predict(state, self._kb.view(state.kb_id))
+        response = api.PredictResponse()
+        convert.predictions_to_proto(result.predictions, response.predictions)
+        convert.future_potentials_to_proto(result.future_potentials, response.future_potentials)
+        return response
+
+    @_rpc
+    def ClearStm(self, request: api.ClearStmRequest, context):
+        def respond(outcome: Outcome, include_state: bool) -> api.ClearStmResponse:
+            return self._with_state(api.ClearStmResponse(), outcome, include_state)
+
+        return self._transition(request, context, lambda s: Outcome(state=engine.clear_stm(s)), respond,
+                                api.ClearStmResponse, keeps_predictions=False)
+
+    @_rpc
+    def ClearAll(self, request: api.ClearAllRequest, context):
+        def respond(outcome: Outcome, include_state: bool) -> api.ClearAllResponse:
+            return self._with_state(api.ClearAllResponse(), outcome, include_state)
+
+        return self._transition(request, context, engine.clear_all, respond, api.ClearAllResponse,
+                                keeps_predictions=False)
+
+    @_rpc
+    def GetStm(self, request: api.GetStmRequest, context):
+        response = api.GetStmResponse()
+        convert.events_to_proto(self._read_state(request).stm, response.stm)
+        return response
+
+    @_rpc
+    def GetPerceptData(self, request: api.GetPerceptDataRequest, context):
+        state = self._read_state(request)
+        response = api.GetPerceptDataResponse()
+        if state.percept is not None:
+            convert.percept_to_proto(state.percept, response.percept)
+        return response
+
+    @_rpc
+    def GetCognitionData(self, request: api.GetCognitionDataRequest, context):
+        state = self._read_state(request)
+        data = engine.cognition_data(state)
+        response = api.GetCognitionDataResponse(
+            emotives=data["emotives"], symbols=data["symbols"], time=data["time"])
+        convert.predictions_to_proto(state.last_predictions, response.predictions)
+        convert.events_to_proto(state.stm, response.short_term_memory)
+        return response
+
+    @_rpc
+    def UpdateConfig(self, request: api.UpdateConfigRequest, context):
+        overrides = convert.overrides_from_proto(request.config)
+
+        def respond(outcome: Outcome, include_state: bool) -> api.UpdateConfigResponse:
+            response = api.UpdateConfigResponse()
+            convert.config_to_proto(outcome.state.config, response.config)
+            return self._with_state(response, outcome, include_state)
+
+        return self._transition(request, context, lambda s: Outcome(state=engine.update_config(s, overrides)),
+                                respond, api.UpdateConfigResponse)
+
+    @_rpc
+    def GetConfig(self, request: api.GetConfigRequest, context):
+        response = api.GetConfigResponse()
+        convert.config_to_proto(self._read_state(request).config, response.config)
+        return response
+
+    # --- knowledge base ------------------------------------------------------------------
+    @_rpc
+    def GetPattern(self, request: api.GetPatternRequest, context):
+        kb_id = validate_kb_id(request.kb_id)
+        name = _pattern_name(request.name)
+        record = self._kb.get_pattern(kb_id, name)
+        if record is None:
+            raise _pattern_not_found(kb_id, name)
+        response = api.GetPatternResponse()
+        convert.pattern_to_proto(record, response.pattern)
+        return response
+
+    @_rpc
+    def ListPatterns(self, request: api.ListPatternsRequest, context):
+        kb_id = validate_kb_id(request.kb_id)
+        if request.page_size < 0:
+            raise ValidationError(FieldViolation("page_size", f"{request.page_size} must not be negative"))
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = _read_page_token(request.page_token, kb_id)
+        records = self._kb.list_patterns(kb_id, after, size + 1)
+        response = api.ListPatternsResponse()
+        for record in records[:size]:
+            convert.pattern_to_proto(record, response.patterns.add())
+        if len(records) > size:
+            response.next_page_token = _page_token(kb_id, records[size - 1].name)
+        return response
+
+    @_rpc
+    def UpdatePattern(self, request: api.UpdatePatternRequest, context):
+        kb_id = validate_kb_id(request.kb_id)
+        name = _pattern_name(request.name)
+        paths = set(request.update_mask.paths) if request.HasField("update_mask") else {
+            path for path, present in (("frequency", request.frequency != 0), ("emotives", len(request.emotives) > 0),
+                                       ("metadata", len(request.metadata) > 0)) if present}
+        unknown = paths - {"frequency", "emotives", "metadata"}
+        violations = [FieldViolation("update_mask", f"unknown path {p!r}; paths are frequency, emotives, metadata")
+                      for p in sorted(unknown)]
+        if "frequency" in paths and request.frequency < 1:
+            violations.append(FieldViolation("frequency", f"{request.frequency} must be >= 1"))
+        if "emotives" in paths:
+            if len(request.emotives) > 100:
+                violations.append(FieldViolation("emotives", f"{len(request.emotives)} entries exceed 100"))
+            for i, entry in enumerate(request.emotives):
+                for key, value in entry.values.items():
+                    if not key or not math.isfinite(value):
+                        violations.append(FieldViolation(f"emotives[{i}]", f"{key!r}: {value!r} needs a non-empty name and a finite value"))
+        if not paths:
+            violations.append(FieldViolation("update_mask", "nothing to update: set frequency, emotives or metadata"))
+        if violations:
+            raise ValidationError(violations)
+        record = self._kb.update_pattern(
+            kb_id, name,
+            frequency=request.frequency if "frequency" in paths else None,
+            emotives=[convert.emotives_from_proto(e.values) for e in request.emotives] if "emotives" in paths else None,
+            metadata={k: list(v.values) for k, v in request.metadata.items()} if "metadata" in paths else None,
+        )
+        response = api.UpdatePatternResponse()
+        convert.pattern_to_proto(record, response.pattern)
+        return response
+
+    @_rpc
+    def DeletePattern(self, request: api.DeletePatternRequest, context):
+        kb_id = validate_kb_id(request.kb_id)
+        name = _pattern_name(request.name)
+        if self._kb.get_pattern(kb_id, name) is None:
+            raise _pattern_not_found(kb_id, name)
+        self._kb.delete_pattern(kb_id, name)
+        return api.DeletePatternResponse()
+
+    @_rpc
+    def GetSymbolStats(self, request: api.GetSymbolStatsRequest, context):
+        stats = self._kb.symbol_stats(validate_kb_id(request.kb_id))
+        response = api.GetSymbolStatsResponse(
+            total_unique_patterns=stats.total_unique_patterns,
+            total_pattern_frequencies=stats.total_pattern_frequencies,
+            total_symbols_in_patterns_frequencies=stats.total_symbols_in_patterns_frequencies)
+        for symbol, frequency, pmf in stats.symbols:
+            response.symbol_stats.add(symbol=symbol, frequency=frequency, pattern_member_frequency=pmf)
+        return response
+
+    @_rpc
+    def GetSymbolAffinity(self, request: api.GetSymbolAffinityRequest, context):
+        kb_id = validate_kb_id(request.kb_id)
+        response = api.GetSymbolAffinityResponse()
+        if request.HasField("symbol"):
+            affinities = {request.symbol: self._kb.symbol_affinity(kb_id, request.symbol)}
+        else:
+            affinities = self._kb.symbol_affinity(kb_id, None)
+        for symbol, values in affinities.items():
+            response.symbol_affinities.add(symbol=symbol, affinities=values)
+        return response
+
+    @_rpc
+    def ClearKnowledgeBase(self, request: api.ClearKnowledgeBaseRequest, context):
+        self._kb.clear(validate_kb_id(request.kb_id))
+        return api.ClearKnowledgeBaseResponse()
+
+    @_rpc
+    def FinalizeTraining(self, request: api.FinalizeTrainingRequest, context):
+        stats = self._kb.symbol_stats(validate_kb_id(request.kb_id))
+        return api.FinalizeTrainingResponse(patterns_processed=stats.total_unique_patterns)
+
+    # --- server-held sessions ----------------------------------------------------------
+    def _session_message(self, record, out: pb.Session) -> pb.Session:
+        state = self._sessions.state_of(record)
+        out.session_id = record.session_id
+        out.kb_id = record.kb_id
+        out.ttl_seconds = record.ttl_seconds
+        if record.metadata:
+            out.metadata.ParseFromString(record.metadata)
+        convert.config_to_proto(state.config, out.config)
+        out.expires_at.FromNanoseconds(int(record.expires_at * 1e9))
+        return out
+
+    @_rpc
+    def CreateSession(self, request: api.CreateSessionRequest, context):
+        kb_id = validate_kb_id(request.kb_id)
+        ttl = request.ttl_seconds if request.HasField("ttl_seconds") else self._sessions.default_ttl
+        if not 1 <= ttl <= MAX_TTL_SECONDS:
+            raise ValidationError(FieldViolation("ttl_seconds", f"{ttl} must be in [1, {MAX_TTL_SECONDS}]"))
+        state = engine.new_session(kb_id)
+        if request.HasField("config"):
+            state = engine.update_config(state, convert.overrides_from_proto(request.config))
+        metadata = request.metadata.SerializeToString(deterministic=True) if request.HasField("metadata") else b""
+        record = self._sessions.create(state, ttl, metadata)
+        response = api.CreateSessionResponse()
+        self._session_message(record, response.session)
+        return response
+
+    @_rpc
+    def GetSession(self, request: api.GetSessionRequest, context):
+        self._sessions.read(request.session_id)
+        response = api.GetSessionResponse()
+        self._session_message(self._sessions.load(request.session_id), response.session)
+        return response
+
+    @_rpc
+    def DeleteSession(self, request: api.DeleteSessionRequest, context):
+        self._sessions.delete(request.session_id)
+        return api.DeleteSessionResponse()
+
+    @_rpc
+    def ExtendSession(self, request: api.ExtendSessionRequest, context):
+        if not 1 <= request.ttl_seconds <= MAX_TTL_SECONDS:
+            raise ValidationError(FieldViolation("ttl_seconds", f"{request.ttl_seconds} must be in [1, {MAX_TTL_SECONDS}]"))
+        record = self._sessions.extend(request.session_id, request.ttl_seconds)
+        response = api.ExtendSessionResponse()
+        self._session_message(record, response.session)
+        return response
+
+    @_rpc
+    def UpdateSessionConfig(self, request: api.UpdateSessionConfigRequest, context):
+        overrides = convert.overrides_from_proto(request.config)
+
+        def respond(outcome: Outcome) -> api.UpdateSessionConfigResponse:
+            response = api.UpdateSessionConfigResponse()
+            convert.config_to_proto(outcome.state.config, response.config)
+            return response
+
+        response, replay = self._sessions.transact(
+            request.session_id, lambda s: Outcome(state=engine.update_config(s, overrides)), respond)
+        return response
+
+    @_rpc
+    def SessionExists(self, request: api.SessionExistsRequest, context):
+        status = self._sessions.exists(request.session_id)
+        return api.SessionExistsResponse(exists=status.exists, expired=status.expired)
+
+
+def _pattern_not_found(kb_id: str, name: str) -> KatoError:
+    return KatoError(grpc.StatusCode.NOT_FOUND, "PATTERN_NOT_FOUND",
+                     f"pattern {PATTERN_PREFIX}{name} is not in knowledge base {kb_id!r}",
+                     metadata={"kbId": kb_id, "patternName": name})
+
+
+def _page_token(kb_id: str, after: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"kb": kb_id, "after": after}).encode()).decode()
+
+
+def _read_page_token(token: str, kb_id: str) -> str:
+    if not token:
+        return ""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if data["kb"] != kb_id:
+            raise ValueError("kb_id changed between pages")
+        return str(data["after"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValidationError(FieldViolation("page_token", f"is not a token this server issued for kb_id {kb_id!r} ({exc})"))
