@@ -25,9 +25,38 @@ def _core_backend(request: pytest.FixtureRequest) -> Callable[[], object]:
     return CoreAdapter
 
 
+def _grpc_backend(mode: str) -> Callable[[pytest.FixtureRequest], Callable[[], object]]:
+    def backend(request: pytest.FixtureRequest) -> Callable[[], object]:
+        from tests.conformance.grpc_adapter import GrpcAdapter
+
+        server = request.getfixturevalue("kato_server")
+        adapters: list[GrpcAdapter] = []
+
+        def factory() -> GrpcAdapter:
+            adapters.append(GrpcAdapter(server.target, mode))
+            return adapters[-1]
+
+        request.addfinalizer(lambda: [a.close() for a in adapters])
+        return factory
+
+    return backend
+
+
 CONFORMANCE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Callable[[], object]]] = {
     "core": _core_backend,
+    "grpc-client-held": _grpc_backend("client"),
+    "grpc-server-held": _grpc_backend("server"),
 }
+
+
+@pytest.fixture(scope="session")
+def kato_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real server process (embedded SQLite store) shared by the session's tests."""
+    from tests.support.server import ServerProcess
+
+    server = ServerProcess(["--data-dir", str(tmp_path_factory.mktemp("kato-data"))]).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(params=sorted(CONFORMANCE_BACKENDS))

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from kato_grpc.core.model import Outcome, SessionState
 from kato_grpc.core.errors import NotFoundError
-from kato_grpc.sessions.base import SessionRecord, SessionStore
+from kato_grpc.sessions.base import SessionRecord, SessionStatus, SessionStore
 from kato_grpc.sessions.effects_codec import decode_effects, encode_effects
 
 __all__ = ["SessionRunner", "ConflictExhausted", "SessionNotFound", "MAX_REPLIES"]
@@ -147,6 +147,10 @@ class SessionRunner:
         if not self._store.touch(session_id, ttl_seconds, self._clock() + ttl_seconds):
             self.load(session_id)
         return self.load(session_id)
+
+    def exists(self, session_id: str) -> SessionStatus:
+        """Whether the session is live or has expired; never extends the TTL."""
+        return self._store.status(session_id)
 
     def delete(self, session_id: str) -> None:
         if not self._store.delete(session_id):

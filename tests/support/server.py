@@ -1,0 +1,78 @@
+"""Real server processes for tests: `kato-grpc serve` on an ephemeral loopback port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+_LISTENING = re.compile(r"listening on ([\d.]+):(\d+)")
+
+
+@dataclass
+class ServerProcess:
+    """A `kato-grpc serve` child process; `target` is host:port."""
+
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    target: str = ""
+    output: list[str] = field(default_factory=list)
+
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
+        env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'clients' / 'python'}", **self.env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kato_grpc", "serve", "--host", "127.0.0.1", "--port", "0", *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            match = _LISTENING.search(line)
+            if match:
+                self.target = f"{match.group(1)}:{match.group(2)}"
+                threading.Thread(target=self._drain, daemon=True).start()
+                self.wait_healthy()
+                return self
+        self.process.kill()
+        raise RuntimeError("server did not start:\n" + "".join(self.output))
+
+    def _drain(self) -> None:
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def wait_healthy(self, timeout: float = 10.0) -> None:
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
