@@ -1,5 +1,12 @@
 # KATO gRPC — developer targets.
 #
+#   make serve       set up (venv + package) and serve on 127.0.0.1:50051, embedded store
+#   make test        set up everything the tests need (venv, redis-server, clickhouse-server,
+#                    grpcurl, Go and Node client deps) and run the whole suite
+#   make setup       only the Python virtualenv with the package and its dev tools
+#   make lint        buf lint of protos/ and a check that generated code matches protos/
+#   make bench       the benchmarks in loadtest/ (figures, not pass/fail)
+#
 # Proto targets:
 #   make proto       regenerate kato_grpc/_proto/ from protos/ (committed output),
 #                    including kato_v1.binpb, a descriptor set with the comments
@@ -37,7 +44,47 @@ GOOGLEAPIS_INCLUDE = $(shell $(PY) -c 'import os, google.api.field_behavior_pb2 
 
 PROTOC = $(PY) -m grpc_tools.protoc -I $(PROTO_SRC) -I $(GRPC_TOOLS_INCLUDE) -I $(GOOGLEAPIS_INCLUDE)
 
-.PHONY: proto proto-deps lint-proto
+.PHONY: setup setup-system serve test test-only lint check-proto breaking bench proto proto-deps lint-proto
+
+PYTHON ?= python3
+VENV := .venv
+GOBIN := $(HOME)/go/bin
+export PATH := $(CURDIR)/$(VENV)/bin:$(GOBIN):/usr/local/go/bin:$(PATH)
+
+# The virtualenv is rebuilt only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+serve: setup
+	$(VENV)/bin/kato-grpc serve
+
+# System packages and tools the integration and e2e tests use (Debian; needs root).
+setup-system:
+	./scripts/setup-system.sh
+
+test: setup setup-system test-only
+
+test-only:
+	$(PY) -m pytest -q
+
+lint: lint-proto check-proto
+
+# Fails when the committed generated code differs from what protos/ generates.
+check-proto: setup
+	$(MAKE) --no-print-directory proto >/dev/null
+	git diff --exit-code --stat -- $(PROTO_OUT) || (echo "generated code is stale: run make proto and commit" && exit 1)
+
+# Breaking-change check of protos/ against the last commit that changed them.
+breaking: proto-deps
+	./scripts/buf-breaking.sh
+
+bench: setup
+	$(PY) loadtest/bench_core.py
 
 proto:
 	rm -rf $(PROTO_OUT)/kato $(PROTO_OUT)/kato_v1.binpb

@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
             _add(serve, f.name, getattr(defaults, f.name))
     for f in fields(Limits):
         _add(serve, f.name, getattr(defaults.limits, f.name))
+    health = sub.add_parser("health", help="check a server's gRPC health (exit 0 when SERVING)")
+    health.add_argument("--target", default=os.environ.get("KATO_HEALTH_TARGET", "127.0.0.1:50051"),
+                        help="host:port to check (env KATO_HEALTH_TARGET; default 127.0.0.1:50051)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
     return parser
 
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the integration and e2e tests need on a fresh Debian machine:
+# redis-server and clickhouse-server (Debian packages), grpcurl (Go module proxy),
+# the Go client's tools and the Node client's packages. Idempotent: skips what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v clickhouse-server >/dev/null || need_apt+=(clickhouse-server clickhouse-client)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+export PATH="$HOME/go/bin:/usr/local/go/bin:$PATH"
+if command -v go >/dev/null; then
+  command -v grpcurl >/dev/null || go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest
+  command -v protoc-gen-go >/dev/null || go install google.golang.org/protobuf/cmd/protoc-gen-go@latest
+  command -v protoc-gen-go-grpc >/dev/null || go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@latest
+  if [ -f clients/go/go.mod ]; then (cd clients/go && go mod download); fi
+fi
+if command -v npm >/dev/null && [ -f clients/node/package-lock.json ]; then
+  (cd clients/node && npm ci --silent --no-audit --no-fund)
+fi
