@@ -19,6 +19,7 @@ __all__ = [
     "character_similarity",
     "character_ratio",
     "matching_blocks",
+    "BlockMatcher",
     "Alignment",
     "align",
     "fuzzy_matches",
@@ -65,17 +66,34 @@ def character_similarity(p: Sequence[str], q: Sequence[str]) -> float:
     return character_ratio(s1, s2) * 100.0 / 100.0
 
 
-def matching_blocks(p: Sequence[object], q: Sequence[object]) -> list[tuple[int, int, int]]:
+class BlockMatcher:
     """Greedy longest-run blocks ``(i, j, k)`` with ``p[i:i+k] == q[j:j+k]`` (§6.3).
 
     Among equally long runs the smallest `i`, then the smallest `j` wins. No junk, no
     popularity heuristic: exactly difflib with ``autojunk=False``, sentinel dropped.
+    The state `q` is fixed once: difflib indexes its second sequence, so one matcher
+    serves every candidate pattern of a Predict.
+
+    >>> BlockMatcher(["b", "a"]).blocks(["a", "b", "c", "a"])
+    [(0, 1, 1)]
+    """
+
+    def __init__(self, q: Sequence[object]) -> None:
+        self._matcher = SequenceMatcher(None, autojunk=False)
+        self._matcher.set_seq2(q)
+
+    def blocks(self, p: Sequence[object]) -> list[tuple[int, int, int]]:
+        self._matcher.set_seq1(p)
+        return [(block.a, block.b, block.size) for block in self._matcher.get_matching_blocks()[:-1]]
+
+
+def matching_blocks(p: Sequence[object], q: Sequence[object]) -> list[tuple[int, int, int]]:
+    """The blocks of one pattern against one state (see `BlockMatcher`).
 
     >>> matching_blocks(["a", "b", "c", "a"], ["b", "a"])
     [(0, 1, 1)]
     """
-    blocks = SequenceMatcher(None, p, q, autojunk=False).get_matching_blocks()
-    return [(block.a, block.b, block.size) for block in blocks[:-1]]
+    return BlockMatcher(q).blocks(p)
 
 
 def fuzzy_matches(

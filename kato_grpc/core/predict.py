@@ -20,10 +20,10 @@ from kato_grpc.core.knowledge import KnowledgeView, symbol_affinity
 from kato_grpc.core.learning import average_emotives
 from kato_grpc.core.matching import (
     Alignment,
+    BlockMatcher,
     align,
     character_similarity,
     flatten,
-    matching_blocks,
     token_similarity,
 )
 from kato_grpc.core.model import Event, FuturePotential, PatternRecord, Prediction, PredictResult
@@ -91,6 +91,7 @@ def _score_candidates(
 ) -> list[_Scored]:
     interner = _Interner()
     q_ids = interner.ids(q)
+    matcher = BlockMatcher(q_ids)
     n = len(q)
     threshold = config.recall_threshold
     scored: list[_Scored] = []
@@ -105,7 +106,7 @@ def _score_candidates(
             similarity = character_similarity(p, q)
         if similarity < threshold:
             continue
-        blocks = matching_blocks(p_ids, q_ids)
+        blocks = matcher.blocks(p_ids)
         if not blocks and threshold > 0:
             continue
         alignment = align(record.events, p, stm, q, blocks, config.fuzzy_token_threshold)
