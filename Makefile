@@ -112,8 +112,62 @@ proto:
 	$(PY) -c 'import kato_grpc._proto.kato.v1.kato_service_pb2_grpc'
 
 proto-deps:
-	mkdir -p $(PROTO_DEPS)/google/api
+	mkdir -p $(PROTO_DEPS)/google/api $(PROTO_DEPS)/google/rpc
 	cp $(GOOGLEAPIS_INCLUDE)/google/api/field_behavior.proto $(PROTO_DEPS)/google/api/
+	cp $(GOOGLEAPIS_INCLUDE)/google/rpc/status.proto $(PROTO_DEPS)/google/rpc/
 
 lint-proto: proto-deps
 	$(BUF) lint
+
+# Go stubs and the Node client's proto imports (committed output).
+#
+#   make proto-go    clients/go/katov1/*.pb.go with protoc-gen-go and
+#                    protoc-gen-go-grpc, at the versions pinned below (their
+#                    version is written into every generated file). Install
+#                    them once with
+#                      go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+#                      go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v$(PROTOC_GEN_GO_GRPC_VERSION)
+#                    then generation is offline. Go import paths come from the
+#                    `option go_package` lines of protos/kato/v1/*.proto.
+#   make proto-node  clients/node/third_party/google/{api,rpc}/*.proto,
+#                    copied from the googleapis-common-protos wheel (as
+#                    proto-deps does for buf) and committed: the Node client
+#                    loads protos/kato/v1/*.proto with @grpc/proto-loader at
+#                    run time and needs these imports (google/protobuf/* ship
+#                    inside protobufjs), but neither protoc nor this venv.
+#                    No code is generated. Offline, venv only.
+#
+# `make proto` runs both, so one command regenerates every language.
+
+GO ?= go
+GO_BIN ?= $(shell $(GO) env GOPATH 2>/dev/null || echo $(HOME)/go)/bin
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := 1.6.2
+GO_CLIENT := clients/go
+GO_MODULE := github.com/kato-grpc/kato-grpc/clients/go
+NODE_CLIENT := clients/node
+
+.PHONY: proto-go proto-node
+proto: proto-go proto-node
+
+proto-go:
+	@$(GO_BIN)/protoc-gen-go --version 2>/dev/null | grep -qx 'protoc-gen-go $(PROTOC_GEN_GO_VERSION)' || { \
+	  echo "proto-go: needs protoc-gen-go $(PROTOC_GEN_GO_VERSION) in $(GO_BIN):"; \
+	  echo "  go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)"; exit 1; }
+	@$(GO_BIN)/protoc-gen-go-grpc --version 2>/dev/null | grep -qx 'protoc-gen-go-grpc $(PROTOC_GEN_GO_GRPC_VERSION)' || { \
+	  echo "proto-go: needs protoc-gen-go-grpc $(PROTOC_GEN_GO_GRPC_VERSION) in $(GO_BIN):"; \
+	  echo "  go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v$(PROTOC_GEN_GO_GRPC_VERSION)"; exit 1; }
+	rm -rf $(GO_CLIENT)/katov1
+	$(PROTOC) \
+	  --plugin=protoc-gen-go=$(GO_BIN)/protoc-gen-go \
+	  --plugin=protoc-gen-go-grpc=$(GO_BIN)/protoc-gen-go-grpc \
+	  --go_out=$(GO_CLIENT) --go_opt=module=$(GO_MODULE) \
+	  --go-grpc_out=$(GO_CLIENT) --go-grpc_opt=module=$(GO_MODULE) \
+	  $(PROTO_FILES)
+
+proto-node:
+	rm -rf $(NODE_CLIENT)/third_party
+	mkdir -p $(NODE_CLIENT)/third_party/google/api $(NODE_CLIENT)/third_party/google/rpc
+	cp $(GOOGLEAPIS_INCLUDE)/google/api/field_behavior.proto $(NODE_CLIENT)/third_party/google/api/
+	cp $(GOOGLEAPIS_INCLUDE)/google/rpc/status.proto $(GOOGLEAPIS_INCLUDE)/google/rpc/error_details.proto \
+	  $(NODE_CLIENT)/third_party/google/rpc/

@@ -17,8 +17,8 @@ fi
 export PATH="$HOME/go/bin:/usr/local/go/bin:$PATH"
 if command -v go >/dev/null; then
   command -v grpcurl >/dev/null || go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest
-  command -v protoc-gen-go >/dev/null || go install google.golang.org/protobuf/cmd/protoc-gen-go@latest
-  command -v protoc-gen-go-grpc >/dev/null || go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@latest
+  command -v protoc-gen-go >/dev/null || go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+  command -v protoc-gen-go-grpc >/dev/null || go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
   if [ -f clients/go/go.mod ]; then (cd clients/go && go mod download); fi
 fi
 if command -v npm >/dev/null && [ -f clients/node/package-lock.json ]; then

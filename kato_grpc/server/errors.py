@@ -16,7 +16,7 @@ from grpc_status import rpc_status
 
 from kato_grpc.core.errors import EmptyStmError, FieldViolation, LimitExceeded, NotFoundError, ValidationError
 
-__all__ = ["KatoError", "rich_status", "status_for_exception", "DOMAIN"]
+__all__ = ["KatoError", "rich_status", "status_message", "status_for_exception", "DOMAIN"]
 
 DOMAIN = "kato.v1"
 
@@ -48,6 +48,11 @@ def _pack(message) -> any_pb2.Any:
 
 def rich_status(error: KatoError) -> grpc.Status:
     """A `grpc.Status` carrying BadRequest (when there are violations) and ErrorInfo."""
+    return rpc_status.to_status(status_message(error))
+
+
+def status_message(error: KatoError) -> status_pb2.Status:
+    """The `google.rpc.Status` of an error, with BadRequest and ErrorInfo details."""
     details = []
     if error.violations:
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
@@ -55,8 +60,7 @@ def rich_status(error: KatoError) -> grpc.Status:
             for v in error.violations
         ])))
     details.append(_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)))
-    status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message, details=details)
-    return rpc_status.to_status(status)
+    return status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message, details=details)
 
 
 def status_for_exception(exc: BaseException) -> KatoError | None:
@@ -71,5 +75,5 @@ def status_for_exception(exc: BaseException) -> KatoError | None:
         return KatoError(grpc.StatusCode.FAILED_PRECONDITION, "EMPTY_STM", str(exc))
     if isinstance(exc, NotFoundError):
         reason = getattr(exc, "reason", "NOT_FOUND")
-        return KatoError(grpc.StatusCode.NOT_FOUND, reason, str(exc))
+        return KatoError(grpc.StatusCode.NOT_FOUND, reason, str(exc), metadata=getattr(exc, "metadata", None))
     return None

@@ -23,12 +23,12 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.core import engine
 from kato_grpc.core.config import SessionConfig, config_to_dict
-from kato_grpc.core.errors import FieldViolation, NotFoundError, ValidationError
+from kato_grpc.core.errors import EmptyStmError, FieldViolation, NotFoundError, ValidationError
 from kato_grpc.core.learning import PATTERN_PREFIX, strip_prefix
 from kato_grpc.core.model import Limits, Outcome, SessionState
 from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.server import convert
-from kato_grpc.server.errors import KatoError, rich_status, status_for_exception
+from kato_grpc.server.errors import KatoError, rich_status, status_for_exception, status_message
 from kato_grpc.sessions.runner import ConflictExhausted, SessionRunner
 from kato_grpc.sessions.base import StoreUnavailable
 
@@ -55,6 +55,14 @@ def _pattern_name(name: str, field: str = "name") -> str:
     return bare
 
 
+def _map_exception(exc: BaseException) -> KatoError | None:
+    if isinstance(exc, ConflictExhausted):
+        return KatoError(grpc.StatusCode.ABORTED, "CONFLICT", str(exc))
+    if isinstance(exc, StoreUnavailable):
+        return KatoError(grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
+    return status_for_exception(exc)
+
+
 def _rpc(method: Callable) -> Callable:
     """Turn domain exceptions into rich gRPC statuses; honour an expired deadline."""
 
@@ -65,21 +73,13 @@ def _rpc(method: Callable) -> Callable:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the call started")
         try:
             return method(self, request, context)
-        except ConflictExhausted as exc:
-            error = KatoError(grpc.StatusCode.ABORTED, "CONFLICT", str(exc))
-        except StoreUnavailable as exc:
-            error = KatoError(grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
         except Exception as exc:  # noqa: BLE001 - mapped or re-raised below
-            error = status_for_exception(exc)
+            error = _map_exception(exc)
             if error is None:
                 raise
         await context.abort_with_status(rich_status(error))
 
     return wrapper
-
-
-class _Deadline:
-    """Raised inside a call when its deadline passed before anything was written."""
 
 
 def _check_deadline(context: grpc.aio.ServicerContext) -> None:
@@ -150,20 +150,15 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             return engine.observe(state, observation, self._kb.view(state.kb_id), self._limits)
 
         def respond(outcome: Outcome, include_state: bool) -> api.ObserveResponse:
-            result = outcome.result
-            response = api.ObserveResponse(
-                stm_length=result.stm_length, time=result.time, unique_id=result.unique_id,
-                auto_learned_pattern=result.auto_learned_pattern)
-            encoded = []
-            if include_state or request.return_predictions:
-                convert.predictions_to_proto(result.predictions, response.predictions)
+            response = observe_response(outcome.result, request.return_predictions)
+            if include_state:
+                # Encode the predictions once: they are also the new state's last_predictions.
                 encoded = response.predictions
-            if request.return_predictions:
-                convert.future_potentials_to_proto(result.future_potentials, response.future_potentials)
-            else:
-                encoded = list(encoded)
-                del response.predictions[:]
-            return self._with_state(response, outcome, include_state, predictions=encoded)
+                if not request.return_predictions:
+                    encoded = api.ObserveResponse().predictions
+                    convert.predictions_to_proto(outcome.result.predictions, encoded)
+                convert.state_to_proto(outcome.state, response.state, predictions=encoded)
+            return response
 
         return self._transition(request, context, step, respond, api.ObserveResponse, keeps_predictions=False)
 
@@ -308,8 +303,10 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         paths = set(request.update_mask.paths) if request.HasField("update_mask") else {
             path for path, present in (("frequency", request.frequency != 0), ("emotives", len(request.emotives) > 0),
                                        ("metadata", len(request.metadata) > 0)) if present}
+        if "*" in paths:  # the proto documents `*` as all three
+            paths = paths - {"*"} | {"frequency", "emotives", "metadata"}
         unknown = paths - {"frequency", "emotives", "metadata"}
-        violations = [FieldViolation("update_mask", f"unknown path {p!r}; paths are frequency, emotives, metadata")
+        violations = [FieldViolation("update_mask", f"unknown path {p!r}; paths are frequency, emotives, metadata or *")
                       for p in sorted(unknown)]
         if "frequency" in paths and request.frequency < 1:
             violations.append(FieldViolation("frequency", f"{request.frequency} must be >= 1"))
@@ -324,12 +321,15 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             violations.append(FieldViolation("update_mask", "nothing to update: set frequency, emotives or metadata"))
         if violations:
             raise ValidationError(violations)
-        record = self._kb.update_pattern(
-            kb_id, name,
-            frequency=request.frequency if "frequency" in paths else None,
-            emotives=[convert.emotives_from_proto(e.values) for e in request.emotives] if "emotives" in paths else None,
-            metadata={k: list(v.values) for k, v in request.metadata.items()} if "metadata" in paths else None,
-        )
+        try:
+            record = self._kb.update_pattern(
+                kb_id, name,
+                frequency=request.frequency if "frequency" in paths else None,
+                emotives=[convert.emotives_from_proto(e.values) for e in request.emotives] if "emotives" in paths else None,
+                metadata={k: list(v.values) for k, v in request.metadata.items()} if "metadata" in paths else None,
+            )
+        except NotFoundError:
+            raise _pattern_not_found(kb_id, name) from None
         response = api.UpdatePatternResponse()
         convert.pattern_to_proto(record, response.pattern)
         return response
@@ -338,9 +338,10 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     def DeletePattern(self, request: api.DeletePatternRequest, context):
         kb_id = validate_kb_id(request.kb_id)
         name = _pattern_name(request.name)
-        if self._kb.get_pattern(kb_id, name) is None:
-            raise _pattern_not_found(kb_id, name)
-        self._kb.delete_pattern(kb_id, name)
+        try:
+            self._kb.delete_pattern(kb_id, name)
+        except NotFoundError:
+            raise _pattern_not_found(kb_id, name) from None
         return api.DeletePatternResponse()
 
     @_rpc
@@ -441,6 +442,112 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     def SessionExists(self, request: api.SessionExistsRequest, context):
         status = self._sessions.exists(request.session_id)
         return api.SessionExistsResponse(exists=status.exists, expired=status.expired)
+
+
+    # --- streaming -----------------------------------------------------------------------
+    async def StreamObservations(self, request_iterator, context: grpc.aio.ServicerContext):
+        """Answer each step of an observation feed in order (see the proto)."""
+        stream = _Stream(self, context)
+        try:
+            async for message in request_iterator:
+                try:
+                    yield stream.answer(message)
+                except (ValidationError, EmptyStmError) as exc:
+                    if not stream.opened:
+                        raise
+                    # A rejected step changed nothing: answer it in-band, keep the feed going.
+                    yield api.StreamObservationsResponse(error=status_message(_map_exception(exc)))
+            if stream.client_state is not None:
+                yield api.StreamObservationsResponse(closed=api.StreamClosed(
+                    state=convert.state_to_proto(stream.client_state)))
+        except Exception as exc:  # noqa: BLE001 - mapped or re-raised below
+            error = _map_exception(exc)
+            if error is None:
+                raise
+            await context.abort_with_status(rich_status(error))
+
+
+class _Stream:
+    """The state of one StreamObservations call: which session, and its state if client-held."""
+
+    def __init__(self, servicer: KatoServicer, context: grpc.aio.ServicerContext) -> None:
+        self._servicer = servicer
+        self._context = context
+        self.opened = False
+        self.client_state: SessionState | None = None
+        self._session_id = ""
+        self._return_predictions = False
+
+    def answer(self, message: api.StreamObservationsRequest) -> api.StreamObservationsResponse:
+        kind = message.WhichOneof("step")
+        if not self.opened:
+            if kind != "open":
+                raise ValidationError(FieldViolation("step", "the first message of a stream must be `open`"))
+            return self._open(message.open)
+        if kind == "open" or kind is None:
+            raise ValidationError(FieldViolation("step", "after `open`, send observation, learn or clear_stm"))
+        servicer = self._servicer
+        if kind == "observation":
+            observation = convert.observation_from_proto(message.observation)
+
+            def step(state: SessionState) -> Outcome:
+                return engine.observe(state, observation, servicer._kb.view(state.kb_id), servicer._limits)
+
+            def respond(outcome: Outcome) -> api.StreamObservationsResponse:
+                return api.StreamObservationsResponse(observed=observe_response(outcome.result, self._return_predictions))
+        elif kind == "learn":
+            step = engine.learn
+
+            def respond(outcome: Outcome) -> api.StreamObservationsResponse:
+                return api.StreamObservationsResponse(learned=api.LearnResponse(pattern_name=outcome.result))
+        else:
+            def step(state: SessionState) -> Outcome:
+                return Outcome(state=engine.clear_stm(state))
+
+            def respond(outcome: Outcome) -> api.StreamObservationsResponse:
+                return api.StreamObservationsResponse(cleared=api.ClearStmResponse())
+        if self.client_state is None:
+            response, _ = servicer._sessions.transact(self._session_id, self._guarded(step), respond)
+            return response
+        outcome = self._guarded(step)(self.client_state)
+        if outcome.effects:
+            servicer._kb.apply(outcome.state.kb_id, outcome.effects)
+        self.client_state = outcome.state
+        return respond(outcome)
+
+    def _guarded(self, step: Callable[[SessionState], Outcome]) -> Callable[[SessionState], Outcome]:
+        def run(state: SessionState) -> Outcome:
+            outcome = step(state)
+            _check_deadline(self._context)
+            return outcome
+
+        return run
+
+    def _open(self, opened: api.StreamOpen) -> api.StreamObservationsResponse:
+        held = opened.WhichOneof("session")
+        if held is None:
+            raise ValidationError(FieldViolation("open.session", "set either state or session_id"))
+        if held == "state":
+            self.client_state = convert.state_from_proto(opened.state, prefix="open.state")
+            validate_kb_id(self.client_state.kb_id, "open.state.kb_id")
+            stm_length = len(self.client_state.stm)
+        else:
+            self._session_id = opened.session_id
+            stm_length = len(self._servicer._sessions.read(opened.session_id).stm)
+        self.opened = True
+        self._return_predictions = opened.return_predictions
+        return api.StreamObservationsResponse(opened=api.StreamOpened(stm_length=stm_length))
+
+
+def observe_response(result, return_predictions: bool) -> api.ObserveResponse:
+    """An ObserveResponse without state: the result, and the predictions when asked."""
+    response = api.ObserveResponse(
+        stm_length=result.stm_length, time=result.time, unique_id=result.unique_id,
+        auto_learned_pattern=result.auto_learned_pattern)
+    if return_predictions:
+        convert.predictions_to_proto(result.predictions, response.predictions)
+        convert.future_potentials_to_proto(result.future_potentials, response.future_potentials)
+    return response
 
 
 def _pattern_not_found(kb_id: str, name: str) -> KatoError:

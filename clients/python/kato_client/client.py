@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import grpc
 
@@ -135,6 +135,37 @@ class KatoClient:
             request.symbol = symbol
         response = self.call("GetSymbolAffinity", request)
         return {a.symbol: dict(sorted(a.affinities.items())) for a in response.symbol_affinities}
+
+    def stream(self, session: "Session | ServerSession", steps: Iterable[pb.Observation | str],
+               return_predictions: bool = False) -> Iterator[api.StreamObservationsResponse]:
+        """Feed `steps` (observations, or the strings "learn" / "clear_stm") through one
+        StreamObservations call; yields each answer as it arrives. A client-held
+        `session` gets the final state when the stream ends."""
+        opened = api.StreamOpen(return_predictions=return_predictions)
+        if isinstance(session, Session):
+            opened.state.CopyFrom(session.state)
+        else:
+            opened.session_id = session.session_id
+
+        def requests() -> Iterator[api.StreamObservationsRequest]:
+            yield api.StreamObservationsRequest(open=opened)
+            for step in steps:
+                if isinstance(step, pb.Observation):
+                    yield api.StreamObservationsRequest(observation=step)
+                elif step == "learn":
+                    yield api.StreamObservationsRequest(learn=api.StreamLearn())
+                elif step == "clear_stm":
+                    yield api.StreamObservationsRequest(clear_stm=api.StreamClearStm())
+                else:
+                    raise ValueError(f"unknown stream step {step!r}")
+
+        try:
+            for answer in self.stub.StreamObservations(requests(), timeout=self.timeout, metadata=self.metadata or None):
+                if answer.HasField("closed") and isinstance(session, Session):
+                    session.state = answer.closed.state
+                yield answer
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
 
     def clear_knowledge_base(self, kb_id: str) -> None:
         self.call("ClearKnowledgeBase", api.ClearKnowledgeBaseRequest(kb_id=kb_id))

@@ -10,6 +10,7 @@ import google.protobuf.field_mask_pb2
 import google.protobuf.internal.containers
 import google.protobuf.message
 import google.protobuf.struct_pb2
+import google.rpc.status_pb2
 import kato_grpc._proto.kato.v1.types_pb2
 import sys
 import typing
@@ -237,6 +238,199 @@ class ObserveSequenceResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["auto_learned_patterns", b"auto_learned_patterns", "final_learned_pattern", b"final_learned_pattern", "final_stm_length", b"final_stm_length", "initial_stm_length", b"initial_stm_length", "observations_processed", b"observations_processed", "results", b"results", "state", b"state"]) -> None: ...
 
 Global___ObserveSequenceResponse: typing_extensions.TypeAlias = ObserveSequenceResponse
+
+@typing.final
+class StreamObservationsRequest(google.protobuf.message.Message):
+    """One message of a StreamObservations call from the client."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    OPEN_FIELD_NUMBER: builtins.int
+    OBSERVATION_FIELD_NUMBER: builtins.int
+    LEARN_FIELD_NUMBER: builtins.int
+    CLEAR_STM_FIELD_NUMBER: builtins.int
+    @property
+    def open(self) -> Global___StreamOpen:
+        """Opens the stream on a session; only as the first message."""
+
+    @property
+    def observation(self) -> kato_grpc._proto.kato.v1.types_pb2.Observation:
+        """Observes one observation, as Observe does."""
+
+    @property
+    def learn(self) -> Global___StreamLearn:
+        """Learns the short-term memory, as Learn does."""
+
+    @property
+    def clear_stm(self) -> Global___StreamClearStm:
+        """Clears the short-term memory, as ClearStm does."""
+
+    def __init__(
+        self,
+        *,
+        open: Global___StreamOpen | None = ...,
+        observation: kato_grpc._proto.kato.v1.types_pb2.Observation | None = ...,
+        learn: Global___StreamLearn | None = ...,
+        clear_stm: Global___StreamClearStm | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["clear_stm", b"clear_stm", "learn", b"learn", "observation", b"observation", "open", b"open", "step", b"step"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["clear_stm", b"clear_stm", "learn", b"learn", "observation", b"observation", "open", b"open", "step", b"step"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["step", b"step"]) -> typing.Literal["open", "observation", "learn", "clear_stm"] | None: ...
+
+Global___StreamObservationsRequest: typing_extensions.TypeAlias = StreamObservationsRequest
+
+@typing.final
+class StreamOpen(google.protobuf.message.Message):
+    """Opens a StreamObservations call on a session."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: builtins.int
+    SESSION_ID_FIELD_NUMBER: builtins.int
+    RETURN_PREDICTIONS_FIELD_NUMBER: builtins.int
+    session_id: builtins.str
+    """A server-held session (CreateSession); stored after every step."""
+    return_predictions: builtins.bool
+    """Whether each observation's answer carries its predictions and future
+    potentials. Default false.
+    """
+    @property
+    def state(self) -> kato_grpc._proto.kato.v1.types_pb2.SessionState:
+        """The client-held session state; the final state comes back in
+        `closed` when the client half-closes.
+        """
+
+    def __init__(
+        self,
+        *,
+        state: kato_grpc._proto.kato.v1.types_pb2.SessionState | None = ...,
+        session_id: builtins.str = ...,
+        return_predictions: builtins.bool = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["session", b"session", "session_id", b"session_id", "state", b"state"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["return_predictions", b"return_predictions", "session", b"session", "session_id", b"session_id", "state", b"state"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["session", b"session"]) -> typing.Literal["state", "session_id"] | None: ...
+
+Global___StreamOpen: typing_extensions.TypeAlias = StreamOpen
+
+@typing.final
+class StreamLearn(google.protobuf.message.Message):
+    """Asks a StreamObservations call to learn the short-term memory."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+Global___StreamLearn: typing_extensions.TypeAlias = StreamLearn
+
+@typing.final
+class StreamClearStm(google.protobuf.message.Message):
+    """Asks a StreamObservations call to clear the short-term memory."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+Global___StreamClearStm: typing_extensions.TypeAlias = StreamClearStm
+
+@typing.final
+class StreamObservationsResponse(google.protobuf.message.Message):
+    """One message of a StreamObservations call from the server: the answer to
+    one step, in the order of the steps.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    OPENED_FIELD_NUMBER: builtins.int
+    OBSERVED_FIELD_NUMBER: builtins.int
+    LEARNED_FIELD_NUMBER: builtins.int
+    CLEARED_FIELD_NUMBER: builtins.int
+    CLOSED_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    @property
+    def opened(self) -> Global___StreamOpened:
+        """The answer to `open`: the session is ready."""
+
+    @property
+    def observed(self) -> Global___ObserveResponse:
+        """The answer to an observation."""
+
+    @property
+    def learned(self) -> Global___LearnResponse:
+        """The answer to a learn."""
+
+    @property
+    def cleared(self) -> Global___ClearStmResponse:
+        """The answer to a clear."""
+
+    @property
+    def closed(self) -> Global___StreamClosed:
+        """The last message of a client-held stream: the final state."""
+
+    @property
+    def error(self) -> google.rpc.status_pb2.Status:
+        """The step was rejected and changed nothing: its code, message and
+        details (google.rpc.BadRequest, google.rpc.ErrorInfo).
+        """
+
+    def __init__(
+        self,
+        *,
+        opened: Global___StreamOpened | None = ...,
+        observed: Global___ObserveResponse | None = ...,
+        learned: Global___LearnResponse | None = ...,
+        cleared: Global___ClearStmResponse | None = ...,
+        closed: Global___StreamClosed | None = ...,
+        error: google.rpc.status_pb2.Status | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["answer", b"answer", "cleared", b"cleared", "closed", b"closed", "error", b"error", "learned", b"learned", "observed", b"observed", "opened", b"opened"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["answer", b"answer", "cleared", b"cleared", "closed", b"closed", "error", b"error", "learned", b"learned", "observed", b"observed", "opened", b"opened"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["answer", b"answer"]) -> typing.Literal["opened", "observed", "learned", "cleared", "closed", "error"] | None: ...
+
+Global___StreamObservationsResponse: typing_extensions.TypeAlias = StreamObservationsResponse
+
+@typing.final
+class StreamOpened(google.protobuf.message.Message):
+    """The answer to StreamOpen."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STM_LENGTH_FIELD_NUMBER: builtins.int
+    stm_length: builtins.int
+    """The number of short-term memory events of the session."""
+    def __init__(
+        self,
+        *,
+        stm_length: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["stm_length", b"stm_length"]) -> None: ...
+
+Global___StreamOpened: typing_extensions.TypeAlias = StreamOpened
+
+@typing.final
+class StreamClosed(google.protobuf.message.Message):
+    """The end of a client-held StreamObservations call."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: builtins.int
+    @property
+    def state(self) -> kato_grpc._proto.kato.v1.types_pb2.SessionState:
+        """The session state after the last step; replaces the one sent in `open`."""
+
+    def __init__(
+        self,
+        *,
+        state: kato_grpc._proto.kato.v1.types_pb2.SessionState | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["state", b"state"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["state", b"state"]) -> None: ...
+
+Global___StreamClosed: typing_extensions.TypeAlias = StreamClosed
 
 @typing.final
 class LearnRequest(google.protobuf.message.Message):

@@ -74,6 +74,11 @@ class KatoServiceStub:
                 request_serializer=kato_dot_v1_dot_kato__service__pb2.ObserveSequenceRequest.SerializeToString,
                 response_deserializer=kato_dot_v1_dot_kato__service__pb2.ObserveSequenceResponse.FromString,
                 _registered_method=True)
+        self.StreamObservations = channel.stream_stream(
+                '/kato.v1.KatoService/StreamObservations',
+                request_serializer=kato_dot_v1_dot_kato__service__pb2.StreamObservationsRequest.SerializeToString,
+                response_deserializer=kato_dot_v1_dot_kato__service__pb2.StreamObservationsResponse.FromString,
+                _registered_method=True)
         self.Learn = channel.unary_unary(
                 '/kato.v1.KatoService/Learn',
                 request_serializer=kato_dot_v1_dot_kato__service__pb2.LearnRequest.SerializeToString,
@@ -243,6 +248,26 @@ class KatoServiceServicer:
         All items are validated first; a bad item (`observations[k].field`)
         rejects the whole call and changes nothing. Later items see the patterns
         learned by earlier ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamObservations(self, request_iterator, context):
+        """Streams observations into one session and answers each in order.
+
+        The first request must be `open` (a client-held state or a session_id);
+        each later request is one step: an observation, a learn or a clear. The
+        server answers every step with what the unary call would return, in
+        order, threading the state itself. A client-held stream ends with one
+        `closed` response carrying the final state when the client half-closes;
+        a server-held session is stored after every step. Each step is applied
+        whole or not at all: a rejected step is answered with `error` (the status
+        the unary call would have returned) and changes nothing, and the stream
+        goes on; a bad `open`, an unknown session or a back end that is down ends
+        the stream with that status. A cancelled stream or a passed deadline never
+        leaves half a step. Flow control is gRPC's: the server reads the next
+        step only after answering the previous one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -448,6 +473,11 @@ def add_KatoServiceServicer_to_server(servicer, server):
                     request_deserializer=kato_dot_v1_dot_kato__service__pb2.ObserveSequenceRequest.FromString,
                     response_serializer=kato_dot_v1_dot_kato__service__pb2.ObserveSequenceResponse.SerializeToString,
             ),
+            'StreamObservations': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamObservations,
+                    request_deserializer=kato_dot_v1_dot_kato__service__pb2.StreamObservationsRequest.FromString,
+                    response_serializer=kato_dot_v1_dot_kato__service__pb2.StreamObservationsResponse.SerializeToString,
+            ),
             'Learn': grpc.unary_unary_rpc_method_handler(
                     servicer.Learn,
                     request_deserializer=kato_dot_v1_dot_kato__service__pb2.LearnRequest.FromString,
@@ -648,6 +678,33 @@ class KatoService:
             '/kato.v1.KatoService/ObserveSequence',
             kato_dot_v1_dot_kato__service__pb2.ObserveSequenceRequest.SerializeToString,
             kato_dot_v1_dot_kato__service__pb2.ObserveSequenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamObservations(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/kato.v1.KatoService/StreamObservations',
+            kato_dot_v1_dot_kato__service__pb2.StreamObservationsRequest.SerializeToString,
+            kato_dot_v1_dot_kato__service__pb2.StreamObservationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

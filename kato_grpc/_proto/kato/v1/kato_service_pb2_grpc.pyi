@@ -57,6 +57,22 @@ _KatoServiceObserveSequenceType = typing_extensions.TypeVar(
     ],
 )
 
+_KatoServiceStreamObservationsType = typing_extensions.TypeVar(
+    '_KatoServiceStreamObservationsType',
+    grpc.StreamStreamMultiCallable[
+        kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsRequest,
+        kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsResponse,
+    ],
+    grpc.aio.StreamStreamMultiCallable[
+        kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsRequest,
+        kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsResponse,
+    ],
+    default=grpc.StreamStreamMultiCallable[
+        kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsRequest,
+        kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsResponse,
+    ],
+)
+
 _KatoServiceLearnType = typing_extensions.TypeVar(
     '_KatoServiceLearnType',
     grpc.UnaryUnaryMultiCallable[
@@ -425,7 +441,7 @@ _KatoServiceSessionExistsType = typing_extensions.TypeVar(
     ],
 )
 
-class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserveSequenceType, _KatoServiceLearnType, _KatoServicePredictType, _KatoServiceClearStmType, _KatoServiceClearAllType, _KatoServiceGetStmType, _KatoServiceGetPerceptDataType, _KatoServiceGetCognitionDataType, _KatoServiceUpdateConfigType, _KatoServiceGetConfigType, _KatoServiceGetPatternType, _KatoServiceListPatternsType, _KatoServiceUpdatePatternType, _KatoServiceDeletePatternType, _KatoServiceGetSymbolStatsType, _KatoServiceGetSymbolAffinityType, _KatoServiceClearKnowledgeBaseType, _KatoServiceFinalizeTrainingType, _KatoServiceCreateSessionType, _KatoServiceGetSessionType, _KatoServiceDeleteSessionType, _KatoServiceExtendSessionType, _KatoServiceUpdateSessionConfigType, _KatoServiceSessionExistsType]):
+class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserveSequenceType, _KatoServiceStreamObservationsType, _KatoServiceLearnType, _KatoServicePredictType, _KatoServiceClearStmType, _KatoServiceClearAllType, _KatoServiceGetStmType, _KatoServiceGetPerceptDataType, _KatoServiceGetCognitionDataType, _KatoServiceUpdateConfigType, _KatoServiceGetConfigType, _KatoServiceGetPatternType, _KatoServiceListPatternsType, _KatoServiceUpdatePatternType, _KatoServiceDeletePatternType, _KatoServiceGetSymbolStatsType, _KatoServiceGetSymbolAffinityType, _KatoServiceClearKnowledgeBaseType, _KatoServiceFinalizeTrainingType, _KatoServiceCreateSessionType, _KatoServiceGetSessionType, _KatoServiceDeleteSessionType, _KatoServiceExtendSessionType, _KatoServiceUpdateSessionConfigType, _KatoServiceSessionExistsType]):
     """Serves the KATO engine: a deterministic, explainable pattern memory.
 
     A session observes events (sets of symbols, optional vectors, emotives and
@@ -467,6 +483,10 @@ class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserv
         grpc.UnaryUnaryMultiCallable[
             kato_grpc._proto.kato.v1.kato_service_pb2.ObserveSequenceRequest,
             kato_grpc._proto.kato.v1.kato_service_pb2.ObserveSequenceResponse,
+        ],
+        grpc.StreamStreamMultiCallable[
+            kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsRequest,
+            kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
             kato_grpc._proto.kato.v1.kato_service_pb2.LearnRequest,
@@ -571,6 +591,10 @@ class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserv
         grpc.aio.UnaryUnaryMultiCallable[
             kato_grpc._proto.kato.v1.kato_service_pb2.ObserveSequenceRequest,
             kato_grpc._proto.kato.v1.kato_service_pb2.ObserveSequenceResponse,
+        ],
+        grpc.aio.StreamStreamMultiCallable[
+            kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsRequest,
+            kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsResponse,
         ],
         grpc.aio.UnaryUnaryMultiCallable[
             kato_grpc._proto.kato.v1.kato_service_pb2.LearnRequest,
@@ -682,6 +706,23 @@ class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserv
     All items are validated first; a bad item (`observations[k].field`)
     rejects the whole call and changes nothing. Later items see the patterns
     learned by earlier ones.
+    """
+
+    StreamObservations: _KatoServiceStreamObservationsType
+    """Streams observations into one session and answers each in order.
+
+    The first request must be `open` (a client-held state or a session_id);
+    each later request is one step: an observation, a learn or a clear. The
+    server answers every step with what the unary call would return, in
+    order, threading the state itself. A client-held stream ends with one
+    `closed` response carrying the final state when the client half-closes;
+    a server-held session is stored after every step. Each step is applied
+    whole or not at all: a rejected step is answered with `error` (the status
+    the unary call would have returned) and changes nothing, and the stream
+    goes on; a bad `open`, an unknown session or a back end that is down ends
+    the stream with that status. A cancelled stream or a passed deadline never
+    leaves half a step. Flow control is gRPC's: the server reads the next
+    step only after answering the previous one.
     """
 
     Learn: _KatoServiceLearnType
@@ -806,6 +847,10 @@ KatoServiceAsyncStub: typing_extensions.TypeAlias = KatoServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         kato_grpc._proto.kato.v1.kato_service_pb2.ObserveSequenceRequest,
         kato_grpc._proto.kato.v1.kato_service_pb2.ObserveSequenceResponse,
+    ],
+    grpc.aio.StreamStreamMultiCallable[
+        kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsRequest,
+        kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         kato_grpc._proto.kato.v1.kato_service_pb2.LearnRequest,
@@ -960,6 +1005,28 @@ class KatoServiceServicer(metaclass=abc.ABCMeta):
         All items are validated first; a bad item (`observations[k].field`)
         rejects the whole call and changes nothing. Later items see the patterns
         learned by earlier ones.
+        """
+
+    @abc.abstractmethod
+    def StreamObservations(
+        self,
+        request_iterator: _MaybeAsyncIterator[kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsRequest],
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsResponse], collections.abc.AsyncIterator[kato_grpc._proto.kato.v1.kato_service_pb2.StreamObservationsResponse]]:
+        """Streams observations into one session and answers each in order.
+
+        The first request must be `open` (a client-held state or a session_id);
+        each later request is one step: an observation, a learn or a clear. The
+        server answers every step with what the unary call would return, in
+        order, threading the state itself. A client-held stream ends with one
+        `closed` response carrying the final state when the client half-closes;
+        a server-held session is stored after every step. Each step is applied
+        whole or not at all: a rejected step is answered with `error` (the status
+        the unary call would have returned) and changes nothing, and the stream
+        goes on; a bad `open`, an unknown session or a back end that is down ends
+        the stream with that status. A cancelled stream or a passed deadline never
+        leaves half a step. Flow control is gRPC's: the server reads the next
+        step only after answering the previous one.
         """
 
     @abc.abstractmethod
