@@ -9,6 +9,7 @@ knowledge base (SPEC.md §2). JSON-like values (metadata) are plain Python
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping, Union
 
 from kato_grpc.core.config import SessionConfig
@@ -176,7 +177,12 @@ class PatternRecord:
 
     @property
     def length(self) -> int:
-        return sum(len(event) for event in self.events)
+        return len(self.flat)
+
+    @cached_property
+    def flat(self) -> tuple[str, ...]:
+        """All symbols in order; computed once per record (records are immutable)."""
+        return tuple(symbol for event in self.events for symbol in event)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ class _Scored:
     """A candidate that passed the threshold, with its own (non-ensemble) metrics."""
 
     record: PatternRecord
-    flat: list[str]
+    flat: tuple[str, ...]
     similarity: float
     alignment: Alignment
     evidence: float
@@ -96,7 +96,7 @@ def _score_candidates(
     threshold = config.recall_threshold
     scored: list[_Scored] = []
     for record in candidates:
-        p = flatten(record.events)
+        p = record.flat
         if not passes_filters(config, p, q):
             continue
         p_ids = interner.ids(p)
