@@ -171,3 +171,21 @@ proto-node:
 	cp $(GOOGLEAPIS_INCLUDE)/google/api/field_behavior.proto $(NODE_CLIENT)/third_party/google/api/
 	cp $(GOOGLEAPIS_INCLUDE)/google/rpc/status.proto $(GOOGLEAPIS_INCLUDE)/google/rpc/error_details.proto \
 	  $(NODE_CLIENT)/third_party/google/rpc/
+
+# Load tests with ghz (loadtest/run.py): starts redis-server and the server(s) on
+# loopback, runs every scenario (~10 s each, ~6-8 min in all) and writes
+# loadtest/report.md and loadtest/report.png. Figures, not pass/fail.
+#   make loadtest LOADTEST_ARGS=--smoke    seconds per scenario, report in a temp dir
+#   make loadtest LOADTEST_ARGS="--only observe-client --seconds 15"
+# Needs redis-server (make setup-system) and ghz, installed here when missing
+# (go install github.com/bojand/ghz/cmd/ghz@latest, into ~/go/bin).
+.PHONY: loadtest
+LOADTEST_ARGS ?=
+
+$(VENV)/.installed-loadtest: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e '.[loadtest]'
+	touch $@
+
+loadtest: setup $(VENV)/.installed-loadtest
+	@command -v ghz >/dev/null 2>&1 || $(GO) install github.com/bojand/ghz/cmd/ghz@latest
+	$(PY) loadtest/run.py $(LOADTEST_ARGS)

@@ -8,12 +8,25 @@ from kato_grpc.server.app import serve
 from kato_grpc.server.settings import build_parser, settings_from_args
 
 
-def health(target: str, timeout: float) -> int:
-    """0 when the server at `target` answers SERVING, 1 otherwise (for container healthchecks)."""
+def health(target: str, timeout: float, tls_ca: str = "", tls_cert: str = "", tls_key: str = "",
+           tls_server_name: str = "") -> int:
+    """0 when the server at `target` answers SERVING, 1 otherwise (for container healthchecks).
+
+    With `tls_ca` the check goes over TLS (with a client certificate if `tls_cert` is given).
+    """
+    from pathlib import Path
+
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(target) as channel:
+    if tls_ca:
+        read = lambda path: Path(path).read_bytes() if path else None  # noqa: E731
+        credentials = grpc.ssl_channel_credentials(read(tls_ca), read(tls_key), read(tls_cert))
+        options = [("grpc.ssl_target_name_override", tls_server_name)] if tls_server_name else []
+        channel = grpc.secure_channel(target, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(target)
+    with channel:
         try:
             answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError as error:
@@ -26,7 +39,7 @@ def health(target: str, timeout: float) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "health":
-        return health(args.target, args.timeout)
+        return health(args.target, args.timeout, args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
     serve(settings_from_args(args))
     return 0
 

@@ -25,11 +25,11 @@ def _core_backend(request: pytest.FixtureRequest) -> Callable[[], object]:
     return CoreAdapter
 
 
-def _grpc_backend(mode: str) -> Callable[[pytest.FixtureRequest], Callable[[], object]]:
+def _grpc_backend(mode: str, server_fixture: str = "kato_server") -> Callable[[pytest.FixtureRequest], Callable[[], object]]:
     def backend(request: pytest.FixtureRequest) -> Callable[[], object]:
         from tests.conformance.grpc_adapter import GrpcAdapter
 
-        server = request.getfixturevalue("kato_server")
+        server = request.getfixturevalue(server_fixture)
         adapters: list[GrpcAdapter] = []
 
         def factory() -> GrpcAdapter:
@@ -46,6 +46,10 @@ CONFORMANCE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Callable[[], o
     "core": _core_backend,
     "grpc-client-held": _grpc_backend("client"),
     "grpc-server-held": _grpc_backend("server"),
+    # server-held sessions in a real redis-server (skipped when it is not installed)
+    "grpc-redis": _grpc_backend("server", "kato_redis_server"),
+    # server-held sessions, knowledge bases in a real clickhouse-server (skipped when missing)
+    "grpc-clickhouse": _grpc_backend("server", "kato_clickhouse_server"),
 }
 
 
@@ -63,3 +67,98 @@ def kato_server(tmp_path_factory: pytest.TempPathFactory):
 def conformance_adapter_factory(request: pytest.FixtureRequest) -> Callable[[], object]:
     """A factory of fresh conformance adapters for one back end."""
     return CONFORMANCE_BACKENDS[request.param](request)
+
+
+# --- Redis ------------------------------------------------------------------------------
+
+
+def _start_redis(workdir):
+    from tests.support.redis import RedisServer, RedisUnavailable
+
+    try:
+        return RedisServer(workdir).start()
+    except RedisUnavailable as exc:
+        pytest.skip(f"needs a real Redis: {exc}")
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh `redis-server` on an ephemeral loopback port, no persistence.
+
+    Yields a `tests.support.redis.RedisServer`: `.url` to connect, `.kill()` to crash it,
+    `.start()` to bring it back on the same port (empty). Skips if redis-server is missing.
+    """
+    server = _start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_redis_server(tmp_path_factory: pytest.TempPathFactory):
+    """One `redis-server` for the whole run; for tests that never stop it."""
+    server = _start_redis(tmp_path_factory.mktemp("redis-shared"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def kato_redis_server(shared_redis_server, tmp_path_factory: pytest.TempPathFactory):
+    """One real server process keeping its sessions in `shared_redis_server`."""
+    from tests.support.server import ServerProcess
+
+    server = ServerProcess(["--data-dir", str(tmp_path_factory.mktemp("kato-redis-data")),
+                            "--redis-url", shared_redis_server.url]).start()
+    yield server
+    server.stop()
+
+
+# --- ClickHouse -------------------------------------------------------------------------
+
+
+def _start_clickhouse(workdir):
+    from tests.support.clickhouse import ClickHouseServer, ClickHouseUnavailable
+
+    try:
+        return ClickHouseServer(workdir).start()
+    except ClickHouseUnavailable as exc:
+        pytest.skip(f"needs a real ClickHouse: {exc}")
+
+
+@pytest.fixture
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh `clickhouse-server` of its own, on ephemeral loopback ports.
+
+    Yields a `tests.support.clickhouse.ClickHouseServer`: `.url` to connect, `.kill()`
+    to crash it, `.start()` to bring it back (same ports, same data). Skips if
+    clickhouse-server is missing. For tests that stop it; others share one server.
+    """
+    server = _start_clickhouse(tmp_path_factory.mktemp("clickhouse"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_clickhouse_server(tmp_path_factory: pytest.TempPathFactory):
+    """One `clickhouse-server` for the whole run; tests use a database each and never stop it."""
+    server = _start_clickhouse(tmp_path_factory.mktemp("clickhouse-shared"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clickhouse_url(shared_clickhouse_server) -> str:
+    """A URL to a database of its own (created by the store) on the shared server."""
+    import uuid
+
+    return shared_clickhouse_server.url_for(f"kato_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def kato_clickhouse_server(shared_clickhouse_server, tmp_path_factory: pytest.TempPathFactory):
+    """One real server process keeping its knowledge bases in `shared_clickhouse_server`."""
+    from tests.support.server import ServerProcess
+
+    server = ServerProcess(["--data-dir", str(tmp_path_factory.mktemp("kato-clickhouse-data")),
+                            "--clickhouse-url", shared_clickhouse_server.url_for("kato_conformance")]).start()
+    yield server
+    server.stop()

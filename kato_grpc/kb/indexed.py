@@ -82,7 +82,8 @@ class IndexedStore:
         self._indexes: dict[str, MemoryKnowledgeBase] = {}
         self._applied: dict[tuple[str, str], int] = {}
         # Writers and index loading take this lock; readers of a loaded index do not.
-        self._lock = threading.Lock()
+        # Re-entrant: a write fetches the index (which may load it) while holding it.
+        self._lock = threading.RLock()
 
     # --- what a back end provides ------------------------------------------------------
     def _load(self, kb_id: str) -> MemoryKnowledgeBase:
@@ -107,12 +108,20 @@ class IndexedStore:
         return index
 
     def _write(self, kb_id: str, make_change: Callable[[MemoryKnowledgeBase], Change]) -> None:
-        """Compute a change against the current index, commit it, then show it."""
-        index = self._index(kb_id)
+        """Compute a change against the current index, commit it, then show it.
+
+        The index is fetched under the lock, so a store shared by several processes
+        (ClickHouse) brings it up to date right before the change is planned."""
         with self._lock:
+            index = self._index(kb_id)
             change = make_change(index)
             self._commit(kb_id, change)
             _apply_to_index(index, change)
+
+    def loaded_pattern_counts(self) -> dict[str, int]:
+        """Patterns per KB whose index this process holds; never loads or refreshes one (metrics)."""
+        indexes = dict(self._indexes)  # a copy: a scrape runs on another thread
+        return {kb_id: indexes[kb_id].pattern_count() for kb_id in sorted(indexes)}
 
     # --- KnowledgeStore -----------------------------------------------------------------
     def view(self, kb_id: str) -> MemoryKnowledgeBase:

@@ -14,28 +14,25 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2, kato_service_pb2_grpc
 from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.kb.sqlite import SqliteStore
-from kato_grpc.server import convert
+from kato_grpc.server import reflection
+from kato_grpc.server import auth, request_context, state_size, tls
+from kato_grpc.server.interceptors import build_interceptors, check_settings
+from kato_grpc.server.metrics import Metrics
 from kato_grpc.server.servicer import KatoServicer
+from kato_grpc.server.state_codec import STATE_CODEC
 from kato_grpc.server.settings import Settings
 from kato_grpc.sessions.base import SessionStore
 from kato_grpc.sessions.memory import MemorySessionStore
-from kato_grpc.sessions.runner import Codec, SessionRunner
-from kato_grpc._proto.kato.v1 import types_pb2
+from kato_grpc.sessions.runner import SessionRunner
 
 __all__ = ["Stores", "build_stores", "create_server", "serve"]
 
 log = logging.getLogger("kato_grpc")
 SERVICE_NAME = kato_service_pb2.DESCRIPTOR.services_by_name["KatoService"].full_name
-
-STATE_CODEC = Codec(
-    encode=lambda state: convert.serialize_state(convert.state_to_proto(state)),
-    decode=lambda data: convert.state_from_proto(types_pb2.SessionState.FromString(data)),
-)
 
 
 @dataclass
@@ -50,7 +47,13 @@ class Stores:
 
 def build_stores(settings: Settings) -> Stores:
     """The knowledge base and session store the settings name (embedded by default)."""
-    kb: KnowledgeStore = SqliteStore(settings.data_dir)
+    kb: KnowledgeStore
+    if settings.clickhouse_url:
+        from kato_grpc.kb.clickhouse import ClickHouseStore
+
+        kb = ClickHouseStore(settings.clickhouse_url)
+    else:
+        kb = SqliteStore(settings.data_dir)
     sessions: SessionStore
     if settings.redis_url:
         from kato_grpc.sessions.redis_store import RedisSessionStore
@@ -61,39 +64,56 @@ def build_stores(settings: Settings) -> Stores:
     return Stores(kb=kb, sessions=sessions)
 
 
-async def create_server(settings: Settings, stores: Stores) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    server = grpc.aio.server(options=[
+async def create_server(
+    settings: Settings, stores: Stores, *, keys: auth.KeyRing | None = None, metrics: Metrics | None = None,
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """`keys` defaults to the settings' API keys (None: auth off); `metrics` None = no metrics."""
+    server = grpc.aio.server(interceptors=build_interceptors(settings, stores, keys, metrics), options=[
+        # Requests only: a response over a send limit would fail after its effects were applied.
         ("grpc.max_receive_message_length", settings.max_request_bytes),
-        ("grpc.max_send_message_length", settings.max_request_bytes),
         ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
     ])
     runner = SessionRunner(
-        stores.sessions, stores.kb.apply, STATE_CODEC,
+        stores.sessions, stores.kb.apply, state_size.measuring_codec(STATE_CODEC),
         default_ttl=settings.session_ttl_seconds, auto_extend=settings.session_auto_extend,
+        owner_of_call=auth.current_owner,
     )
+    if metrics is not None:
+        metrics.watch(stores.kb, runner)
     kato_service_pb2_grpc.add_KatoServiceServicer_to_server(KatoServicer(stores.kb, runner, settings.limits), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
+    address = f"{settings.host}:{settings.port}"
+    if tls.tls_enabled(settings):
+        port = server.add_secure_port(address, tls.server_credentials(settings))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind {settings.host}:{settings.port}")
     return server, port, health_servicer
 
 
-async def _serve_one(settings: Settings) -> None:
+async def _serve_one(settings: Settings, worker: int = 0) -> None:
     stores = build_stores(settings)
-    server, port, health_servicer = await create_server(settings, stores)
+    keys = auth.keyring_from_settings(settings)
+    metrics = Metrics() if settings.metrics_port else None
+    server, port, health_servicer = await create_server(settings, stores, keys=keys, metrics=metrics)
     await server.start()
+    if metrics is not None:
+        metrics.serve(settings.host, settings.metrics_port + worker)
     # The first line a supervisor or a test reads: where we listen.
     print(f"kato-grpc listening on {settings.host}:{port} (pid {os.getpid()}, data {settings.data_dir})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP re-reads the API keys file (and is harmless without one); open connections
+    # and calls in flight are not touched.
+    loop.add_signal_handler(signal.SIGHUP, keys.reload if keys is not None else lambda: None)
     await stop.wait()
     log.info("draining in-flight calls (grace %.1fs)", settings.grace_seconds)
     await health_servicer.enter_graceful_shutdown()
@@ -104,15 +124,19 @@ async def _serve_one(settings: Settings) -> None:
 
 def serve(settings: Settings) -> None:
     """Serve in this process, or in `workers` processes sharing the port (SO_REUSEPORT)."""
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        check_settings(settings)
+    except ValueError as exc:
+        raise SystemExit(f"kato-grpc: {exc}") from None
+    request_context.configure_logging(settings.log_level, settings.log_format)
     if settings.workers <= 1:
         asyncio.run(_serve_one(settings))
         return
     children = []
-    for _ in range(settings.workers):
+    for worker in range(settings.workers):
         pid = os.fork()
         if pid == 0:
-            asyncio.run(_serve_one(settings))
+            asyncio.run(_serve_one(settings, worker))
             os._exit(0)
         children.append(pid)
 
@@ -122,5 +146,6 @@ def serve(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)
     for child in children:
         os.waitpid(child, 0)

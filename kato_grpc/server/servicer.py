@@ -565,8 +565,9 @@ def _read_page_token(token: str, kb_id: str) -> str:
         return ""
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if data["kb"] != kb_id:
-            raise ValueError("kb_id changed between pages")
-        return str(data["after"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValidationError(FieldViolation("page_token", f"is not a token this server issued for kb_id {kb_id!r} ({exc})"))
+        if data["kb"] == kb_id:
+            return str(data["after"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise ValidationError(FieldViolation(
+        "page_token", f"is not a token this server issued for kb_id {kb_id!r}; pass next_page_token unchanged"))

@@ -24,9 +24,18 @@ class Settings:
     max_request_bytes: int = 16 * 1024 * 1024
     grace_seconds: float = 10.0
     redis_url: str = ""
+    clickhouse_url: str = ""
     session_ttl_seconds: int = 3600
     session_auto_extend: bool = True
     log_level: str = "INFO"
+    log_format: str = "text"
+    access_log: bool = False
+    auth_keys_file: str = ""
+    auth_redis_keys: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    metrics_port: int = 0
     limits: Limits = field(default_factory=Limits)
 
 
@@ -38,9 +47,22 @@ _HELP = {
     "max_request_bytes": "largest request accepted; larger ones get RESOURCE_EXHAUSTED",
     "grace_seconds": "on SIGTERM, how long in-flight calls may finish before the server stops",
     "redis_url": "redis://host:port/db for server-held sessions (default: in-process memory)",
+    "clickhouse_url": "clickhouse://host:9000/db to keep knowledge bases in ClickHouse, shared by every replica;"
+                      " settings such as ?insert_quorum=2 ride along (default: the embedded store in data_dir)",
     "session_ttl_seconds": "default TTL of a server-held session",
     "session_auto_extend": "whether each session access slides its expiry",
-    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_level": "DEBUG, INFO, WARNING or ERROR (symbols and metadata are logged only at DEBUG)",
+    "log_format": "text, or json for one JSON object per line (with the call's request id)",
+    "access_log": "log every call at INFO (method, code, duration, request id); otherwise only server-side"
+                  " failures are logged, at WARNING",
+    "auth_keys_file": "JSON or TOML file of API keys (SHA-256 digests, kb id patterns, roles); turns auth on;"
+                      " re-read on SIGHUP (default: auth off)",
+    "auth_redis_keys": "also look API keys up in the hash kato:auth:keys of --redis-url; turns auth on",
+    "tls_cert": "PEM certificate chain of the server; with --tls-key the port speaks TLS only",
+    "tls_key": "PEM private key of --tls-cert",
+    "tls_client_ca": "PEM CA bundle: require client certificates signed by it (mutual TLS)",
+    "metrics_port": "serve Prometheus /metrics on --host at this port (worker i of --workers uses port + i;"
+                    " 0 = off)",
     "max_stm_events": "STM events kept per session; the oldest are dropped",
     "max_accumulator_entries": "emotive / metadata accumulator entries kept; the oldest are dropped",
     "max_symbols_per_event": "symbols allowed in one observation",
@@ -92,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--target", default=os.environ.get("KATO_HEALTH_TARGET", "127.0.0.1:50051"),
                         help="host:port to check (env KATO_HEALTH_TARGET; default 127.0.0.1:50051)")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
+    for flag, env, what in (("--tls-ca", "KATO_HEALTH_TLS_CA", "PEM CA bundle: check over TLS, trusting it"),
+                            ("--tls-cert", "KATO_HEALTH_TLS_CERT", "PEM client certificate (mutual TLS)"),
+                            ("--tls-key", "KATO_HEALTH_TLS_KEY", "PEM key of --tls-cert"),
+                            ("--tls-server-name", "KATO_HEALTH_TLS_SERVER_NAME",
+                             "name the server certificate must carry, if not the target's host")):
+        health.add_argument(flag, default=os.environ.get(env, ""), help=f"{what} (env {env})")
     return parser
 
 

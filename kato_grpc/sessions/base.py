@@ -24,6 +24,8 @@ class SessionRecord:
     the serialized effects of the last committed transition until the knowledge base has
     them (exactly-once: see runner.py). `replies` maps recent client request ids to the
     serialized response they got, so a retried request is answered, not re-applied.
+    `owner` names the API key that created the session (server/auth.py); like `kb_id`
+    and `metadata` it is written at creation and never changes.
     """
 
     session_id: str
@@ -35,6 +37,7 @@ class SessionRecord:
     created_at: float
     metadata: bytes = b""
     outbox: bytes = b""
+    owner: str = ""  # name of the API key that created the session ("" with auth off); set once
     replies: Mapping[str, bytes] = field(default_factory=dict)
 
     def evolve(self, **changes) -> "SessionRecord":

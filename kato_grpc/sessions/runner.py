@@ -26,7 +26,14 @@ MAX_REPLIES = 16  # recent request ids remembered per session
 
 
 class SessionNotFound(NotFoundError):
+    """Unknown, deleted or expired; the message and `metadata["expired"]` say which."""
+
     reason = "SESSION_NOT_FOUND"
+
+    def __init__(self, session_id: str, expired: bool, why: str = "") -> None:
+        why = why or ("has expired" if expired else "does not exist or was deleted")
+        super().__init__(f"session {session_id!r} {why}")
+        self.metadata = {"sessionId": session_id, "expired": "true" if expired else "false"}
 
 
 class ConflictExhausted(Exception):
@@ -35,10 +42,16 @@ class ConflictExhausted(Exception):
 
 @dataclass(frozen=True)
 class Codec:
-    """How session state crosses the store boundary (protobuf bytes in production)."""
+    """How session state crosses the store boundary (protobuf bytes in production).
+
+    A transition uses `decode_for_step` / `encode_after_step` when given: they may leave
+    what the core only overwrites (the last predictions) undecoded and carry it over.
+    """
 
     encode: Callable[[SessionState], bytes]
     decode: Callable[[bytes], SessionState]
+    decode_for_step: Callable[[bytes], SessionState] | None = None
+    encode_after_step: Callable[[SessionState], bytes] | None = None
 
 
 class SessionRunner:
@@ -52,6 +65,7 @@ class SessionRunner:
         auto_extend: bool = True,
         max_attempts: int = 64,
         clock: Callable[[], float] = time.time,
+        owner_of_call: Callable[[], str] = lambda: "",
     ) -> None:
         self._store = store
         self._apply_effects = apply_effects
@@ -60,6 +74,7 @@ class SessionRunner:
         self._auto_extend = auto_extend
         self._max_attempts = max_attempts
         self._clock = clock
+        self._owner_of_call = owner_of_call  # the API key name a new session belongs to (server/auth.py)
         self.conflicts = 0  # CAS conflicts seen (for metrics)
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -74,6 +89,7 @@ class SessionRunner:
             expires_at=now + ttl_seconds,
             created_at=now,
             metadata=metadata,
+            owner=self._owner_of_call(),
         )
         self._store.create(record)
         return record
@@ -82,9 +98,7 @@ class SessionRunner:
         """The live record, with any unapplied outbox repaired first. Does not extend."""
         record = self._store.get(session_id)
         if record is None:
-            status = self._store.status(session_id)
-            why = "has expired" if status.expired else "does not exist or was deleted"
-            raise SessionNotFound(f"session {session_id!r} {why}")
+            raise SessionNotFound(session_id, self._store.status(session_id).expired)
         if record.outbox:
             self._apply_effects(record.kb_id, decode_effects(record.outbox), (session_id, record.version))
         return record
@@ -106,11 +120,13 @@ class SessionRunner:
         Returns (response, None) for a fresh transition, or (None, reply bytes) when
         `request_id` was already answered. Raises what `step` raises, with nothing written.
         """
+        decode = self._codec.decode_for_step or self._codec.decode
+        encode = self._codec.encode_after_step or self._codec.encode
         for _ in range(self._max_attempts):
             record = self.load(session_id)
             if request_id and request_id in record.replies:
                 return None, record.replies[request_id]
-            state = self._codec.decode(record.state)
+            state = decode(record.state)
             outcome = step(state)
             version = record.version + 1
             response = respond(outcome)
@@ -120,7 +136,7 @@ class SessionRunner:
                 replies = dict(kept + [(request_id, response.SerializeToString(deterministic=True))])
             ttl = ttl_seconds if ttl_seconds is not None else record.ttl_seconds
             updated = record.evolve(
-                state=self._codec.encode(replace(outcome.state, version=version)),
+                state=encode(replace(outcome.state, version=version)),
                 version=version,
                 ttl_seconds=ttl,
                 expires_at=self._clock() + ttl if self._auto_extend or ttl_seconds else record.expires_at,
@@ -155,6 +171,6 @@ class SessionRunner:
     def delete(self, session_id: str) -> None:
         if not self._store.delete(session_id):
             self.load(session_id)  # raises the right NOT_FOUND message
-            raise SessionNotFound(f"session {session_id!r} does not exist")
+            raise SessionNotFound(session_id, False, "does not exist")
 
 

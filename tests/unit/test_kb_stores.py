@@ -36,9 +36,14 @@ def learn(events, emotives=(), metadata=(), persistence=5) -> LearnPattern:
 ABC = learn([["a"], ["b"], ["c"]])
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "clickhouse"])
 def store(request, tmp_path):
-    s = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "data")
+    if request.param == "clickhouse":  # a real clickhouse-server; skipped when not installed
+        from kato_grpc.kb.clickhouse import ClickHouseStore
+
+        s = ClickHouseStore(request.getfixturevalue("clickhouse_url"))
+    else:
+        s = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "data")
     yield s
     s.close()
 

@@ -1,0 +1,161 @@
+"""Prometheus metrics: ``--metrics-port N`` serves ``/metrics`` on the ``--host`` address.
+
+Off by default (port 0). With ``--workers N`` each worker process serves its own
+registry on ``--metrics-port + i`` (i = 0 … N-1): scrape every one of them.
+
+RPC metrics, named as go-grpc-prometheus / py-grpc-prometheus name them so existing
+dashboards work (labels ``grpc_type``, ``grpc_service``, ``grpc_method``):
+
+- ``grpc_server_started_total``: calls started;
+- ``grpc_server_handled_total{grpc_code}``: calls finished, by status code (auth
+  refusals included: this interceptor runs before auth);
+- ``grpc_server_handling_seconds``: latency histogram;
+- ``kato_grpc_in_flight_calls``: calls being served now.
+
+KATO metrics:
+
+- ``kato_session_state_bytes{grpc_method}``: histogram of the serialized SessionState
+  size each session call ended with (see state_size.py);
+- ``kato_kb_patterns{kb_id}``: patterns stored per knowledge base, for the knowledge
+  bases this process has loaded (read from the store's in-memory index at scrape time);
+- ``kato_session_cas_conflicts_total``: compare-and-set attempts on a server-held
+  session that lost to a concurrent writer and were retried (SessionRunner.conflicts);
+- ``kato_session_cas_exhausted_total``: calls that ran out of retries (ABORTED);
+- ``kato_backend_unavailable_total{grpc_method}``: calls answered UNAVAILABLE (Redis,
+  ClickHouse or the key store did not answer);
+- the client library's ``process_*`` and ``python_*`` collectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterable
+
+import grpc
+from prometheus_client import (
+    CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector, ProcessCollector, disable_created_metrics,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from kato_grpc.server import request_context
+from kato_grpc.server.handlers import CachedWrapper, around, kind_of, split_method, status_of
+
+__all__ = ["Metrics", "MetricsInterceptor", "StoreCollector"]
+
+log = logging.getLogger("kato_grpc.metrics")
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STATE_BUCKETS = tuple(float(2 ** n) for n in range(8, 25, 2))  # 256 B … 16 MiB
+_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+
+
+class Metrics:
+    """The registry of one server process and the instruments its interceptor updates."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, process_collectors: bool = True) -> None:
+        disable_created_metrics()  # no `*_created` series: scrapes stay small
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        if process_collectors:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+        r = self.registry
+        self.started = Counter("grpc_server_started", "RPCs started on the server.", _LABELS, registry=r)
+        self.handled = Counter("grpc_server_handled", "RPCs completed on the server, by status code.",
+                               (*_LABELS, "grpc_code"), registry=r)
+        self.latency = Histogram("grpc_server_handling_seconds", "Time to handle an RPC, to its status.",
+                                 _LABELS, buckets=LATENCY_BUCKETS, registry=r)
+        self.in_flight = Gauge("kato_grpc_in_flight_calls", "RPCs being served now.", _LABELS[1:], registry=r)
+        self.state_bytes = Histogram("kato_session_state_bytes",
+                                     "Serialized SessionState size each session call ended with, in bytes.",
+                                     ("grpc_method",), buckets=STATE_BUCKETS, registry=r)
+        self.unavailable = Counter("kato_backend_unavailable", "Calls answered UNAVAILABLE (a back end did not answer).",
+                                   ("grpc_method",), registry=r)
+        self.cas_exhausted = Counter("kato_session_cas_exhausted",
+                                     "Calls on a server-held session that ran out of compare-and-set retries (ABORTED).",
+                                     ("grpc_method",), registry=r)
+        self._server = None
+
+    def watch(self, kb: Any, runner: Any) -> None:
+        """Also report the patterns per loaded KB and the runner's CAS conflicts."""
+        self.registry.register(StoreCollector(kb, runner))
+
+    def serve(self, host: str, port: int) -> None:
+        """Serve ``/metrics`` on host:port from a daemon thread."""
+        self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        log.info("metrics on http://%s:%d/metrics", host, port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+
+class StoreCollector(Collector):
+    """Reads the knowledge store and the session runner at scrape time."""
+
+    def __init__(self, kb: Any, runner: Any) -> None:
+        self._kb = kb
+        self._runner = runner
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        patterns = GaugeMetricFamily("kato_kb_patterns", "Patterns stored per knowledge base (loaded ones).",
+                                     labels=("kb_id",))
+        loaded = getattr(self._kb, "loaded_pattern_counts", None)
+        for kb_id, count in (loaded() if loaded is not None else {}).items():
+            patterns.add_metric((kb_id,), count)
+        yield patterns
+        conflicts = CounterMetricFamily(
+            "kato_session_cas_conflicts", "Compare-and-set attempts that lost to a concurrent writer and were retried.")
+        conflicts.add_metric((), getattr(self._runner, "conflicts", 0))
+        yield conflicts
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts, times and gauges every call; records the state size of session calls."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+        self._wrapped = CachedWrapper(self._build)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        return self._wrapped(handler_call_details.method, await continuation(handler_call_details))
+
+    def _build(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        service, method = split_method(full_method)
+        labels = (kind_of(handler).upper(), service, method)
+        m = self._m
+        started = m.started.labels(*labels)
+        latency = m.latency.labels(*labels)
+        in_flight = m.in_flight.labels(service, method)
+        state_bytes = m.state_bytes.labels(method)
+        handled: dict[grpc.StatusCode, Any] = {}
+
+        async def start(context):
+            started.inc()
+            in_flight.inc()
+            return time.perf_counter()
+
+        def finish(context, began: float, error: BaseException | None) -> None:
+            latency.observe(time.perf_counter() - began)
+            in_flight.dec()
+            code = status_of(context, error)
+            counter = handled.get(code)
+            if counter is None:
+                counter = handled[code] = m.handled.labels(*labels, code.name)
+            counter.inc()
+            if code is grpc.StatusCode.UNAVAILABLE:
+                m.unavailable.labels(method).inc()
+            elif code is grpc.StatusCode.ABORTED:
+                m.cas_exhausted.labels(method).inc()
+            info = request_context.current()
+            if info is not None and info.state_bytes is not None:
+                state_bytes.observe(info.state_bytes)
+
+        return around(handler, start, finish)

@@ -1,0 +1,232 @@
+"""Per-call context: a request id, the access log, and the log format.
+
+`RequestContextInterceptor` is the outermost interceptor. For every call it
+
+- takes the caller's ``x-request-id`` metadata (printable ASCII, at most 128 characters)
+  or makes one (32 hex digits), keeps it in a `contextvars.ContextVar` for the rest of
+  the call, and returns it as ``x-request-id`` trailing metadata, on failures too: the
+  servicer and inner interceptors get a context whose ``abort``,
+  ``abort_with_status`` and ``set_trailing_metadata`` keep it in whatever trailing
+  metadata they send. (Initial metadata would be simpler, but sending it ahead of the
+  response costs a separate write: about 12% more CPU per Observe, measured.)
+- writes one access-log line when the call ends (logger ``kato_grpc.access``): method,
+  status code, duration, request id, and the API key name and kb id when auth is on.
+  With ``--access-log`` every call logs at INFO (health and reflection at DEBUG);
+  without it, calls log at DEBUG, except those ending with a server-side failure
+  (UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS, DEADLINE_EXCEEDED, ABORTED), which log at
+  WARNING. (A line per call costs about 15% of an Observe's CPU time, measured.)
+
+Logs never carry symbols, metadata or status messages (which may quote user data)
+unless the level is DEBUG; the ``authorization`` header is never logged at any level.
+
+``--log-format json`` turns every log line of the process into one JSON object per
+line: ``ts`` (RFC 3339 UTC), ``level``, ``logger``, ``message``, ``request_id`` (when
+logged during a call) and the access-log fields.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sys
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from kato_grpc.server.handlers import CachedWrapper, around, split_method, status_of
+
+__all__ = [
+    "CallInfo", "current", "current_request_id", "RequestContextInterceptor", "configure_logging",
+    "JsonFormatter", "REQUEST_ID_HEADER", "LOG_FORMATS",
+]
+
+REQUEST_ID_HEADER = "x-request-id"
+MAX_REQUEST_ID = 128
+LOG_FORMATS = ("text", "json")
+QUIET_SERVICES = frozenset({
+    "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
+})
+REDACTED_HEADERS = frozenset({"authorization"})
+SERVER_FAILURES = frozenset({
+    grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS,
+    grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
+})
+
+access_log = logging.getLogger("kato_grpc.access")
+
+
+@dataclass
+class CallInfo:
+    """What is known about the current call; later interceptors fill in their parts."""
+
+    request_id: str
+    method: str
+    principal: str = ""  # the API key's name, set by auth
+    kb_id: str = ""  # the knowledge base the call was authorised for, set by auth
+    state_bytes: int | None = None  # serialized SessionState size, set by state_size
+
+
+_CALL: ContextVar[CallInfo | None] = ContextVar("kato_call", default=None)
+
+
+def current() -> CallInfo | None:
+    """The current call's info, or None outside a call."""
+    return _CALL.get()
+
+
+def current_request_id() -> str:
+    info = _CALL.get()
+    return info.request_id if info is not None else ""
+
+
+def _valid_request_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_REQUEST_ID and value.isascii() and value.isprintable()
+
+
+def _incoming_request_id(metadata) -> str:
+    for key, value in metadata or ():
+        if key == REQUEST_ID_HEADER and _valid_request_id(value):
+            return value
+    return secrets.token_hex(16)
+
+
+def _safe_metadata(metadata) -> list[tuple[str, str]]:
+    return [(key, "[redacted]" if key in REDACTED_HEADERS else (value if isinstance(value, str) else f"<{len(value)} bytes>"))
+            for key, value in metadata or ()]
+
+
+class RequestContextInterceptor(grpc.aio.ServerInterceptor):
+    """Gives each call a request id and writes its access-log line."""
+
+    def __init__(self, logger: logging.Logger = access_log, *, every_call: bool = False) -> None:
+        self._log = logger
+        self._every_call = every_call
+        self._wrapped = CachedWrapper(self._build)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        return self._wrapped(handler_call_details.method, await continuation(handler_call_details))
+
+    def _build(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        service, name = split_method(method)
+        level = logging.INFO if self._every_call and service not in QUIET_SERVICES else logging.DEBUG
+        log = self._log
+
+        async def start(context: grpc.aio.ServicerContext):
+            metadata = context.invocation_metadata()
+            info = CallInfo(request_id=_incoming_request_id(metadata), method=method)
+            _CALL.set(info)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("call started", extra={"method": method, "metadata": _safe_metadata(metadata),
+                                                  "peer": context.peer()})
+            return info, time.perf_counter()
+
+        def inner_context(context: grpc.aio.ServicerContext, token) -> _KeepingContext:
+            return _KeepingContext(context, ((REQUEST_ID_HEADER, token[0].request_id),))
+
+        def finish(context: grpc.aio.ServicerContext, token, error: BaseException | None) -> None:
+            info, started = token
+            code = status_of(context, error)
+            line_level = logging.WARNING if code in SERVER_FAILURES else level
+            if not log.isEnabledFor(line_level):
+                return
+            fields: dict[str, Any] = {
+                "method": method, "code": code.name, "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+            if info.principal:
+                fields["key_name"] = info.principal
+            if info.kb_id:
+                fields["kb_id"] = info.kb_id
+            if info.state_bytes is not None:
+                fields["state_bytes"] = info.state_bytes
+            if log.isEnabledFor(logging.DEBUG) and code is not grpc.StatusCode.OK:
+                fields["details"] = context.details()
+            log.log(line_level, "%s %s %.1fms", name, code.name, fields["duration_ms"], extra=fields)
+
+        return around(handler, start, finish, inner_context)
+
+
+class _KeepingContext:
+    """A call's servicer context that keeps `extra` in any trailing metadata sent.
+
+    ``abort`` sends the status at once, so the request id must be in the trailing
+    metadata it is given; everything else is the wrapped context's.
+    """
+
+    __slots__ = ("_context", "_extra")
+
+    def __init__(self, context: grpc.aio.ServicerContext, extra: tuple[tuple[str, str], ...]) -> None:
+        self._context = context
+        self._extra = extra
+        context.set_trailing_metadata(extra)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    def set_trailing_metadata(self, trailing_metadata) -> None:
+        self._context.set_trailing_metadata((*trailing_metadata, *self._extra))
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata=()) -> None:
+        # Empty trailing metadata makes grpc send what was set before, extra included.
+        await self._context.abort(code, details, (*trailing_metadata, *self._extra) if trailing_metadata else ())
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        await self.abort(status.code, status.details, status.trailing_metadata)
+
+
+# --- log formats ---------------------------------------------------------------------------
+
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; the call's request id and any `extra=` fields included."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = current_request_id()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class _TextFormatter(logging.Formatter):
+    """The classic line, then the call's request id and any `extra=` fields as key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = [f"{key}={value}" for key, value in record.__dict__.items()
+                  if key not in _STANDARD_ATTRS and not key.startswith("_")]
+        request_id = current_request_id()
+        if request_id and "request_id" not in record.__dict__:
+            fields.insert(0, f"request_id={request_id}")
+        return f"{line} {' '.join(fields)}" if fields else line
+
+
+def configure_logging(level: str, log_format: str = "text", stream=None) -> None:
+    """Set the root logger's level and format (`text` or `json`), replacing its handlers."""
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format {log_format!r} must be one of {', '.join(LOG_FORMATS)}")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())

@@ -1,0 +1,182 @@
+"""Session-state size: the server limits on a client-held state, and the size reported back.
+
+A client-held `SessionState` travels with every call and grows with the STM and the
+emotive / metadata accumulators. The engine keeps a state it writes within the limits
+(``--max-stm-events``, ``--max-accumulator-entries``, ...: the oldest entries are
+dropped), but a state arriving from a client was written by the client. So, before the
+servicer sees it, `StateSizeInterceptor` rejects a client-held state (``state`` of a
+request, ``open.state`` of a stream) over the limits with RESOURCE_EXHAUSTED
+(``LIMIT_EXCEEDED``, one field violation per limit: ``state.stm``,
+``state.stm[3].symbols``, ``state.emotive_acc``, ``state.metadata_acc``), nothing done.
+The whole request is bounded anyway by ``--max-request-bytes``.
+
+Every session call then reports the serialized size of the session state it ended
+with, in bytes, as ``x-kato-state-bytes`` trailing metadata (and to the metrics): the
+state returned (client-held writes), the state sent (client-held reads), or the stored
+record (server-held calls, measured where the session store's codec encodes or decodes
+it; see `measuring_codec`). Clients watch it to see a state approach the request limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+import grpc
+
+from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
+from kato_grpc.core.errors import FieldViolation, LimitExceeded
+from kato_grpc.core.model import Limits
+from kato_grpc.server import request_context
+from kato_grpc.server.errors import rich_status, status_for_exception
+from kato_grpc.server.handlers import CachedWrapper, split_method, wrap_handler
+from kato_grpc.sessions.runner import Codec
+
+__all__ = ["StateSizeInterceptor", "state_violations", "measuring_codec", "note_state_bytes", "STATE_BYTES_HEADER"]
+
+STATE_BYTES_HEADER = "x-kato-state-bytes"
+KATO_SERVICE = api.DESCRIPTOR.services_by_name["KatoService"].full_name
+
+
+def state_violations(state, limits: Limits, prefix: str = "state") -> list[FieldViolation]:
+    """Every way a `kato.v1.SessionState` message exceeds `limits` (empty if none)."""
+    violations = []
+    if len(state.stm) > limits.max_stm_events:
+        violations.append(FieldViolation(
+            f"{prefix}.stm", f"{len(state.stm)} events exceed max_stm_events={limits.max_stm_events}"))
+    for i, event in enumerate(state.stm):
+        if len(event.symbols) > limits.max_symbols_per_event:
+            violations.append(FieldViolation(
+                f"{prefix}.stm[{i}].symbols",
+                f"{len(event.symbols)} symbols exceed max_symbols_per_event={limits.max_symbols_per_event}"))
+        elif any(len(symbol) > limits.max_symbol_bytes // 4 and len(symbol.encode("utf-8")) > limits.max_symbol_bytes
+                 for symbol in event.symbols):
+            violations.append(FieldViolation(
+                f"{prefix}.stm[{i}].symbols", f"a symbol exceeds max_symbol_bytes={limits.max_symbol_bytes}"))
+    for name in ("emotive_acc", "metadata_acc"):
+        count = len(getattr(state, name))
+        if count > limits.max_accumulator_entries:
+            violations.append(FieldViolation(
+                f"{prefix}.{name}", f"{count} entries exceed max_accumulator_entries={limits.max_accumulator_entries}"))
+    return violations
+
+
+def note_state_bytes(size: int) -> None:
+    """Record the size of the session state the current call holds (last one wins)."""
+    info = request_context.current()
+    if info is not None:
+        info.state_bytes = size
+
+
+def measuring_codec(codec: Codec) -> Codec:
+    """`codec`, noting the size of every state its encoders or decoders see for the current call."""
+
+    def encoder(encode):
+        def measured(state) -> bytes:
+            data = encode(state)
+            note_state_bytes(len(data))
+            return data
+
+        return measured
+
+    def decoder(decode):
+        def measured(data: bytes):
+            note_state_bytes(len(data))
+            return decode(data)
+
+        return measured
+
+    changes = {}
+    for f in dataclasses.fields(codec):
+        function = getattr(codec, f.name)
+        if function is not None and f.name.startswith("encode"):
+            changes[f.name] = encoder(function)
+        elif function is not None and f.name.startswith("decode"):
+            changes[f.name] = decoder(function)
+    return dataclasses.replace(codec, **changes)
+
+
+def _response_state_bytes(request: Any, response: Any) -> int | None:
+    if response is not None and "state" in response.DESCRIPTOR.fields_by_name and response.HasField("state"):
+        return response.state.ByteSize()
+    if "session" in request.DESCRIPTOR.oneofs_by_name and request.WhichOneof("session") == "state":
+        return request.state.ByteSize()
+    return None
+
+
+async def _reject(context: grpc.aio.ServicerContext, violations: list[FieldViolation]) -> None:
+    await context.abort_with_status(rich_status(status_for_exception(LimitExceeded(violations))))
+
+
+class StateSizeInterceptor(grpc.aio.ServerInterceptor):
+    """Rejects client-held states over the limits; reports `x-kato-state-bytes`."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._wrapped = CachedWrapper(self._build)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        return self._wrapped(handler_call_details.method, await continuation(handler_call_details))
+
+    def _report(self, context: grpc.aio.ServicerContext, size: int | None) -> None:
+        info = request_context.current()
+        if size is None and info is not None:
+            size = info.state_bytes
+        if size is None:
+            return
+        if info is not None:
+            info.state_bytes = size
+        context.set_trailing_metadata(((STATE_BYTES_HEADER, str(size)),))
+
+    def _build(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        service, method = split_method(full_method)
+        if service != KATO_SERVICE:
+            return handler
+        limits = self._limits
+
+        def wrap(behavior, kind: str):
+            if kind == "unary_unary":
+                holds_state = "session" in api.DESCRIPTOR.services_by_name["KatoService"].methods_by_name[
+                    method].input_type.oneofs_by_name
+
+                async def unary(request, context):
+                    if holds_state and request.WhichOneof("session") == "state":
+                        violations = state_violations(request.state, limits)
+                        if violations:
+                            await _reject(context, violations)
+                    response = await behavior(request, context)
+                    self._report(context, _response_state_bytes(request, response))
+                    return response
+
+                return unary
+            if kind == "stream_stream":
+                async def stream(request_iterator, context):
+                    messages = request_iterator.__aiter__()
+                    try:
+                        first = await messages.__anext__()
+                    except StopAsyncIteration:
+                        return
+                    if (isinstance(first, api.StreamObservationsRequest) and first.WhichOneof("step") == "open"
+                            and first.open.WhichOneof("session") == "state"):
+                        violations = state_violations(first.open.state, limits, "open.state")
+                        if violations:
+                            await _reject(context, violations)
+
+                    async def replay():
+                        yield first
+                        async for message in messages:
+                            yield message
+
+                    size = None
+                    async with contextlib.aclosing(behavior(replay(), context)) as responses:
+                        async for response in responses:
+                            if isinstance(response, api.StreamObservationsResponse) and response.HasField("closed"):
+                                size = response.closed.state.ByteSize()
+                            yield response
+                    self._report(context, size)
+
+                return stream
+            return behavior
+
+        return wrap_handler(handler, wrap)

@@ -1,0 +1,289 @@
+"""`ClickHouseStore` against a real clickhouse-server: schema, coherence, failures.
+
+The KnowledgeStore contract itself runs in tests/unit/test_kb_stores.py (the
+"clickhouse" parameter). Here: what only a shared, remote store has to get right. Two
+`ClickHouseStore` objects on one database stand for two replicas.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from kato_grpc.core.learning import pattern_name
+from kato_grpc.core.model import IndexVectors, LearnPattern
+from kato_grpc.kb import MemoryStore
+from kato_grpc.kb.clickhouse import SCHEMA_VERSION, TAG_BITS, ClickHouseStore
+from kato_grpc.sessions.base import StoreUnavailable
+
+pytestmark = pytest.mark.timeout(180)
+REPO = Path(__file__).resolve().parents[2]
+KB = "kb1"
+
+
+def learn(events, emotives=()) -> LearnPattern:
+    events = tuple(tuple(event) for event in events)
+    return LearnPattern(pattern_name(events), events, tuple(emotives), (), 5)
+
+
+ABC = learn([["a"], ["b"], ["c"]])
+
+
+def snapshot(store, kb_id=KB):
+    return (
+        store.list_patterns(kb_id, "", 10_000),
+        store.symbol_stats(kb_id),
+        store.symbol_affinity(kb_id, None),
+        store.view(kb_id).vectors(),
+    )
+
+
+@pytest.fixture
+def pair(clickhouse_url):
+    """Two replicas of one database."""
+    a, b = ClickHouseStore(clickhouse_url), ClickHouseStore(clickhouse_url)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_schema_is_created_once_and_migrations_are_idempotent(clickhouse_url):
+    stores = [ClickHouseStore(clickhouse_url) for _ in range(3)]
+    stores[0].apply(KB, [ABC])
+    rows = stores[1]._execute(f"SELECT version FROM {stores[1]._t('schema_migrations')} FINAL ORDER BY version")
+    assert rows == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+    tables = {name for (name,) in stores[2]._execute(
+        "SELECT name FROM system.tables WHERE database = %(db)s", {"db": stores[2].database})}
+    assert {"schema_migrations", "kb_writes", "patterns", "vectors", "applied", "kb_clears", "kb_changes"} <= tables
+    assert all(s.schema_version() == SCHEMA_VERSION for s in stores)
+    assert stores[2].get_pattern(KB, ABC.name).frequency == 1
+    for s in stores:
+        s.close()
+
+
+def test_a_replica_catches_up_by_reading_only_what_changed(pair, monkeypatch):
+    a, b = pair
+    a.apply(KB, [learn([[f"s{i}"], ["t"]]) for i in range(50)])
+    assert b.view(KB).pattern_count() == 50  # loaded whole, once
+    reads: list[list[str] | None] = []
+    real = b._read_patterns
+    monkeypatch.setattr(b, "_read_patterns", lambda kb, since, names: reads.append(names) or real(kb, since, names))
+    a.apply(KB, [ABC])
+    assert b.get_pattern(KB, ABC.name).frequency == 1
+    assert reads == [[ABC.name]]
+    b.list_patterns(KB, "", 10)  # nothing changed since: no re-read at all
+    assert reads == [[ABC.name]]
+
+
+def test_every_kind_of_write_reaches_the_other_replica(pair):
+    a, b = pair
+    a.apply(KB, [learn(ABC.events, [{"joy": 1.0}]), IndexVectors((("VCTR|v", (1.0, 2.0)),))])
+    b.apply(KB, [ABC])
+    b.update_pattern(KB, ABC.name, metadata={"k": ["v"]})
+    xy = learn([["x"], ["y"]])
+    a.apply(KB, [xy])
+    b.delete_pattern(KB, xy.name)
+    assert snapshot(a) == snapshot(b)
+    assert a.get_pattern(KB, ABC.name).frequency == 2 and a.get_pattern(KB, xy.name) is None
+    a.clear(KB)
+    assert snapshot(b) == ([], a.symbol_stats(KB), {}, {})
+    b.apply(KB, [ABC])
+    assert a.get_pattern(KB, ABC.name).frequency == 1
+
+
+def test_a_write_landing_behind_a_readers_head_is_re_announced(pair, clickhouse_url):
+    """Writer A plans on a stale head, so its version sorts below one reader B has seen."""
+    a, b = pair
+    c = ClickHouseStore(clickhouse_url)
+    a.tag, c.tag = 1, 2  # same counter, A's version lower
+    a.view(KB), b.view(KB)
+    c.apply(KB, [ABC])
+    assert b.get_pattern(KB, ABC.name) is not None  # B's head is now C's version
+    # A's INSERT races C's: it planned before C's write landed.
+    xy = learn([["x"], ["y"]])
+    original = a._catch_up
+    a._catch_up = lambda kb_id, index: index
+    a.apply(KB, [xy])
+    a._catch_up = original
+    (head,) = b._execute(f"SELECT max(version) FROM {b._t('kb_changes')} WHERE kb_id = %(kb)s", {"kb": KB})[0]
+    assert head >> TAG_BITS == 2  # the notice, above C's version
+    assert b.get_pattern(KB, xy.name) is not None
+    assert snapshot(a) == snapshot(b) == snapshot(c)
+    c.close()
+
+
+def test_concurrent_writers_converge(pair, clickhouse_url):
+    a, b = pair
+    barrier = threading.Barrier(2)
+
+    def write(store, prefix):
+        barrier.wait()
+        for i in range(40):
+            store.apply(KB, [learn([[f"{prefix}{i}"], ["t"]]), learn(ABC.events, [{"joy": float(i)}])])
+
+    threads = [threading.Thread(target=write, args=(s, p)) for s, p in ((a, "a"), (b, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    fresh = ClickHouseStore(clickhouse_url)
+    assert snapshot(a) == snapshot(b) == snapshot(fresh)
+    names = {r.name for r in fresh.list_patterns(KB, "", 1000)}
+    assert names >= {learn([[f"{p}{i}"], ["t"]]).name for p in "ab" for i in range(40)}
+    # The shared pattern: every write persisted, concurrent re-learns are last-writer-wins.
+    assert 40 <= fresh.get_pattern(KB, ABC.name).frequency <= 80
+    fresh.close()
+
+
+def test_effects_of_a_session_version_apply_once_across_replicas(pair):
+    a, b = pair
+    a.apply(KB, [ABC], origin=("session-1", 3))
+    b.apply(KB, [ABC], origin=("session-1", 3))  # the outbox repaired by another replica
+    b.apply(KB, [ABC], origin=("session-1", 2))
+    assert a.get_pattern(KB, ABC.name).frequency == 1
+    b.apply(KB, [ABC], origin=("session-1", 4))
+    assert a.get_pattern(KB, ABC.name).frequency == 2
+
+
+def test_many_changes_at_once_are_read_in_chunks(pair):
+    a, b = pair
+    b.view(KB)
+    a.apply(KB, [learn([[f"s{i}"], ["t"]]) for i in range(2500)])
+    assert b.view(KB).pattern_count() == 2500
+    assert snapshot(a) == snapshot(b)
+
+
+def test_clickhouse_down_raises_store_unavailable_and_recovers(clickhouse_server):
+    store = ClickHouseStore(clickhouse_server.url)
+    store.apply(KB, [ABC])
+    clickhouse_server.kill()
+    for call in (lambda: store.view(KB), lambda: store.apply(KB, [ABC]), lambda: store.symbol_stats("other")):
+        with pytest.raises(StoreUnavailable, match=f"ClickHouse at 127.0.0.1:{clickhouse_server.tcp_port}"):
+            call()
+    clickhouse_server.start()
+    assert store.get_pattern(KB, ABC.name).frequency == 1  # the failed learn did not land
+    store.apply(KB, [ABC])
+    assert ClickHouseStore(clickhouse_server.url).get_pattern(KB, ABC.name).frequency == 2
+    store.close()
+
+
+def test_store_created_while_clickhouse_is_down_migrates_when_it_is_up(clickhouse_server):
+    clickhouse_server.kill()
+    store = ClickHouseStore(clickhouse_server.url)  # does not raise: the service starts anyway
+    with pytest.raises(StoreUnavailable, match="unavailable"):
+        store.view(KB)
+    clickhouse_server.start()
+    store.apply(KB, [ABC])
+    assert store.schema_version() == SCHEMA_VERSION
+    store.close()
+
+
+_CRASH_CHILD = textwrap.dedent(
+    """
+    import sys
+    from kato_grpc.core.learning import pattern_name
+    from kato_grpc.core.model import LearnPattern
+    from kato_grpc.kb.clickhouse import ClickHouseStore
+
+    store = ClickHouseStore(sys.argv[1])
+    i = 0
+    while True:
+        events = ((f"s{i}",), ("t",))
+        name = pattern_name(events)
+        store.apply("crash", [LearnPattern(name, events, ({"joy": i / 7},), (), 5)])
+        print("acked", name, flush=True)
+        i += 1
+    """
+)
+
+
+def test_acked_learns_survive_sigkill_of_the_writer(clickhouse_url):
+    child = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, clickhouse_url], stdout=subprocess.PIPE,
+                             text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    acked = []
+    for line in child.stdout:
+        acked.append(line.split()[1])
+        if len(acked) == 60:
+            child.send_signal(signal.SIGKILL)
+            break
+    child.wait(30)
+    acked += [line.split()[1] for line in child.stdout.read().splitlines() if line.startswith("acked")]
+    store = ClickHouseStore(clickhouse_url)
+    names = {r.name for r in store.list_patterns("crash", "", 100_000)}
+    assert set(acked) <= names and len(names) <= len(acked) + 1
+    expected = MemoryStore()
+    for i, name in enumerate(acked):
+        expected.apply("crash", [LearnPattern(name, ((f"s{i}",), ("t",)), ({"joy": i / 7},), (), 5)])
+    assert [store.get_pattern("crash", n) for n in acked] == [expected.get_pattern("crash", n) for n in acked]
+    store.close()
+
+
+_TWO_SHARDS = """
+    <remote_servers>
+        <kato_test>
+            <shard><replica><host>127.0.0.1</host><port>{tcp_port}</port>
+                <default_database>kato_shard1</default_database></replica></shard>
+            <shard><replica><host>127.0.0.1</host><port>{tcp_port}</port>
+                <default_database>kato_shard2</default_database></replica></shard>
+        </kato_test>
+    </remote_servers>
+"""
+
+
+@pytest.fixture
+def sharded_url(tmp_path):
+    """docs/clickhouse.md's sharding recipe on one server: two "shards" are two databases
+    (each replica of the cluster names its own default_database), and database `kato`
+    holds Distributed tables over them, sharded by cityHash64(kb_id)."""
+    from tests.support.clickhouse import ClickHouseServer, ClickHouseUnavailable
+    from kato_grpc.kb.clickhouse import MIGRATIONS
+
+    try:
+        server = ClickHouseServer(tmp_path / "ch", extra_config=_TWO_SHARDS).start()
+    except ClickHouseUnavailable as exc:
+        pytest.skip(f"needs a real ClickHouse: {exc}")
+    admin = ClickHouseStore(server.url_for("default"))
+    tables = ("patterns", "vectors", "applied", "kb_clears", "kb_changes")
+    for shard in ("kato_shard1", "kato_shard2"):
+        admin._execute(f"CREATE DATABASE {shard}")
+        for statement in MIGRATIONS[0][1]:
+            if any(f"{{db}}.{table} (" in statement for table in tables):
+                admin._execute(statement.format(db=shard))
+    admin._execute("CREATE DATABASE kato")
+    for table in tables:
+        admin._execute(f"CREATE TABLE kato.{table} AS kato_shard1.{table}"
+                       f" ENGINE = Distributed(kato_test, '', {table}, cityHash64(kb_id))")
+    yield server.url, admin
+    admin.close()
+    server.stop()
+
+
+def test_sharded_by_distributed_tables(sharded_url):
+    url, admin = sharded_url
+    a, b = ClickHouseStore(url), ClickHouseStore(url)  # they add kb_writes and its views themselves
+    kbs = [f"kb{i}" for i in range(12)]
+    for kb in kbs:
+        a.apply(kb, [ABC, learn([[kb], ["t"]])])
+    b.apply("kb3", [ABC])
+    b.delete_pattern("kb5", ABC.name)
+    a.clear("kb7")
+    assert a.get_pattern("kb3", ABC.name).frequency == 2 and a.get_pattern("kb5", ABC.name) is None
+    assert b.list_patterns("kb7", "", 10) == []
+    fresh = ClickHouseStore(url)
+    assert [snapshot(fresh, kb) for kb in kbs] == [snapshot(a, kb) for kb in kbs] == [snapshot(b, kb) for kb in kbs]
+    # Each KB lives on exactly one shard, and both shards got some.
+    placed = {}
+    for shard in ("kato_shard1", "kato_shard2"):
+        for (kb,) in admin._execute(f"SELECT DISTINCT kb_id FROM {shard}.patterns"):
+            placed.setdefault(kb, []).append(shard)
+    assert all(len(shards) == 1 for shards in placed.values())
+    assert {shards[0] for shards in placed.values()} == {"kato_shard1", "kato_shard2"}
+    for store in (a, b, fresh):
+        store.close()
