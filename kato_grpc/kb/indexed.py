@@ -65,7 +65,7 @@ def plan(index: MemoryKnowledgeBase, effects: Sequence[Effect]) -> Change:
     return change
 
 
-def _apply_to_index(index: MemoryKnowledgeBase, change: Change) -> None:
+def apply_to_index(index: MemoryKnowledgeBase, change: Change) -> None:
     if change.cleared:
         index.clear()
     for name in change.deleted:
@@ -116,7 +116,7 @@ class IndexedStore:
             index = self._index(kb_id)
             change = make_change(index)
             self._commit(kb_id, change)
-            _apply_to_index(index, change)
+            apply_to_index(index, change)
 
     def loaded_pattern_counts(self) -> dict[str, int]:
         """Patterns per KB whose index this process holds; never loads or refreshes one (metrics)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.model import PatternRecord
-from kato_grpc.kb.indexed import Change, IndexedStore
+from kato_grpc.kb.indexed import Change, IndexedStore, apply_to_index
 
 __all__ = ["SqliteStore", "SCHEMA_VERSION"]
 
@@ -98,6 +98,43 @@ class SqliteStore(IndexedStore):
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._migrate()
+        self._seen_version = self._data_version()
+
+    # --- coherence between processes sharing the file (kato-grpc serve --workers N) ----
+    def _data_version(self) -> int:
+        """SQLite's counter of commits made by *other* connections."""
+        return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def _drop_stale_indexes(self) -> None:
+        """Another process committed since we last looked: reload indexes on next use."""
+        version = self._data_version()
+        if version != self._seen_version:
+            self._indexes.clear()
+            self._applied.clear()
+            self._seen_version = version
+
+    def _index(self, kb_id: str) -> MemoryKnowledgeBase:
+        with self._lock:
+            self._drop_stale_indexes()
+            return super()._index(kb_id)
+
+    def _write(self, kb_id: str, make_change) -> None:
+        """Plan and write inside one IMMEDIATE transaction: no other process can commit
+        between the freshness check, the exactly-once check and our write."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._drop_stale_indexes()
+                index = super()._index(kb_id)
+                change = make_change(index)
+                self._write_rows(kb_id, change)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            apply_to_index(index, change)
 
     def _migrate(self) -> None:
         """Run the migrations past the stored `user_version`, all in one transaction."""
@@ -127,31 +164,24 @@ class SqliteStore(IndexedStore):
         index.index_vectors((name, tuple(json.loads(values))) for name, values in rows)
         return index
 
-    def _commit(self, kb_id: str, change: Change) -> None:
-        # Encode before BEGIN: a value that cannot be stored fails without a transaction.
+    def _write_rows(self, kb_id: str, change: Change) -> None:
+        """The statements of one change; the caller holds the transaction."""
         patterns = [_pattern_row(kb_id, record) for record in change.records.values()]
         vectors = [(kb_id, name, _dumps(list(v))) for name, v in change.vectors.items()]
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if change.cleared:
-                conn.execute("DELETE FROM patterns WHERE kb_id = ?", (kb_id,))
-                conn.execute("DELETE FROM vectors WHERE kb_id = ?", (kb_id,))
-            if change.deleted:
-                conn.executemany(
-                    "DELETE FROM patterns WHERE kb_id = ? AND name = ?", [(kb_id, n) for n in change.deleted]
-                )
-            if patterns:
-                conn.executemany("INSERT OR REPLACE INTO patterns VALUES (?, ?, ?, ?, ?, ?, ?)", patterns)
-            if vectors:
-                conn.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?, ?)", vectors)
-            if change.origin is not None:
-                conn.execute("INSERT OR REPLACE INTO applied VALUES (?, ?, ?)", (kb_id, *change.origin))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        if change.cleared:
+            conn.execute("DELETE FROM patterns WHERE kb_id = ?", (kb_id,))
+            conn.execute("DELETE FROM vectors WHERE kb_id = ?", (kb_id,))
+        if change.deleted:
+            conn.executemany(
+                "DELETE FROM patterns WHERE kb_id = ? AND name = ?", [(kb_id, n) for n in change.deleted]
+            )
+        if patterns:
+            conn.executemany("INSERT OR REPLACE INTO patterns VALUES (?, ?, ?, ?, ?, ?, ?)", patterns)
+        if vectors:
+            conn.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?, ?)", vectors)
+        if change.origin is not None:
+            conn.execute("INSERT OR REPLACE INTO applied VALUES (?, ?, ?)", (kb_id, *change.origin))
 
     def _last_applied(self, kb_id: str, session_id: str) -> int:
         row = self._conn.execute(

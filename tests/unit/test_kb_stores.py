@@ -425,3 +425,24 @@ def test_sqlite_acked_learns_survive_sigkill(tmp_path):
         assert record.emotives == ({"joy": i / 7},)
     assert store.symbol_stats("crash").total_unique_patterns >= len(acked)
     store.close()
+
+
+def test_sqlite_stores_sharing_a_file_stay_coherent(tmp_path):
+    """Two processes (here: two connections) on one data dir see each other's writes,
+    and a transition applied through one is not applied again through the other."""
+    from kato_grpc.core.learning import pattern_name
+    from kato_grpc.core.model import LearnPattern
+    from kato_grpc.kb.sqlite import SqliteStore
+
+    first, second = SqliteStore(tmp_path), SqliteStore(tmp_path)
+    events = (("a",), ("b",))
+    effect = LearnPattern(pattern_name(events), events, (), (), 5)
+    assert second.view("kb").pattern_count() == 0  # loads second's index before the write
+    first.apply("kb", [effect], origin=("s1", 1))
+    assert second.view("kb").pattern_count() == 1
+    second.apply("kb", [effect], origin=("s1", 1))  # the same transition, repaired elsewhere
+    second.apply("kb", [effect])
+    assert first.get_pattern("kb", effect.name).frequency == 2
+    assert second.symbol_stats("kb").symbols == [("a", 2, 1), ("b", 2, 1)]
+    first.close()
+    second.close()
