@@ -129,6 +129,10 @@ def serve(settings: Settings) -> None:
     except ValueError as exc:
         raise SystemExit(f"kato-grpc: {exc}") from None
     request_context.configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1 and not settings.redis_url:
+        log.warning("--workers %d without --redis-url: server-held sessions live in one worker's memory "
+                    "and other workers answer NOT_FOUND for them; client-held state works everywhere",
+                    settings.workers)
     if settings.workers <= 1:
         asyncio.run(_serve_one(settings))
         return

@@ -22,6 +22,8 @@ from typing import AsyncIterator, Iterable, Iterator
 
 import grpc
 from google.protobuf import descriptor_pb2
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2 as ref
 
@@ -109,8 +111,10 @@ class DescriptorIndex:
 
     @classmethod
     def default(cls) -> "DescriptorIndex":
-        """Our protos with comments, then the health and reflection protos."""
-        extra = (_file_of(health_pb2.DESCRIPTOR), _file_of(ref.DESCRIPTOR), _v1_reflection_file())
+        """Our protos with comments, then the health and reflection protos, and the
+        error-detail protos so clients (grpcurl) can decode BadRequest and ErrorInfo."""
+        extra = (_file_of(health_pb2.DESCRIPTOR), _file_of(ref.DESCRIPTOR), _v1_reflection_file(),
+                 _file_of(duration_pb2.DESCRIPTOR), _file_of(error_details_pb2.DESCRIPTOR))
         return cls([*serialized_files().values(), *(f.SerializeToString(deterministic=True) for f in extra)])
 
     def _with_dependencies(self, name: str) -> list[str]:

@@ -6,9 +6,13 @@ emotive / metadata accumulators. The engine keeps a state it writes within the l
 dropped), but a state arriving from a client was written by the client. So, before the
 servicer sees it, `StateSizeInterceptor` rejects a client-held state (``state`` of a
 request, ``open.state`` of a stream) over the limits with RESOURCE_EXHAUSTED
-(``LIMIT_EXCEEDED``, one field violation per limit: ``state.stm``,
-``state.stm[3].symbols``, ``state.emotive_acc``, ``state.metadata_acc``), nothing done.
-The whole request is bounded anyway by ``--max-request-bytes``.
+(``LIMIT_EXCEEDED``, one field violation per limit: ``state.stm`` over
+``max_stm_events``, ``state.stm[3].symbols`` over ``max_symbols_per_event`` plus
+``max_vectors_per_observation`` (an event holds an observation's strings and its vector
+names), ``state.emotive_acc`` / ``state.metadata_acc`` over
+``max_accumulator_entries``), nothing done. Symbol sizes are not checked here (vector
+names are longer than a small ``max_symbol_bytes``); the whole request is bounded by
+``--max-request-bytes``.
 
 Every session call then reports the serialized size of the session state it ended
 with, in bytes, as ``x-kato-state-bytes`` trailing metadata (and to the metrics): the
@@ -45,15 +49,13 @@ def state_violations(state, limits: Limits, prefix: str = "state") -> list[Field
     if len(state.stm) > limits.max_stm_events:
         violations.append(FieldViolation(
             f"{prefix}.stm", f"{len(state.stm)} events exceed max_stm_events={limits.max_stm_events}"))
+    # An event holds the observation's strings plus one `VCTR|…` name per vector.
+    per_event = limits.max_symbols_per_event + limits.max_vectors_per_observation
     for i, event in enumerate(state.stm):
-        if len(event.symbols) > limits.max_symbols_per_event:
+        if len(event.symbols) > per_event:
             violations.append(FieldViolation(
                 f"{prefix}.stm[{i}].symbols",
-                f"{len(event.symbols)} symbols exceed max_symbols_per_event={limits.max_symbols_per_event}"))
-        elif any(len(symbol) > limits.max_symbol_bytes // 4 and len(symbol.encode("utf-8")) > limits.max_symbol_bytes
-                 for symbol in event.symbols):
-            violations.append(FieldViolation(
-                f"{prefix}.stm[{i}].symbols", f"a symbol exceeds max_symbol_bytes={limits.max_symbol_bytes}"))
+                f"{len(event.symbols)} symbols exceed max_symbols_per_event + max_vectors_per_observation={per_event}"))
     for name in ("emotive_acc", "metadata_acc"):
         count = len(getattr(state, name))
         if count > limits.max_accumulator_entries:

@@ -536,3 +536,35 @@ def test_keys_in_redis(shared_redis_server, tmp_path):
         server.stop()
         r.hdel(REDIS_KEYS_HASH, other.entry()["key_sha256"])
         r.close()
+
+
+def test_sighup_reaches_every_worker(tmp_path):
+    """With --workers 2 the parent forwards SIGHUP: new connections to either worker see the new keys."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    old, new = make_key("workers-old", "read", "team-a-*"), make_key("workers-new", "read", "team-a-*")
+    keys_file = write_keys(tmp_path / "keys.json", [old])
+    server = ServerProcess(["--data-dir", str(tmp_path / "data"), "--auth-keys-file", str(keys_file),
+                            "--workers", "2", "--port", str(port)]).start()
+
+    def fresh_calls(key: Key, n: int = 12) -> set[grpc.StatusCode]:
+        codes = set()
+        for _ in range(n):  # a new connection each time: the kernel spreads them over the workers
+            with grpc.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+                codes.add(code(call(api_grpc.KatoServiceStub(channel), "ListPatterns",
+                                    api.ListPatternsRequest(kb_id=kb()), key)))
+        return codes
+
+    try:
+        wait_for(lambda: "".join(server.output).count("listening on") == 2, timeout=20)  # both workers are up
+        assert fresh_calls(old) == {grpc.StatusCode.OK}
+        write_keys(keys_file, [new])
+        server.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "".join(server.output).count("reloaded 1 API keys") == 2)
+        assert fresh_calls(old) == {UNAUTHENTICATED}
+        assert fresh_calls(new) == {grpc.StatusCode.OK}
+    finally:
+        server.stop()

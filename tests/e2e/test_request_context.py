@@ -25,7 +25,7 @@ def observe(target: str, request_id: str | None = None, symbol: str = SECRET_SYM
         stub = api_grpc.KatoServiceStub(channel)
         return stub.Observe.with_call(
             api.ObserveRequest(state=pb.SessionState(kb_id=f"log-{uuid.uuid4().hex[:8]}"),
-                               observation=pb.Observation(strings=[symbol])), metadata=metadata, timeout=10)
+                               observation=pb.Observation(strings=[symbol])), metadata=metadata, timeout=30)
 
 
 def json_lines(server: ServerProcess) -> list[dict]:

@@ -18,9 +18,10 @@ from tests.support.server import ServerProcess
 
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory):
-    """A server with tiny limits: 3 STM events, 2 accumulator entries, 4 symbols per event."""
+    """A server with tiny limits: 3 STM events, 2 accumulator entries, 3 symbols and 1 vector per event."""
     server = ServerProcess(["--data-dir", str(tmp_path_factory.mktemp("state-size")), "--max-stm-events", "3",
-                            "--max-accumulator-entries", "2", "--max-symbols-per-event", "4"]).start()
+                            "--max-accumulator-entries", "2", "--max-symbols-per-event", "3",
+                            "--max-vectors-per-observation", "1", "--max-symbol-bytes", "8"]).start()
     yield server
     server.stop()
 
@@ -120,6 +121,16 @@ def test_a_stream_opened_with_a_state_over_the_limits_is_refused(stub):
         list(stub.StreamObservations(iter([api.StreamObservationsRequest(open=api.StreamOpen(state=state))])))
     assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "open.state.stm" in violations(raised.value)
+
+
+def test_a_state_the_engine_wrote_is_accepted(stub):
+    """Three strings and a vector name (45 bytes, over max_symbol_bytes) in one event."""
+    state = pb.SessionState(kb_id=kb())
+    for _ in range(4):
+        state = stub.Observe(api.ObserveRequest(state=state, observation=pb.Observation(
+            strings=["a", "b", "c"], vectors=[pb.Vector(values=[0.5, 0.25])]))).state
+    assert len(state.stm) == 3 and len(state.stm[0].symbols) == 4
+    assert stub.Predict(api.PredictRequest(state=state)) is not None
 
 
 def test_a_state_at_the_limits_is_accepted(stub):
