@@ -35,6 +35,7 @@ import json
 import os
 import pstats
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -161,7 +162,6 @@ def bench(backend: str, where: str, size: int, args, profile: bool) -> Row:
     bulk_s = time.perf_counter() - start
     singles = [make_learn(rng, args.vocabulary) for _ in range(args.learns)]
     learn_times = timed(lambda i: store.apply(KB, [singles[i]]), args.learns)
-    concurrent = concurrent_learns(where, args, rng) if backend == "clickhouse" and args.writers > 1 else 0.0
     # Predict on an STM equal to a stored pattern.
     target = store.list_patterns(KB, "", 1)[0] if not singles else store.get_pattern(KB, singles[-1].name)
     state = dataclasses.replace(engine.new_session(KB), stm=target.events)
@@ -182,8 +182,10 @@ def bench(backend: str, where: str, size: int, args, profile: bool) -> Row:
     del store, index
     gc.collect()
     loaded = cold_load(backend, where)
+    # Last, as it adds patterns: several replicas learning into the KB at once.
+    concurrent = concurrent_learns(where, args, rng) if backend == "clickhouse" and args.writers > 1 else 0.0
     return Row(
-        backend=backend, size=loaded["patterns"],
+        backend=backend, size=loaded["patterns"],  # = size
         learn_per_s=args.learns / sum(learn_times), learn_ms=statistics.median(learn_times) * 1e3,
         concurrent_per_s=concurrent,
         bulk_per_s=bulk / bulk_s if bulk else 0.0,
@@ -230,6 +232,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
+        shutil.rmtree(work, ignore_errors=True)  # SQLite files and ClickHouse data: GBs at 1M
 
     print(f"\nvocabulary {args.vocabulary}, STM 5 events, {args.learns} timed learns ({args.writers} concurrent"
           f" writers for conc/s), {args.predicts} predicts")

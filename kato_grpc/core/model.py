@@ -184,6 +184,14 @@ class PatternRecord:
         """All symbols in order; computed once per record (records are immutable)."""
         return tuple(symbol for event in self.events for symbol in event)
 
+    @cached_property
+    def symbol_counts(self) -> dict[str, int]:
+        """How often each symbol occurs in the pattern; computed once per record."""
+        counts: dict[str, int] = {}
+        for symbol in self.flat:
+            counts[symbol] = counts.get(symbol, 0) + 1
+        return counts
+
 
 @dataclass(frozen=True)
 class ObserveResult:

@@ -8,6 +8,7 @@ in ascending pattern name order, which fixes every sum and every tie (§8).
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -86,50 +87,108 @@ class _Interner:
         return [table.setdefault(s, len(table)) for s in symbols]
 
 
-def _score_candidates(
-    candidates: Sequence[PatternRecord], stm: Sequence[Event], q: list[str], config: SessionConfig
-) -> list[_Scored]:
-    interner = _Interner()
-    q_ids = interner.ids(q)
-    matcher = BlockMatcher(q_ids)
-    n = len(q)
-    threshold = config.recall_threshold
-    scored: list[_Scored] = []
-    for record in candidates:
+class _Scorer:
+    """Scores candidates against one state: similarity, threshold, blocks, alignment."""
+
+    def __init__(self, stm: Sequence[Event], q: list[str], config: SessionConfig) -> None:
+        self._interner = _Interner()
+        self._q_ids = self._interner.ids(q)
+        self._matcher = BlockMatcher(self._q_ids)
+        self._stm, self._q, self._config = stm, q, config
+
+    def score(self, record: PatternRecord) -> _Scored | None:
+        """The candidate's own metrics, or None if a filter, the threshold or §6.3 drops it."""
+        config, q = self._config, self._q
         p = record.flat
         if not passes_filters(config, p, q):
-            continue
-        p_ids = interner.ids(p)
+            return None
+        p_ids = self._interner.ids(p)
         if config.use_token_matching:
-            similarity = token_similarity(LCSseq.similarity(p_ids, q_ids), len(p), n)
+            similarity = token_similarity(LCSseq.similarity(p_ids, self._q_ids), len(p), len(q))
         else:
             similarity = character_similarity(p, q)
-        if similarity < threshold:
-            continue
-        blocks = matcher.blocks(p_ids)
-        if not blocks and threshold > 0:
-            continue
-        alignment = align(record.events, p, stm, q, blocks, config.fuzzy_token_threshold)
+        if similarity < config.recall_threshold:
+            return None
+        blocks = self._matcher.blocks(p_ids)
+        if not blocks and config.recall_threshold > 0:
+            return None
+        alignment = align(record.events, p, self._stm, q, blocks, config.fuzzy_token_threshold)
         m = len(alignment.matches)
         present_length = sum(len(event) for event in alignment.present)
-        scored.append(_Scored(
+        return _Scored(
             record=record,
             flat=p,
             similarity=similarity,
             alignment=alignment,
             evidence=metrics.evidence(m, len(p)),
             confidence=metrics.confidence(m, present_length),
-            snr=metrics.snr(m, n),
-        ))
-    return scored
+            snr=metrics.snr(m, len(q)),
+        )
 
 
-def _prune(scored: list[_Scored], keep: int) -> list[_Scored]:
-    """Keep the `keep` largest pre-potentials, ties by name; result in name order (§6.6)."""
-    if len(scored) <= keep:
-        return scored
-    best = sorted(scored, key=lambda s: (-s.pre_potential, s.record.name))[:keep]
-    return sorted(best, key=lambda s: s.record.name)
+# Bounds are compared with this margin, so float rounding in a bound never drops a
+# candidate that the exact computation would keep.
+_MARGIN = 1e-9
+
+
+def _upper_bounds(candidates: Sequence[PatternRecord], q: Sequence[str], threshold: float) -> list[tuple[float, int]]:
+    """(bound on pre_potential, position) of each candidate that can pass the threshold.
+
+    With c the multiset overlap of pattern and state, the matches m ≤ LCS ≤ c, so
+    similarity ≤ 2c/(L+n), evidence ≤ c/L, confidence ≤ 1, snr ≤ (3c−n)/(c+n) and the
+    fragmentation term ≤ 1: pre_potential ≤ (c/L + 1)·max(snr bound, 0) + 1. Only valid
+    for exact tokens (fuzzy matches can exceed c).
+    """
+    n = len(q)
+    q_counts: dict[str, int] = {}
+    for symbol in q:
+        q_counts[symbol] = q_counts.get(symbol, 0) + 1
+    bounds = []
+    for position, record in enumerate(candidates):
+        length = len(record.flat)
+        c = sum(min(count, q_counts[s]) for s, count in record.symbol_counts.items() if s in q_counts)
+        if 2.0 * c / (length + n) + _MARGIN < threshold:
+            continue
+        snr_bound = (3 * c - n) / (c + n) if c + n else 0.0
+        bounds.append(((c / length + 1.0) * max(snr_bound, 0.0) + 1.0 + _MARGIN, position))
+    return bounds
+
+
+def _select_ensemble(
+    candidates: Sequence[PatternRecord], stm: Sequence[Event], q: list[str], config: SessionConfig
+) -> list[_Scored]:
+    """The ensemble of §6.6: the 3·max_predictions best pre-potentials (ties by name),
+    in name order, among the candidates that pass the threshold.
+
+    With many candidates and exact tokens, candidates are scored in decreasing order of
+    an upper bound on their pre-potential, stopping once no unscored candidate can beat
+    (or tie) the ensemble's worst member: the same ensemble, far fewer alignments.
+    """
+    keep = 3 * config.max_predictions
+    scorer = _Scorer(stm, q, config)
+    exact_tokens = config.use_token_matching and config.fuzzy_token_threshold == 0.0
+    if len(candidates) <= keep or not exact_tokens:
+        scored = [s for s in map(scorer.score, candidates) if s is not None]
+        if len(scored) <= keep:
+            return scored
+        best = sorted(scored, key=lambda s: (-s.pre_potential, s.record.name))[:keep]
+        return sorted(best, key=lambda s: s.record.name)
+
+    # A min-heap of the kept members by (pre_potential, -position): its root is the
+    # member a newcomer must beat (a lower potential, or equal with a later name).
+    heap: list[tuple[float, int, _Scored]] = []
+    for bound, position in sorted(_upper_bounds(candidates, q, config.recall_threshold), key=lambda b: (-b[0], b[1])):
+        if len(heap) == keep and bound < heap[0][0]:
+            break
+        scored = scorer.score(candidates[position])
+        if scored is None:
+            continue
+        item = (scored.pre_potential, -position, scored)
+        if len(heap) < keep:
+            heapq.heappush(heap, item)
+        elif item[:2] > heap[0][:2]:
+            heapq.heapreplace(heap, item)
+    return [item[2] for item in sorted(heap, key=lambda item: -item[1])]
 
 
 def _future_key(future: Sequence[Event]) -> tuple[tuple[str, ...], ...]:
@@ -162,7 +221,7 @@ def predict_patterns(stm: Sequence[Event], config: SessionConfig, kb: KnowledgeV
         return PredictResult()
     needs_every_pattern = config.recall_threshold == 0 or not config.use_token_matching
     candidates = kb.candidates(None if needs_every_pattern else q)
-    scored = _prune(_score_candidates(candidates, stm, q, config), 3 * config.max_predictions)
+    scored = _select_ensemble(candidates, stm, q, config)
     if not scored:
         return PredictResult()
 
