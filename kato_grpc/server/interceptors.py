@@ -43,6 +43,8 @@ def check_settings(settings: Any) -> None:
     """Fail fast, before any process starts, on flags that cannot work (ValueError says why)."""
     if settings.log_format not in request_context.LOG_FORMATS:
         raise ValueError(f"--log-format {settings.log_format!r} must be one of {', '.join(request_context.LOG_FORMATS)}")
+    if settings.workers > 1 and settings.port == 0:
+        raise ValueError("--port 0 with --workers > 1 would give every worker its own port: choose a port")
     if not 0 <= settings.metrics_port <= 65535:
         raise ValueError(f"--metrics-port {settings.metrics_port} must be in [0, 65535]")
     if settings.metrics_port and settings.metrics_port + max(settings.workers, 1) - 1 > 65535:
