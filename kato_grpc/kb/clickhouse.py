@@ -74,7 +74,6 @@ lost connection may or may not have landed; the replica catches up either way.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -84,6 +83,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.model import PatternRecord
+from kato_grpc.kb.records import dumps, record_columns, record_from_columns
 from kato_grpc.kb.indexed import Change, IndexedStore
 from kato_grpc.sessions.base import StoreUnavailable
 
@@ -195,10 +195,6 @@ _TRANSIENT_CODES = frozenset({
 })
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def _write_row(kb_id: str, kind: str, key: str, version: int, **values: Any) -> tuple:
     return (
         kb_id, kind, key, version, values.get("deleted", 0),
@@ -209,25 +205,7 @@ def _write_row(kb_id: str, kind: str, key: str, version: int, **values: Any) -> 
 
 
 def _pattern_write(kb_id: str, version: int, r: PatternRecord) -> tuple:
-    return _write_row(
-        kb_id, "pattern", r.name, version,
-        events=_dumps([list(event) for event in r.events]),
-        frequency=r.frequency,
-        emotives=_dumps([dict(m) for m in r.emotives]),
-        metadata=_dumps({key: list(values) for key, values in r.metadata.items()}),
-        affinity_contrib=_dumps(dict(r.affinity_contrib)),
-    )
-
-
-def _pattern_record(name: str, events: str, frequency: int, emotives: str, metadata: str, contrib: str) -> PatternRecord:
-    return PatternRecord(
-        name=name,
-        events=tuple(tuple(event) for event in json.loads(events)),
-        frequency=frequency,
-        emotives=tuple(json.loads(emotives)),
-        metadata={key: tuple(values) for key, values in json.loads(metadata).items()},
-        affinity_contrib=json.loads(contrib),
-    )
+    return _write_row(kb_id, "pattern", r.name, version, **record_columns(r))
 
 
 def _newest(rows: Iterable[tuple]) -> dict[str, tuple]:
@@ -398,7 +376,7 @@ class ClickHouseStore(IndexedStore):
             if row is None or row[2]:  # gone since (a clear) or a tombstone
                 index.delete_pattern(name)
             else:
-                index.put_pattern(_pattern_record(name, *row[3:]))
+                index.put_pattern(record_from_columns(name, *row[3:]))
 
     # --- IndexedStore ------------------------------------------------------------------------
     def _load(self, kb_id: str) -> MemoryKnowledgeBase:
@@ -414,10 +392,10 @@ class ClickHouseStore(IndexedStore):
         current = None
         for row in rows:  # sorted by name, version: the last row of each name is the current one
             if current is not None and row[0] != current[0] and not current[2]:
-                index.put_pattern(_pattern_record(current[0], *current[3:]))
+                index.put_pattern(record_from_columns(current[0], *current[3:]))
             current = row
         if current is not None and not current[2]:
-            index.put_pattern(_pattern_record(current[0], *current[3:]))
+            index.put_pattern(record_from_columns(current[0], *current[3:]))
         index.index_vectors(self._read_vectors(kb_id, cleared, None))
         self._seen[kb_id], self._cleared_at[kb_id] = head, cleared
         return index

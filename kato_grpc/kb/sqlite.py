@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.model import PatternRecord
+from kato_grpc.kb.records import dumps, record_columns, record_from_columns
 from kato_grpc.kb.indexed import Change, IndexedStore, apply_to_index
 
 __all__ = ["SqliteStore", "SCHEMA_VERSION"]
@@ -54,32 +55,8 @@ _MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def _pattern_row(kb_id: str, r: PatternRecord) -> tuple:
-    return (
-        kb_id,
-        r.name,
-        _dumps([list(event) for event in r.events]),
-        r.frequency,
-        _dumps([dict(m) for m in r.emotives]),
-        _dumps({key: list(values) for key, values in r.metadata.items()}),
-        _dumps(dict(r.affinity_contrib)),
-    )
-
-
-def _pattern_record(row: tuple) -> PatternRecord:
-    name, events, frequency, emotives, metadata, contrib = row
-    return PatternRecord(
-        name=name,
-        events=tuple(tuple(event) for event in json.loads(events)),
-        frequency=frequency,
-        emotives=tuple(json.loads(emotives)),
-        metadata={key: tuple(values) for key, values in json.loads(metadata).items()},
-        affinity_contrib=json.loads(contrib),
-    )
+    return (kb_id, r.name, *record_columns(r).values())
 
 
 class SqliteStore(IndexedStore):
@@ -159,7 +136,7 @@ class SqliteStore(IndexedStore):
             (kb_id,),
         )
         for row in rows:
-            index.put_pattern(_pattern_record(row))
+            index.put_pattern(record_from_columns(*row))
         rows = self._conn.execute('SELECT name, "values" FROM vectors WHERE kb_id = ? ORDER BY name', (kb_id,))
         index.index_vectors((name, tuple(json.loads(values))) for name, values in rows)
         return index
@@ -167,7 +144,7 @@ class SqliteStore(IndexedStore):
     def _write_rows(self, kb_id: str, change: Change) -> None:
         """The statements of one change; the caller holds the transaction."""
         patterns = [_pattern_row(kb_id, record) for record in change.records.values()]
-        vectors = [(kb_id, name, _dumps(list(v))) for name, v in change.vectors.items()]
+        vectors = [(kb_id, name, dumps(list(v))) for name, v in change.vectors.items()]
         conn = self._conn
         if change.cleared:
             conn.execute("DELETE FROM patterns WHERE kb_id = ?", (kb_id,))
