@@ -96,8 +96,10 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         self._limits = limits
 
     # --- plumbing ----------------------------------------------------------------------
-    def _client_state(self, request) -> SessionState:
-        state = convert.state_from_proto(request.state, decode_predictions=False)
+    def _client_state(self, request, with_predictions: bool = False) -> SessionState:
+        """The request's client-held state. Its last predictions (the costly part to
+        decode) are decoded only for a call that returns them."""
+        state = convert.state_from_proto(request.state, decode_predictions=with_predictions)
         validate_kb_id(state.kb_id, "state.kb_id")
         return state
 
@@ -130,10 +132,10 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             session_id, guarded, lambda o: respond(o, False), getattr(request, "request_id", ""))
         return response if replay is None else response_type.FromString(replay)
 
-    def _read_state(self, request) -> SessionState:
+    def _read_state(self, request, with_predictions: bool = False) -> SessionState:
         if request.WhichOneof("session") == "state":
-            return convert.state_from_proto(request.state)
-        return self._sessions.read(self._session_id(request))
+            return self._client_state(request, with_predictions)
+        return self._sessions.read(self._session_id(request), with_predictions)
 
     def _with_state(self, response, outcome: Outcome, include: bool, predictions=None):
         if include:
@@ -203,8 +205,6 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     @_rpc
     def Predict(self, request: api.PredictRequest, context):
         state = self._read_state(request)
-        if request.WhichOneof("session") == "state":
-            validate_kb_id(state.kb_id, "state.kb_id")
         result = engine.predict(state, self._kb.view(state.kb_id))
         response = api.PredictResponse()
         convert.predictions_to_proto(result.predictions, response.predictions)
@@ -243,7 +243,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
 
     @_rpc
     def GetCognitionData(self, request: api.GetCognitionDataRequest, context):
-        state = self._read_state(request)
+        state = self._read_state(request, with_predictions=True)
         data = engine.cognition_data(state)
         response = api.GetCognitionDataResponse(
             emotives=data["emotives"], symbols=data["symbols"], time=data["time"])
@@ -379,7 +379,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
 
     # --- server-held sessions ----------------------------------------------------------
     def _session_message(self, record, out: pb.Session) -> pb.Session:
-        state = self._sessions.state_of(record)
+        state = self._sessions.state_of(record, with_predictions=False)
         out.session_id = record.session_id
         out.kb_id = record.kb_id
         out.ttl_seconds = record.ttl_seconds
@@ -406,9 +406,8 @@ class KatoServicer(api_grpc.KatoServiceServicer):
 
     @_rpc
     def GetSession(self, request: api.GetSessionRequest, context):
-        self._sessions.read(request.session_id)
         response = api.GetSessionResponse()
-        self._session_message(self._sessions.load(request.session_id), response.session)
+        self._session_message(self._sessions.access(request.session_id), response.session)
         return response
 
     @_rpc
@@ -533,7 +532,7 @@ class _Stream:
             stm_length = len(self.client_state.stm)
         else:
             self._session_id = opened.session_id
-            stm_length = len(self._servicer._sessions.read(opened.session_id).stm)
+            stm_length = len(self._servicer._sessions.read(opened.session_id, with_predictions=False).stm)
         self.opened = True
         self._return_predictions = opened.return_predictions
         return api.StreamObservationsResponse(opened=api.StreamOpened(stm_length=stm_length))

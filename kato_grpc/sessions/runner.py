@@ -103,8 +103,12 @@ class SessionRunner:
             self._apply_effects(record.kb_id, decode_effects(record.outbox), (session_id, record.version))
         return record
 
-    def state_of(self, record: SessionRecord) -> SessionState:
-        return self._codec.decode(record.state)
+    def state_of(self, record: SessionRecord, with_predictions: bool = True) -> SessionState:
+        """The record's state. Without `with_predictions` the (costly) last predictions
+        may be left undecoded (they read as empty)."""
+        if with_predictions:
+            return self._codec.decode(record.state)
+        return (self._codec.decode_for_step or self._codec.decode)(record.state)
 
     # --- transitions -----------------------------------------------------------------
     def transact(
@@ -150,19 +154,26 @@ class SessionRunner:
             self.conflicts += 1
         raise ConflictExhausted(f"session {session_id!r} is being changed concurrently; retry the call")
 
-    def read(self, session_id: str) -> SessionState:
-        """The session's state for a read-only call; extends the TTL when auto-extend is on."""
+    def access(self, session_id: str) -> SessionRecord:
+        """The live record of a read-only call; slides its expiry when auto-extend is on."""
         record = self.load(session_id)
         if self._auto_extend:
-            self._store.touch(session_id, record.ttl_seconds, self._clock() + record.ttl_seconds)
-        return self.state_of(record)
+            expires_at = self._clock() + record.ttl_seconds
+            self._store.touch(session_id, record.ttl_seconds, expires_at)
+            record = record.evolve(expires_at=expires_at)
+        return record
+
+    def read(self, session_id: str, with_predictions: bool = True) -> SessionState:
+        """The session's state for a read-only call (an access: see `access`)."""
+        return self.state_of(self.access(session_id), with_predictions)
 
     def extend(self, session_id: str, ttl_seconds: int) -> SessionRecord:
         """Set the TTL and slide the expiry to now + TTL."""
-        self.load(session_id)
-        if not self._store.touch(session_id, ttl_seconds, self._clock() + ttl_seconds):
-            self.load(session_id)
-        return self.load(session_id)
+        record = self.load(session_id)
+        expires_at = self._clock() + ttl_seconds
+        if not self._store.touch(session_id, ttl_seconds, expires_at):
+            self.load(session_id)  # it expired in between: raises NOT_FOUND saying so
+        return record.evolve(ttl_seconds=ttl_seconds, expires_at=expires_at)
 
     def exists(self, session_id: str) -> SessionStatus:
         """Whether the session is live or has expired; never extends the TTL."""
