@@ -154,11 +154,9 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         def respond(outcome: Outcome, include_state: bool) -> api.ObserveResponse:
             response = observe_response(outcome.result, request.return_predictions)
             if include_state:
-                # Encode the predictions once: they are also the new state's last_predictions.
-                encoded = response.predictions
-                if not request.return_predictions:
-                    encoded = api.ObserveResponse().predictions
-                    convert.predictions_to_proto(outcome.result.predictions, encoded)
+                # The predictions are also the new state's last_predictions: when the
+                # response already carries them, copy the messages instead of encoding again.
+                encoded = response.predictions if request.return_predictions else None
                 convert.state_to_proto(outcome.state, response.state, predictions=encoded)
             return response
 
