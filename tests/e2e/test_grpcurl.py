@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,22 +17,12 @@ import pytest
 
 from kato_grpc._proto import descriptor_set
 from kato_grpc.core.learning import pattern_name
-from tests.support.server import ROOT
+from tests.support.server import ROOT, find_tool
 
 WALKTHROUGH = ROOT / "docs" / "grpcurl-walkthrough.sh"
 
 
-def _find(tool: str, *extra_dirs: Path) -> str | None:
-    found = shutil.which(tool)
-    if found:
-        return found
-    for directory in extra_dirs:
-        if (directory / tool).is_file():
-            return str(directory / tool)
-    return None
-
-
-GRPCURL = _find("grpcurl", Path(os.environ.get("GOPATH", Path.home() / "go")) / "bin", Path.home() / "go" / "bin")
+GRPCURL = find_tool("grpcurl")
 pytestmark = pytest.mark.skipif(
     GRPCURL is None,
     reason="grpcurl not found on PATH or in ~/go/bin; install it with "
@@ -56,7 +45,7 @@ def leading_comment(file_name: str, path: list[int]) -> str:
 
 
 def test_walkthrough_prints_the_learned_pattern_and_its_predictions(kato_server):
-    if _find("jq") is None:
+    if find_tool("jq") is None:
         pytest.skip("jq not found on PATH; the walkthrough threads the client-held state with jq")
     env = {**os.environ, "PATH": f"{Path(GRPCURL).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     done = subprocess.run(["bash", str(WALKTHROUGH), kato_server.target], capture_output=True, text=True,

@@ -9,53 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from tests.support.certs import Pki, issue, make_ca, make_pki
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, find_tool
 
 
-def _grpcurl() -> str | None:
-    found = shutil.which("grpcurl")
-    if found:
-        return found
-    for directory in (Path(os.environ.get("GOPATH", Path.home() / "go")) / "bin", Path.home() / "go" / "bin"):
-        if (directory / "grpcurl").is_file():
-            return str(directory / "grpcurl")
-    return None
-
-
-GRPCURL = _grpcurl()
+GRPCURL = find_tool("grpcurl")
 needs_grpcurl = pytest.mark.skipif(GRPCURL is None, reason="grpcurl not found on PATH or in ~/go/bin")
-
-
-class TlsServerProcess(ServerProcess):
-    """A server whose health check must go over TLS (with a client certificate if asked)."""
-
-    credentials: grpc.ChannelCredentials | None = None
-
-    def wait_healthy(self, timeout: float = 10.0) -> None:
-        with grpc.secure_channel(self.target, self.credentials) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    if time.monotonic() > deadline:
-                        raise
-                time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +47,12 @@ def credentials(pki: Pki, client: tuple[Path, Path] | None = None) -> grpc.Chann
                                         certificate_chain=chain)
 
 
-def start(tmp_path_factory, pki: Pki, *, client_ca: bool) -> TlsServerProcess:
+def start(tmp_path_factory, pki: Pki, *, client_ca: bool) -> ServerProcess:
     flags = ["--data-dir", str(tmp_path_factory.mktemp("tls-data")),
              "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
     if client_ca:
         flags += ["--tls-client-ca", str(pki.ca_cert)]
-    server = TlsServerProcess(flags)
+    server = ServerProcess(flags)
     server.credentials = credentials(pki, (pki.client_cert, pki.client_key) if client_ca else None)
     return server.start()
 

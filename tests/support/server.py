@@ -28,6 +28,8 @@ class ServerProcess:
     process: subprocess.Popen | None = None
     target: str = ""
     output: list[str] = field(default_factory=list)
+    # For a TLS server: how the health wait dials it (with a client certificate if asked).
+    credentials: grpc.ChannelCredentials | None = None
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
         env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'clients' / 'python'}", **self.env}
@@ -55,7 +57,9 @@ class ServerProcess:
             self.output.append(line)
 
     def wait_healthy(self, timeout: float = 10.0) -> None:
-        with grpc.insecure_channel(self.target) as channel:
+        channel = (grpc.secure_channel(self.target, self.credentials) if self.credentials
+                   else grpc.insecure_channel(self.target))
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             deadline = time.monotonic() + timeout
             while True:
@@ -76,3 +80,16 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+
+def find_tool(name: str) -> str | None:
+    """A Go-installed tool (grpcurl, ghz) on PATH or in ~/go/bin, else None."""
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in (Path(os.environ.get("GOPATH", Path.home() / "go")) / "bin", Path.home() / "go" / "bin"):
+        if (directory / name).is_file():
+            return str(directory / name)
+    return None
