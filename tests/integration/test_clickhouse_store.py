@@ -7,13 +7,7 @@ The KnowledgeStore contract itself runs in tests/unit/test_kb_stores.py (the
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -24,7 +18,6 @@ from kato_grpc.kb.clickhouse import SCHEMA_VERSION, TAG_BITS, ClickHouseStore
 from kato_grpc.sessions.base import StoreUnavailable
 
 pytestmark = pytest.mark.timeout(180)
-REPO = Path(__file__).resolve().parents[2]
 KB = "kb1"
 
 
@@ -185,36 +178,10 @@ def test_store_created_while_clickhouse_is_down_migrates_when_it_is_up(clickhous
     store.close()
 
 
-_CRASH_CHILD = textwrap.dedent(
-    """
-    import sys
-    from kato_grpc.core.learning import pattern_name
-    from kato_grpc.core.model import LearnPattern
-    from kato_grpc.kb.clickhouse import ClickHouseStore
-
-    store = ClickHouseStore(sys.argv[1])
-    i = 0
-    while True:
-        events = ((f"s{i}",), ("t",))
-        name = pattern_name(events)
-        store.apply("crash", [LearnPattern(name, events, ({"joy": i / 7},), (), 5)])
-        print("acked", name, flush=True)
-        i += 1
-    """
-)
-
-
 def test_acked_learns_survive_sigkill_of_the_writer(clickhouse_url):
-    child = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, clickhouse_url], stdout=subprocess.PIPE,
-                             text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    acked = []
-    for line in child.stdout:
-        acked.append(line.split()[1])
-        if len(acked) == 60:
-            child.send_signal(signal.SIGKILL)
-            break
-    child.wait(30)
-    acked += [line.split()[1] for line in child.stdout.read().splitlines() if line.startswith("acked")]
+    from tests.support.crash import acked_before_sigkill
+
+    acked = acked_before_sigkill("kato_grpc.kb.clickhouse", "ClickHouseStore", clickhouse_url, 60)
     store = ClickHouseStore(clickhouse_url)
     names = {r.name for r in store.list_patterns("crash", "", 100_000)}
     assert set(acked) <= names and len(names) <= len(acked) + 1

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +12,6 @@ from kato_grpc.core.model import ClearKnowledgeBase, IndexVectors, LearnPattern
 from kato_grpc.kb import MemoryStore, SqliteStore
 from kato_grpc.kb.sqlite import SCHEMA_VERSION
 
-REPO = Path(__file__).resolve().parents[2]
 KB = "kb1"
 
 
@@ -381,42 +374,10 @@ def test_sqlite_failed_update_and_delete_change_nothing(tmp_path, monkeypatch):
     reopened.close()
 
 
-_CRASH_CHILD = textwrap.dedent(
-    """
-    import sys
-    from kato_grpc.core.learning import pattern_name
-    from kato_grpc.core.model import LearnPattern
-    from kato_grpc.kb.sqlite import SqliteStore
-
-    store = SqliteStore(sys.argv[1])
-    i = 0
-    while True:
-        events = ((f"s{i}",), ("t",))
-        name = pattern_name(events)
-        store.apply("crash", [LearnPattern(name, events, ({"joy": i / 7},), (), 5)])
-        print("acked", name, flush=True)
-        i += 1
-    """
-)
-
-
 def test_sqlite_acked_learns_survive_sigkill(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CRASH_CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env, cwd=REPO
-    )
-    acked: list[str] = []
-    try:
-        while len(acked) < 50:
-            line = child.stdout.readline()
-            assert line, "child exited before acknowledging 50 learns"
-            acked.append(line.split()[1])
-    finally:
-        os.kill(child.pid, signal.SIGKILL)  # mid-stream: it is learning the next pattern
-        child.wait()
-    acked += [line.split()[1] for line in child.stdout.read().splitlines()]
-    child.stdout.close()
-    assert child.returncode == -signal.SIGKILL
+    from tests.support.crash import acked_before_sigkill
+
+    acked = acked_before_sigkill("kato_grpc.kb.sqlite", "SqliteStore", str(tmp_path), 50)
 
     store = SqliteStore(tmp_path)
     for i, name in enumerate(acked):
