@@ -107,7 +107,7 @@ def _learn(state: SessionState) -> tuple[SessionState, list[Effect], str]:
     return cleared, effects, name
 
 
-def learn(state: SessionState, kb: KnowledgeView | None = None) -> Outcome:
+def learn(state: SessionState) -> Outcome:
     """Learn the STM as a pattern: ``PTRN|<name>``, or ``""`` for fewer than 2 symbols.
 
     Raises `EmptyStmError` (FAILED_PRECONDITION) on an empty STM, changing nothing.

@@ -328,7 +328,7 @@ class CoreAdapter:
         session = self._session(alias)
         with _rejections():
             try:
-                outcome = engine.learn(session.state, self._kb(session))
+                outcome = engine.learn(session.state)
             except errors.EmptyStmError:
                 return ""
         return self._commit(session, outcome)

@@ -112,7 +112,7 @@ def run_core(requests: list[Message]) -> Iterator[Message]:
                                      time=item.time, unique_id=item.unique_id,
                                      auto_learned_pattern=item.auto_learned_pattern)
         elif isinstance(request, api.LearnRequest):
-            outcome = engine.learn(current, kb)
+            outcome = engine.learn(current)
             response = api.LearnResponse(pattern_name=outcome.result)
         elif isinstance(request, api.PredictRequest):
             result = engine.predict(current, kb)

@@ -253,7 +253,7 @@ def test_racing_learns_count_each_committed_transition_once(runner, kb):
         def race() -> str:
             gate.wait()
             try:
-                return runner.transact(session, lambda s: engine.learn(s), lambda o: o.result)[0]
+                return runner.transact(session, engine.learn, lambda o: o.result)[0]
             except EmptyStmError:
                 return ""
 

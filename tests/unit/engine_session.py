@@ -26,7 +26,7 @@ class CoreSession:
             self.observe(symbol, **fields)
 
     def learn(self):
-        return self._commit(engine.learn(self.state, self.kb))
+        return self._commit(engine.learn(self.state))
 
     def learn_events(self, *events):
         for event in events:
