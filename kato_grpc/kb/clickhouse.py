@@ -3,69 +3,69 @@
     store = ClickHouseStore("clickhouse://127.0.0.1:9000/kato")
     store = ClickHouseStore("clickhouse://ch:9000/kato?insert_quorum=2&select_sequential_consistency=1")
 
-Every server process keeps its own in-process index per KB (`IndexedStore`), which is
-what the core's candidate search reads; ClickHouse is the shared, durable truth behind
-it. docs/clickhouse.md is the operator's version of this docstring.
+Every server process keeps its own in-process index per KB, which is what the core's
+candidate search reads; ClickHouse is the shared, durable truth behind it.
+docs/clickhouse.md is the operator's version of this docstring.
+
+Writes are operations, not records
+----------------------------------
+A learn, update or delete appends one row to ``pattern_ops`` (`kato_grpc.kb.ops`):
+"learn with these emotives and metadata", "set the frequency to 7", "delete". Nothing
+is ever overwritten, so writes to the same pattern through different replicas at the
+same moment all take effect. A pattern's record is the fold of its operations in the
+write order ``(version, seq)``, which every replica computes identically:
+
+- frequency = the number of acknowledged learns since the pattern was last created,
+  deleted or given a frequency by UpdatePattern;
+- the emotive window = the last `persistence` entries of those learns' emotives, in
+  write order; symbol statistics and affinity follow the folded record;
+- a delete is a tombstone at its place in the order: learns ordered after it create the
+  pattern afresh (frequency 1), learns ordered before it are gone with it;
+- an update ordered after a concurrent delete finds nothing and changes nothing.
+
+A version is ``counter << 20 | writer tag``: the counter is one more than the newest
+version this replica has seen for the KB (it catches up right before planning), the tag
+is random per process, and ``seq`` numbers the rows of one INSERT. A write that starts
+after another was acknowledged therefore always sorts after it; writes that overlap in
+time are ordered by their keys, the same way for everyone.
+
+Group commit: concurrent writes to this store (from the servicer's threads) that arrive
+while one INSERT is running are planned together and sent as the next single INSERT
+(`GroupCommit`); each call returns only once that INSERT has returned, so an
+acknowledgement still means ClickHouse has the write.
 
 Tables (database from the URL; created and migrated on start, see `MIGRATIONS`)
 -----------------------------------------------------------------------------
-A write is ONE ``INSERT`` into ``kb_writes``, a ``Null`` table (it keeps nothing). Its
-materialized views fan the rows out, in the order of their names, to:
+A write is ONE ``INSERT`` into ``kb_writes_v2``, a ``Null`` table. Its materialized views
+fan the rows out, in the order of their names, to:
 
-``patterns``     ReplacingMergeTree(version) ORDER BY (kb_id, name)
-    One row per stored pattern once merged; a delete writes a ``deleted = 1`` row
-    (tombstone). Readers take the row with the highest ``version`` per name (merges may
-    lag), so what merges keep and what readers pick is the same row.
-``vectors``      ReplacingMergeTree(version) ORDER BY (kb_id, name)
-``applied``      ReplacingMergeTree(session_version) ORDER BY (kb_id, session_id)
-    Exactly-once effects of server-held sessions: the newest session version whose
-    effects this KB has, written in the same INSERT as the effects themselves.
-``kb_clears``    ReplacingMergeTree(version) ORDER BY kb_id
-    The version of the KB's last ClearKnowledgeBase: rows of `patterns` and `vectors`
-    with a lower version are dead. A clear is one row, not a tombstone per pattern.
-``kb_changes``   MergeTree ORDER BY (kb_id, version)
-    The change log and the KB's change counter in one: (version, kind, key) for every
-    pattern, vector, clear or notice written. ``version > last seen`` is the cheap check
-    before serving a KB: empty when nothing changed, else the names that did.
+``pattern_ops``   MergeTree ORDER BY (kb_id, name, version, seq): every pattern operation.
+``vectors``       ReplacingMergeTree(version) ORDER BY (kb_id, name): the vector index.
+``applied``       ReplacingMergeTree(session_version) ORDER BY (kb_id, session_id):
+                  exactly-once effects of server-held sessions.
+``kb_clears``     ReplacingMergeTree(version) ORDER BY kb_id: rows below a KB's last
+                  clear are dead.
+``kb_log``        MergeTree PARTITION BY hour ORDER BY (kb_id, version): the change log
+                  (version, kind, key) and the KB's change counter in one.
+``kb_log_floor``  ReplacingMergeTree(floor) ORDER BY kb_id: per KB, the newest version
+                  the trimmed log no longer holds.
 
-Why these engines and keys: every table is ordered by ``kb_id`` first, so one KB is one
-contiguous range of the primary index (a KB is a ``kb_id`` range, never a scan of
-others' rows) and a Distributed table sharded by ``cityHash64(kb_id)`` keeps a KB on one
-shard. ReplacingMergeTree keeps storage at one row per pattern however often it is
-re-learnt, while the ``version`` column makes the winner explicit. Nothing is
-partitioned: a partition per KB would mean thousands of tiny partitions (ClickHouse
-merges only within one, and every INSERT touching several would create a part in
-each), and no table here needs partition-level drops; ``kb_id``-first ordering already
-gives the locality. Why one ``Null`` table in front: a commit (patterns + vectors +
-applied marker + change-log rows) is then one INSERT, so a client crash can never
-leave half of it behind, and the change log is written after the data it announces.
-Why no separate counter table (``kb_versions(kb_id, version)``): the change log's
-primary key answers "anything newer than v?" as cheaply (measured: the same ~2 ms
-round trip), returns what changed in that same round trip, and saves every INSERT a
-part.
+Coherence and the bounded log
+-----------------------------
+Before any read or write of a KB, a replica reads the log past the newest version it
+has seen, with the KB's floor, in one SELECT. Nothing new: done. Otherwise it re-folds
+the changed patterns from ``pattern_ops`` (or reloads the KB after a clear elsewhere,
+after very many changes, or when the floor shows that the log lost changes it never
+read). A writer whose version landed below a head another reader may already have
+passed appends a ``notice`` that re-announces it above the head.
 
-Versions and coherence
-----------------------
-A version is ``counter << 20 | writer tag``: the counter is one more than the newest
-version this replica has seen for the KB (read just before planning the write), the tag
-is random per process, so versions never tie and order writes identically for
-ClickHouse's merges and for every reader.
+`trim_change_log` drops the log's hourly partitions older than `log_retention`, after
+raising each KB's floor above what they hold; every replica runs it about once per
+`log_retention / 4`. A replica away for longer than the retention catches up by a full
+reload.
 
-Before any read or write of a KB, a replica reads the change log past the newest
-version it has seen (one small SELECT). If anything is there, it re-reads just those
-patterns and vectors (their newest rows) into its index; a clear by another replica
-reloads the KB. A writer INSERTs, then checks that its version is still the KB's
-newest; if a concurrent writer got a higher version in first, a reader may already have
-moved past ours, so the writer appends a ``notice`` row that re-announces its version
-above the newest, and readers re-read the changes of an announced version.
-
-Consistency a client gets: read-your-writes on ANY replica once a write is
-acknowledged (the ack follows the INSERT; the next call on any replica sees the newer
-version and catches up), and monotonic reads per KB on each replica. Writes to
-different patterns never interfere. Two writes to the SAME pattern through two replicas
-at the same instant are both acknowledged and every replica converges on one result,
-but the higher version wins whole (last-writer-wins): one concurrent re-learn's
-increment can be lost. Route a KB's writes to one replica if that matters.
+Consistency a client gets: read-your-writes on ANY replica once a write is acknowledged,
+monotonic reads per KB on each replica, and exact counts under contention (above).
 
 ClickHouse unreachable: every call raises `StoreUnavailable` (UNAVAILABLE) with the
 address and the cause; the next call reconnects by itself. A write interrupted by a
@@ -78,16 +78,21 @@ import logging
 import random
 import re
 import threading
+import time
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+from kato_grpc.core.errors import NotFoundError
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
-from kato_grpc.core.model import PatternRecord
-from kato_grpc.kb.records import dumps, record_columns, record_from_columns
-from kato_grpc.kb.indexed import Change, IndexedStore
+from kato_grpc.core.learning import accumulate_metadata, strip_prefix
+from kato_grpc.core.model import ClearKnowledgeBase, Effect, IndexVectors, LearnPattern, PatternRecord
+from kato_grpc.kb.groupcommit import GroupCommit, Pending
+from kato_grpc.kb.indexed import IndexedStore
+from kato_grpc.kb.ops import PatternOp, check_frequency, fold, fold_all
 from kato_grpc.sessions.base import StoreUnavailable
 
-__all__ = ["ClickHouseStore", "MIGRATIONS", "SCHEMA_VERSION"]
+__all__ = ["ClickHouseStore", "MIGRATIONS", "SCHEMA_VERSION", "TAG_BITS"]
 
 log = logging.getLogger("kato_grpc.kb.clickhouse")
 
@@ -95,17 +100,23 @@ TAG_BITS = 20
 """Low bits of a version: the writer's tag. The high bits count the KB's changes."""
 NOTICE_ATTEMPTS = 20
 CHUNK = 1000
-"""Names per `IN (...)` when re-reading changed rows (keeps queries well under max_query_size)."""
+"""Names per `IN (...)` when re-reading changed patterns (keeps queries well under max_query_size)."""
 RELOAD_AT = 20 * CHUNK
 """A replica that missed more changed patterns than this (and than half its KB) reloads the KB."""
+LOG_RETENTION = 24 * 3600.0
+"""Seconds of change log kept by default; replicas away longer reload the KB."""
+TRIM_GRACE = 5.0
+"""Seconds between raising floors and dropping the log rows they cover: a catch-up
+query that read the old floor has finished long before."""
 
 _KINDS = "Enum8('pattern' = 1, 'vector' = 2, 'applied' = 3, 'clear' = 4, 'notice' = 5)"
+_OPS = "Enum8('none' = 0, 'learn' = 1, 'put' = 2, 'update' = 3, 'delete' = 4)"
 
 # Migration i (1-based) takes the schema from version i-1 to i. Append only; never edit.
 # ClickHouse DDL is not transactional, so every statement must be idempotent (IF NOT
 # EXISTS): a migration interrupted half-way, or run by two replicas at once, is re-run.
 # {db} is the database of the URL. Views run in name order on an INSERT: data first, the
-# change log next, the counter last, so a reader who sees a version finds its rows.
+# change log last, so a reader who sees a version finds its rows.
 MIGRATIONS: list[tuple[str, list[str]]] = [
     ("knowledge bases: kb_writes fanned out to patterns, vectors, applied, kb_clears, kb_changes", [
         f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_writes (
@@ -169,14 +180,87 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_8_changes TO {db}.kb_changes AS
             SELECT kb_id, version, kind, key, announces FROM {db}.kb_writes WHERE kind != 'applied'""",
     ]),
+    ("pattern operations (exact counts under contention), hourly partitioned change log with floors", [
+        f"""CREATE TABLE IF NOT EXISTS {{db}}.pattern_ops (
+            kb_id String,
+            name String,
+            version UInt64,
+            seq UInt32,
+            op {_OPS},
+            events String,
+            frequency UInt64,
+            emotives String,
+            metadata String,
+            affinity_contrib String,
+            persistence UInt32
+        ) ENGINE = MergeTree ORDER BY (kb_id, name, version, seq)""",
+        f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_log (
+            kb_id String,
+            version UInt64,
+            kind {_KINDS},
+            key String,
+            announces UInt64,
+            hour UInt32
+        ) ENGINE = MergeTree PARTITION BY hour ORDER BY (kb_id, version)""",
+        """CREATE TABLE IF NOT EXISTS {db}.kb_log_floor (
+            kb_id String,
+            floor UInt64
+        ) ENGINE = ReplacingMergeTree(floor) ORDER BY kb_id""",
+        f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_writes_v2 (
+            kb_id String,
+            kind {_KINDS},
+            key String,
+            version UInt64,
+            seq UInt32,
+            op {_OPS},
+            events String,
+            frequency UInt64,
+            emotives String,
+            metadata String,
+            affinity_contrib String,
+            persistence UInt32,
+            vector Array(Float64),
+            session_version UInt64,
+            announces UInt64
+        ) ENGINE = Null""",
+        # The version-1 write path stops here: its record rows become `put` operations below.
+        "DROP TABLE IF EXISTS {db}.kb_writes_1_patterns",
+        "DROP TABLE IF EXISTS {db}.kb_writes_2_vectors",
+        "DROP TABLE IF EXISTS {db}.kb_writes_3_applied",
+        "DROP TABLE IF EXISTS {db}.kb_writes_4_clears",
+        "DROP TABLE IF EXISTS {db}.kb_writes_8_changes",
+        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_1_ops TO {db}.pattern_ops AS
+            SELECT kb_id, key AS name, version, seq, op, events, frequency, emotives, metadata, affinity_contrib,
+                   persistence
+            FROM {db}.kb_writes_v2 WHERE kind = 'pattern'""",
+        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_2_vectors TO {db}.vectors AS
+            SELECT kb_id, key AS name, version, vector FROM {db}.kb_writes_v2 WHERE kind = 'vector'""",
+        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_3_applied TO {db}.applied AS
+            SELECT kb_id, key AS session_id, session_version, version FROM {db}.kb_writes_v2 WHERE kind = 'applied'""",
+        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_4_clears TO {db}.kb_clears AS
+            SELECT kb_id, version FROM {db}.kb_writes_v2 WHERE kind = 'clear'""",
+        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_8_log TO {db}.kb_log AS
+            SELECT kb_id, version, kind, key, announces, intDiv(toUInt32(now()), 3600) AS hour
+            FROM {db}.kb_writes_v2 WHERE kind != 'applied'""",
+        # Version-1 records as `put` operations (tombstones as `delete`). Re-running this
+        # after an interruption duplicates rows, which folds to the same records.
+        f"""INSERT INTO {{db}}.pattern_ops
+            SELECT kb_id, name, version, 0, CAST(if(deleted = 1, 'delete', 'put') AS {_OPS}),
+                   events, frequency, emotives, metadata, affinity_contrib, 0
+            FROM {{db}}.patterns""",
+        # Carry each KB's head over, so new versions sort after the migrated ones.
+        """INSERT INTO {db}.kb_log
+            SELECT kb_id, max(version), 'notice', '', 0, intDiv(toUInt32(now()), 3600)
+            FROM {db}.kb_changes GROUP BY kb_id""",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _WRITE_COLUMNS = (
-    "kb_id, kind, key, version, deleted, events, frequency, emotives, metadata, affinity_contrib,"
+    "kb_id, kind, key, version, seq, op, events, frequency, emotives, metadata, affinity_contrib, persistence,"
     " vector, session_version, announces"
 )
-_PATTERN_COLUMNS = "name, version, deleted, events, frequency, emotives, metadata, affinity_contrib"
+_OP_COLUMNS = "name, version, seq, op, events, frequency, emotives, metadata, affinity_contrib, persistence"
 _DATABASE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Server error codes that mean "try again later", not "this request is wrong".
@@ -195,25 +279,32 @@ _TRANSIENT_CODES = frozenset({
 })
 
 
-def _write_row(kb_id: str, kind: str, key: str, version: int, **values: Any) -> tuple:
+def _write_row(kb_id: str, kind: str, key: str, version: int, seq: int = 0, **values: Any) -> tuple:
     return (
-        kb_id, kind, key, version, values.get("deleted", 0),
+        kb_id, kind, key, version, seq, values.get("op", "none"),
         values.get("events", ""), values.get("frequency", 0), values.get("emotives", ""),
-        values.get("metadata", ""), values.get("affinity_contrib", ""),
+        values.get("metadata", ""), values.get("affinity_contrib", ""), values.get("persistence", 0),
         values.get("vector", []), values.get("session_version", 0), values.get("announces", 0),
     )
 
 
-def _pattern_write(kb_id: str, version: int, r: PatternRecord) -> tuple:
-    return _write_row(kb_id, "pattern", r.name, version, **record_columns(r))
+def _op_from_row(row: Sequence[Any]) -> PatternOp:
+    """A `pattern_ops` row read as `_OP_COLUMNS` → the operation."""
+    name, _version, _seq, op, *columns = row
+    return PatternOp.from_columns(op, name, *columns)
 
 
-def _newest(rows: Iterable[tuple]) -> dict[str, tuple]:
-    """The last row per name of rows sorted by (name, version): the current one."""
-    newest: dict[str, tuple] = {}
+def _fold_rows(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, PatternRecord | None]]:
+    """(name, folded record) per name of `pattern_ops` rows sorted by (name, version, seq)."""
+    name, record = None, None
     for row in rows:
-        newest[row[0]] = row
-    return newest
+        if row[0] != name:
+            if name is not None:
+                yield name, record
+            name, record = row[0], None
+        record = fold(record, _op_from_row(row))
+    if name is not None:
+        yield name, record
 
 
 def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:
@@ -221,10 +312,127 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:
         yield list(items[start:start + size])
 
 
+@dataclass
+class _Write:
+    """One call's write, waiting for a group commit: `plan` adds its rows to the batch of
+    its KB and returns the call's result (or raises, adding nothing)."""
+
+    kb_id: str
+    plan: Callable[["_KbBatch"], Any]
+
+
+@dataclass
+class _KbBatch:
+    """The rows one group commit writes to one KB, and the records they make.
+
+    Planned against the replica's index, caught up just before, plus the batch's own
+    earlier writes (`overlay`), so a delete after a learn in the same batch finds it.
+    """
+
+    kb_id: str
+    index: MemoryKnowledgeBase
+    version: int
+    applied_before: dict[str, int]  # session id -> newest session version stored
+    rows: list[tuple] = field(default_factory=list)
+    overlay: dict[str, PatternRecord | None] = field(default_factory=dict)
+    vectors: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    cleared: bool = False
+    _known: dict | None = None
+    _dim: int | None = None
+
+    def _row(self, kind: str, key: str, **values: Any) -> None:
+        self.rows.append(_write_row(self.kb_id, kind, key, self.version, len(self.rows), **values))
+
+    def current(self, name: str) -> PatternRecord | None:
+        if name in self.overlay:
+            return self.overlay[name]
+        return None if self.cleared else self.index.get_pattern(name)
+
+    def _op(self, op: PatternOp) -> PatternRecord | None:
+        record = self.overlay[op.name] = fold(self.current(op.name), op)
+        self._row("pattern", op.name, op=op.kind, **op.columns())
+        return record
+
+    def learn(self, effect: LearnPattern) -> None:
+        self._op(PatternOp.learn(effect, accumulate_metadata(effect.metadata)))
+
+    def update(self, name: str, frequency, emotives, metadata) -> PatternRecord:
+        if self.current(name) is None:
+            raise NotFoundError(f"pattern {name!r} not found in knowledge base {self.kb_id!r}")
+        emotives = None if emotives is None else tuple(dict(m) for m in emotives)
+        metadata = None if metadata is None else {k: tuple(sorted(set(metadata[k]))) for k in sorted(metadata)}
+        return self._op(PatternOp("update", name, frequency=frequency, emotives=emotives, metadata=metadata))
+
+    def delete(self, name: str) -> None:
+        if self.current(name) is None:
+            raise NotFoundError(f"pattern {name!r} not found in knowledge base {self.kb_id!r}")
+        self._op(PatternOp("delete", name))
+
+    def index_vectors(self, entries: Iterable[tuple[str, Sequence[float]]]) -> None:
+        if self._known is None:
+            self._known, self._dim = ({}, None) if self.cleared else (self.index.vectors(), self.index.vector_dimension())
+        for name, vector in entries:
+            # SPEC §5.2 step 3: skip a known name or a vector of another dimension;
+            # the first vector of an empty index fixes the dimension.
+            self._dim = len(vector) if self._dim is None else self._dim
+            if name not in self._known and name not in self.vectors and len(vector) == self._dim:
+                self.vectors[name] = tuple(vector)
+                self._row("vector", name, vector=list(vector))
+
+    def clear(self) -> None:
+        """Earlier writes of the batch are ordered before the clear, so they are gone:
+        only their exactly-once markers are still written."""
+        self.rows = [row for row in self.rows if row[1] == "applied"]
+        self.overlay, self.vectors, self.cleared, self._known, self._dim = {}, {}, True, {}, None
+        self._row("clear", "")
+
+    def effects(self, effects: Sequence[Effect], origin: tuple[str, int] | None) -> None:
+        if origin is not None:
+            session, version = origin
+            if self.applied_before.get(session, -1) >= version:
+                return  # a repaired or repeated transition counts once
+            self.applied_before[session] = version
+        for effect in effects:
+            if isinstance(effect, LearnPattern):
+                self.learn(effect)
+            elif isinstance(effect, IndexVectors):
+                self.index_vectors(effect.entries)
+            elif isinstance(effect, ClearKnowledgeBase):
+                self.clear()
+            else:  # pragma: no cover - a new effect type must be handled here
+                raise TypeError(f"unknown effect {effect!r}")
+        if origin is not None:
+            self._row("applied", origin[0], session_version=origin[1])
+
+    def savepoint(self) -> tuple:
+        return (list(self.rows), dict(self.overlay), dict(self.vectors), self.cleared, self._known, self._dim,
+                dict(self.applied_before))
+
+    def rollback(self, saved: tuple) -> None:
+        """Back to `savepoint()`: a call whose planning failed adds nothing."""
+        (self.rows, self.overlay, self.vectors, self.cleared, self._known, self._dim,
+         self.applied_before) = saved
+
+    def changes_data(self) -> bool:
+        return any(row[1] != "applied" for row in self.rows)
+
+    def show(self, index: MemoryKnowledgeBase) -> None:
+        """Apply the committed batch to the index."""
+        if self.cleared:
+            index.clear()
+        for name, record in self.overlay.items():
+            if record is None:
+                index.delete_pattern(name)
+            else:
+                index.put_pattern(record)
+        index.index_vectors(self.vectors.items())
+
+
 class ClickHouseStore(IndexedStore):
     """Knowledge bases in the ClickHouse database named by `url`, coherent across replicas."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 3.0, send_receive_timeout: float = 60.0) -> None:
+    def __init__(self, url: str, *, connect_timeout: float = 3.0, send_receive_timeout: float = 60.0,
+                 log_retention: float = LOG_RETENTION) -> None:
         from clickhouse_driver.util.helpers import parse_url
 
         super().__init__()
@@ -235,15 +443,19 @@ class ClickHouseStore(IndexedStore):
         kwargs.setdefault("connect_timeout", connect_timeout)
         kwargs.setdefault("send_receive_timeout", send_receive_timeout)
         kwargs.setdefault("client_name", "kato-grpc")
+        self.url = url
         self.address = f"{host or 'localhost'}:{kwargs.get('port', 9000)}"
         self._client_args = (host, kwargs)
         self._client = None
         self._schema_ready = False
         self._purge_supported = True
+        self.log_retention = log_retention
+        self._next_trim = time.monotonic() + random.uniform(0, log_retention / 4)  # replicas spread out
         self.tag = random.SystemRandom().getrandbits(TAG_BITS)
         self._seen: dict[str, int] = {}  # kb_id -> newest version whose changes the index has
         self._cleared_at: dict[str, int] = {}  # kb_id -> version of the clear the index reflects
         self._db_lock = threading.RLock()  # one clickhouse-driver connection: one query at a time
+        self._batcher: GroupCommit[_Write] = GroupCommit(self._commit_batch)
         try:
             self._ensure_schema()
         except StoreUnavailable as exc:  # serve anyway: each call retries and reports UNAVAILABLE
@@ -334,25 +546,37 @@ class ClickHouseStore(IndexedStore):
         return self._scalar(f"SELECT max(version) FROM {self._t('schema_migrations')}")
 
     # --- reading ClickHouse ----------------------------------------------------------------
-    def _changes_since(self, kb_id: str, seen: int) -> list[tuple]:
-        """(version, kind, key, announces) of the change log past `seen`: the cheap check.
+    def _changes_since(self, kb_id: str, seen: int) -> tuple[list[tuple], int]:
+        """(version, kind, key, announces) of the change log past `seen`, and the KB's log
+        floor: the cheap check, one round trip.
 
-        A range of the (kb_id, version) primary key: ClickHouse reads the tail granule of
-        each part, and the answer is empty when nothing changed."""
+        A range of the (kb_id, version) primary key, empty when nothing changed. The floor
+        comes along so that a replica behind a trimmed log knows it must reload."""
+        rows = self._execute(
+            f"SELECT version, CAST(kind AS String), key, announces FROM {self._t('kb_log')}"
+            " WHERE kb_id = %(kb)s AND version > %(seen)s"
+            f" UNION ALL SELECT max(floor), 'floor', '', 0 FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s",
+            {"kb": kb_id, "seen": seen})
+        floor = max((row[0] for row in rows if row[1] == "floor"), default=0)
+        return [row for row in rows if row[1] != "floor"], floor
+
+    def _head(self, kb_id: str) -> tuple[int, int]:
+        """(newest version the KB's log has or had, version of its last clear)."""
         return self._execute(
-            f"SELECT version, kind, key, announces FROM {self._t('kb_changes')}"
-            " WHERE kb_id = %(kb)s AND version > %(seen)s", {"kb": kb_id, "seen": seen})
+            f"SELECT greatest((SELECT max(version) FROM {self._t('kb_log')} WHERE kb_id = %(kb)s),"
+            f" (SELECT max(floor) FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s)),"
+            f" (SELECT max(version) FROM {self._t('kb_clears')} WHERE kb_id = %(kb)s)", {"kb": kb_id})[0]
 
-    def _read_patterns(self, kb_id: str, since: int, names: Sequence[str]) -> dict[str, tuple]:
-        """The newest row (live or tombstone) of each of `names` with version >= `since`."""
-        query = (f"SELECT {_PATTERN_COLUMNS} FROM {self._t('patterns')}"
+    def _read_patterns(self, kb_id: str, since: int, names: Sequence[str]) -> dict[str, PatternRecord | None]:
+        """The folded record (None: gone) of each of `names`, from its operations since `since`."""
+        query = (f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')}"
                  " WHERE kb_id = %(kb)s AND version >= %(since)s")
-        newest: dict[str, tuple] = {}
+        records: dict[str, PatternRecord | None] = {name: None for name in names}
         for chunk in _chunks(sorted(names)):
-            newest.update(_newest(self._execute(
-                query + " AND name IN %(names)s ORDER BY name, version",
+            records.update(_fold_rows(self._execute(
+                query + " AND name IN %(names)s ORDER BY name, version, seq",
                 {"kb": kb_id, "since": since, "names": tuple(chunk)})))
-        return newest
+        return records
 
     def _read_vectors(self, kb_id: str, since: int, names: Sequence[str] | None) -> list[tuple[str, tuple]]:
         """(name, vector) with version >= `since`, oldest first: the order they were indexed."""
@@ -369,33 +593,28 @@ class ClickHouseStore(IndexedStore):
             first.setdefault(name, tuple(vector))
         return list(first.items())
 
-    @staticmethod
-    def _put_rows(index: MemoryKnowledgeBase, rows: dict[str, tuple], names: Iterable[str]) -> None:
-        for name in names:
-            row = rows.get(name)
-            if row is None or row[2]:  # gone since (a clear) or a tombstone
-                index.delete_pattern(name)
-            else:
-                index.put_pattern(record_from_columns(name, *row[3:]))
-
-    # --- IndexedStore ------------------------------------------------------------------------
-    def _load(self, kb_id: str) -> MemoryKnowledgeBase:
-        """The whole KB as stored now; remembers the version it reflects."""
+    def iter_records(self, kb_id: str) -> Iterator[PatternRecord]:
+        """Every stored pattern of the KB in name order, folded from ClickHouse as it streams
+        (export and copy read this; it never builds an index)."""
         self._ensure_schema()
-        head, cleared = self._execute(
-            f"SELECT (SELECT max(version) FROM {self._t('kb_changes')} WHERE kb_id = %(kb)s),"
-            f" (SELECT max(version) FROM {self._t('kb_clears')} WHERE kb_id = %(kb)s)", {"kb": kb_id})[0]
+        _, cleared = self._head(kb_id)
+        rows = self._stream(
+            f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')} WHERE kb_id = %(kb)s AND version >= %(since)s"
+            " ORDER BY name, version, seq", {"kb": kb_id, "since": cleared})
+        return (record for _, record in _fold_rows(rows) if record is not None)
+
+    # --- the index -------------------------------------------------------------------------
+    def _load(self, kb_id: str) -> MemoryKnowledgeBase:
+        """The whole KB as stored now, streamed into a fresh index; remembers the version."""
+        self._ensure_schema()
+        head, cleared = self._head(kb_id)
         index = MemoryKnowledgeBase()
         rows = self._stream(
-            f"SELECT {_PATTERN_COLUMNS} FROM {self._t('patterns')} WHERE kb_id = %(kb)s AND version >= %(since)s"
-            " ORDER BY name, version", {"kb": kb_id, "since": cleared})
-        current = None
-        for row in rows:  # sorted by name, version: the last row of each name is the current one
-            if current is not None and row[0] != current[0] and not current[2]:
-                index.put_pattern(record_from_columns(current[0], *current[3:]))
-            current = row
-        if current is not None and not current[2]:
-            index.put_pattern(record_from_columns(current[0], *current[3:]))
+            f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')} WHERE kb_id = %(kb)s AND version >= %(since)s"
+            " ORDER BY name, version, seq", {"kb": kb_id, "since": cleared})
+        for _, record in _fold_rows(rows):
+            if record is not None:
+                index.put_pattern(record)
         index.index_vectors(self._read_vectors(kb_id, cleared, None))
         self._seen[kb_id], self._cleared_at[kb_id] = head, cleared
         return index
@@ -410,62 +629,139 @@ class ClickHouseStore(IndexedStore):
                 index = self._catch_up(kb_id, index)
             return index
 
+    def _reload(self, kb_id: str) -> MemoryKnowledgeBase:
+        index = self._indexes[kb_id] = self._load(kb_id)
+        return index
+
     def _catch_up(self, kb_id: str, index: MemoryKnowledgeBase) -> MemoryKnowledgeBase:
         self._ensure_schema()
-        changes = self._changes_since(kb_id, self._seen.get(kb_id, 0))
+        seen = self._seen.get(kb_id, 0)
+        changes, floor = self._changes_since(kb_id, seen)
+        if floor > seen:  # the log was trimmed past changes this replica never read
+            log.info("kb %r: change log trimmed past version %d; reloading", kb_id, seen)
+            return self._reload(kb_id)
         if not changes:
             return index
         head = max(row[0] for row in changes)
-        late = sorted({row[3] for row in changes if row[1] == "notice"})
+        late = sorted({row[3] for row in changes if row[1] == "notice" and row[3]})
         if late:  # versions re-announced by writers that landed after a reader moved on
             changes += self._execute(
-                f"SELECT version, kind, key, announces FROM {self._t('kb_changes')}"
+                f"SELECT version, CAST(kind AS String), key, announces FROM {self._t('kb_log')}"
                 " WHERE kb_id = %(kb)s AND version IN %(late)s", {"kb": kb_id, "late": tuple(late)})
         cleared = self._cleared_at.get(kb_id, 0)
         patterns = sorted({key for _, kind, key, _ in changes if kind == "pattern"})
         vectors = sorted({key for _, kind, key, _ in changes if kind == "vector"})
         if (any(kind == "clear" and version > cleared for version, kind, _, _ in changes)  # cleared elsewhere
                 or len(patterns) > max(RELOAD_AT, index.pattern_count() // 2)):  # cheaper to read it all
-            index = self._indexes[kb_id] = self._load(kb_id)
+            index = self._reload(kb_id)
             self._seen[kb_id] = max(self._seen[kb_id], head)
             return index
         # Read everything first, then change the index: a failure half-way leaves it as it was.
-        rows = self._read_patterns(kb_id, cleared, patterns) if patterns else {}
+        records = self._read_patterns(kb_id, cleared, patterns) if patterns else {}
         new_vectors = self._read_vectors(kb_id, cleared, vectors) if vectors else []
-        self._put_rows(index, rows, patterns)
+        for name in patterns:
+            record = records[name]
+            if record is None:
+                index.delete_pattern(name)
+            else:
+                index.put_pattern(record)
         index.index_vectors(new_vectors)
         self._seen[kb_id] = head
         return index
 
+    # --- writing: group commit -------------------------------------------------------------
     def _next_version(self, kb_id: str) -> int:
         return (((self._seen.get(kb_id, 0) >> TAG_BITS) + 1) << TAG_BITS) | self.tag
 
-    def _commit(self, kb_id: str, change: Change) -> None:
-        """One INSERT, acknowledged by ClickHouse before the index shows the change."""
-        base = self._seen.get(kb_id, 0)
-        version = self._next_version(kb_id)
-        rows = []
-        if change.cleared:
-            rows.append(_write_row(kb_id, "clear", "", version))
-        rows += [_write_row(kb_id, "pattern", name, version, deleted=1) for name in change.deleted]
-        rows += [_pattern_write(kb_id, version, record) for record in change.records.values()]
-        rows += [_write_row(kb_id, "vector", name, version, vector=list(v)) for name, v in change.vectors.items()]
-        if change.origin is not None:
-            rows.append(_write_row(kb_id, "applied", change.origin[0], version, session_version=change.origin[1]))
-        if not rows:
+    def _applied_before(self, kb_id: str, sessions: Sequence[str]) -> dict[str, int]:
+        if not sessions:
+            return {}
+        return dict(self._execute(
+            f"SELECT session_id, max(session_version) FROM {self._t('applied')}"
+            " WHERE kb_id = %(kb)s AND session_id IN %(sids)s GROUP BY session_id",
+            {"kb": kb_id, "sids": tuple(sorted(set(sessions)))}))
+
+    def _commit_batch(self, items: list[Pending[_Write]]) -> None:
+        """Plan every waiting write against its KB's caught-up index, send them all as ONE
+        INSERT, and only then show them in the indexes and set the callers' results."""
+        with self._lock:
+            by_kb: dict[str, list[Pending[_Write]]] = {}
+            for item in items:
+                by_kb.setdefault(item.work.kb_id, []).append(item)
+            batches: list[_KbBatch] = []
+            results: dict[int, Any] = {}
+            for kb_id, kb_items in by_kb.items():
+                try:
+                    index = self._index(kb_id)
+                    sessions = [s for item in kb_items for s in getattr(item.work.plan, "sessions", ())]
+                    batch = _KbBatch(kb_id, index, self._next_version(kb_id), self._applied_before(kb_id, sessions))
+                except Exception as exc:  # noqa: BLE001 - this KB's writes fail, the others go on
+                    for item in kb_items:
+                        item.error = exc
+                    continue
+                for item in kb_items:
+                    saved = batch.savepoint()
+                    try:
+                        results[id(item)] = item.work.plan(batch)
+                    except Exception as exc:  # noqa: BLE001 - NotFound & co: this call fails, adding nothing
+                        batch.rollback(saved)
+                        item.error = exc
+                batches.append(batch)
+            rows = [row for batch in batches for row in batch.rows]
+            if rows:
+                self._insert(rows)  # raises: every write of the batch fails (GroupCommit)
+            for batch in batches:
+                base = self._seen.get(batch.kb_id, 0)
+                if batch.changes_data():  # (an `applied` row alone is no change to read)
+                    batch.show(self._indexes[batch.kb_id])
+                    self._announce(batch.kb_id, base, batch.version)
+                if batch.cleared:
+                    self._cleared_at[batch.kb_id] = batch.version
+                    self._purge(batch.kb_id, batch.version)
+            for item in items:
+                if item.error is None:
+                    item.result = results.get(id(item))
+        self._maybe_trim()
+
+    def _submit(self, kb_id: str, plan: Callable[[_KbBatch], Any]) -> Any:
+        return self._batcher.submit(_Write(kb_id, plan))
+
+    @property
+    def commits(self) -> int:
+        """INSERTs the group commit has sent (for benchmarks and tests)."""
+        return self._batcher.batches
+
+    def apply(self, kb_id: str, effects: Sequence[Effect], origin: tuple[str, int] | None = None) -> None:
+        """Apply one call's effects. With an `origin` (session id, version), effects of a
+        version already applied are skipped: a repaired or repeated transition counts once."""
+        if not effects:
             return
-        self._insert(rows)
-        if change.cleared or change.deleted or change.records or change.vectors:
-            self._announce(kb_id, base, version)  # (an `applied` row alone is no change to read)
-        if change.cleared:
-            self._cleared_at[kb_id] = version
-            self._purge(kb_id, version)
+
+        def plan(batch: _KbBatch) -> None:
+            batch.effects(effects, origin)
+
+        plan.sessions = (origin[0],) if origin else ()  # type: ignore[attr-defined]
+        self._submit(kb_id, plan)
+
+    def update_pattern(self, kb_id: str, name: str, *, frequency: int | None = None,
+                       emotives: Sequence[Mapping[str, float]] | None = None,
+                       metadata: Mapping[str, Sequence[str]] | None = None) -> PatternRecord:
+        check_frequency(frequency)
+        name = strip_prefix(name)
+        return self._submit(kb_id, lambda batch: batch.update(name, frequency, emotives, metadata))
+
+    def delete_pattern(self, kb_id: str, name: str) -> None:
+        name = strip_prefix(name)
+        self._submit(kb_id, lambda batch: batch.delete(name))
+
+    def clear(self, kb_id: str) -> None:
+        self._submit(kb_id, lambda batch: batch.clear())
 
     def _insert(self, rows: list[tuple]) -> None:
         """A synchronous INSERT: it returns once ClickHouse has the rows (all of them, in
         every table its views feed; with insert_quorum in the URL, on that many replicas).
         `insert_distributed_sync` makes that hold when the tables are Distributed, too."""
-        self._execute(f"INSERT INTO {self._t('kb_writes')} ({_WRITE_COLUMNS}) VALUES", rows, what="write",
+        self._execute(f"INSERT INTO {self._t('kb_writes_v2')} ({_WRITE_COLUMNS}) VALUES", rows, what="write",
                       settings={"insert_distributed_sync": 1})
 
     def _announce(self, kb_id: str, base: int, version: int) -> None:
@@ -473,13 +769,13 @@ class ClickHouseStore(IndexedStore):
 
         A replica that read a newer head before our INSERT landed would never look at
         `version` again; if the head is not ours, re-announce it above the head. When
-        ours is the head and nothing else landed since `base`, the index (which the
-        caller updates with this change) is exactly at `version`.
+        ours is the head and nothing else landed since `base`, the index (which shows
+        this batch already) is exactly at `version`.
         """
         announced = version
         for _ in range(NOTICE_ATTEMPTS):
             versions = {v for (v,) in self._execute(
-                f"SELECT DISTINCT version FROM {self._t('kb_changes')} WHERE kb_id = %(kb)s AND version > %(base)s",
+                f"SELECT DISTINCT version FROM {self._t('kb_log')} WHERE kb_id = %(kb)s AND version > %(base)s",
                 {"kb": kb_id, "base": base})}
             head = max(versions, default=0)
             if head == announced:
@@ -497,7 +793,7 @@ class ClickHouseStore(IndexedStore):
         operator purges the shards' local tables (docs/clickhouse.md)."""
         if not self._purge_supported:
             return
-        for table in ("patterns", "vectors"):
+        for table in ("pattern_ops", "vectors"):
             try:
                 self._execute(f"ALTER TABLE {self._t(table)} DELETE WHERE kb_id = %(kb)s AND version < %(v)s",
                               {"kb": kb_id, "v": cleared})
@@ -510,11 +806,45 @@ class ClickHouseStore(IndexedStore):
                     return
                 log.warning("kb %r: purging %s after a clear failed: %s", kb_id, table, " ".join(first_line))
 
-    def _last_applied(self, kb_id: str, session_id: str) -> int:
-        count, newest = self._execute(
-            f"SELECT count(), max(session_version) FROM {self._t('applied')}"
-            " WHERE kb_id = %(kb)s AND session_id = %(sid)s", {"kb": kb_id, "sid": session_id})[0]
-        return newest if count else -1
+    # --- the bounded change log ------------------------------------------------------------
+    def _maybe_trim(self) -> None:
+        if time.monotonic() < self._next_trim:
+            return
+        self._next_trim = time.monotonic() + self.log_retention / 4
+        threading.Thread(target=self._trim_quietly, name="kato-kb-log-trim", daemon=True).start()
+
+    def _trim_quietly(self) -> None:
+        try:
+            self.trim_change_log()
+        except Exception as exc:  # noqa: BLE001 - the next round tries again; readers are unaffected
+            log.warning("trimming the change log of %s failed: %s", self.database, exc)
+
+    def trim_change_log(self, retention: float | None = None, grace: float = TRIM_GRACE) -> int:
+        """Drop the change log's hourly partitions wholly older than `retention` seconds
+        (default: the store's). Each KB's floor is first raised to the newest version
+        those partitions hold, so a replica that had not read them reloads instead.
+        Returns the number of partitions dropped. Safe to run from several replicas."""
+        retention = self.log_retention if retention is None else retention
+        self._ensure_schema()
+        cutoff = int(self._scalar("SELECT toUInt32(now())") - retention) // 3600
+        hours = sorted(int(p) for (p,) in self._execute(
+            "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = 'kb_log' AND active",
+            {"db": self.database}) if int(p) < cutoff)
+        if not hours:
+            return 0
+        self._execute(
+            f"INSERT INTO {self._t('kb_log_floor')} (kb_id, floor)"
+            f" SELECT kb_id, max(version) FROM {self._t('kb_log')} WHERE hour IN %(hours)s GROUP BY kb_id",
+            {"hours": tuple(hours)}, what="write")
+        time.sleep(grace)
+        for hour in hours:
+            self._execute(f"ALTER TABLE {self._t('kb_log')} DROP PARTITION {hour}", what="write")
+        log.info("change log of %s: dropped %d hourly partition(s) before hour %d", self.database, len(hours), cutoff)
+        return len(hours)
+
+    def log_rows(self) -> int:
+        """Rows in the change log, all KBs (for tests and operators)."""
+        return self._scalar(f"SELECT count() FROM {self._t('kb_log')}")
 
     def close(self) -> None:
         with self._lock:

@@ -13,11 +13,12 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
-from kato_grpc.core.errors import FieldViolation, NotFoundError, ValidationError
+from kato_grpc.core.errors import NotFoundError
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.learning import learned_record, strip_prefix
 from kato_grpc.core.model import ClearKnowledgeBase, Effect, IndexVectors, LearnPattern, PatternRecord
 from kato_grpc.kb.base import Affinity, SymbolStats
+from kato_grpc.kb.ops import check_frequency, updated_record
 
 __all__ = ["Change", "IndexedStore", "plan"]
 
@@ -165,8 +166,7 @@ class IndexedStore:
         emotives: Sequence[Mapping[str, float]] | None = None,
         metadata: Mapping[str, Sequence[str]] | None = None,
     ) -> PatternRecord:
-        if frequency is not None and frequency < 1:
-            raise ValidationError(FieldViolation("frequency", f"must be >= 1, got {frequency}"))
+        check_frequency(frequency)
         name = strip_prefix(name)
         updated: list[PatternRecord] = []
 
@@ -174,13 +174,7 @@ class IndexedStore:
             record = index.get_pattern(name)
             if record is None:
                 raise NotFoundError(f"pattern {name!r} not found in knowledge base {kb_id!r}")
-            if frequency is not None:
-                record = replace(record, frequency=frequency)
-            if emotives is not None:
-                record = replace(record, emotives=tuple(dict(m) for m in emotives))
-            if metadata is not None:
-                tidy = {key: tuple(sorted(set(metadata[key]))) for key in sorted(metadata)}
-                record = replace(record, metadata=tidy)
+            record = updated_record(record, frequency, emotives, metadata)
             updated.append(record)
             return Change(records={name: record})
 
