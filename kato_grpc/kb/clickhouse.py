@@ -197,11 +197,20 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_log (
             kb_id String,
             version UInt64,
+            seq UInt32,
             kind {_KINDS},
             key String,
             announces UInt64,
+            op {_OPS},
+            events String,
+            frequency UInt64,
+            emotives String,
+            metadata String,
+            affinity_contrib String,
+            persistence UInt32,
+            vector Array(Float64),
             hour UInt32
-        ) ENGINE = MergeTree PARTITION BY hour ORDER BY (kb_id, version)""",
+        ) ENGINE = MergeTree PARTITION BY hour ORDER BY (kb_id, version, seq)""",
         """CREATE TABLE IF NOT EXISTS {db}.kb_log_floor (
             kb_id String,
             floor UInt64
@@ -240,7 +249,8 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_4_clears TO {db}.kb_clears AS
             SELECT kb_id, version FROM {db}.kb_writes_v2 WHERE kind = 'clear'""",
         """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_8_log TO {db}.kb_log AS
-            SELECT kb_id, version, kind, key, announces, intDiv(toUInt32(now()), 3600) AS hour
+            SELECT kb_id, version, seq, kind, key, announces, op, events, frequency, emotives, metadata,
+                   affinity_contrib, persistence, vector, intDiv(toUInt32(now()), 3600) AS hour
             FROM {db}.kb_writes_v2 WHERE kind != 'applied'""",
         # Version-1 records as `put` operations (tombstones as `delete`). Re-running this
         # after an interruption duplicates rows, which folds to the same records.
@@ -249,8 +259,8 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                    events, frequency, emotives, metadata, affinity_contrib, 0
             FROM {{db}}.patterns""",
         # Carry each KB's head over, so new versions sort after the migrated ones.
-        """INSERT INTO {db}.kb_log
-            SELECT kb_id, max(version), 'notice', '', 0, intDiv(toUInt32(now()), 3600)
+        """INSERT INTO {db}.kb_log (kb_id, version, kind, hour)
+            SELECT kb_id, max(version), 'notice', intDiv(toUInt32(now()), 3600)
             FROM {db}.kb_changes GROUP BY kb_id""",
     ]),
 ]
@@ -261,6 +271,10 @@ _WRITE_COLUMNS = (
     " vector, session_version, announces"
 )
 _OP_COLUMNS = "name, version, seq, op, events, frequency, emotives, metadata, affinity_contrib, persistence"
+_LOG_COLUMNS = ("version, seq, CAST(kind AS String), key, announces, CAST(op AS String), events, frequency, emotives,"
+                " metadata, affinity_contrib, persistence, vector")
+_FLOOR_ROW = ("max(floor), toUInt32(0), 'floor', '', toUInt64(0), 'none', '', toUInt64(0), '', '', '', toUInt32(0),"
+              " emptyArrayFloat64()")
 _DATABASE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Server error codes that mean "try again later", not "this request is wrong".
@@ -305,6 +319,35 @@ def _fold_rows(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, PatternReco
         record = fold(record, _op_from_row(row))
     if name is not None:
         yield name, record
+
+
+def _op_from_log(row: Sequence[Any]) -> PatternOp:
+    """A `kb_log` row read as `_LOG_COLUMNS` → the operation it carries."""
+    return PatternOp.from_columns(row[5], row[3], *row[6:12])
+
+
+@dataclass
+class _Folded:
+    """What a replica's index of one KB has folded in, beyond a floor version.
+
+    Everything up to `floor` is in; above it, the versions in `versions` are in, and
+    `recent` has the key of the newest operation folded into each pattern written since.
+    Bounded: `prune` moves the floor up to what is in and forgets the details, after
+    which a re-announced older version re-folds its patterns from their history.
+    """
+
+    floor: int
+    versions: set[int] = field(default_factory=set)
+    recent: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def last(self, name: str) -> tuple[int, int]:
+        return self.recent.get(name, (self.floor, 1 << 32))
+
+    def prune(self, limit: int = 100_000) -> None:
+        if len(self.recent) > limit or len(self.versions) > limit:
+            self.floor = max([self.floor, *self.versions, *(key[0] for key in self.recent.values())])
+            self.versions.clear()
+            self.recent.clear()
 
 
 def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:
@@ -416,8 +459,8 @@ class _KbBatch:
     def changes_data(self) -> bool:
         return any(row[1] != "applied" for row in self.rows)
 
-    def show(self, index: MemoryKnowledgeBase) -> None:
-        """Apply the committed batch to the index."""
+    def show(self, index: MemoryKnowledgeBase, folded: "_Folded") -> None:
+        """Apply the committed batch to the index, and note what it folded in."""
         if self.cleared:
             index.clear()
         for name, record in self.overlay.items():
@@ -426,6 +469,11 @@ class _KbBatch:
             else:
                 index.put_pattern(record)
         index.index_vectors(self.vectors.items())
+        for row in self.rows:
+            if row[1] == "pattern":
+                folded.recent[row[2]] = (self.version, row[4])
+        folded.versions.add(self.version)
+        folded.prune()
 
 
 class ClickHouseStore(IndexedStore):
@@ -454,6 +502,7 @@ class ClickHouseStore(IndexedStore):
         self.tag = random.SystemRandom().getrandbits(TAG_BITS)
         self._seen: dict[str, int] = {}  # kb_id -> newest version whose changes the index has
         self._cleared_at: dict[str, int] = {}  # kb_id -> version of the clear the index reflects
+        self._folded: dict[str, _Folded] = {}  # kb_id -> which operations its index has folded in
         self._db_lock = threading.RLock()  # one clickhouse-driver connection: one query at a time
         self._batcher: GroupCommit[_Write] = GroupCommit(self._commit_batch)
         try:
@@ -547,18 +596,18 @@ class ClickHouseStore(IndexedStore):
 
     # --- reading ClickHouse ----------------------------------------------------------------
     def _changes_since(self, kb_id: str, seen: int) -> tuple[list[tuple], int]:
-        """(version, kind, key, announces) of the change log past `seen`, and the KB's log
-        floor: the cheap check, one round trip.
+        """The change log's rows past `seen` (`_LOG_COLUMNS`), and the KB's log floor: the
+        cheap check, one round trip.
 
-        A range of the (kb_id, version) primary key, empty when nothing changed. The floor
+        A range of the (kb_id, version) primary key, empty when nothing changed. The rows
+        carry the operations themselves, so catching up needs no second read. The floor
         comes along so that a replica behind a trimmed log knows it must reload."""
         rows = self._execute(
-            f"SELECT version, CAST(kind AS String), key, announces FROM {self._t('kb_log')}"
-            " WHERE kb_id = %(kb)s AND version > %(seen)s"
-            f" UNION ALL SELECT max(floor), 'floor', '', 0 FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s",
+            f"SELECT {_LOG_COLUMNS} FROM {self._t('kb_log')} WHERE kb_id = %(kb)s AND version > %(seen)s"
+            f" UNION ALL SELECT {_FLOOR_ROW} FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s",
             {"kb": kb_id, "seen": seen})
-        floor = max((row[0] for row in rows if row[1] == "floor"), default=0)
-        return [row for row in rows if row[1] != "floor"], floor
+        floor = max((row[0] for row in rows if row[2] == "floor"), default=0)
+        return [row for row in rows if row[2] != "floor"], floor
 
     def _head(self, kb_id: str) -> tuple[int, int]:
         """(newest version the KB's log has or had, version of its last clear)."""
@@ -567,16 +616,19 @@ class ClickHouseStore(IndexedStore):
             f" (SELECT max(floor) FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s)),"
             f" (SELECT max(version) FROM {self._t('kb_clears')} WHERE kb_id = %(kb)s)", {"kb": kb_id})[0]
 
-    def _read_patterns(self, kb_id: str, since: int, names: Sequence[str]) -> dict[str, PatternRecord | None]:
-        """The folded record (None: gone) of each of `names`, from its operations since `since`."""
+    def _read_patterns(self, kb_id: str, since: int, names: Sequence[str]) -> dict[str, tuple[PatternRecord | None, tuple]]:
+        """Each of `names` folded from its whole history since `since`: (record or None,
+        key of the newest operation read)."""
         query = (f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')}"
                  " WHERE kb_id = %(kb)s AND version >= %(since)s")
-        records: dict[str, PatternRecord | None] = {name: None for name in names}
+        out: dict[str, tuple[PatternRecord | None, tuple]] = {name: (None, (0, 0)) for name in names}
         for chunk in _chunks(sorted(names)):
-            records.update(_fold_rows(self._execute(
-                query + " AND name IN %(names)s ORDER BY name, version, seq",
-                {"kb": kb_id, "since": since, "names": tuple(chunk)})))
-        return records
+            rows = self._execute(query + " AND name IN %(names)s ORDER BY name, version, seq",
+                                 {"kb": kb_id, "since": since, "names": tuple(chunk)})
+            newest = {row[0]: (row[1], row[2]) for row in rows}  # sorted: the last row per name
+            for name, record in _fold_rows(rows):
+                out[name] = (record, newest[name])
+        return out
 
     def _read_vectors(self, kb_id: str, since: int, names: Sequence[str] | None) -> list[tuple[str, tuple]]:
         """(name, vector) with version >= `since`, oldest first: the order they were indexed."""
@@ -605,18 +657,21 @@ class ClickHouseStore(IndexedStore):
 
     # --- the index -------------------------------------------------------------------------
     def _load(self, kb_id: str) -> MemoryKnowledgeBase:
-        """The whole KB as stored now, streamed into a fresh index; remembers the version."""
+        """The whole KB up to its current head, streamed into a fresh index."""
         self._ensure_schema()
         head, cleared = self._head(kb_id)
         index = MemoryKnowledgeBase()
+        # Up to the head only: what lands later is caught up from the log, exactly once.
         rows = self._stream(
-            f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')} WHERE kb_id = %(kb)s AND version >= %(since)s"
-            " ORDER BY name, version, seq", {"kb": kb_id, "since": cleared})
+            f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')} WHERE kb_id = %(kb)s"
+            " AND version >= %(since)s AND version <= %(head)s ORDER BY name, version, seq",
+            {"kb": kb_id, "since": cleared, "head": head})
         for _, record in _fold_rows(rows):
             if record is not None:
                 index.put_pattern(record)
         index.index_vectors(self._read_vectors(kb_id, cleared, None))
         self._seen[kb_id], self._cleared_at[kb_id] = head, cleared
+        self._folded[kb_id] = _Folded(head)
         return index
 
     def _index(self, kb_id: str) -> MemoryKnowledgeBase:
@@ -643,29 +698,45 @@ class ClickHouseStore(IndexedStore):
         if not changes:
             return index
         head = max(row[0] for row in changes)
-        late = sorted({row[3] for row in changes if row[1] == "notice" and row[3]})
+        late = sorted({row[4] for row in changes if row[2] == "notice" and row[4]})
         if late:  # versions re-announced by writers that landed after a reader moved on
             changes += self._execute(
-                f"SELECT version, CAST(kind AS String), key, announces FROM {self._t('kb_log')}"
-                " WHERE kb_id = %(kb)s AND version IN %(late)s", {"kb": kb_id, "late": tuple(late)})
+                f"SELECT {_LOG_COLUMNS} FROM {self._t('kb_log')} WHERE kb_id = %(kb)s AND version IN %(late)s",
+                {"kb": kb_id, "late": tuple(late)})
         cleared = self._cleared_at.get(kb_id, 0)
-        patterns = sorted({key for _, kind, key, _ in changes if kind == "pattern"})
-        vectors = sorted({key for _, kind, key, _ in changes if kind == "vector"})
-        if (any(kind == "clear" and version > cleared for version, kind, _, _ in changes)  # cleared elsewhere
+        folded = self._folded[kb_id]
+        fresh = sorted({row[:2]: row for row in changes  # each (version, seq) once, in write order
+                        if row[0] >= cleared and row[0] not in folded.versions}.values())
+        patterns = {row[3] for row in fresh if row[2] == "pattern"}
+        if (any(row[2] == "clear" for row in fresh)  # cleared elsewhere
                 or len(patterns) > max(RELOAD_AT, index.pattern_count() // 2)):  # cheaper to read it all
             index = self._reload(kb_id)
             self._seen[kb_id] = max(self._seen[kb_id], head)
             return index
+        # An operation sorting after everything folded into its pattern is folded on top;
+        # one that sorts before (it landed late) means re-folding that pattern's history.
+        ops: dict[str, list[tuple]] = {}
+        for row in fresh:
+            if row[2] == "pattern":
+                ops.setdefault(row[3], []).append(row)
+        refold = sorted(name for name, rows in ops.items() if rows[0][:2] <= folded.last(name))
         # Read everything first, then change the index: a failure half-way leaves it as it was.
-        records = self._read_patterns(kb_id, cleared, patterns) if patterns else {}
-        new_vectors = self._read_vectors(kb_id, cleared, vectors) if vectors else []
-        for name in patterns:
-            record = records[name]
+        refolded = self._read_patterns(kb_id, cleared, refold) if refold else {}
+        vectors = [(row[3], tuple(row[-1])) for row in fresh if row[2] == "vector"]
+        for name in sorted(ops):
+            if name in refolded:
+                record, key = refolded[name]
+            else:
+                record = fold_all((_op_from_log(row) for row in ops[name]), index.get_pattern(name))
+                key = ops[name][-1][:2]
             if record is None:
                 index.delete_pattern(name)
             else:
                 index.put_pattern(record)
-        index.index_vectors(new_vectors)
+            folded.recent[name] = max(key, folded.last(name))
+        index.index_vectors(vectors)
+        folded.versions.update(row[0] for row in fresh)
+        folded.prune()
         self._seen[kb_id] = head
         return index
 
@@ -709,11 +780,16 @@ class ClickHouseStore(IndexedStore):
                 batches.append(batch)
             rows = [row for batch in batches for row in batch.rows]
             if rows:
-                self._insert(rows)  # raises: every write of the batch fails (GroupCommit)
+                try:
+                    self._insert(rows)  # raises: every write of the batch fails (GroupCommit)
+                except BaseException:
+                    for batch in batches:  # it may have landed: read the KB afresh next time
+                        self._indexes.pop(batch.kb_id, None)
+                    raise
             for batch in batches:
                 base = self._seen.get(batch.kb_id, 0)
                 if batch.changes_data():  # (an `applied` row alone is no change to read)
-                    batch.show(self._indexes[batch.kb_id])
+                    batch.show(self._indexes[batch.kb_id], self._folded[batch.kb_id])
                     self._announce(batch.kb_id, base, batch.version)
                 if batch.cleared:
                     self._cleared_at[batch.kb_id] = batch.version
@@ -851,5 +927,6 @@ class ClickHouseStore(IndexedStore):
             super().close()
             self._seen.clear()
             self._cleared_at.clear()
+            self._folded.clear()
             with self._db_lock:
                 self._reset()
