@@ -257,3 +257,28 @@ def test_sharded_by_distributed_tables(sharded_url):
     assert {shards[0] for shards in placed.values()} == {"kato_shard1", "kato_shard2"}
     for store in (a, b, fresh):
         store.close()
+
+
+def test_a_replica_away_longer_than_the_trimmed_log_reloads(pair, monkeypatch):
+    a, b = pair
+    a.apply(KB, [ABC])
+    assert b.get_pattern(KB, ABC.name).frequency == 1  # B is up to date, then goes quiet
+    xy = learn([["x"], ["y"]])
+    for _ in range(3):
+        a.apply(KB, [xy])
+    a.delete_pattern(KB, ABC.name)
+    # Everything older than "two hours from now": every partition of the log goes.
+    assert a.trim_change_log(retention=-7200, grace=0) >= 1
+    assert a.log_rows() == 0
+    loads: list[str] = []
+    for store in (a, b):
+        real = store._load
+        monkeypatch.setattr(store, "_load", lambda kb, real=real, store=store: loads.append(store) or real(kb))
+    assert b.get_pattern(KB, ABC.name) is None and b.get_pattern(KB, xy.name).frequency == 3
+    assert loads == [b]  # B reloaded: the log no longer held what it missed
+    assert a.get_pattern(KB, xy.name).frequency == 3 and loads == [b]  # A had read it all: no reload
+    b.apply(KB, [xy])  # versions keep growing past the trimmed log
+    assert a.get_pattern(KB, xy.name).frequency == 4
+    fresh = ClickHouseStore(a.url)
+    assert snapshot(fresh) == snapshot(a) == snapshot(b)
+    fresh.close()
