@@ -1,4 +1,4 @@
-"""`kato-grpc` command line: ``kato-grpc serve [--flags]``."""
+"""`kato-grpc` command line: ``kato-grpc serve [--flags]``, ``health``, ``kb export | import | copy``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "health":
         return health(args.target, args.timeout, args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+    if args.command == "kb":
+        from kato_grpc.kb.transfer import run_cli
+
+        return run_cli(args)
     serve(settings_from_args(args))
     return 0
 

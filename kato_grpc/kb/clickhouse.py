@@ -399,6 +399,9 @@ class _KbBatch:
     def learn(self, effect: LearnPattern) -> None:
         self._op(PatternOp.learn(effect, accumulate_metadata(effect.metadata)))
 
+    def put(self, record: PatternRecord) -> None:
+        self._op(PatternOp.put(record))
+
     def update(self, name: str, frequency, emotives, metadata) -> PatternRecord:
         if self.current(name) is None:
             raise NotFoundError(f"pattern {name!r} not found in knowledge base {self.kb_id!r}")
@@ -832,6 +835,30 @@ class ClickHouseStore(IndexedStore):
 
     def clear(self, kb_id: str) -> None:
         self._submit(kb_id, lambda batch: batch.clear())
+
+    def put_records(self, kb_id: str, records: Sequence[PatternRecord],
+                    vectors: Sequence[tuple[str, Sequence[float]]] = ()) -> None:
+        """Store whole records as they are (`put` operations) and index the vectors by
+        the usual rule, in one INSERT: how a KB is copied or imported."""
+
+        def plan(batch: _KbBatch) -> None:
+            for record in records:
+                batch.put(record)
+            batch.index_vectors(vectors)
+
+        self._submit(kb_id, plan)
+
+    def iter_vectors(self, kb_id: str) -> list[tuple[str, tuple[float, ...]]]:
+        self._ensure_schema()
+        return self._read_vectors(kb_id, self._head(kb_id)[1], None)
+
+    def pattern_count(self, kb_id: str) -> int:
+        """Names with any operation since the last clear: the stored patterns, plus deleted
+        ones (a progress bar's estimate, not a statistic)."""
+        self._ensure_schema()
+        return self._scalar(
+            f"SELECT uniqExact(name) FROM {self._t('pattern_ops')} WHERE kb_id = %(kb)s AND version >= %(since)s",
+            {"kb": kb_id, "since": self._head(kb_id)[1]})
 
     def _insert(self, rows: list[tuple]) -> None:
         """A synchronous INSERT: it returns once ClickHouse has the rows (all of them, in

@@ -151,6 +151,18 @@ class IndexedStore:
         self._write(kb_id, make_change)
         self._applied[(kb_id, origin[0])] = max(origin[1], self._applied.get((kb_id, origin[0]), -1))
 
+    def put_records(self, kb_id: str, records: Sequence[PatternRecord],
+                    vectors: Sequence[tuple[str, Vector]] = ()) -> None:
+        """Store whole records as they are (replacing any of the same name) and index the
+        vectors by the usual rule, in one atomic write: how a KB is copied or imported."""
+
+        def make_change(index: MemoryKnowledgeBase) -> Change:
+            change = plan(index, [IndexVectors(tuple(vectors))]) if vectors else Change()
+            change.records = {record.name: record for record in records}
+            return change
+
+        self._write(kb_id, make_change)
+
     def get_pattern(self, kb_id: str, name: str) -> PatternRecord | None:
         return self._index(kb_id).get_pattern(strip_prefix(name))
 

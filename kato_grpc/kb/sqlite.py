@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Iterator
 
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.model import PatternRecord
@@ -140,6 +141,26 @@ class SqliteStore(IndexedStore):
         rows = self._conn.execute('SELECT name, "values" FROM vectors WHERE kb_id = ? ORDER BY name', (kb_id,))
         index.index_vectors((name, tuple(json.loads(values))) for name, values in rows)
         return index
+
+    # --- streaming reads for export and copy (a connection of their own: no lock held) ----
+    def iter_records(self, kb_id: str) -> Iterator[PatternRecord]:
+        """Every stored pattern of the KB in name order, read as it streams."""
+        reader = sqlite3.connect(self.path)
+        try:
+            rows = reader.execute(
+                "SELECT name, events, frequency, emotives, metadata, affinity_contrib"
+                " FROM patterns WHERE kb_id = ? ORDER BY name", (kb_id,))
+            for row in rows:
+                yield record_from_columns(*row)
+        finally:
+            reader.close()
+
+    def iter_vectors(self, kb_id: str) -> list[tuple[str, tuple[float, ...]]]:
+        rows = self._conn.execute('SELECT name, "values" FROM vectors WHERE kb_id = ? ORDER BY name', (kb_id,))
+        return [(name, tuple(json.loads(values))) for name, values in rows]
+
+    def pattern_count(self, kb_id: str) -> int:
+        return self._conn.execute("SELECT count(*) FROM patterns WHERE kb_id = ?", (kb_id,)).fetchone()[0]
 
     def _write_rows(self, kb_id: str, change: Change) -> None:
         """The statements of one change; the caller holds the transaction."""

@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                             ("--tls-server-name", "KATO_HEALTH_TLS_SERVER_NAME",
                              "name the server certificate must carry, if not the target's host")):
         health.add_argument(flag, default=os.environ.get(env, ""), help=f"{what} (env {env})")
+    from kato_grpc.kb.transfer import add_cli
+
+    add_cli(sub)
     return parser
 
 
