@@ -99,6 +99,8 @@ log = logging.getLogger("kato_grpc.kb.clickhouse")
 TAG_BITS = 20
 """Low bits of a version: the writer's tag. The high bits count the KB's changes."""
 NOTICE_ATTEMPTS = 20
+OVERLAP = 64
+"""Counters below its head that a replica's catch-up re-reads for writes that landed late."""
 CHUNK = 1000
 """Names per `IN (...)` when re-reading changed patterns (keeps queries well under max_query_size)."""
 RELOAD_AT = 20 * CHUNK
@@ -328,12 +330,13 @@ def _op_from_log(row: Sequence[Any]) -> PatternOp:
 
 @dataclass
 class _Folded:
-    """What a replica's index of one KB has folded in, beyond a floor version.
+    """Which operations a replica's index of one KB has folded in.
 
-    Everything up to `floor` is in; above it, the versions in `versions` are in, and
-    `recent` has the key of the newest operation folded into each pattern written since.
-    Bounded: `prune` moves the floor up to what is in and forgets the details, after
-    which a re-announced older version re-folds its patterns from their history.
+    `versions`: the versions applied in the log's re-read window (`OVERLAP` counters
+    below the head), so a re-read skips them. `recent`: the key of the newest operation
+    folded into each pattern written since the index was loaded, and `floor` bounds the
+    keys of every other pattern; an operation at or below that key landed late, and its
+    pattern is re-folded from its history instead. Both stay bounded (`prune`).
     """
 
     floor: int
@@ -343,10 +346,11 @@ class _Folded:
     def last(self, name: str) -> tuple[int, int]:
         return self.recent.get(name, (self.floor, 1 << 32))
 
-    def prune(self, limit: int = 100_000) -> None:
-        if len(self.recent) > limit or len(self.versions) > limit:
-            self.floor = max([self.floor, *self.versions, *(key[0] for key in self.recent.values())])
-            self.versions.clear()
+    def prune(self, head: int, limit: int = 100_000) -> None:
+        low = ((head >> TAG_BITS) - OVERLAP) << TAG_BITS
+        self.versions = {v for v in self.versions if v > low}
+        if len(self.recent) > limit:
+            self.floor = max(self.floor, *(key[0] for key in self.recent.values()))
             self.recent.clear()
 
 
@@ -476,7 +480,6 @@ class _KbBatch:
             if row[1] == "pattern":
                 folded.recent[row[2]] = (self.version, row[4])
         folded.versions.add(self.version)
-        folded.prune()
 
 
 class ClickHouseStore(IndexedStore):
@@ -598,17 +601,23 @@ class ClickHouseStore(IndexedStore):
         return self._scalar(f"SELECT max(version) FROM {self._t('schema_migrations')}")
 
     # --- reading ClickHouse ----------------------------------------------------------------
-    def _changes_since(self, kb_id: str, seen: int) -> tuple[list[tuple], int]:
-        """The change log's rows past `seen` (`_LOG_COLUMNS`), and the KB's log floor: the
-        cheap check, one round trip.
+    def _changes_since(self, kb_id: str, seen: int, applied: Iterable[int] = ()) -> tuple[list[tuple], int]:
+        """The change log's rows this index lacks (`_LOG_COLUMNS`), and the KB's log floor:
+        the cheap check, one round trip.
 
-        A range of the (kb_id, version) primary key, empty when nothing changed. The rows
-        carry the operations themselves, so catching up needs no second read. The floor
-        comes along so that a replica behind a trimmed log knows it must reload."""
+        The rows past `seen`, and those of the last `OVERLAP` counters below it that are
+        not among the `applied` versions: a write that landed after this replica read a
+        newer one is picked up on the next call. A range of the (kb_id, version) primary
+        key, empty when nothing changed. The rows carry the operations themselves, so
+        catching up needs no second read. The floor comes along so that a replica behind
+        a trimmed log knows it must reload."""
+        low = max(0, ((seen >> TAG_BITS) - OVERLAP) << TAG_BITS)
+        applied = tuple(sorted(v for v in applied if v > low))
         rows = self._execute(
-            f"SELECT {_LOG_COLUMNS} FROM {self._t('kb_log')} WHERE kb_id = %(kb)s AND version > %(seen)s"
-            f" UNION ALL SELECT {_FLOOR_ROW} FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s",
-            {"kb": kb_id, "seen": seen})
+            f"SELECT {_LOG_COLUMNS} FROM {self._t('kb_log')} WHERE kb_id = %(kb)s AND version > %(low)s"
+            + (" AND version NOT IN %(applied)s" if applied else "")
+            + f" UNION ALL SELECT {_FLOOR_ROW} FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s",
+            {"kb": kb_id, "low": low, "applied": applied})
         floor = max((row[0] for row in rows if row[2] == "floor"), default=0)
         return [row for row in rows if row[2] != "floor"], floor
 
@@ -663,6 +672,11 @@ class ClickHouseStore(IndexedStore):
         """The whole KB up to its current head, streamed into a fresh index."""
         self._ensure_schema()
         head, cleared = self._head(kb_id)
+        # The log's re-read window, as far as it has landed: all in what is streamed next.
+        window = {v for (v,) in self._execute(
+            f"SELECT DISTINCT version FROM {self._t('kb_log')} WHERE kb_id = %(kb)s"
+            " AND version > %(low)s AND version <= %(head)s",
+            {"kb": kb_id, "low": ((head >> TAG_BITS) - OVERLAP) << TAG_BITS, "head": head})}
         index = MemoryKnowledgeBase()
         # Up to the head only: what lands later is caught up from the log, exactly once.
         rows = self._stream(
@@ -674,7 +688,7 @@ class ClickHouseStore(IndexedStore):
                 index.put_pattern(record)
         index.index_vectors(self._read_vectors(kb_id, cleared, None))
         self._seen[kb_id], self._cleared_at[kb_id] = head, cleared
-        self._folded[kb_id] = _Folded(head)
+        self._folded[kb_id] = _Folded(head, window)
         return index
 
     def _index(self, kb_id: str) -> MemoryKnowledgeBase:
@@ -694,20 +708,20 @@ class ClickHouseStore(IndexedStore):
     def _catch_up(self, kb_id: str, index: MemoryKnowledgeBase) -> MemoryKnowledgeBase:
         self._ensure_schema()
         seen = self._seen.get(kb_id, 0)
-        changes, floor = self._changes_since(kb_id, seen)
+        folded = self._folded[kb_id]
+        changes, floor = self._changes_since(kb_id, seen, folded.versions)
         if floor > seen:  # the log was trimmed past changes this replica never read
             log.info("kb %r: change log trimmed past version %d; reloading", kb_id, seen)
             return self._reload(kb_id)
         if not changes:
             return index
-        head = max(row[0] for row in changes)
+        head = max(seen, max(row[0] for row in changes))
         late = sorted({row[4] for row in changes if row[2] == "notice" and row[4]})
         if late:  # versions re-announced by writers that landed after a reader moved on
             changes += self._execute(
                 f"SELECT {_LOG_COLUMNS} FROM {self._t('kb_log')} WHERE kb_id = %(kb)s AND version IN %(late)s",
                 {"kb": kb_id, "late": tuple(late)})
         cleared = self._cleared_at.get(kb_id, 0)
-        folded = self._folded[kb_id]
         fresh = sorted({row[:2]: row for row in changes  # each (version, seq) once, in write order
                         if row[0] >= cleared and row[0] not in folded.versions}.values())
         patterns = {row[3] for row in fresh if row[2] == "pattern"}
@@ -739,7 +753,7 @@ class ClickHouseStore(IndexedStore):
             folded.recent[name] = max(key, folded.last(name))
         index.index_vectors(vectors)
         folded.versions.update(row[0] for row in fresh)
-        folded.prune()
+        folded.prune(head)
         self._seen[kb_id] = head
         return index
 
@@ -870,20 +884,20 @@ class ClickHouseStore(IndexedStore):
     def _announce(self, kb_id: str, base: int, version: int) -> None:
         """Make sure no replica can have moved past `version` without reading it.
 
-        A replica that read a newer head before our INSERT landed would never look at
-        `version` again; if the head is not ours, re-announce it above the head. When
-        ours is the head and nothing else landed since `base`, the index (which shows
-        this batch already) is exactly at `version`.
+        Readers re-read the last `OVERLAP` counters below the newest version they have
+        seen, so a write that landed behind the head by less than that is found. One that
+        was overtaken by more (a stalled INSERT) is re-announced by a `notice` above the
+        head. When ours is the head, nothing else has landed since `base` but older
+        writes the window covers, and the index (which shows this batch already) is at
+        `version`.
         """
         announced = version
         for _ in range(NOTICE_ATTEMPTS):
-            versions = {v for (v,) in self._execute(
-                f"SELECT DISTINCT version FROM {self._t('kb_log')} WHERE kb_id = %(kb)s AND version > %(base)s",
-                {"kb": kb_id, "base": base})}
-            head = max(versions, default=0)
-            if head == announced:
-                if announced == version and versions == {version}:
-                    self._seen[kb_id] = version
+            head = self._scalar(f"SELECT max(version) FROM {self._t('kb_log')}"
+                                " WHERE kb_id = %(kb)s AND version > %(base)s", {"kb": kb_id, "base": base})
+            if head == version:
+                self._seen[kb_id] = version
+            if (head >> TAG_BITS) - (announced >> TAG_BITS) < OVERLAP // 2:
                 return
             announced = (((head >> TAG_BITS) + 1) << TAG_BITS) | self.tag
             self._insert([_write_row(kb_id, "notice", "", announced, announces=version)])

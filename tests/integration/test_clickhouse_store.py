@@ -14,7 +14,7 @@ import pytest
 from kato_grpc.core.learning import pattern_name
 from kato_grpc.core.model import IndexVectors, LearnPattern
 from kato_grpc.kb import MemoryStore
-from kato_grpc.kb.clickhouse import SCHEMA_VERSION, TAG_BITS, ClickHouseStore
+from kato_grpc.kb.clickhouse import OVERLAP, SCHEMA_VERSION, ClickHouseStore
 from kato_grpc.sessions.base import StoreUnavailable
 
 pytestmark = pytest.mark.timeout(180)
@@ -94,24 +94,49 @@ def test_every_kind_of_write_reaches_the_other_replica(pair):
     assert a.get_pattern(KB, ABC.name).frequency == 1
 
 
-def test_a_write_landing_behind_a_readers_head_is_re_announced(pair, clickhouse_url):
-    """Writer A plans on a stale head, so its version sorts below one reader B has seen."""
+def _stale_write(store, effects):
+    """`store` writes without catching up first: its version is planned on an old head,
+    as when its INSERT races others that land first."""
+    original = store._catch_up
+    store._catch_up = lambda kb_id, index: index
+    try:
+        store.apply(KB, effects)
+    finally:
+        store._catch_up = original
+
+
+def _notices(store) -> int:
+    return store._scalar(f"SELECT count() FROM {store._t('kb_log')} WHERE kb_id = %(kb)s AND kind = 'notice'",
+                         {"kb": KB})
+
+
+def test_a_write_landing_just_behind_a_readers_head_is_found_by_the_re_read_window(pair, clickhouse_url):
     a, b = pair
     c = ClickHouseStore(clickhouse_url)
     a.tag, c.tag = 1, 2  # same counter, A's version lower
     a.view(KB), b.view(KB)
     c.apply(KB, [ABC])
     assert b.get_pattern(KB, ABC.name) is not None  # B's head is now C's version
-    # A's INSERT races C's: it planned before C's write landed.
     xy = learn([["x"], ["y"]])
-    original = a._catch_up
-    a._catch_up = lambda kb_id, index: index
-    a.apply(KB, [xy])
-    a._catch_up = original
-    (head,) = b._execute(f"SELECT max(version) FROM {b._t('kb_log')} WHERE kb_id = %(kb)s", {"kb": KB})[0]
-    assert head >> TAG_BITS == 2  # the notice, above C's version
+    _stale_write(a, [xy])
+    assert _notices(b) == 0
     assert b.get_pattern(KB, xy.name) is not None
     assert snapshot(a) == snapshot(b) == snapshot(c)
+    c.close()
+
+
+def test_a_write_overtaken_by_many_is_re_announced_above_the_head(pair, clickhouse_url):
+    a, b = pair
+    c = ClickHouseStore(clickhouse_url)
+    a.view(KB), b.view(KB)
+    for i in range(OVERLAP):  # C moves the head OVERLAP counters on; B follows
+        c.apply(KB, [learn(ABC.events, [{"joy": float(i)}])])
+    assert b.get_pattern(KB, ABC.name).frequency == OVERLAP
+    _stale_write(a, [ABC])  # sorts before all of C's learns: A's is the oldest
+    assert _notices(b) == 1
+    record = b.get_pattern(KB, ABC.name)
+    assert record.frequency == OVERLAP + 1 and record.emotives[-1] == {"joy": float(OVERLAP - 1)}
+    assert snapshot(a) == snapshot(b) == snapshot(c) == snapshot(ClickHouseStore(clickhouse_url))
     c.close()
 
 
