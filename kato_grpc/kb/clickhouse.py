@@ -101,6 +101,8 @@ TAG_BITS = 20
 NOTICE_ATTEMPTS = 20
 OVERLAP = 64
 """Counters below its head that a replica's catch-up re-reads for writes that landed late."""
+ROWS_PER_VERSION = 128
+"""Rows one counter covers at most: a big INSERT spreads over consecutive counters."""
 CHUNK = 1000
 """Names per `IN (...)` when re-reading changed patterns (keeps queries well under max_query_size)."""
 RELOAD_AT = 20 * CHUNK
@@ -384,11 +386,20 @@ class _KbBatch:
     overlay: dict[str, PatternRecord | None] = field(default_factory=dict)
     vectors: dict[str, tuple[float, ...]] = field(default_factory=dict)
     cleared: bool = False
+    cleared_at: int = 0
     _known: dict | None = None
     _dim: int | None = None
 
     def _row(self, kind: str, key: str, **values: Any) -> None:
-        self.rows.append(_write_row(self.kb_id, kind, key, self.version, len(self.rows), **values))
+        # A new counter every ROWS_PER_VERSION rows: a version's rows stay few, so the
+        # readers' re-read window (OVERLAP counters) stays a few thousand rows.
+        version = self.version + ((len(self.rows) // ROWS_PER_VERSION) << TAG_BITS)
+        self.rows.append(_write_row(self.kb_id, kind, key, version, len(self.rows), **values))
+        if kind == "clear":
+            self.cleared_at = version
+
+    def versions(self) -> list[int]:
+        return sorted({row[3] for row in self.rows})
 
     def current(self, name: str) -> PatternRecord | None:
         if name in self.overlay:
@@ -455,12 +466,12 @@ class _KbBatch:
             self._row("applied", origin[0], session_version=origin[1])
 
     def savepoint(self) -> tuple:
-        return (list(self.rows), dict(self.overlay), dict(self.vectors), self.cleared, self._known, self._dim,
-                dict(self.applied_before))
+        return (list(self.rows), dict(self.overlay), dict(self.vectors), self.cleared, self.cleared_at, self._known,
+                self._dim, dict(self.applied_before))
 
     def rollback(self, saved: tuple) -> None:
         """Back to `savepoint()`: a call whose planning failed adds nothing."""
-        (self.rows, self.overlay, self.vectors, self.cleared, self._known, self._dim,
+        (self.rows, self.overlay, self.vectors, self.cleared, self.cleared_at, self._known, self._dim,
          self.applied_before) = saved
 
     def changes_data(self) -> bool:
@@ -478,8 +489,8 @@ class _KbBatch:
         index.index_vectors(self.vectors.items())
         for row in self.rows:
             if row[1] == "pattern":
-                folded.recent[row[2]] = (self.version, row[4])
-        folded.versions.add(self.version)
+                folded.recent[row[2]] = (row[3], row[4])
+        folded.versions.update(self.versions())
 
 
 class ClickHouseStore(IndexedStore):
@@ -613,8 +624,10 @@ class ClickHouseStore(IndexedStore):
         a trimmed log knows it must reload."""
         low = max(0, ((seen >> TAG_BITS) - OVERLAP) << TAG_BITS)
         applied = tuple(sorted(v for v in applied if v > low))
+        # PREWHERE: only the key columns of the window are read, the rest only where needed.
         rows = self._execute(
-            f"SELECT {_LOG_COLUMNS} FROM {self._t('kb_log')} WHERE kb_id = %(kb)s AND version > %(low)s"
+            f"SELECT {_LOG_COLUMNS} FROM {self._t('kb_log')}"
+            " PREWHERE kb_id = %(kb)s AND version > %(low)s"
             + (" AND version NOT IN %(applied)s" if applied else "")
             + f" UNION ALL SELECT {_FLOOR_ROW} FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s",
             {"kb": kb_id, "low": low, "applied": applied})
@@ -807,10 +820,10 @@ class ClickHouseStore(IndexedStore):
                 base = self._seen.get(batch.kb_id, 0)
                 if batch.changes_data():  # (an `applied` row alone is no change to read)
                     batch.show(self._indexes[batch.kb_id], self._folded[batch.kb_id])
-                    self._announce(batch.kb_id, base, batch.version)
+                    self._announce(batch.kb_id, base, batch.versions())
                 if batch.cleared:
-                    self._cleared_at[batch.kb_id] = batch.version
-                    self._purge(batch.kb_id, batch.version)
+                    self._cleared_at[batch.kb_id] = batch.cleared_at
+                    self._purge(batch.kb_id, batch.cleared_at)
             for item in items:
                 if item.error is None:
                     item.result = results.get(id(item))
@@ -881,27 +894,30 @@ class ClickHouseStore(IndexedStore):
         self._execute(f"INSERT INTO {self._t('kb_writes_v2')} ({_WRITE_COLUMNS}) VALUES", rows, what="write",
                       settings={"insert_distributed_sync": 1})
 
-    def _announce(self, kb_id: str, base: int, version: int) -> None:
-        """Make sure no replica can have moved past `version` without reading it.
+    def _announce(self, kb_id: str, base: int, versions: Sequence[int]) -> None:
+        """Make sure no replica can have moved past one of our `versions` without reading it.
 
         Readers re-read the last `OVERLAP` counters below the newest version they have
-        seen, so a write that landed behind the head by less than that is found. One that
-        was overtaken by more (a stalled INSERT) is re-announced by a `notice` above the
-        head. When ours is the head, nothing else has landed since `base` but older
-        writes the window covers, and the index (which shows this batch already) is at
-        `version`.
+        seen, so a write that landed behind others' newer versions by less than that is
+        found. One overtaken by more (a stalled INSERT) is re-announced by `notice` rows
+        above the head. (Our own versions land in one block: no reader sees some of them
+        without the rest.) When ours is the head, the index, which shows this batch
+        already, is at our newest version: nothing else landed but older writes the
+        window covers.
         """
-        announced = version
+        ours = tuple(versions)
         for _ in range(NOTICE_ATTEMPTS):
-            head = self._scalar(f"SELECT max(version) FROM {self._t('kb_log')}"
-                                " WHERE kb_id = %(kb)s AND version > %(base)s", {"kb": kb_id, "base": base})
-            if head == version:
-                self._seen[kb_id] = version
-            if (head >> TAG_BITS) - (announced >> TAG_BITS) < OVERLAP // 2:
+            head, others = self._execute(
+                f"SELECT max(version), maxIf(version, version NOT IN %(ours)s) FROM {self._t('kb_log')}"
+                " WHERE kb_id = %(kb)s AND version > %(base)s", {"kb": kb_id, "base": base, "ours": ours})[0]
+            if head == ours[-1]:
+                self._seen[kb_id] = head
+            if (others >> TAG_BITS) - (ours[0] >> TAG_BITS) < OVERLAP // 2:
                 return
-            announced = (((head >> TAG_BITS) + 1) << TAG_BITS) | self.tag
-            self._insert([_write_row(kb_id, "notice", "", announced, announces=version)])
-        log.warning("kb %r: version %d re-announced %d times under contention", kb_id, version, NOTICE_ATTEMPTS)
+            above = (((head >> TAG_BITS) + 1) << TAG_BITS) | self.tag
+            self._insert([_write_row(kb_id, "notice", "", above, i, announces=v) for i, v in enumerate(ours)])
+            ours = (above,)  # the notices may be overtaken in turn
+        log.warning("kb %r: versions %s re-announced %d times under contention", kb_id, versions, NOTICE_ATTEMPTS)
 
     def _purge(self, kb_id: str, cleared: int) -> None:
         """Drop the rows a clear made dead (an asynchronous mutation; best effort).
