@@ -307,3 +307,43 @@ def test_a_replica_away_longer_than_the_trimmed_log_reloads(pair, monkeypatch):
     fresh = ClickHouseStore(a.url)
     assert snapshot(fresh) == snapshot(a) == snapshot(b)
     fresh.close()
+
+
+def test_schema_1_knowledge_bases_survive_the_migration_to_operations(clickhouse_url):
+    """A database written by schema 1 (whole-record versions): migration 2 turns its rows
+    into `put` / `delete` operations, and new writes sort after them."""
+    from kato_grpc.kb.clickhouse import MIGRATIONS
+    from kato_grpc.kb.records import record_columns
+
+    old = ClickHouseStore(clickhouse_url)  # for its connection; the schema-1 database is another
+    db = f"`{old.database}_v1`"
+    old._execute(f"CREATE DATABASE {db}")
+    for statement in MIGRATIONS[0][1]:
+        old._execute(statement.format(db=db))
+    old._execute(f"CREATE TABLE {db}.schema_migrations (version UInt32, description String, applied_at DateTime)"
+                 " ENGINE = ReplacingMergeTree ORDER BY version")
+    old._execute(f"INSERT INTO {db}.schema_migrations (version, description, applied_at) SELECT 1, 'v1', now()")
+    abc = learn(ABC.events, [{"joy": 0.1 + 0.2}])
+    kept = MemoryStore()
+    kept.apply(KB, [abc, abc, abc])
+    record = kept.get_pattern(KB, ABC.name)
+    xy = learn([["x"], ["y"]])
+    row = lambda key, version, deleted=0, **cols: (KB, "pattern", key, version, deleted, cols.get("events", ""),
+                                                    cols.get("frequency", 0), cols.get("emotives", ""),
+                                                    cols.get("metadata", ""), cols.get("affinity_contrib", ""),
+                                                    [], 0, 0)
+    old._execute(f"INSERT INTO {db}.kb_writes VALUES", [
+        row(ABC.name, (7 << 20) | 3, **record_columns(record)),
+        row(xy.name, (5 << 20) | 3, events='[["x"],["y"]]', frequency=1, emotives="[]", metadata="{}",
+            affinity_contrib="{}"),
+        row(xy.name, (6 << 20) | 3, deleted=1),
+    ])
+    url = clickhouse_url.rsplit("/", 1)[0] + f"/{old.database}_v1"
+    store = ClickHouseStore(url)
+    assert store.schema_version() == SCHEMA_VERSION
+    assert store.get_pattern(KB, ABC.name) == record and store.get_pattern(KB, xy.name) is None
+    store.apply(KB, [abc])
+    kept.apply(KB, [abc])
+    assert ClickHouseStore(url).get_pattern(KB, ABC.name) == kept.get_pattern(KB, ABC.name)  # frequency 4
+    for s in (old, store):
+        s.close()
