@@ -489,7 +489,7 @@ class _KbBatch:
         index.index_vectors(self.vectors.items())
         for row in self.rows:
             if row[1] == "pattern":
-                folded.recent[row[2]] = (row[3], row[4])
+                folded.recent[row[2]] = max((row[3], row[4]), folded.last(row[2]))
         folded.versions.update(self.versions())
 
 
@@ -641,15 +641,19 @@ class ClickHouseStore(IndexedStore):
             f" (SELECT max(floor) FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s)),"
             f" (SELECT max(version) FROM {self._t('kb_clears')} WHERE kb_id = %(kb)s)", {"kb": kb_id})[0]
 
-    def _read_patterns(self, kb_id: str, since: int, names: Sequence[str]) -> dict[str, tuple[PatternRecord | None, tuple]]:
-        """Each of `names` folded from its whole history since `since`: (record or None,
-        key of the newest operation read)."""
+    def _read_patterns(self, kb_id: str, since: int, upto: int,
+                       names: Sequence[str]) -> dict[str, tuple[PatternRecord | None, tuple]]:
+        """Each of `names` folded from its history between versions `since` and `upto`:
+        (record or None, key of the newest operation read).
+
+        Never past `upto` (the head just read from the log): an operation above it may
+        sort after this replica's next write, and is folded on top once the log shows it."""
         query = (f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')}"
-                 " WHERE kb_id = %(kb)s AND version >= %(since)s")
+                 " WHERE kb_id = %(kb)s AND version >= %(since)s AND version <= %(upto)s")
         out: dict[str, tuple[PatternRecord | None, tuple]] = {name: (None, (0, 0)) for name in names}
         for chunk in _chunks(sorted(names)):
             rows = self._execute(query + " AND name IN %(names)s ORDER BY name, version, seq",
-                                 {"kb": kb_id, "since": since, "names": tuple(chunk)})
+                                 {"kb": kb_id, "since": since, "upto": upto, "names": tuple(chunk)})
             newest = {row[0]: (row[1], row[2]) for row in rows}  # sorted: the last row per name
             for name, record in _fold_rows(rows):
                 out[name] = (record, newest[name])
@@ -751,7 +755,7 @@ class ClickHouseStore(IndexedStore):
                 ops.setdefault(row[3], []).append(row)
         refold = sorted(name for name, rows in ops.items() if rows[0][:2] <= folded.last(name))
         # Read everything first, then change the index: a failure half-way leaves it as it was.
-        refolded = self._read_patterns(kb_id, cleared, refold) if refold else {}
+        refolded = self._read_patterns(kb_id, cleared, head, refold) if refold else {}
         vectors = [(row[3], tuple(row[-1])) for row in fresh if row[2] == "vector"]
         for name in sorted(ops):
             if name in refolded:
@@ -772,7 +776,10 @@ class ClickHouseStore(IndexedStore):
 
     # --- writing: group commit -------------------------------------------------------------
     def _next_version(self, kb_id: str) -> int:
-        return (((self._seen.get(kb_id, 0) >> TAG_BITS) + 1) << TAG_BITS) | self.tag
+        """Above everything this replica has read or written for the KB."""
+        folded = self._folded.get(kb_id)
+        newest = max([self._seen.get(kb_id, 0), *(folded.versions if folded else ())])
+        return (((newest >> TAG_BITS) + 1) << TAG_BITS) | self.tag
 
     def _applied_before(self, kb_id: str, sessions: Sequence[str]) -> dict[str, int]:
         if not sessions:
