@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2, kato_service_pb2_grpc
 from kato_grpc.kb.base import KnowledgeStore
+from kato_grpc.kb.engines import engine_named
 from kato_grpc.kb.sqlite import SqliteStore
 from kato_grpc.server import reflection
 from kato_grpc.server import auth, request_context, state_size, tls
@@ -51,9 +52,9 @@ def build_stores(settings: Settings) -> Stores:
     if settings.clickhouse_url:
         from kato_grpc.kb.clickhouse import ClickHouseStore
 
-        kb = ClickHouseStore(settings.clickhouse_url)
+        kb = ClickHouseStore(settings.clickhouse_url, new_index=engine_named(settings.engine).new_index)
     else:
-        kb = SqliteStore(settings.data_dir)
+        kb = SqliteStore(settings.data_dir, new_index=engine_named(settings.engine).new_index)
     sessions: SessionStore
     if settings.redis_url:
         from kato_grpc.sessions.redis_store import RedisSessionStore
@@ -80,7 +81,8 @@ async def create_server(
     )
     if metrics is not None:
         metrics.watch(stores.kb, runner)
-    kato_service_pb2_grpc.add_KatoServiceServicer_to_server(KatoServicer(stores.kb, runner, settings.limits), server)
+    kato_service_pb2_grpc.add_KatoServiceServicer_to_server(KatoServicer(
+        stores.kb, runner, settings.limits, engine_named(settings.engine).predictor), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

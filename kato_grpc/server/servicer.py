@@ -23,9 +23,11 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.core import engine
 from kato_grpc.core.config import SessionConfig, config_to_dict
+from kato_grpc.core.engine import Predictor
 from kato_grpc.core.errors import EmptyStmError, FieldViolation, NotFoundError, ValidationError
 from kato_grpc.core.learning import PATTERN_PREFIX, strip_prefix
 from kato_grpc.core.model import Limits, Outcome, SessionState
+from kato_grpc.core.predict import predict_patterns
 from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.server import convert
 from kato_grpc.server.errors import KatoError, rich_status, status_for_exception, status_message
@@ -90,10 +92,13 @@ def _check_deadline(context: grpc.aio.ServicerContext) -> None:
 
 
 class KatoServicer(api_grpc.KatoServiceServicer):
-    def __init__(self, kb: KnowledgeStore, sessions: SessionRunner, limits: Limits) -> None:
+    def __init__(
+        self, kb: KnowledgeStore, sessions: SessionRunner, limits: Limits, predictor: Predictor = predict_patterns
+    ) -> None:
         self._kb = kb
         self._sessions = sessions
         self._limits = limits
+        self._predictor = predictor
 
     # --- plumbing ----------------------------------------------------------------------
     def _client_state(self, request, with_predictions: bool = False) -> SessionState:
@@ -149,7 +154,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             request.observation if request.HasField("observation") else None)
 
         def step(state: SessionState) -> Outcome:
-            return engine.observe(state, observation, self._kb.view(state.kb_id), self._limits)
+            return engine.observe(state, observation, self._kb.view(state.kb_id), self._limits, self._predictor)
 
         def respond(outcome: Outcome, include_state: bool) -> api.ObserveResponse:
             response = observe_response(outcome.result, request.return_predictions)
@@ -176,7 +181,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             return engine.observe_sequence(
                 state, observations, self._kb.view(state.kb_id),
                 learn_after_each=request.learn_after_each, learn_at_end=request.learn_at_end,
-                clear_stm_between=request.clear_stm_between, limits=self._limits)
+                clear_stm_between=request.clear_stm_between, limits=self._limits, predictor=self._predictor)
 
         def respond(outcome: Outcome, include_state: bool) -> api.ObserveSequenceResponse:
             r = outcome.result
@@ -203,7 +208,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     @_rpc
     def Predict(self, request: api.PredictRequest, context):
         state = self._read_state(request)
-        result = engine.predict(state, self._kb.view(state.kb_id))
+        result = engine.predict(state, self._kb.view(state.kb_id), self._predictor)
         response = api.PredictResponse()
         convert.predictions_to_proto(result.predictions, response.predictions)
         convert.future_potentials_to_proto(result.future_potentials, response.future_potentials)
@@ -488,7 +493,8 @@ class _Stream:
             observation = convert.observation_from_proto(message.observation)
 
             def step(state: SessionState) -> Outcome:
-                return engine.observe(state, observation, servicer._kb.view(state.kb_id), servicer._limits)
+                return engine.observe(
+                    state, observation, servicer._kb.view(state.kb_id), servicer._limits, servicer._predictor)
 
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
                 return api.StreamObservationsResponse(observed=observe_response(outcome.result, self._return_predictions))

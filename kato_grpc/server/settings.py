@@ -36,6 +36,7 @@ class Settings:
     tls_key: str = ""
     tls_client_ca: str = ""
     metrics_port: int = 0
+    engine: str = "native"
     limits: Limits = field(default_factory=Limits)
 
 
@@ -63,6 +64,7 @@ _HELP = {
     "tls_client_ca": "PEM CA bundle: require client certificates signed by it (mutual TLS)",
     "metrics_port": "serve Prometheus /metrics on --host at this port (worker i of --workers uses port + i;"
                     " 0 = off)",
+    "engine": "prediction engine: native (compiled, the default) or python (the readable reference core)",
     "max_stm_events": "STM events kept per session; the oldest are dropped",
     "max_accumulator_entries": "emotive / metadata accumulator entries kept; the oldest are dropped",
     "max_symbols_per_event": "symbols allowed in one observation",
