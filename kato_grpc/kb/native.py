@@ -10,7 +10,8 @@ docs/architecture-decisions/ADR-002-native-engine.md.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from dataclasses import fields
+from typing import Iterable, Iterator, Sequence, overload
 
 from kato_grpc.core.config import SessionConfig
 from kato_grpc.core.knowledge import KnowledgeView, PendingView, VectorIndex
@@ -36,7 +37,14 @@ except ImportError as exc:  # pragma: no cover - depends on the build
 else:
     _IMPORT_ERROR = None
 
-__all__ = ["NativeKnowledgeBase", "native_available", "native_predict", "require_native"]
+__all__ = [
+    "NativeFuturePotentials",
+    "NativeKnowledgeBase",
+    "NativePredictions",
+    "native_available",
+    "native_predict",
+    "require_native",
+]
 
 
 def native_available() -> bool:
@@ -86,10 +94,96 @@ def _config_tuple(config: SessionConfig) -> tuple:
     )
 
 
-def _prediction(fields: tuple) -> Prediction:
-    if fields[11]:
-        fields = (*fields[:11], tuple(Anomaly(*a) for a in fields[11]), *fields[12:])
-    return Prediction(*fields)
+_PREDICTION_FIELDS = tuple(f.name for f in fields(Prediction))
+
+
+def _prediction(values: tuple) -> Prediction:
+    if values[11]:
+        values = (*values[:11], tuple(Anomaly(*a) for a in values[11]), *values[12:])
+    # The frozen dataclass's __init__ sets 35 fields one setattr at a time; filling the
+    # instance dict directly is ~5x faster and gives an equal object.
+    prediction = object.__new__(Prediction)
+    prediction.__dict__.update(zip(_PREDICTION_FIELDS, (*values, "prototypical")))
+    return prediction
+
+
+class _NativeSequence(Sequence):
+    """A read-only sequence held by a native `PredictOutcome`: Python objects are built
+    on first read; `wire` gives the protobuf encoding without building them (the
+    server's path: kato_grpc/server/convert.py)."""
+
+    __slots__ = ("_outcome", "_items")
+
+    def __init__(self, outcome) -> None:
+        self._outcome = outcome
+        self._items: tuple | None = None
+
+    def _build(self) -> tuple:
+        raise NotImplementedError
+
+    def _all(self) -> tuple:
+        if self._items is None:
+            self._items = self._build()
+        return self._items
+
+    def __len__(self) -> int:
+        return self._count()
+
+    def _count(self) -> int:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int): ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple: ...
+    def __getitem__(self, index):
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (tuple, _NativeSequence)):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+class NativePredictions(_NativeSequence):
+    """The predictions of one native Predict (a sequence of `Prediction`)."""
+
+    __slots__ = ()
+
+    def _count(self) -> int:
+        return self._outcome.prediction_count()
+
+    def _build(self) -> tuple:
+        return tuple(_prediction(p) for p in self._outcome.predictions())
+
+    def wire(self, field_number: int) -> bytes:
+        """Wire bytes of a `repeated kato.v1.Prediction` field with this number."""
+        return self._outcome.encode_predictions(field_number)
+
+
+class NativeFuturePotentials(_NativeSequence):
+    """The future potentials of one native Predict (a sequence of `FuturePotential`)."""
+
+    __slots__ = ()
+
+    def _count(self) -> int:
+        return self._outcome.future_count()
+
+    def _build(self) -> tuple:
+        return tuple(FuturePotential(*f) for f in self._outcome.futures())
+
+    def wire(self, field_number: int) -> bytes:
+        """Wire bytes of a `repeated kato.v1.FuturePotential` field with this number."""
+        return self._outcome.encode_futures(field_number)
 
 
 class NativeKnowledgeBase:
@@ -182,13 +276,12 @@ class NativeKnowledgeBase:
         self, stm: Sequence[Event], config: SessionConfig, pending: Sequence[PatternRecord] = ()
     ) -> PredictResult:
         """Predict (§6) on this KB with `pending` (this call's own learns) laid over it."""
-        predictions, futures = self._patterns.predict(
+        outcome = self._patterns.predict(
             [list(event) for event in stm], _config_tuple(config), [_record_tuple(r) for r in pending]
         )
-        return PredictResult(
-            tuple(_prediction(p) for p in predictions),
-            tuple(FuturePotential(*f) for f in futures),
-        )
+        if not outcome.prediction_count() and not outcome.future_count():
+            return PredictResult()
+        return PredictResult(NativePredictions(outcome), NativeFuturePotentials(outcome))
 
 
 def native_predict(stm: Sequence[Event], config: SessionConfig, kb: KnowledgeView) -> PredictResult:

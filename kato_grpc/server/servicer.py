@@ -210,8 +210,8 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         state = self._read_state(request)
         result = engine.predict(state, self._kb.view(state.kb_id), self._predictor)
         response = api.PredictResponse()
-        convert.predictions_to_proto(result.predictions, response.predictions)
-        convert.future_potentials_to_proto(result.future_potentials, response.future_potentials)
+        convert.predictions_to_proto(result.predictions, response, "predictions")
+        convert.future_potentials_to_proto(result.future_potentials, response, "future_potentials")
         return response
 
     @_rpc
@@ -250,7 +250,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         data = engine.cognition_data(state)
         response = api.GetCognitionDataResponse(
             emotives=data["emotives"], symbols=data["symbols"], time=data["time"])
-        convert.predictions_to_proto(state.last_predictions, response.predictions)
+        convert.predictions_to_proto(state.last_predictions, response, "predictions")
         convert.events_to_proto(state.stm, response.short_term_memory)
         return response
 
@@ -548,8 +548,8 @@ def observe_response(result, return_predictions: bool) -> api.ObserveResponse:
         stm_length=result.stm_length, time=result.time, unique_id=result.unique_id,
         auto_learned_pattern=result.auto_learned_pattern)
     if return_predictions:
-        convert.predictions_to_proto(result.predictions, response.predictions)
-        convert.future_potentials_to_proto(result.future_potentials, response.future_potentials)
+        convert.predictions_to_proto(result.predictions, response, "predictions")
+        convert.future_potentials_to_proto(result.future_potentials, response, "future_potentials")
     return response
 
 

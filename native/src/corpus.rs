@@ -2,7 +2,7 @@
 //! learned (an ObserveSequence or an auto-learning Observe), exactly as
 //! `kato_grpc.core.knowledge.PendingView` shows them to the Python engine.
 
-use crate::index::{Events, Extra, Index, Name, NewPattern, Slot, SymbolId};
+use crate::index::{encode_layout, Events, Extra, Index, Name, NewPattern, Slot, SymbolId};
 use hashbrown::HashMap;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
@@ -76,11 +76,7 @@ impl<'a> Corpus<'a> {
         let mut items: Vec<Pending> = pending
             .into_iter()
             .map(|p| {
-                let mut layout = vec![p.events.len() as u32];
-                layout.extend(p.events.iter().map(|e| e.len() as u32));
-                for event in &p.events {
-                    layout.extend(event.iter().map(|s| symbols.intern(s)));
-                }
+                let layout = encode_layout(&p.events, |s| symbols.intern(s));
                 let replaces = index.find(&p.name);
                 if let Some(slot) = replaces {
                     shadowed.insert(slot, ());
@@ -111,8 +107,30 @@ impl<'a> Corpus<'a> {
         }
     }
 
+    /// `L`, the candidate's symbol count (from a dense table: no visit to its events).
+    pub fn length(&self, candidate: Candidate) -> usize {
+        if candidate & OVERLAY != 0 {
+            Self::pending_symbols(&self.pending[(candidate & !OVERLAY) as usize]).len()
+        } else {
+            self.index.length(candidate)
+        }
+    }
+
     fn pending_symbols(p: &Pending) -> &[SymbolId] {
         Events::from_layout(&p.layout).symbols
+    }
+
+    /// Size of a dense table with one entry per candidate (see `candidate_position`).
+    pub fn candidate_capacity(&self) -> usize {
+        self.index.slot_capacity() + self.pending.len()
+    }
+
+    pub fn candidate_position(&self, candidate: Candidate) -> usize {
+        if candidate & OVERLAY != 0 {
+            self.index.slot_capacity() + (candidate & !OVERLAY) as usize
+        } else {
+            candidate as usize
+        }
     }
 
     /// Every pattern (threshold 0, character mode), in no particular order.

@@ -2,7 +2,7 @@
 //! per-symbol posting lists and statistics (SPEC.md §2.2).
 //!
 //! A pattern lives in a *slot*. Its events are stored in `arena` as
-//! `[event count, length of each event..., symbol ids...]`. Slots of deleted patterns
+//! `[event count, symbol count, length of each event..., symbol ids...]`. Slots of deleted patterns
 //! are reused; the arena is compacted once more than half of it is garbage.
 //! No per-pattern heap object exists except for the rare pattern that carries
 //! emotives, metadata or affinity (`Extra`).
@@ -60,7 +60,7 @@ pub struct Events<'a> {
 impl<'a> Events<'a> {
     pub fn from_layout(layout: &'a [u32]) -> Self {
         let count = layout[0] as usize;
-        Events { lengths: &layout[1..1 + count], symbols: &layout[1 + count..] }
+        Events { lengths: &layout[2..2 + count], symbols: &layout[2 + count..] }
     }
 
     /// The symbols of each event, in order.
@@ -106,6 +106,19 @@ impl Symbols {
     }
 }
 
+/// `[event count, symbol count, event lengths..., symbol ids...]` of `events`.
+pub fn encode_layout(events: &[Vec<String>], mut id_of: impl FnMut(&str) -> SymbolId) -> Vec<u32> {
+    let total: usize = events.iter().map(Vec::len).sum();
+    let mut layout = Vec::with_capacity(2 + events.len() + total);
+    layout.push(events.len() as u32);
+    layout.push(total as u32);
+    layout.extend(events.iter().map(|e| e.len() as u32));
+    for event in events {
+        layout.extend(event.iter().map(|s| id_of(s)));
+    }
+    layout
+}
+
 fn name_hash(name: &Name) -> u64 {
     // Names are SHA-1 digests: their first bytes are already uniformly spread.
     u64::from_le_bytes(name[..8].try_into().unwrap())
@@ -122,6 +135,8 @@ pub struct Index {
 
     names: Vec<Name>,
     offsets: Vec<u32>,
+    /// Per slot: the pattern's symbol count `L`, kept apart for candidate bounds.
+    lengths: Vec<u32>,
     frequencies: Vec<i64>,
     extras: Vec<Option<Box<Extra>>>,
     arena: Vec<u32>,
@@ -177,6 +192,10 @@ impl Index {
         &self.names[slot as usize]
     }
 
+    pub fn length(&self, slot: Slot) -> usize {
+        self.lengths[slot as usize] as usize
+    }
+
     pub fn frequency(&self, slot: Slot) -> i64 {
         self.frequencies[slot as usize]
     }
@@ -187,9 +206,8 @@ impl Index {
 
     pub fn layout(&self, slot: Slot) -> &[u32] {
         let start = self.offsets[slot as usize] as usize;
-        let count = self.arena[start] as usize;
-        let length: usize = self.arena[start + 1..start + 1 + count].iter().map(|&l| l as usize).sum();
-        &self.arena[start..start + 1 + count + length]
+        let (count, length) = (self.arena[start] as usize, self.arena[start + 1] as usize);
+        &self.arena[start..start + 2 + count + length]
     }
 
     pub fn events(&self, slot: Slot) -> Events<'_> {
@@ -219,16 +237,8 @@ impl Index {
     }
 
     fn encode(&mut self, events: &[Vec<String>]) -> Vec<u32> {
-        let mut layout = Vec::with_capacity(1 + events.len() + events.iter().map(Vec::len).sum::<usize>());
-        layout.push(events.len() as u32);
-        layout.extend(events.iter().map(|e| e.len() as u32));
-        for event in events {
-            for symbol in event {
-                let id = self.symbols.intern(symbol);
-                layout.push(id);
-            }
-        }
-        layout
+        let symbols = &mut self.symbols;
+        encode_layout(events, |s| symbols.intern(s))
     }
 
     /// Store `pattern`, replacing any pattern of that name; statistics follow.
@@ -252,10 +262,9 @@ impl Index {
             return;
         }
         let start = self.offsets[slot as usize] as usize;
-        let count = self.arena[start] as usize;
-        let length: usize = self.arena[start + 1..start + 1 + count].iter().map(|&l| l as usize).sum();
+        let (count, length) = (self.arena[start] as usize, self.arena[start + 1] as usize);
         for k in 0..length {
-            let id = self.arena[start + 1 + count + k] as usize;
+            let id = self.arena[start + 2 + count + k] as usize;
             self.symbol_freq[id] += delta;
         }
         self.total_symbols += delta * length as i64;
@@ -270,6 +279,7 @@ impl Index {
                 let i = slot as usize;
                 self.names[i] = name;
                 self.offsets[i] = offset;
+                self.lengths[i] = layout[1];
                 self.frequencies[i] = frequency;
                 self.extras[i] = extra;
                 slot
@@ -277,6 +287,7 @@ impl Index {
             None => {
                 self.names.push(name);
                 self.offsets.push(offset);
+                self.lengths.push(layout[1]);
                 self.frequencies.push(frequency);
                 self.extras.push(extra);
                 (self.names.len() - 1) as Slot
@@ -376,6 +387,7 @@ impl Index {
         }
         self.names.shrink_to_fit();
         self.offsets.shrink_to_fit();
+        self.lengths.shrink_to_fit();
         self.frequencies.shrink_to_fit();
         self.extras.shrink_to_fit();
     }

@@ -9,13 +9,14 @@ mod corpus;
 mod index;
 mod matching;
 mod predict;
+mod wire;
 
 use corpus::{Corpus, LocalSymbols};
 use index::{Extra, Index, Name, NewPattern, SymbolId};
 use predict::{Config, Filters, State};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use std::sync::RwLock;
 
 fn parse_name(text: &str) -> Option<Name> {
@@ -127,9 +128,9 @@ struct RenderedPrediction {
     emotives: Vec<(String, f64)>,
     metadata: Vec<(String, Vec<String>)>,
     matches: Vec<u32>,
-    past: Vec<Vec<u32>>,
-    present: Vec<Vec<u32>>,
-    future: Vec<Vec<u32>>,
+    /// past = sequence[..present_start], present = [present_start..future_start], future the rest.
+    present_start: usize,
+    future_start: usize,
     missing: Vec<Vec<u32>>,
     extras: Vec<Vec<u32>>,
     anomalies: Vec<(u32, u32, f64)>,
@@ -182,17 +183,18 @@ fn run_predict(index: &Index, stm: &[Vec<String>], config: &Config, pending: Vec
     let state = State { events, flat };
     let outcome = predict::predict(&corpus, &symbols, &state, config);
 
-    let mut table = TextTable { symbols: &symbols, position: Default::default(), texts: Vec::new() };
+    let mut table = TextTable {
+        symbols: &symbols,
+        position: hashbrown::HashMap::with_capacity_and_hasher(512, Default::default()),
+        texts: Vec::with_capacity(512),
+    };
     let mut rendered = Rendered::default();
     for &i in &outcome.ranking {
         let m = &outcome.members[i];
         let s = &m.scored;
-        let a = &s.alignment;
+        let a = &m.alignment;
         let pattern = corpus.pattern(s.candidate);
         let sequence: Vec<Vec<u32>> = pattern.events.iter().map(|e| table.list(e)).collect();
-        let past = sequence[..a.present_start].to_vec();
-        let present = sequence[a.present_start..a.future_start].to_vec();
-        let future = sequence[a.future_start..].to_vec();
         let matches = table.list(&a.matches);
         let missing = a.missing.iter().map(|e| table.list(e)).collect();
         let extras = a.extras.iter().map(|e| table.list(e)).collect();
@@ -204,9 +206,8 @@ fn run_predict(index: &Index, stm: &[Vec<String>], config: &Config, pending: Vec
             metadata: pattern.extra.map(|x| x.metadata.clone()).unwrap_or_default(),
             sequence,
             matches,
-            past,
-            present,
-            future,
+            present_start: s.present_start,
+            future_start: s.future_start,
             missing,
             extras,
             anomalies,
@@ -215,7 +216,7 @@ fn run_predict(index: &Index, stm: &[Vec<String>], config: &Config, pending: Vec
                 s.evidence,
                 s.confidence,
                 s.snr,
-                a.fragmentation,
+                s.fragmentation,
                 m.entropy,
                 m.normalized_entropy,
                 m.global_normalized_entropy,
@@ -236,7 +237,7 @@ fn run_predict(index: &Index, stm: &[Vec<String>], config: &Config, pending: Vec
     for f in &outcome.futures {
         let member = &outcome.members[f.member].scored;
         let events = corpus.pattern(member.candidate).events;
-        let future = events.iter().skip(member.alignment.future_start).map(|e| table.list(e)).collect();
+        let future = events.iter().skip(member.future_start).map(|e| table.list(e)).collect();
         rendered.futures.push(RenderedFuture {
             future,
             aggregate_potential: f.aggregate_potential,
@@ -450,19 +451,18 @@ impl PatternIndex {
     }
 
     /// Predict (SPEC.md §6) for `stm` with `config` (a tuple, see kb/native.py), the
-    /// call's own pending records laid over the index. Returns (predictions, futures)
-    /// as tuples in the field order of the Python model. Runs without the GIL.
+    /// call's own pending records laid over the index. Runs without the GIL.
     fn predict<'py>(
         &self,
         py: Python<'py>,
         stm: Vec<Vec<String>>,
         config: &Bound<'py, PyTuple>,
         pending: &Bound<'py, PyList>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
+    ) -> PyResult<PredictOutcome> {
         let config = config_from(config)?;
         let pending: Vec<NewPattern> = pending.iter().map(|r| new_pattern(&r)).collect::<PyResult<_>>()?;
         let rendered = py.allow_threads(|| run_predict(&self.read(), &stm, &config, pending));
-        to_python(py, rendered)
+        Ok(PredictOutcome { rendered })
     }
 }
 
@@ -484,64 +484,181 @@ fn affinity_of(index: &Index, id: SymbolId) -> Vec<(String, f64)> {
     sums
 }
 
-fn to_python(py: Python<'_>, rendered: Rendered) -> PyResult<Bound<'_, PyTuple>> {
-    let texts: Vec<Bound<'_, PyString>> = rendered.texts.iter().map(|t| PyString::new(py, t)).collect();
-    let symbols = |ids: &[u32]| PyTuple::new(py, ids.iter().map(|&i| texts[i as usize].clone()));
-    let events = |evs: &[Vec<u32>]| -> PyResult<Bound<'_, PyTuple>> {
-        PyTuple::new(py, evs.iter().map(|e| symbols(e)).collect::<PyResult<Vec<_>>>()?)
-    };
-    let mut predictions = Vec::with_capacity(rendered.predictions.len());
-    for p in &rendered.predictions {
-        let metadata = PyDict::new(py);
-        for (k, values) in &p.metadata {
-            metadata.set_item(k, str_tuple(py, values)?)?;
-        }
-        let anomalies = PyTuple::new(
-            py,
-            p.anomalies
-                .iter()
-                .map(|&(o, e, r)| PyTuple::new(py, [texts[o as usize].clone().into_any(), texts[e as usize].clone().into_any(), r.into_pyobject(py)?.into_any()]))
-                .collect::<PyResult<Vec<_>>>()?,
-        )?;
-        let mut fields: Vec<Bound<'_, PyAny>> = vec![
-            PyString::new(py, &p.name).into_any(),
-            p.frequency.into_pyobject(py)?.into_any(),
-            events(&p.sequence)?.into_any(),
-            pairs_dict(py, &p.emotives)?.into_any(),
-            metadata.into_any(),
-            symbols(&p.matches)?.into_any(),
-            events(&p.past)?.into_any(),
-            events(&p.present)?.into_any(),
-            events(&p.future)?.into_any(),
-            events(&p.missing)?.into_any(),
-            events(&p.extras)?.into_any(),
-            anomalies.into_any(),
-        ];
-        for &x in &p.numbers {
-            fields.push(x.into_pyobject(py)?.into_any());
-        }
-        for w in p.weighted {
-            fields.push(w.into_pyobject(py)?.into_any());
-        }
-        predictions.push(PyTuple::new(py, fields)?);
+/// One Predict's result, held natively: read as Python tuples, or as protobuf bytes.
+#[pyclass(frozen, module = "kato_grpc._native")]
+struct PredictOutcome {
+    rendered: Rendered,
+}
+
+#[pymethods]
+impl PredictOutcome {
+    fn prediction_count(&self) -> usize {
+        self.rendered.predictions.len()
     }
-    let mut futures = Vec::with_capacity(rendered.futures.len());
-    for f in &rendered.futures {
-        futures.push(PyTuple::new(
-            py,
-            [
-                events(&f.future)?.into_any(),
-                f.aggregate_potential.into_pyobject(py)?.into_any(),
-                f.supporting_patterns.into_pyobject(py)?.into_any(),
-                f.total_weighted_frequency.into_pyobject(py)?.into_any(),
-            ],
-        )?);
+
+    fn future_count(&self) -> usize {
+        self.rendered.futures.len()
     }
-    PyTuple::new(py, [PyList::new(py, predictions)?.into_any(), PyList::new(py, futures)?.into_any()])
+
+    /// The predictions as tuples in the field order of `kato_grpc.core.model.Prediction`
+    /// (anomalies as (observed, expected, similarity) tuples).
+    fn predictions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let r = &self.rendered;
+        let texts: Vec<Bound<'_, PyString>> = r.texts.iter().map(|t| PyString::new(py, t)).collect();
+        let symbols = |ids: &[u32]| PyTuple::new(py, ids.iter().map(|&i| texts[i as usize].clone()));
+        let events = |evs: &[Vec<u32>]| -> PyResult<Bound<'_, PyTuple>> {
+            PyTuple::new(py, evs.iter().map(|e| symbols(e)).collect::<PyResult<Vec<_>>>()?)
+        };
+        let mut out = Vec::with_capacity(r.predictions.len());
+        for p in &r.predictions {
+            let metadata = PyDict::new(py);
+            for (k, values) in &p.metadata {
+                metadata.set_item(k, str_tuple(py, values)?)?;
+            }
+            // past, present and future share the event tuples of the sequence, as in Python.
+            let sequence: Vec<Bound<'_, PyTuple>> = p.sequence.iter().map(|e| symbols(e)).collect::<PyResult<_>>()?;
+            let slice = |range: std::ops::Range<usize>| PyTuple::new(py, &sequence[range]);
+            let anomalies = PyTuple::new(
+                py,
+                p.anomalies
+                    .iter()
+                    .map(|&(o, e, r)| {
+                        PyTuple::new(
+                            py,
+                            [texts[o as usize].clone().into_any(), texts[e as usize].clone().into_any(), r.into_pyobject(py)?.into_any()],
+                        )
+                    })
+                    .collect::<PyResult<Vec<_>>>()?,
+            )?;
+            let mut fields: Vec<Bound<'_, PyAny>> = vec![
+                PyString::new(py, &p.name).into_any(),
+                p.frequency.into_pyobject(py)?.into_any(),
+                slice(0..sequence.len())?.into_any(),
+                pairs_dict(py, &p.emotives)?.into_any(),
+                metadata.into_any(),
+                symbols(&p.matches)?.into_any(),
+                slice(0..p.present_start)?.into_any(),
+                slice(p.present_start..p.future_start)?.into_any(),
+                slice(p.future_start..sequence.len())?.into_any(),
+                events(&p.missing)?.into_any(),
+                events(&p.extras)?.into_any(),
+                anomalies.into_any(),
+            ];
+            for &x in &p.numbers {
+                fields.push(x.into_pyobject(py)?.into_any());
+            }
+            for w in p.weighted {
+                fields.push(w.into_pyobject(py)?.into_any());
+            }
+            out.push(PyTuple::new(py, fields)?);
+        }
+        PyList::new(py, out)
+    }
+
+    /// The future potentials as (future, aggregate_potential, supporting_patterns,
+    /// total_weighted_frequency) tuples.
+    fn futures<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let r = &self.rendered;
+        let texts: Vec<Bound<'_, PyString>> = r.texts.iter().map(|t| PyString::new(py, t)).collect();
+        let mut out = Vec::with_capacity(r.futures.len());
+        for f in &r.futures {
+            let future = PyTuple::new(
+                py,
+                f.future
+                    .iter()
+                    .map(|e| PyTuple::new(py, e.iter().map(|&i| texts[i as usize].clone())))
+                    .collect::<PyResult<Vec<_>>>()?,
+            )?;
+            out.push(PyTuple::new(
+                py,
+                [
+                    future.into_any(),
+                    f.aggregate_potential.into_pyobject(py)?.into_any(),
+                    f.supporting_patterns.into_pyobject(py)?.into_any(),
+                    f.total_weighted_frequency.into_pyobject(py)?.into_any(),
+                ],
+            )?);
+        }
+        PyList::new(py, out)
+    }
+
+    /// The predictions as protobuf wire bytes of a `repeated kato.v1.Prediction` field
+    /// numbered `field` (merge them into the message that has the field).
+    fn encode_predictions<'py>(&self, py: Python<'py>, field: u32) -> Bound<'py, PyBytes> {
+        let bytes = py.allow_threads(|| encode_predictions(&self.rendered, field));
+        PyBytes::new(py, &bytes)
+    }
+
+    /// The future potentials as wire bytes of a `repeated kato.v1.FuturePotential` field.
+    fn encode_futures<'py>(&self, py: Python<'py>, field: u32) -> Bound<'py, PyBytes> {
+        let r = &self.rendered;
+        let mut w = wire::Writer::new();
+        let text = |i: &u32| r.texts[*i as usize].as_str();
+        for f in &r.futures {
+            use wire::future_potential as fp;
+            w.message(field, |m| {
+                m.events(fp::FUTURE, f.future.iter().map(|e| e.iter().map(text)));
+                m.double_field(fp::AGGREGATE_POTENTIAL, f.aggregate_potential);
+                m.int_field(fp::SUPPORTING_PATTERNS, f.supporting_patterns as i64);
+                m.double_field(fp::TOTAL_WEIGHTED_FREQUENCY, f.total_weighted_frequency);
+            });
+        }
+        PyBytes::new(py, &w.bytes)
+    }
+}
+
+fn encode_predictions(r: &Rendered, field: u32) -> Vec<u8> {
+    use wire::prediction as f;
+    let text = |i: &u32| r.texts[*i as usize].as_str();
+    let mut w = wire::Writer::new();
+    for p in &r.predictions {
+        w.message(field, |m| {
+            m.string_field(f::TYPE, "prototypical");
+            m.string_field(f::NAME, &p.name);
+            m.int_field(f::FREQUENCY, p.frequency);
+            for (key, value) in &p.emotives {
+                m.message(f::EMOTIVES, |e| {
+                    e.string(1, key);
+                    e.double(2, *value);
+                });
+            }
+            for (key, values) in &p.metadata {
+                m.message(f::METADATA, |e| {
+                    e.string(1, key);
+                    e.message(2, |list| values.iter().for_each(|v| list.string(1, v)));
+                });
+            }
+            let sequence = &p.sequence;
+            m.events(f::SEQUENCE, sequence.iter().map(|e| e.iter().map(text)));
+            p.matches.iter().for_each(|s| m.string(f::MATCHES, text(s)));
+            m.events(f::PAST, sequence[..p.present_start].iter().map(|e| e.iter().map(text)));
+            m.events(f::PRESENT, sequence[p.present_start..p.future_start].iter().map(|e| e.iter().map(text)));
+            m.events(f::FUTURE, sequence[p.future_start..].iter().map(|e| e.iter().map(text)));
+            m.events(f::MISSING, p.missing.iter().map(|e| e.iter().map(text)));
+            m.events(f::EXTRAS, p.extras.iter().map(|e| e.iter().map(text)));
+            for (observed, expected, similarity) in &p.anomalies {
+                m.message(f::ANOMALIES, |a| {
+                    a.string_field(1, text(observed));
+                    a.string_field(2, text(expected));
+                    a.double_field(3, *similarity);
+                });
+            }
+            for (k, &x) in p.numbers.iter().enumerate() {
+                m.double_field(f::FIRST_NUMBER + k as u32, x);
+            }
+            for (k, x) in p.weighted.iter().enumerate() {
+                if let Some(x) = x {
+                    m.double(f::FIRST_WEIGHTED + k as u32, *x);
+                }
+            }
+        });
+    }
+    w.bytes
 }
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PatternIndex>()?;
+    m.add_class::<PredictOutcome>()?;
     Ok(())
 }

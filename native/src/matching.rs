@@ -94,6 +94,8 @@ pub struct BlockMatcher {
     positions: Map<u32, Vec<u32>>,
     previous: Vec<u32>,
     current: Vec<u32>,
+    previous_touched: Vec<usize>,
+    current_touched: Vec<usize>,
 }
 
 impl BlockMatcher {
@@ -102,14 +104,22 @@ impl BlockMatcher {
         for (j, &x) in b.iter().enumerate() {
             positions.entry(x).or_default().push(j as u32);
         }
-        BlockMatcher { positions, previous: vec![0; b.len() + 1], current: vec![0; b.len() + 1] }
+        BlockMatcher {
+            positions,
+            previous: vec![0; b.len() + 1],
+            current: vec![0; b.len() + 1],
+            previous_touched: Vec::new(),
+            current_touched: Vec::new(),
+        }
     }
 
     /// The longest common run with the smallest `i`, then the smallest `j`.
     fn longest(&mut self, a: &[u32], alo: usize, ahi: usize, blo: usize, bhi: usize) -> (usize, usize, usize) {
         let (mut best_i, mut best_j, mut best_k) = (alo, blo, 0usize);
-        let mut previous_touched: Vec<usize> = Vec::new();
-        let mut current_touched: Vec<usize> = Vec::new();
+        let mut previous_touched = std::mem::take(&mut self.previous_touched);
+        let mut current_touched = std::mem::take(&mut self.current_touched);
+        previous_touched.clear();
+        current_touched.clear();
         for i in alo..ahi {
             if let Some(js) = self.positions.get(&a[i]) {
                 for &j in js {
@@ -141,6 +151,8 @@ impl BlockMatcher {
         for &j in &previous_touched {
             self.previous[j] = 0;
         }
+        self.previous_touched = previous_touched;
+        self.current_touched = current_touched;
         (best_i, best_j, best_k)
     }
 

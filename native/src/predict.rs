@@ -6,7 +6,7 @@
 //! so both engines give the same bits (the property tests compare them with `==`).
 
 use crate::corpus::{Candidate, Corpus, LocalSymbols};
-use crate::index::{Events, Extra, Name, SymbolId};
+use crate::index::{Extra, Name, SymbolId};
 use crate::matching::{character_ratio, BlockMatcher, LcsAgainst};
 use hashbrown::HashMap;
 use std::cmp::Ordering;
@@ -38,33 +38,39 @@ pub struct Filters {
     pub minhash_threshold: f64,
 }
 
-/// Where the STM falls on one pattern (§6.3–6.4). Events are index ranges of the
-/// pattern's events: past `[0, present_start)`, present `[present_start, future_start)`.
-pub struct Alignment {
-    pub matches: Vec<SymbolId>,
-    pub present_start: usize,
-    pub future_start: usize,
-    pub missing: Vec<Vec<SymbolId>>,
-    pub extras: Vec<Vec<SymbolId>>,
-    pub fragmentation: f64,
-    /// (observed, expected, similarity)
-    pub anomalies: Vec<(SymbolId, SymbolId, f64)>,
-}
+/// (observed, expected, similarity) of a fuzzy token match.
+pub type Anomaly = (SymbolId, SymbolId, f64);
 
-/// A candidate that passed the threshold, with its own (non-ensemble) metrics.
+/// A candidate that passed the threshold, with its own (non-ensemble) metrics and
+/// where the STM falls on it (§6.3–6.4): past is its events `[0, present_start)`,
+/// present `[present_start, future_start)`, future the rest.
 pub struct Scored {
     pub candidate: Candidate,
     pub name: Name,
     pub similarity: f64,
-    pub alignment: Alignment,
     pub evidence: f64,
     pub confidence: f64,
     pub snr: f64,
     pub pre_potential: f64,
+    pub fragmentation: f64,
+    pub present_start: usize,
+    pub future_start: usize,
+    blocks: Vec<(usize, usize, usize)>,
+    /// Under fuzzy tokens, the matches and anomalies (they decide m).
+    fuzzy: Option<(Vec<SymbolId>, Vec<Anomaly>)>,
+}
+
+/// The lists of an ensemble member, built only once it is in the ensemble.
+pub struct Alignment {
+    pub matches: Vec<SymbolId>,
+    pub missing: Vec<Vec<SymbolId>>,
+    pub extras: Vec<Vec<SymbolId>>,
+    pub anomalies: Vec<Anomaly>,
 }
 
 pub struct Prediction {
     pub scored: Scored,
+    pub alignment: Alignment,
     pub frequency: i64,
     pub entropy: f64,
     pub normalized_entropy: f64,
@@ -94,7 +100,7 @@ impl Prediction {
             "evidence" => s.evidence,
             "confidence" => s.confidence,
             "snr" => s.snr,
-            "fragmentation" => s.alignment.fragmentation,
+            "fragmentation" => s.fragmentation,
             "frequency" => self.frequency as f64,
             "normalized_entropy" => self.normalized_entropy,
             "global_normalized_entropy" => self.global_normalized_entropy,
@@ -138,8 +144,19 @@ pub struct State {
     pub flat: Vec<SymbolId>,
 }
 
+/// Counts of the distinct symbols, in order of first occurrence.
 fn first_occurrence_counts(symbols: &[SymbolId]) -> Vec<(SymbolId, usize)> {
     let mut counts: Vec<(SymbolId, usize)> = Vec::new();
+    if symbols.len() <= 32 {
+        // Short lists (the usual present): a scan beats hashing.
+        for &s in symbols {
+            match counts.iter_mut().find(|(x, _)| *x == s) {
+                Some(entry) => entry.1 += 1,
+                None => counts.push((s, 1)),
+            }
+        }
+        return counts;
+    }
     let mut at: Map<SymbolId, usize> = Map::default();
     for &s in symbols {
         match at.get(&s) {
@@ -267,7 +284,8 @@ impl<'a, 'c> Scorer<'a, 'c> {
     fn score(&mut self, candidate: Candidate) -> Option<Scored> {
         let corpus = self.corpus;
         let pattern = corpus.pattern(candidate);
-        let p = pattern.events.symbols;
+        let events = pattern.events;
+        let p = events.symbols;
         if !self.passes_filters(p) {
             return None;
         }
@@ -284,42 +302,16 @@ impl<'a, 'c> Scorer<'a, 'c> {
         if blocks.is_empty() && self.config.recall_threshold > 0.0 {
             return None;
         }
-        let alignment = self.align(pattern.events, &blocks);
-        let m = alignment.matches.len();
-        let present_length: usize =
-            pattern.events.lengths[alignment.present_start..alignment.future_start].iter().map(|&l| l as usize).sum();
-        let evidence = m as f64 / p.len() as f64;
-        let confidence = if present_length > 0 { m as f64 / present_length as f64 } else { 0.0 };
-        let snr = if m + n > 0 { (3 * m as i64 - n as i64) as f64 / (m + n) as f64 } else { 0.0 };
-        let pre_potential = (evidence + confidence) * snr + frag_term(alignment.fragmentation);
-        Some(Scored {
-            candidate,
-            name: *pattern.name,
-            similarity,
-            alignment,
-            evidence,
-            confidence,
-            snr,
-            pre_potential,
-        })
-    }
 
-    /// Split the pattern into past / present / future around the blocks (§6.3–6.4).
-    fn align(&mut self, events: Events<'_>, blocks: &[(usize, usize, usize)]) -> Alignment {
-        let p = events.symbols;
-        let q = &self.state.flat;
-        let (mut matches, past_len, present_len, fragmentation) = if let (Some(first), Some(last)) =
-            (blocks.first(), blocks.last())
-        {
-            let matches: Vec<SymbolId> = blocks.iter().flat_map(|&(_, j, k)| q[j..j + k].iter().copied()).collect();
-            (matches, first.0, last.0 + last.2 - first.0, (blocks.len() - 1) as f64)
-        } else {
-            (Vec::new(), 0, p.len(), -1.0)
+        // §6.3: the blocks give the matches, the fragmentation and the flat past/present.
+        let (mut m, past_len, present_len, fragmentation) = match (blocks.first(), blocks.last()) {
+            (Some(first), Some(last)) => {
+                (blocks.iter().map(|b| b.2).sum(), first.0, last.0 + last.2 - first.0, (blocks.len() - 1) as f64)
+            }
+            _ => (0, 0, p.len(), -1.0),
         };
-
-        let mut present_start = 0;
-        let mut future_start = 0;
-        let mut covered = 0usize;
+        // §6.4: whole events; an event only partly covered is taken whole.
+        let (mut present_start, mut future_start, mut covered) = (0, 0, 0usize);
         for (e, &len) in events.lengths.iter().enumerate() {
             if covered < past_len {
                 present_start = e + 1;
@@ -331,22 +323,46 @@ impl<'a, 'c> Scorer<'a, 'c> {
         }
         // A match that starts inside an event takes that event into `present`.
         if let Some(&(first_i, _, _)) = blocks.first() {
-            if present_start > 0 {
-                let last_past = events.iter().nth(present_start - 1).unwrap();
-                if last_past.contains(&p[first_i]) {
-                    present_start -= 1;
-                }
+            if present_start > 0 && events.iter().nth(present_start - 1).unwrap().contains(&p[first_i]) {
+                present_start -= 1;
             }
         }
-
-        let mut anomalies = Vec::new();
-        if self.config.fuzzy_token_threshold > 0.0 {
-            let (fuzzy, found) = self.fuzzy_matches(p);
-            matches = fuzzy;
-            anomalies = found;
+        let fuzzy = if self.config.fuzzy_token_threshold > 0.0 { Some(self.fuzzy_matches(p)) } else { None };
+        if let Some((matches, _)) = &fuzzy {
+            m = matches.len();
         }
 
-        let present: Vec<&[SymbolId]> = events.iter().skip(present_start).take(future_start - present_start).collect();
+        let present_length: usize = events.lengths[present_start..future_start].iter().map(|&l| l as usize).sum();
+        let evidence = m as f64 / p.len() as f64;
+        let confidence = if present_length > 0 { m as f64 / present_length as f64 } else { 0.0 };
+        let snr = if m + n > 0 { (3 * m as i64 - n as i64) as f64 / (m + n) as f64 } else { 0.0 };
+        let pre_potential = (evidence + confidence) * snr + frag_term(fragmentation);
+        Some(Scored {
+            candidate,
+            name: *pattern.name,
+            similarity,
+            evidence,
+            confidence,
+            snr,
+            pre_potential,
+            fragmentation,
+            present_start,
+            future_start,
+            blocks,
+            fuzzy,
+        })
+    }
+
+    /// matches, missing, extras and anomalies of an ensemble member (§6.3–6.5.1).
+    fn align(&self, scored: &Scored) -> Alignment {
+        let q = &self.state.flat;
+        let (matches, anomalies) = match &scored.fuzzy {
+            Some((matches, anomalies)) => (matches.clone(), anomalies.clone()),
+            None => (scored.blocks.iter().flat_map(|&(_, j, k)| q[j..j + k].iter().copied()).collect(), Vec::new()),
+        };
+        let events = self.corpus.pattern(scored.candidate).events;
+        let present: Vec<&[SymbolId]> =
+            events.iter().skip(scored.present_start).take(scored.future_start - scored.present_start).collect();
         let missing = present.iter().map(|e| e.iter().copied().filter(|s| !matches.contains(s)).collect()).collect();
         let extras = self
             .state
@@ -354,7 +370,7 @@ impl<'a, 'c> Scorer<'a, 'c> {
             .iter()
             .map(|e| e.iter().copied().filter(|s| !present.iter().any(|pe| pe.contains(s))).collect())
             .collect();
-        Alignment { matches, present_start, future_start, missing, extras, fragmentation, anomalies }
+        Alignment { matches, missing, extras, anomalies }
     }
 
     /// ``1 − d/tot`` of two symbols' texts, cached per pair for this Predict.
@@ -370,7 +386,7 @@ impl<'a, 'c> Scorer<'a, 'c> {
     }
 
     /// Fuzzy token partners for every state symbol (§6.5.1).
-    fn fuzzy_matches(&mut self, p: &[SymbolId]) -> (Vec<SymbolId>, Vec<(SymbolId, SymbolId, f64)>) {
+    fn fuzzy_matches(&mut self, p: &[SymbolId]) -> (Vec<SymbolId>, Vec<Anomaly>) {
         let floor = 100.0 * self.config.fuzzy_token_threshold;
         let candidates = distinct(p);
         let mut matches = Vec::new();
@@ -489,26 +505,32 @@ fn bounded_search(
     let q = &state.flat;
     let n = q.len();
     let state_counts = first_occurrence_counts(q);
-    let mut overlap: Map<Candidate, usize> = Map::default();
+    // The multiset overlap c of each candidate sharing a symbol, in a dense table.
+    let mut overlap: Vec<u32> = vec![0; corpus.candidate_capacity()];
+    let mut sharing: Vec<Candidate> = Vec::new();
+    let mut holders = Vec::new();
     for &(symbol, q_count) in &state_counts {
-        let mut holders = Vec::new();
+        holders.clear();
         corpus.containing(symbol, &mut holders);
-        for candidate in holders {
+        for &candidate in &holders {
             let c = if q_count == 1 {
                 1
             } else {
                 let p_count = corpus.pattern(candidate).events.symbols.iter().filter(|&&s| s == symbol).count();
                 p_count.min(q_count)
             };
-            *overlap.entry(candidate).or_insert(0) += c;
+            let at = corpus.candidate_position(candidate);
+            if overlap[at] == 0 {
+                sharing.push(candidate);
+            }
+            overlap[at] += c as u32;
         }
     }
-    let mut pool: Vec<Candidate> = if every_pattern { corpus.all() } else { overlap.keys().copied().collect() };
-    pool.sort_unstable();
+    let pool: Vec<Candidate> = if every_pattern { corpus.all() } else { sharing };
     let mut bounds: Vec<(f64, Candidate)> = Vec::with_capacity(pool.len());
     for candidate in pool {
-        let c = overlap.get(&candidate).copied().unwrap_or(0);
-        let length = corpus.pattern(candidate).events.symbols.len();
+        let c = overlap[corpus.candidate_position(candidate)] as usize;
+        let length = corpus.length(candidate);
         if 2.0 * c as f64 / (length + n) as f64 + MARGIN < config.recall_threshold {
             continue;
         }
@@ -516,7 +538,7 @@ fn bounded_search(
         let bound = (c as f64 / length as f64 + 1.0) * snr_bound.max(0.0) + 1.0 + MARGIN;
         bounds.push((bound, candidate));
     }
-    bounds.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal).then(a.1.cmp(&b.1)));
+    bounds.sort_unstable_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal).then(a.1.cmp(&b.1)));
 
     let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(keep + 1);
     for (bound, candidate) in bounds {
@@ -543,10 +565,10 @@ pub fn predict(corpus: &Corpus, symbols: &LocalSymbols, state: &State, config: &
     }
     let mut scorer = Scorer::new(corpus, symbols, config, state);
     let ensemble = select_ensemble(&mut scorer, corpus, state, config);
-    drop(scorer);
     if ensemble.is_empty() {
         return empty;
     }
+    let alignments: Vec<Alignment> = ensemble.iter().map(|s| scorer.align(s)).collect();
 
     // Ensemble-wide quantities (§6.7).
     let total_patterns = corpus.pattern_count();
@@ -557,13 +579,12 @@ pub fn predict(corpus: &Corpus, symbols: &LocalSymbols, state: &State, config: &
         .iter()
         .map(|s| {
             let events = corpus.pattern(s.candidate).events;
-            let a = &s.alignment;
-            events.iter().skip(a.present_start).take(a.future_start - a.present_start).flatten().copied().collect()
+            events.iter().skip(s.present_start).take(s.future_start - s.present_start).flatten().copied().collect()
         })
         .collect();
-    let mut probability: Map<SymbolId, f64> = Map::default();
-    for (s, present) in ensemble.iter().zip(&presents) {
-        for &symbol in s.alignment.matches.iter().chain(present) {
+    let mut probability: Map<SymbolId, f64> = Map::with_capacity_and_hasher(4 * q.len() + 64, Default::default());
+    for (a, present) in alignments.iter().zip(&presents) {
+        for &symbol in a.matches.iter().chain(present) {
             probability.entry(symbol).or_insert_with(|| {
                 let pmf = corpus.pmf(symbol);
                 if pmf > 0 {
@@ -583,14 +604,14 @@ pub fn predict(corpus: &Corpus, symbols: &LocalSymbols, state: &State, config: &
     }
     dimensions.sort_unstable();
     dimensions.dedup();
-    dimensions.sort_by(|&a, &b| symbols.text(a).cmp(symbols.text(b)));
+    dimensions.sort_unstable_by(|&a, &b| symbols.text(a).cmp(symbols.text(b)));
     let rank: Map<SymbolId, usize> = dimensions.iter().enumerate().map(|(i, &d)| (d, i)).collect();
     let q_counts: Map<SymbolId, usize> = first_occurrence_counts(q).into_iter().collect();
-    let state_vector: Map<SymbolId, f64> =
-        dimensions.iter().map(|&d| (d, prob(d) * q_counts.get(&d).copied().unwrap_or(0) as f64)).collect();
+    // state_vector[i] belongs to dimensions[i].
+    let state_vector: Vec<f64> =
+        dimensions.iter().map(|&d| prob(d) * q_counts.get(&d).copied().unwrap_or(0) as f64).collect();
     let mut norm_sq = 0.0;
-    for d in &dimensions {
-        let v = state_vector[d];
+    for v in &state_vector {
         norm_sq += v * v;
     }
     let state_norm = norm_sq.sqrt();
@@ -603,12 +624,13 @@ pub fn predict(corpus: &Corpus, symbols: &LocalSymbols, state: &State, config: &
     let mut member_group: Vec<Option<usize>> = Vec::with_capacity(ensemble.len());
     for (i, s) in ensemble.iter().enumerate() {
         let events = corpus.pattern(s.candidate).events;
+        // Sorting by id groups exactly the events whose symbols sorted by text are equal.
         let future: Vec<Vec<SymbolId>> = events
             .iter()
-            .skip(s.alignment.future_start)
+            .skip(s.future_start)
             .map(|e| {
                 let mut e = e.to_vec();
-                e.sort_by(|&a, &b| symbols.text(a).cmp(symbols.text(b)));
+                e.sort_unstable();
                 e
             })
             .collect();
@@ -661,7 +683,7 @@ pub fn predict(corpus: &Corpus, symbols: &LocalSymbols, state: &State, config: &
 
     let log_n = (symbol_table_size as f64).ln();
     let mut members: Vec<Prediction> = Vec::with_capacity(ensemble.len());
-    for (i, (s, present)) in ensemble.into_iter().zip(presents).enumerate() {
+    for (i, ((s, alignment), present)) in ensemble.into_iter().zip(alignments).zip(presents).enumerate() {
         let f = frequencies[i];
         let counts = first_occurrence_counts(&present);
         let size = present.len();
@@ -669,14 +691,15 @@ pub fn predict(corpus: &Corpus, symbols: &LocalSymbols, state: &State, config: &
         let itfdf = if state_norm == 0.0 {
             1.0 - 1.0 * f as f64 / ensemble_frequency as f64
         } else {
-            let mut ordered = counts.clone();
-            ordered.sort_by_key(|(d, _)| rank[d]);
+            // The member's own dimensions, in dimension order (the others add exactly 0.0).
+            let mut ordered: Vec<(usize, SymbolId, usize)> = counts.iter().map(|&(d, c)| (rank[&d], d, c)).collect();
+            ordered.sort_unstable_by_key(|&(r, _, _)| r);
             let mut norm_sq = 0.0;
             let mut dot = 0.0;
-            for (d, count) in ordered {
+            for (r, d, count) in ordered {
                 let pv = prob(d) * count as f64;
                 norm_sq += pv * pv;
-                dot += pv * state_vector[&d];
+                dot += pv * state_vector[r];
             }
             let den = norm_sq.sqrt() * state_norm;
             let cos = if den != 0.0 { dot / den } else { 0.0 };
@@ -749,7 +772,7 @@ pub fn predict(corpus: &Corpus, symbols: &LocalSymbols, state: &State, config: &
         let (mut e, mut c, mut r) = (s.evidence, s.confidence, s.snr);
         let (mut w_sim, mut w_ev, mut w_conf, mut w_snr) = (None, None, None, None);
         if let Some(w) = &weights {
-            let a = &s.alignment;
+            let a = &alignment;
             let w_matches = weighted_sum(&mut a.matches.iter().copied(), w);
             let w_pattern = weighted_sum(&mut corpus.pattern(s.candidate).events.symbols.iter().copied(), w);
             let w_present = weighted_sum(&mut present.iter().copied(), w);
@@ -762,11 +785,12 @@ pub fn predict(corpus: &Corpus, symbols: &LocalSymbols, state: &State, config: &
             (w_ev, w_conf, w_snr) = (Some(ev), Some(conf), Some(snr));
             (e, c, r) = (ev, conf, snr);
         }
-        let potential = (e + c) * r + itfdf + frag_term(s.alignment.fragmentation);
+        let potential = (e + c) * r + itfdf + frag_term(s.fragmentation);
         let posterior = if evidence_sum != 0.0 { s.similarity * prior / evidence_sum } else { 0.0 };
         let similarity = s.similarity;
         members.push(Prediction {
             scored: s,
+            alignment,
             frequency: f,
             entropy,
             normalized_entropy,

@@ -219,3 +219,23 @@ def test_the_anchor_query_ranks_its_source_first():
     result = native_predict(stm, SessionConfig(), native_kb)
     assert result == predict_patterns(stm, SessionConfig(), python_kb)
     assert result.predictions[0].similarity == 2 * 15 / 33 * 100.0 / 100.0
+
+
+@slow
+@given(st.lists(records(), max_size=12), st.data(), configs())
+def test_the_wire_encoding_equals_the_python_encoder(kb_records, data, config):
+    """The server puts native predictions into responses as bytes encoded in Rust;
+    they must decode to exactly what the Python encoder builds."""
+    from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
+    from kato_grpc.server import convert
+
+    _, native_kb = both(kb_records)
+    result = native_predict(data.draw(states(kb_records)), config, native_kb)
+    from_native, from_python = api.PredictResponse(), api.PredictResponse()
+    convert.predictions_to_proto(result.predictions, from_native, "predictions")
+    convert.future_potentials_to_proto(result.future_potentials, from_native, "future_potentials")
+    convert.predictions_to_proto(tuple(result.predictions), from_python, "predictions")
+    convert.future_potentials_to_proto(tuple(result.future_potentials), from_python, "future_potentials")
+    assert from_native == from_python
+    assert from_native.SerializeToString(deterministic=True) == from_python.SerializeToString(deterministic=True)
+    assert tuple(convert.prediction_from_proto(p) for p in from_native.predictions) == tuple(result.predictions)
