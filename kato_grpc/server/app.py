@@ -19,7 +19,7 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2, kato_service_pb2_grpc
 from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.kb.sqlite import SqliteStore
 from kato_grpc.server import reflection
-from kato_grpc.server import auth, request_context, state_size, tls
+from kato_grpc.server import auth, request_context, state_signing, state_size, tls
 from kato_grpc.server.interceptors import build_interceptors, check_settings
 from kato_grpc.server.metrics import Metrics
 from kato_grpc.server.servicer import KatoServicer
@@ -129,6 +129,7 @@ def serve(settings: Settings) -> None:
     except ValueError as exc:
         raise SystemExit(f"kato-grpc: {exc}") from None
     request_context.configure_logging(settings.log_level, settings.log_format)
+    state_signing.load_state_keys(settings)  # the default ring is created once, before any worker forks
     if settings.workers > 1 and not settings.redis_url:
         log.warning("--workers %d without --redis-url: server-held sessions live in one worker's memory "
                     "and other workers answer NOT_FOUND for them; client-held state works everywhere",

@@ -36,6 +36,7 @@ class Settings:
     tls_key: str = ""
     tls_client_ca: str = ""
     metrics_port: int = 0
+    state_keys_file: str = ""
     limits: Limits = field(default_factory=Limits)
 
 
@@ -63,6 +64,9 @@ _HELP = {
     "tls_client_ca": "PEM CA bundle: require client certificates signed by it (mutual TLS)",
     "metrics_port": "serve Prometheus /metrics on --host at this port (worker i of --workers uses port + i;"
                     " 0 = off)",
+    "state_keys_file": "JSON file of the HMAC keys that sign client-held session states (the first signs, all"
+                       " verify); give every replica the same file (default: <data-dir>/state-keys.json, created"
+                       " with a random key on first start)",
     "max_stm_events": "STM events kept per session; the oldest are dropped",
     "max_accumulator_entries": "emotive / metadata accumulator entries kept; the oldest are dropped",
     "max_symbols_per_event": "symbols allowed in one observation",
