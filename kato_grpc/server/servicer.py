@@ -26,6 +26,7 @@ from kato_grpc.core.config import SessionConfig, config_to_dict
 from kato_grpc.core.errors import EmptyStmError, FieldViolation, NotFoundError, ValidationError
 from kato_grpc.core.learning import PATTERN_PREFIX, strip_prefix
 from kato_grpc.core.model import Limits, Outcome, SessionState
+from kato_grpc.core.observation import validate_state
 from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.server import convert
 from kato_grpc.server.errors import KatoError, rich_status, status_for_exception, status_message
@@ -100,8 +101,14 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         """The request's client-held state. Its last predictions (the costly part to
         decode) are decoded only for a call that returns them."""
         state = convert.state_from_proto(request.state, decode_predictions=with_predictions)
-        validate_kb_id(state.kb_id, "state.kb_id")
+        self._validate_client_state(state, "state")
         return state
+
+    def _validate_client_state(self, state: SessionState, prefix: str) -> None:
+        """A state from a client, signed or fresh, still obeys every input rule (defence in depth)."""
+        validate_kb_id(state.kb_id, f"{prefix}.kb_id")
+        kb_dim = self._kb.view(state.kb_id).vector_dimension() if state.pending_vectors else None
+        validate_state(state, self._limits, kb_dim, prefix)
 
     def _session_id(self, request) -> str:
         if request.WhichOneof("session") is None:
@@ -526,7 +533,7 @@ class _Stream:
             raise ValidationError(FieldViolation("open.session", "set either state or session_id"))
         if held == "state":
             self.client_state = convert.state_from_proto(opened.state, prefix="open.state")
-            validate_kb_id(self.client_state.kb_id, "open.state.kb_id")
+            self._servicer._validate_client_state(self.client_state, "open.state")
             stm_length = len(self.client_state.stm)
         else:
             self._session_id = opened.session_id
