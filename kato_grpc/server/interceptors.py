@@ -6,11 +6,13 @@ Order (outermost first; each sees the call before the next and its outcome after
    refusals included, carries ``x-request-id`` and is logged.
 2. `MetricsInterceptor` (``--metrics-port``): before auth, so refused calls are
    counted by their code (UNAUTHENTICATED, PERMISSION_DENIED) like any other.
-3. `AuthInterceptor` (``--auth-keys-file`` / ``--auth-redis-keys``): nothing after it
+3. `DecodeInterceptor`: a request that does not decode is INVALID_ARGUMENT saying
+   what failed (grpc would answer UNKNOWN); before auth, which reads the request.
+4. `AuthInterceptor` (``--auth-keys-file`` / ``--auth-redis-keys``): nothing after it
    runs for a caller it refuses.
-4. `StateSizeInterceptor`: limits on a client-held state, ``x-kato-state-bytes``;
+5. `StateSizeInterceptor`: limits on a client-held state, ``x-kato-state-bytes``;
    after auth, so an unauthenticated caller learns nothing about its request.
-5. `StateSignatureInterceptor`: verifies a client-held state's signature and signs
+6. `StateSignatureInterceptor`: verifies a client-held state's signature and signs
    the state a response returns; inside the size check, so the size reported is
    the signed state's and an oversized state is refused before it is hashed.
 """
@@ -21,7 +23,7 @@ from typing import Any
 
 import grpc
 
-from kato_grpc.server import auth, request_context, state_signing, state_size, tls
+from kato_grpc.server import auth, decoding, request_context, state_signing, state_size, tls
 from kato_grpc.server.metrics import Metrics, MetricsInterceptor
 
 __all__ = ["build_interceptors", "check_settings"]
@@ -36,6 +38,7 @@ def build_interceptors(settings: Any, stores: Any, keys: auth.KeyRing | None = N
         request_context.RequestContextInterceptor(every_call=getattr(settings, "access_log", False))]
     if metrics is not None:
         chain.append(MetricsInterceptor(metrics))
+    chain.append(decoding.DecodeInterceptor())
     if keys is None:
         keys = auth.keyring_from_settings(settings)
     if keys is not None:
