@@ -237,6 +237,9 @@ def test_the_key_is_never_echoed_or_logged(stub, auth_server):
         call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb("team-b")), key),  # kb
         call(stub, "GetSession", api.GetSessionRequest(session_id="x"), key),  # not found
     ]
+    other_secret = f"kato-other-{secrets.token_urlsafe(18)}"  # a credential under a header auth does not read
+    call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb()), key,
+         metadata=[("x-api-key", other_secret), ("x-request-id", "req-logged")])
     for outcome in outcomes:
         assert isinstance(outcome, grpc.RpcError)
         assert key.secret not in outcome.details()
@@ -247,6 +250,8 @@ def test_the_key_is_never_echoed_or_logged(stub, auth_server):
     log = "".join(auth_server.output)
     assert "[redacted]" in log  # the server runs at DEBUG and logs call metadata...
     assert not any(k.secret in log for k in KEYS.values())  # ...never a key
+    assert other_secret not in log and "x-api-key" in log  # the allow-list, not a deny-list
+    assert "req-logged" in log  # an allowed key keeps its value
 
 
 # --- roles --------------------------------------------------------------------------------------
