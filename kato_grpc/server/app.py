@@ -97,10 +97,28 @@ async def create_server(
     return server, port, health_servicer
 
 
+def _session_store_persistence(redis_url: str):
+    """Whether the Redis of server-held sessions keeps them across its restarts (logged)."""
+    import redis
+
+    from kato_grpc.sessions.redis_durability import check_persistence
+    from kato_grpc.sessions.redis_store import redact_url
+
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        return check_persistence(client, redact_url(redis_url))
+    finally:
+        client.close()
+
+
 async def _serve_one(settings: Settings, worker: int = 0) -> None:
     stores = build_stores(settings)
     keys = auth.keyring_from_settings(settings)
     metrics = Metrics() if settings.metrics_port else None
+    if settings.redis_url:
+        persistence = _session_store_persistence(settings.redis_url)
+        if metrics is not None:
+            metrics.note_session_persistence(persistence.mode)
     server, port, health_servicer = await create_server(settings, stores, keys=keys, metrics=metrics)
     await server.start()
     if metrics is not None:
