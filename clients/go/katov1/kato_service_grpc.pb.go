@@ -77,9 +77,14 @@ const (
 //     short-term memory.
 //
 // Errors: INVALID_ARGUMENT for bad input, with a `google.rpc.BadRequest`
-// detail naming every bad field; NOT_FOUND for an unknown pattern or an
-// unknown, deleted or expired session; FAILED_PRECONDITION for Learn on an
-// empty short-term memory; RESOURCE_EXHAUSTED for input over a server limit.
+// detail naming every bad field: also for a request that does not decode
+// (ErrorInfo reason `UNDECODABLE_REQUEST`: invalid UTF-8, nesting deeper than
+// 100 messages, a truncated or malformed body) and for a client-held state
+// whose signature is missing or wrong (reasons `STATE_SIGNATURE_MISSING`,
+// `STATE_SIGNATURE_INVALID`, `STATE_KEY_UNKNOWN`; see SessionState); NOT_FOUND
+// for an unknown pattern or an unknown, deleted or expired session;
+// FAILED_PRECONDITION for Learn on an empty short-term memory;
+// RESOURCE_EXHAUSTED for input over a server limit.
 // A rejected call changes nothing.
 type KatoServiceClient interface {
 	// Observes one event into the session's short-term memory and returns the
@@ -486,9 +491,14 @@ func (c *katoServiceClient) SessionExists(ctx context.Context, in *SessionExists
 //     short-term memory.
 //
 // Errors: INVALID_ARGUMENT for bad input, with a `google.rpc.BadRequest`
-// detail naming every bad field; NOT_FOUND for an unknown pattern or an
-// unknown, deleted or expired session; FAILED_PRECONDITION for Learn on an
-// empty short-term memory; RESOURCE_EXHAUSTED for input over a server limit.
+// detail naming every bad field: also for a request that does not decode
+// (ErrorInfo reason `UNDECODABLE_REQUEST`: invalid UTF-8, nesting deeper than
+// 100 messages, a truncated or malformed body) and for a client-held state
+// whose signature is missing or wrong (reasons `STATE_SIGNATURE_MISSING`,
+// `STATE_SIGNATURE_INVALID`, `STATE_KEY_UNKNOWN`; see SessionState); NOT_FOUND
+// for an unknown pattern or an unknown, deleted or expired session;
+// FAILED_PRECONDITION for Learn on an empty short-term memory;
+// RESOURCE_EXHAUSTED for input over a server limit.
 // A rejected call changes nothing.
 type KatoServiceServer interface {
 	// Observes one event into the session's short-term memory and returns the
