@@ -27,6 +27,7 @@ from kato_grpc.server.state_codec import STATE_CODEC
 from kato_grpc.server.settings import Settings
 from kato_grpc.sessions.base import SessionStore
 from kato_grpc.sessions.memory import MemorySessionStore
+from kato_grpc.sessions.request_ids import MemoryLedger, RedisLedger, RequestLedger
 from kato_grpc.sessions.runner import SessionRunner
 
 __all__ = ["Stores", "build_stores", "create_server", "serve"]
@@ -39,6 +40,8 @@ SERVICE_NAME = kato_service_pb2.DESCRIPTOR.services_by_name["KatoService"].full_
 class Stores:
     kb: KnowledgeStore
     sessions: SessionStore
+    # Request ids that left their session record (sessions/request_ids.py); beside the sessions.
+    request_ids: RequestLedger | None = None
 
     def close(self) -> None:
         self.sessions.close()
@@ -56,12 +59,14 @@ def build_stores(settings: Settings) -> Stores:
         kb = SqliteStore(settings.data_dir)
     sessions: SessionStore
     if settings.redis_url:
-        from kato_grpc.sessions.redis_store import RedisSessionStore
+        from kato_grpc.sessions.redis_store import RedisSessionStore, redact_url
 
         sessions = RedisSessionStore.from_url(settings.redis_url)
+        request_ids: RequestLedger = RedisLedger(sessions.client, redact_url(settings.redis_url))
     else:
         sessions = MemorySessionStore()
-    return Stores(kb=kb, sessions=sessions)
+        request_ids = MemoryLedger()
+    return Stores(kb=kb, sessions=sessions, request_ids=request_ids)
 
 
 async def create_server(
@@ -76,7 +81,8 @@ async def create_server(
     runner = SessionRunner(
         stores.sessions, stores.kb.apply, state_size.measuring_codec(STATE_CODEC),
         default_ttl=settings.session_ttl_seconds, auto_extend=settings.session_auto_extend,
-        owner_of_call=auth.current_owner,
+        owner_of_call=auth.current_owner, request_ids=stores.request_ids,
+        request_window_seconds=settings.request_id_window_seconds,
     )
     if metrics is not None:
         metrics.watch(stores.kb, runner)

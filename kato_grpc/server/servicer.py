@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import math
 import re
@@ -30,6 +31,7 @@ from kato_grpc.core.observation import validate_state
 from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.server import convert
 from kato_grpc.server.errors import KatoError, rich_status, status_for_exception, status_message
+from kato_grpc.sessions.request_ids import RequestAlreadyApplied
 from kato_grpc.sessions.runner import ConflictExhausted, SessionRunner
 from kato_grpc.sessions.base import StoreUnavailable
 
@@ -40,6 +42,7 @@ _NAME = re.compile(r"[0-9a-f]{40}")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_TTL_SECONDS = 2_592_000
+MAX_REQUEST_ID_CHARS = 128
 
 
 def validate_kb_id(kb_id: str, field: str = "kb_id") -> str:
@@ -61,6 +64,8 @@ def _map_exception(exc: BaseException) -> KatoError | None:
         return KatoError(grpc.StatusCode.ABORTED, "CONFLICT", str(exc))
     if isinstance(exc, StoreUnavailable):
         return KatoError(grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
+    if isinstance(exc, RequestAlreadyApplied):
+        return KatoError(grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ALREADY_APPLIED", str(exc), metadata=exc.metadata)
     return status_for_exception(exc)
 
 
@@ -81,6 +86,29 @@ def _rpc(method: Callable) -> Callable:
         await context.abort_with_status(rich_status(error))
 
     return wrapper
+
+
+def _request_id(request) -> str:
+    """The request's `request_id` ("" for none or a request without one), at most 128 characters."""
+    request_id = getattr(request, "request_id", "")
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise ValidationError(FieldViolation(
+            "request_id", f"{len(request_id)} characters exceed {MAX_REQUEST_ID_CHARS} (a UUID4 is recommended)"))
+    return request_id
+
+
+def _client_origin(request, request_id: str) -> tuple[str, int] | None:
+    """The key under which the knowledge base counts a client-held call's effects once.
+
+    A client-held call is identified by its request id together with the method and the
+    state it carries (its signature, or the fresh state itself): a retry sends both again,
+    and two clients that happen to pick the same id never share a key.
+    """
+    if not request_id:
+        return None
+    identity = request.state.signature or request.state.SerializeToString(deterministic=True)
+    digest = hashlib.sha256(b"\0".join((request.DESCRIPTOR.full_name.encode(), request_id.encode(), identity)))
+    return "request:" + digest.hexdigest()[:40], 1
 
 
 def _check_deadline(context: grpc.aio.ServicerContext) -> None:
@@ -118,11 +146,12 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     def _transition(self, request, context, step: Callable[[SessionState], Outcome],
                     respond: Callable[[Outcome, bool], Any], response_type, keeps_predictions: bool = True):
         """Run a state-changing step on whichever state the request names."""
+        request_id = _request_id(request)
         if request.WhichOneof("session") == "state":
             outcome = step(self._client_state(request))
             _check_deadline(context)
             if outcome.effects:
-                self._kb.apply(outcome.state.kb_id, outcome.effects)
+                self._kb.apply(outcome.state.kb_id, outcome.effects, _client_origin(request, request_id))
             response = respond(outcome, True)
             carried = request.state.last_predictions if keeps_predictions else None
             if response.HasField("state") and carried is not None and not response.state.last_predictions:
@@ -135,8 +164,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             _check_deadline(context)
             return outcome
 
-        response, replay = self._sessions.transact(
-            session_id, guarded, lambda o: respond(o, False), getattr(request, "request_id", ""))
+        response, replay = self._sessions.transact(session_id, guarded, lambda o: respond(o, False), request_id)
         return response if replay is None else response_type.FromString(replay)
 
     def _read_state(self, request, with_predictions: bool = False) -> SessionState:

@@ -91,8 +91,7 @@ type KatoServiceClient interface {
 	// new state, the session time and, when asked, the predictions.
 	//
 	// Advances `time`; may auto-learn when `max_pattern_length` is reached.
-	// Not idempotent: retrying a client-held call with the same state gives the
-	// same result, while a server-held retry needs `request_id`.
+	// Not idempotent: send a `request_id` to make a retry safe.
 	Observe(ctx context.Context, in *ObserveRequest, opts ...grpc.CallOption) (*ObserveResponse, error)
 	// Observes a list of observations atomically, optionally learning after
 	// each one and at the end.
@@ -505,8 +504,7 @@ type KatoServiceServer interface {
 	// new state, the session time and, when asked, the predictions.
 	//
 	// Advances `time`; may auto-learn when `max_pattern_length` is reached.
-	// Not idempotent: retrying a client-held call with the same state gives the
-	// same result, while a server-held retry needs `request_id`.
+	// Not idempotent: send a `request_id` to make a retry safe.
 	Observe(context.Context, *ObserveRequest) (*ObserveResponse, error)
 	// Observes a list of observations atomically, optionally learning after
 	// each one and at the end.

@@ -244,8 +244,7 @@ class KatoServiceServicer:
         new state, the session time and, when asked, the predictions.
 
         Advances `time`; may auto-learn when `max_pattern_length` is reached.
-        Not idempotent: retrying a client-held call with the same state gives the
-        same result, while a server-held retry needs `request_id`.
+        Not idempotent: send a `request_id` to make a retry safe.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -700,8 +700,7 @@ class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserv
     new state, the session time and, when asked, the predictions.
 
     Advances `time`; may auto-learn when `max_pattern_length` is reached.
-    Not idempotent: retrying a client-held call with the same state gives the
-    same result, while a server-held retry needs `request_id`.
+    Not idempotent: send a `request_id` to make a retry safe.
     """
 
     ObserveSequence: _KatoServiceObserveSequenceType
@@ -999,8 +998,7 @@ class KatoServiceServicer(metaclass=abc.ABCMeta):
         new state, the session time and, when asked, the predictions.
 
         Advances `time`; may auto-learn when `max_pattern_length` is reached.
-        Not idempotent: retrying a client-held call with the same state gives the
-        same result, while a server-held retry needs `request_id`.
+        Not idempotent: send a `request_id` to make a retry safe.
         """
 
     @abc.abstractmethod
