@@ -151,7 +151,7 @@ def test_auth_refusals_are_counted(tmp_path):
             with pytest.raises(grpc.RpcError) as raised:
                 api_grpc.KatoServiceStub(channel).ListPatterns(api.ListPatternsRequest(kb_id="x"), timeout=30)
         assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED, raised.value
-        samples = scrape(port)
+        samples = scrape_once_counted(port, "grpc_server_handled_total", **rpc("ListPatterns", "UNAUTHENTICATED"))
         assert value(samples, "grpc_server_handled_total", **rpc("ListPatterns", "UNAUTHENTICATED")) == 1, \
             sorted(key for key in samples if key[0] == "grpc_server_handled_total")
     finally:
