@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from itertools import chain
 from typing import Any, Mapping, Sequence
 
 import numpy
@@ -195,7 +196,11 @@ def validate_state(state: SessionState, limits: Limits, kb_dim: int | None, pref
     if len(state.stm) > limits.max_stm_events:
         over.append(FieldViolation(f"{p}.stm", f"{len(state.stm)} events exceed max_stm_events={limits.max_stm_events}"))
     per_event = limits.max_symbols_per_event + limits.max_vectors_per_observation
-    for i, event in enumerate(state.stm):
+    # One pass in C over the whole STM first; the per-event loop below names the culprit.
+    longest = max(map(len, chain.from_iterable(state.stm)), default=0)
+    suspect = state.stm and (not all(state.stm) or max(map(len, state.stm)) > per_event
+                             or longest * 4 > limits.max_symbol_bytes)
+    for i, event in enumerate(state.stm if suspect else ()):
         if not event:
             bad.append(FieldViolation(f"{p}.stm[{i}]", "an event must hold at least one symbol"))
         elif len(event) > per_event:
