@@ -175,12 +175,23 @@ def _create_default_keys(path: Path) -> None:
             json.dump(ring, out)
             out.flush()
             os.fsync(out.fileno())
-        with contextlib.suppress(FileExistsError):  # another worker made it first: keep theirs
-            os.link(temporary, path)
+        with contextlib.suppress(FileExistsError):  # another process made it first: keep theirs
+            _publish(temporary, path)
             log.warning("created a state signing key in %s: give every replica the same file "
                         "(--state-keys-file) so they accept each other's client-held states", path)
     finally:
         os.unlink(temporary)
+
+
+def _publish(temporary: Path, path: Path) -> None:
+    """Make `temporary` appear as `path`, complete, unless `path` exists (FileExistsError)."""
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: create exclusively, then write
+        with open(path, "xb") as out:
+            out.write(temporary.read_bytes())
 
 
 def load_state_keys(settings) -> StateKeyRing:
