@@ -45,6 +45,8 @@ class Stores:
 
     def close(self) -> None:
         self.sessions.close()
+        if self.request_ids is not None:
+            self.request_ids.close()
         self.kb.close()
 
 
@@ -62,7 +64,7 @@ def build_stores(settings: Settings) -> Stores:
         from kato_grpc.sessions.redis_store import RedisSessionStore, redact_url
 
         sessions = RedisSessionStore.from_url(settings.redis_url)
-        request_ids: RequestLedger = RedisLedger(sessions.client, redact_url(settings.redis_url))
+        request_ids: RequestLedger = RedisLedger.from_url(settings.redis_url, redact_url(settings.redis_url))
     else:
         sessions = MemorySessionStore()
         request_ids = MemoryLedger()

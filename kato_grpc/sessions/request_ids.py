@@ -85,6 +85,9 @@ class RequestLedger(Protocol):
     def put(self, session_id: str, entries: Mapping[str, Applied], expires_at: Mapping[str, float]) -> None:
         """Keep `entries` until their `expires_at` (epoch seconds). Idempotent."""
 
+    def close(self) -> None:
+        """Release connections."""
+
 
 def recall(replies: Mapping[str, bytes], ledger: RequestLedger, session_id: str, request_id: str,
            now: float) -> bytes | None:
@@ -152,14 +155,25 @@ class MemoryLedger:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def close(self) -> None:
+        self._entries.clear()
+
 
 class RedisLedger:
     """One key per remembered id, ``kato:session:{<id>}:request:<sha256 of the request id>``,
     expiring with its window; in the session's hash slot (Redis Cluster)."""
 
-    def __init__(self, client, where: str = "redis") -> None:
+    def __init__(self, client: redis.Redis, where: str = "redis") -> None:
         self._client = client
         self._where = where
+
+    @classmethod
+    def from_url(cls, url: str, where: str) -> "RedisLedger":
+        """A ledger with a connection pool of its own on the session store's Redis (lazy connect)."""
+        return cls(redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0), where)
+
+    def close(self) -> None:
+        self._client.close()
 
     @staticmethod
     def _key(session_id: str, request_id: str) -> str:
