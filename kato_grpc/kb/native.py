@@ -5,7 +5,7 @@ but keeps patterns and statistics in `kato_grpc._native.PatternIndex` (Rust): in
 symbol ids in flat arrays instead of Python objects per pattern, and Predict (SPEC.md
 §6) run there without the GIL. `kato_grpc/core/predict.py` stays the reference: the
 property tests compare the two engines' results with ``==``. See
-docs/architecture-decisions/ADR-002-native-engine.md.
+docs/architecture-decisions/ADR-003-native-engine.md.
 """
 
 from __future__ import annotations
