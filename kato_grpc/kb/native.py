@@ -221,6 +221,11 @@ class NativeKnowledgeBase:
         """Store many records (a load), then release the spare capacity."""
         self._patterns.put_many(_record_tuple(r) for r in records)
 
+    def put_json_rows(self, rows: Iterable[tuple]) -> list[tuple]:
+        """Store rows with JSON columns (kato_grpc/kb/records.py) parsed natively;
+        returns the rows the native parser could not read."""
+        return self._patterns.put_json_rows(rows)
+
     def delete_pattern(self, name: str) -> bool:
         return self._patterns.delete(name)
 

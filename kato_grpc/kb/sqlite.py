@@ -18,7 +18,7 @@ from typing import Callable
 
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.model import PatternRecord
-from kato_grpc.kb.records import dumps, record_columns, record_from_columns
+from kato_grpc.kb.records import dumps, load_rows, record_columns
 from kato_grpc.kb.indexed import Change, IndexedStore, apply_to_index
 
 __all__ = ["SqliteStore", "SCHEMA_VERSION"]
@@ -136,7 +136,7 @@ class SqliteStore(IndexedStore):
             " FROM patterns WHERE kb_id = ? ORDER BY name",
             (kb_id,),
         )
-        index.put_patterns(record_from_columns(*row) for row in rows)
+        load_rows(index, rows)
         rows = self._conn.execute('SELECT name, "values" FROM vectors WHERE kb_id = ? ORDER BY name', (kb_id,))
         index.index_vectors((name, tuple(json.loads(values))) for name, values in rows)
         return index

@@ -68,6 +68,32 @@ fn new_pattern(record: &Bound<'_, PyAny>) -> PyResult<NewPattern> {
     Ok(NewPattern { name, events, frequency, extra })
 }
 
+/// A pattern from its stored JSON columns; None if any column is not what the stores write.
+fn pattern_from_json(row: (String, String, i64, String, String, String)) -> Option<NewPattern> {
+    use serde_json::Value;
+    let (name, events, frequency, emotives, metadata, affinity) = row;
+    let strings = |v: &Value| -> Option<Vec<String>> {
+        v.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect()
+    };
+    let numbers = |v: &Value| -> Option<Vec<(String, f64)>> {
+        v.as_object()?.iter().map(|(k, x)| Some((k.clone(), x.as_f64()?))).collect()
+    };
+    let events: Value = serde_json::from_str(&events).ok()?;
+    let emotives: Value = serde_json::from_str(&emotives).ok()?;
+    let metadata: Value = serde_json::from_str(&metadata).ok()?;
+    let affinity: Value = serde_json::from_str(&affinity).ok()?;
+    Some(NewPattern {
+        name: parse_name(&name)?,
+        events: events.as_array()?.iter().map(strings).collect::<Option<_>>()?,
+        frequency,
+        extra: Extra {
+            emotives: emotives.as_array()?.iter().map(numbers).collect::<Option<_>>()?,
+            metadata: metadata.as_object()?.iter().map(|(k, v)| Some((k.clone(), strings(v)?))).collect::<Option<_>>()?,
+            affinity: numbers(&affinity)?,
+        },
+    })
+}
+
 /// A stored pattern, owned, ready to become a Python tuple.
 struct OwnedRecord {
     name: String,
@@ -335,6 +361,45 @@ impl PatternIndex {
             index.shrink();
         });
         Ok(())
+    }
+
+    /// Store rows as the durable stores keep them: (name, events, frequency, emotives,
+    /// metadata, affinity) with JSON text columns (kato_grpc/kb/records.py), parsed
+    /// here without the GIL. Returns the rows it could not parse (for the caller's
+    /// own parser); ends by trimming spare capacity.
+    fn put_json_rows<'py>(&self, py: Python<'py>, rows: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let mut rejected = Vec::new();
+        let mut batch: Vec<(String, String, i64, String, String, String)> = Vec::with_capacity(8192);
+        let mut raw: Vec<Bound<'py, PyAny>> = Vec::with_capacity(8192);
+        let flush = |batch: &mut Vec<(String, String, i64, String, String, String)>,
+                         raw: &mut Vec<Bound<'py, PyAny>>,
+                         rejected: &mut Vec<Bound<'py, PyAny>>| {
+            let rows = std::mem::take(batch);
+            let failed: Vec<usize> = py.allow_threads(|| {
+                let mut index = self.write();
+                let mut failed = Vec::new();
+                for (k, row) in rows.into_iter().enumerate() {
+                    match pattern_from_json(row) {
+                        Some(pattern) => index.put(pattern),
+                        None => failed.push(k),
+                    }
+                }
+                failed
+            });
+            rejected.extend(failed.into_iter().map(|k| raw[k].clone()));
+            raw.clear();
+        };
+        for row in rows.try_iter()? {
+            let row = row?;
+            batch.push(row.extract()?);
+            raw.push(row);
+            if batch.len() == 8192 {
+                flush(&mut batch, &mut raw, &mut rejected);
+            }
+        }
+        flush(&mut batch, &mut raw, &mut rejected);
+        py.allow_threads(|| self.write().shrink());
+        Ok(rejected)
     }
 
     fn delete(&self, py: Python<'_>, name: &str) -> bool {

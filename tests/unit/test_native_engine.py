@@ -239,3 +239,19 @@ def test_the_wire_encoding_equals_the_python_encoder(kb_records, data, config):
     assert from_native == from_python
     assert from_native.SerializeToString(deterministic=True) == from_python.SerializeToString(deterministic=True)
     assert tuple(convert.prediction_from_proto(p) for p in from_native.predictions) == tuple(result.predictions)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(records(), max_size=10))
+def test_stored_rows_load_natively_as_they_were_stored(kb_records):
+    """A store's JSON rows parsed by the native index equal the records (floats to the bit)."""
+    from kato_grpc.kb.records import load_rows, record_columns
+
+    python_kb, _ = both(kb_records)
+    rows = [(r.name, *record_columns(r).values()) for r in python_kb.list_patterns()]
+    rows.append(("f" * 40, '[["a","b"]]', 1, '[{"j":Infinity}]', "{}", "{}"))  # not JSON: read in Python
+    native_kb = NativeKnowledgeBase()
+    load_rows(native_kb, rows)
+    reference = MemoryKnowledgeBase()
+    load_rows(reference, rows)
+    assert_same_index(reference, native_kb)
