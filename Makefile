@@ -49,10 +49,25 @@ PROTOC = $(PY) -m grpc_tools.protoc -I $(PROTO_SRC) -I $(GRPC_TOOLS_INCLUDE) -I 
 PYTHON ?= python3
 VENV := .venv
 GOBIN := $(HOME)/go/bin
-export PATH := $(CURDIR)/$(VENV)/bin:$(GOBIN):/usr/local/go/bin:$(PATH)
+export PATH := $(CURDIR)/$(VENV)/bin:$(GOBIN):/usr/local/go/bin:$(HOME)/.cargo/bin:$(PATH)
 
-# The virtualenv is rebuilt only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# The package includes a compiled extension (native/, Rust): installing it needs cargo.
+RUST_MIN := 1.74
+NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
+
+.PHONY: check-rust
+check-rust:
+	@command -v cargo >/dev/null 2>&1 || { \
+	  echo "make: the native engine (native/) needs a Rust toolchain >= $(RUST_MIN) and none was found."; \
+	  echo "  Install it with: curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y"; \
+	  echo "  then open a new shell (or: . \$$HOME/.cargo/env) and run make again."; exit 1; }
+	@cargo --version | awk '{ split($$2, v, "."); if (v[1] < 1 || (v[1] == 1 && v[2] < 74)) { \
+	  print "make: cargo " $$2 " is too old for native/ (needs >= $(RUST_MIN); Debian'"'"'s cargo is 1.63)."; \
+	  print "  Install a current one with: curl --proto '"'"'=https'"'"' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y"; \
+	  exit 1 } }'
+
+# The virtualenv is rebuilt when pyproject.toml changes; the extension when native/ does.
+$(VENV)/.installed: pyproject.toml $(NATIVE_SOURCES) | check-rust
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
@@ -67,7 +82,7 @@ serve: setup
 setup-system:
 	./scripts/setup-system.sh
 
-test: setup setup-system test-only
+test: setup-system setup test-only
 
 test-only:
 	$(PY) -m pytest -q

@@ -9,7 +9,7 @@ I/O, reads a clock or keeps a global; the inputs are never mutated.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from kato_grpc.core.config import SessionConfig, apply_overrides
 from kato_grpc.core.errors import EmptyStmError, FieldViolation, LimitExceeded
@@ -18,6 +18,7 @@ from kato_grpc.core.learning import PATTERN_PREFIX, average_emotives, pattern_na
 from kato_grpc.core.model import (
     ClearKnowledgeBase,
     Effect,
+    Event,
     IndexVectors,
     LearnPattern,
     Limits,
@@ -33,6 +34,10 @@ from kato_grpc.core.model import (
 from kato_grpc.core.observation import build_event, parse_observation, validate_observation, vector_symbols
 from kato_grpc.core.predict import predict_patterns
 
+Predictor = Callable[[Sequence[Event], SessionConfig, KnowledgeView], PredictResult]
+"""Computes Predict (§6): `predict_patterns`, the reference, or a compiled engine that
+gives the same bits (kato_grpc.kb.native.native_predict)."""
+
 __all__ = [
     "new_session",
     "parse_observation",
@@ -44,6 +49,7 @@ __all__ = [
     "clear_all",
     "update_config",
     "cognition_data",
+    "Predictor",
 ]
 
 
@@ -57,9 +63,9 @@ def update_config(state: SessionState, overrides: Mapping[str, Any]) -> SessionS
     return replace(state, config=apply_overrides(state.config, overrides))
 
 
-def predict(state: SessionState, kb: KnowledgeView) -> PredictResult:
+def predict(state: SessionState, kb: KnowledgeView, predictor: Predictor = predict_patterns) -> PredictResult:
     """Predictions for the session's STM (§6). Changes nothing."""
-    return predict_patterns(state.stm, state.config, kb)
+    return predictor(state.stm, state.config, kb)
 
 
 def clear_stm(state: SessionState) -> SessionState:
@@ -148,6 +154,7 @@ def _observe(
     kb: KnowledgeView,
     limits: Limits,
     with_predictions: bool,
+    predictor: Predictor,
 ) -> tuple[SessionState, list[Effect], ObserveResult]:
     """Observe after validation (§3.4 steps 2–9)."""
     config = state.config
@@ -181,7 +188,7 @@ def _observe(
     state = replace(state, stm=_keep_newest(state.stm + (event,), limits.max_stm_events))
     predicted = PredictResult()
     if with_predictions and config.process_predictions:
-        predicted = predict_patterns(state.stm, config, kb)
+        predicted = predictor(state.stm, config, kb)
     state, effects, learned = _auto_learn(state)
     state = replace(state, last_predictions=predicted.predictions)
     return state, effects, ObserveResult(
@@ -195,14 +202,18 @@ def _observe(
 
 
 def observe(
-    state: SessionState, observation: Observation, kb: KnowledgeView, limits: Limits = Limits()
+    state: SessionState,
+    observation: Observation,
+    kb: KnowledgeView,
+    limits: Limits = Limits(),
+    predictor: Predictor = predict_patterns,
 ) -> Outcome:
     """Observe one event (§3.4): validate, append, predict, auto-learn.
 
     Raises `ValidationError` / `LimitExceeded` on bad input, changing nothing.
     """
     validate_observation(observation, limits, _expected_dimension(state, kb), "observation.")
-    new_state, effects, result = _observe(state, observation, kb, limits, with_predictions=True)
+    new_state, effects, result = _observe(state, observation, kb, limits, with_predictions=True, predictor=predictor)
     return Outcome(state=new_state, effects=tuple(effects), result=result)
 
 
@@ -215,6 +226,7 @@ def observe_sequence(
     learn_at_end: bool = False,
     clear_stm_between: bool = False,
     limits: Limits = Limits(),
+    predictor: Predictor = predict_patterns,
 ) -> Outcome:
     """Observe a batch atomically (§9.1): every item is validated before any is applied.
 
@@ -250,7 +262,9 @@ def observe_sequence(
         if clear_stm_between and k > 0:
             state = replace(state, stm=(), emotive_acc=(), metadata_acc=(), pending_vectors=())
         is_last = k == len(observations) - 1
-        state, new_effects, result = _observe(state, observation, view, limits, with_predictions=is_last)
+        state, new_effects, result = _observe(
+            state, observation, view, limits, with_predictions=is_last, predictor=predictor
+        )
         record(new_effects, result.auto_learned_pattern)
         if learn_after_each and state.stm:
             state, new_effects, name = _learn(state)

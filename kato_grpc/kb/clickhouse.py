@@ -496,11 +496,18 @@ class _KbBatch:
 class ClickHouseStore(IndexedStore):
     """Knowledge bases in the ClickHouse database named by `url`, coherent across replicas."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 3.0, send_receive_timeout: float = 60.0,
-                 log_retention: float = LOG_RETENTION) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 3.0,
+        send_receive_timeout: float = 60.0,
+        new_index: Callable[[], MemoryKnowledgeBase] = MemoryKnowledgeBase,
+        log_retention: float = LOG_RETENTION,
+    ) -> None:
         from clickhouse_driver.util.helpers import parse_url
 
-        super().__init__()
+        super().__init__(new_index)
         host, kwargs = parse_url(url)
         self.database = kwargs.pop("database", "default")
         if not _DATABASE.fullmatch(self.database):
@@ -694,15 +701,13 @@ class ClickHouseStore(IndexedStore):
             f"SELECT DISTINCT version FROM {self._t('kb_log')} WHERE kb_id = %(kb)s"
             " AND version > %(low)s AND version <= %(head)s",
             {"kb": kb_id, "low": ((head >> TAG_BITS) - OVERLAP) << TAG_BITS, "head": head})}
-        index = MemoryKnowledgeBase()
+        index = self._new_index()
         # Up to the head only: what lands later is caught up from the log, exactly once.
         rows = self._stream(
             f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')} WHERE kb_id = %(kb)s"
             " AND version >= %(since)s AND version <= %(head)s ORDER BY name, version, seq",
             {"kb": kb_id, "since": cleared, "head": head})
-        for _, record in _fold_rows(rows):
-            if record is not None:
-                index.put_pattern(record)
+        index.put_patterns(record for _, record in _fold_rows(rows) if record is not None)
         index.index_vectors(self._read_vectors(kb_id, cleared, None))
         self._seen[kb_id], self._cleared_at[kb_id] = head, cleared
         self._folded[kb_id] = _Folded(head, window)

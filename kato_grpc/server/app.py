@@ -17,9 +17,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2, kato_service_pb2_grpc
 from kato_grpc.kb.base import KnowledgeStore
+from kato_grpc.kb.engines import engine_named
 from kato_grpc.kb.sqlite import SqliteStore
 from kato_grpc.server import reflection
-from kato_grpc.server import auth, request_context, state_size, tls
+from kato_grpc.server import auth, request_context, state_signing, state_size, tls
 from kato_grpc.server.interceptors import build_interceptors, check_settings
 from kato_grpc.server.metrics import Metrics
 from kato_grpc.server.servicer import KatoServicer
@@ -27,6 +28,7 @@ from kato_grpc.server.state_codec import STATE_CODEC
 from kato_grpc.server.settings import Settings
 from kato_grpc.sessions.base import SessionStore
 from kato_grpc.sessions.memory import MemorySessionStore
+from kato_grpc.sessions.request_ids import MemoryLedger, RedisLedger, RequestLedger
 from kato_grpc.sessions.runner import SessionRunner
 
 __all__ = ["Stores", "build_stores", "create_server", "serve"]
@@ -39,9 +41,13 @@ SERVICE_NAME = kato_service_pb2.DESCRIPTOR.services_by_name["KatoService"].full_
 class Stores:
     kb: KnowledgeStore
     sessions: SessionStore
+    # Request ids that left their session record (sessions/request_ids.py); beside the sessions.
+    request_ids: RequestLedger | None = None
 
     def close(self) -> None:
         self.sessions.close()
+        if self.request_ids is not None:
+            self.request_ids.close()
         self.kb.close()
 
 
@@ -51,17 +57,19 @@ def build_stores(settings: Settings) -> Stores:
     if settings.clickhouse_url:
         from kato_grpc.kb.clickhouse import ClickHouseStore
 
-        kb = ClickHouseStore(settings.clickhouse_url)
+        kb = ClickHouseStore(settings.clickhouse_url, new_index=engine_named(settings.engine).new_index)
     else:
-        kb = SqliteStore(settings.data_dir)
+        kb = SqliteStore(settings.data_dir, new_index=engine_named(settings.engine).new_index)
     sessions: SessionStore
     if settings.redis_url:
-        from kato_grpc.sessions.redis_store import RedisSessionStore
+        from kato_grpc.sessions.redis_store import RedisSessionStore, redact_url
 
         sessions = RedisSessionStore.from_url(settings.redis_url)
+        request_ids: RequestLedger = RedisLedger.from_url(settings.redis_url, redact_url(settings.redis_url))
     else:
         sessions = MemorySessionStore()
-    return Stores(kb=kb, sessions=sessions)
+        request_ids = MemoryLedger()
+    return Stores(kb=kb, sessions=sessions, request_ids=request_ids)
 
 
 async def create_server(
@@ -76,11 +84,13 @@ async def create_server(
     runner = SessionRunner(
         stores.sessions, stores.kb.apply, state_size.measuring_codec(STATE_CODEC),
         default_ttl=settings.session_ttl_seconds, auto_extend=settings.session_auto_extend,
-        owner_of_call=auth.current_owner,
+        owner_of_call=auth.current_owner, request_ids=stores.request_ids,
+        request_window_seconds=settings.request_id_window_seconds,
     )
     if metrics is not None:
         metrics.watch(stores.kb, runner)
-    kato_service_pb2_grpc.add_KatoServiceServicer_to_server(KatoServicer(stores.kb, runner, settings.limits), server)
+    kato_service_pb2_grpc.add_KatoServiceServicer_to_server(KatoServicer(
+        stores.kb, runner, settings.limits, engine_named(settings.engine).predictor), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -97,10 +107,28 @@ async def create_server(
     return server, port, health_servicer
 
 
+def _session_store_persistence(redis_url: str):
+    """Whether the Redis of server-held sessions keeps them across its restarts (logged)."""
+    import redis
+
+    from kato_grpc.sessions.redis_durability import check_persistence
+    from kato_grpc.sessions.redis_store import redact_url
+
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        return check_persistence(client, redact_url(redis_url))
+    finally:
+        client.close()
+
+
 async def _serve_one(settings: Settings, worker: int = 0) -> None:
     stores = build_stores(settings)
     keys = auth.keyring_from_settings(settings)
     metrics = Metrics() if settings.metrics_port else None
+    if settings.redis_url:
+        persistence = _session_store_persistence(settings.redis_url)
+        if metrics is not None:
+            metrics.note_session_persistence(persistence.mode)
     server, port, health_servicer = await create_server(settings, stores, keys=keys, metrics=metrics)
     await server.start()
     if metrics is not None:
@@ -129,6 +157,7 @@ def serve(settings: Settings) -> None:
     except ValueError as exc:
         raise SystemExit(f"kato-grpc: {exc}") from None
     request_context.configure_logging(settings.log_level, settings.log_format)
+    state_signing.load_state_keys(settings)  # the default ring is created once, before any worker forks
     if settings.workers > 1 and not settings.redis_url:
         log.warning("--workers %d without --redis-url: server-held sessions live in one worker's memory "
                     "and other workers answer NOT_FOUND for them; client-held state works everywhere",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import math
 import re
@@ -23,12 +24,16 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.core import engine
 from kato_grpc.core.config import SessionConfig, config_to_dict
+from kato_grpc.core.engine import Predictor
 from kato_grpc.core.errors import EmptyStmError, FieldViolation, NotFoundError, ValidationError
 from kato_grpc.core.learning import PATTERN_PREFIX, strip_prefix
 from kato_grpc.core.model import Limits, Outcome, SessionState
+from kato_grpc.core.observation import validate_state
+from kato_grpc.core.predict import predict_patterns
 from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.server import convert
 from kato_grpc.server.errors import KatoError, rich_status, status_for_exception, status_message
+from kato_grpc.sessions.request_ids import RequestAlreadyApplied
 from kato_grpc.sessions.runner import ConflictExhausted, SessionRunner
 from kato_grpc.sessions.base import StoreUnavailable
 
@@ -39,6 +44,7 @@ _NAME = re.compile(r"[0-9a-f]{40}")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_TTL_SECONDS = 2_592_000
+MAX_REQUEST_ID_CHARS = 128
 
 
 def validate_kb_id(kb_id: str, field: str = "kb_id") -> str:
@@ -60,6 +66,8 @@ def _map_exception(exc: BaseException) -> KatoError | None:
         return KatoError(grpc.StatusCode.ABORTED, "CONFLICT", str(exc))
     if isinstance(exc, StoreUnavailable):
         return KatoError(grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
+    if isinstance(exc, RequestAlreadyApplied):
+        return KatoError(grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ALREADY_APPLIED", str(exc), metadata=exc.metadata)
     return status_for_exception(exc)
 
 
@@ -82,6 +90,29 @@ def _rpc(method: Callable) -> Callable:
     return wrapper
 
 
+def _request_id(request) -> str:
+    """The request's `request_id` ("" for none or a request without one), at most 128 characters."""
+    request_id = getattr(request, "request_id", "")
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise ValidationError(FieldViolation(
+            "request_id", f"{len(request_id)} characters exceed {MAX_REQUEST_ID_CHARS} (a UUID4 is recommended)"))
+    return request_id
+
+
+def _client_origin(request, request_id: str) -> tuple[str, int] | None:
+    """The key under which the knowledge base counts a client-held call's effects once.
+
+    A client-held call is identified by its request id together with the method and the
+    state it carries (its signature, or the fresh state itself): a retry sends both again,
+    and two clients that happen to pick the same id never share a key.
+    """
+    if not request_id:
+        return None
+    identity = request.state.signature or request.state.SerializeToString(deterministic=True)
+    digest = hashlib.sha256(b"\0".join((request.DESCRIPTOR.full_name.encode(), request_id.encode(), identity)))
+    return "request:" + digest.hexdigest()[:40], 1
+
+
 def _check_deadline(context: grpc.aio.ServicerContext) -> None:
     remaining = context.time_remaining()
     if remaining is not None and remaining <= 0:
@@ -90,18 +121,27 @@ def _check_deadline(context: grpc.aio.ServicerContext) -> None:
 
 
 class KatoServicer(api_grpc.KatoServiceServicer):
-    def __init__(self, kb: KnowledgeStore, sessions: SessionRunner, limits: Limits) -> None:
+    def __init__(
+        self, kb: KnowledgeStore, sessions: SessionRunner, limits: Limits, predictor: Predictor = predict_patterns
+    ) -> None:
         self._kb = kb
         self._sessions = sessions
         self._limits = limits
+        self._predictor = predictor
 
     # --- plumbing ----------------------------------------------------------------------
     def _client_state(self, request, with_predictions: bool = False) -> SessionState:
         """The request's client-held state. Its last predictions (the costly part to
         decode) are decoded only for a call that returns them."""
         state = convert.state_from_proto(request.state, decode_predictions=with_predictions)
-        validate_kb_id(state.kb_id, "state.kb_id")
+        self._validate_client_state(state, "state")
         return state
+
+    def _validate_client_state(self, state: SessionState, prefix: str) -> None:
+        """A state from a client, signed or fresh, still obeys every input rule (defence in depth)."""
+        validate_kb_id(state.kb_id, f"{prefix}.kb_id")
+        kb_dim = self._kb.view(state.kb_id).vector_dimension() if state.pending_vectors else None
+        validate_state(state, self._limits, kb_dim, prefix)
 
     def _session_id(self, request) -> str:
         if request.WhichOneof("session") is None:
@@ -111,11 +151,12 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     def _transition(self, request, context, step: Callable[[SessionState], Outcome],
                     respond: Callable[[Outcome, bool], Any], response_type, keeps_predictions: bool = True):
         """Run a state-changing step on whichever state the request names."""
+        request_id = _request_id(request)
         if request.WhichOneof("session") == "state":
             outcome = step(self._client_state(request))
             _check_deadline(context)
             if outcome.effects:
-                self._kb.apply(outcome.state.kb_id, outcome.effects)
+                self._kb.apply(outcome.state.kb_id, outcome.effects, _client_origin(request, request_id))
             response = respond(outcome, True)
             carried = request.state.last_predictions if keeps_predictions else None
             if response.HasField("state") and carried is not None and not response.state.last_predictions:
@@ -128,8 +169,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             _check_deadline(context)
             return outcome
 
-        response, replay = self._sessions.transact(
-            session_id, guarded, lambda o: respond(o, False), getattr(request, "request_id", ""))
+        response, replay = self._sessions.transact(session_id, guarded, lambda o: respond(o, False), request_id)
         return response if replay is None else response_type.FromString(replay)
 
     def _read_state(self, request, with_predictions: bool = False) -> SessionState:
@@ -149,7 +189,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             request.observation if request.HasField("observation") else None)
 
         def step(state: SessionState) -> Outcome:
-            return engine.observe(state, observation, self._kb.view(state.kb_id), self._limits)
+            return engine.observe(state, observation, self._kb.view(state.kb_id), self._limits, self._predictor)
 
         def respond(outcome: Outcome, include_state: bool) -> api.ObserveResponse:
             response = observe_response(outcome.result, request.return_predictions)
@@ -176,7 +216,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             return engine.observe_sequence(
                 state, observations, self._kb.view(state.kb_id),
                 learn_after_each=request.learn_after_each, learn_at_end=request.learn_at_end,
-                clear_stm_between=request.clear_stm_between, limits=self._limits)
+                clear_stm_between=request.clear_stm_between, limits=self._limits, predictor=self._predictor)
 
         def respond(outcome: Outcome, include_state: bool) -> api.ObserveSequenceResponse:
             r = outcome.result
@@ -203,10 +243,10 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     @_rpc
     def Predict(self, request: api.PredictRequest, context):
         state = self._read_state(request)
-        result = engine.predict(state, self._kb.view(state.kb_id))
+        result = engine.predict(state, self._kb.view(state.kb_id), self._predictor)
         response = api.PredictResponse()
-        convert.predictions_to_proto(result.predictions, response.predictions)
-        convert.future_potentials_to_proto(result.future_potentials, response.future_potentials)
+        convert.predictions_to_proto(result.predictions, response, "predictions")
+        convert.future_potentials_to_proto(result.future_potentials, response, "future_potentials")
         return response
 
     @_rpc
@@ -245,7 +285,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         data = engine.cognition_data(state)
         response = api.GetCognitionDataResponse(
             emotives=data["emotives"], symbols=data["symbols"], time=data["time"])
-        convert.predictions_to_proto(state.last_predictions, response.predictions)
+        convert.predictions_to_proto(state.last_predictions, response, "predictions")
         convert.events_to_proto(state.stm, response.short_term_memory)
         return response
 
@@ -488,7 +528,8 @@ class _Stream:
             observation = convert.observation_from_proto(message.observation)
 
             def step(state: SessionState) -> Outcome:
-                return engine.observe(state, observation, servicer._kb.view(state.kb_id), servicer._limits)
+                return engine.observe(
+                    state, observation, servicer._kb.view(state.kb_id), servicer._limits, servicer._predictor)
 
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
                 return api.StreamObservationsResponse(observed=observe_response(outcome.result, self._return_predictions))
@@ -526,7 +567,7 @@ class _Stream:
             raise ValidationError(FieldViolation("open.session", "set either state or session_id"))
         if held == "state":
             self.client_state = convert.state_from_proto(opened.state, prefix="open.state")
-            validate_kb_id(self.client_state.kb_id, "open.state.kb_id")
+            self._servicer._validate_client_state(self.client_state, "open.state")
             stm_length = len(self.client_state.stm)
         else:
             self._session_id = opened.session_id
@@ -542,8 +583,8 @@ def observe_response(result, return_predictions: bool) -> api.ObserveResponse:
         stm_length=result.stm_length, time=result.time, unique_id=result.unique_id,
         auto_learned_pattern=result.auto_learned_pattern)
     if return_predictions:
-        convert.predictions_to_proto(result.predictions, response.predictions)
-        convert.future_potentials_to_proto(result.future_potentials, response.future_potentials)
+        convert.predictions_to_proto(result.predictions, response, "predictions")
+        convert.future_potentials_to_proto(result.future_potentials, response, "future_potentials")
     return response
 
 

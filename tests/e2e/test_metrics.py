@@ -36,6 +36,17 @@ def value(samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def scrape_once_counted(port: int, name: str, **labels: str):
+    """A scrape taken once `name` was counted: a refused call's status reaches the client
+    before the interceptors that count it have finished (they run as the call unwinds)."""
+    deadline = time.monotonic() + 10
+    while True:
+        samples = scrape(port)
+        if value(samples, name, **labels) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
 def rpc(method: str, code: str = "OK", kind: str = "UNARY_UNARY") -> dict[str, str]:
     return {"grpc_service": KATO, "grpc_method": method, "grpc_type": kind, "grpc_code": code}
 
@@ -89,7 +100,7 @@ def test_patterns_per_kb_follow_learn_delete_and_clear(metrics_server, stub):
     kb_id = f"metrics-kb-{uuid.uuid4().hex[:8]}"
     names = []
     for events in ((["a"], ["b"]), (["c"], ["d"])):
-        state = pb.SessionState(kb_id=kb_id, stm=[pb.Event(symbols=e) for e in events])
+        state = metrics_server.sign(pb.SessionState(kb_id=kb_id, stm=[pb.Event(symbols=e) for e in events]))
         names.append(stub.Learn(api.LearnRequest(state=state), timeout=30).pattern_name)
     assert value(scrape(metrics_server.metrics_port), "kato_kb_patterns", kb_id=kb_id) == 2
     stub.DeletePattern(api.DeletePatternRequest(kb_id=kb_id, name=names[0]), timeout=30)
@@ -120,7 +131,7 @@ def test_an_unreachable_back_end_is_counted(tmp_path):
             with pytest.raises(grpc.RpcError) as raised:
                 stub.CreateSession(api.CreateSessionRequest(kb_id="metrics-dead"), timeout=20)
             assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
-        samples = scrape(port)
+        samples = scrape_once_counted(port, "kato_backend_unavailable_total", grpc_method="CreateSession")
         assert value(samples, "kato_backend_unavailable_total", grpc_method="CreateSession") == 1
         assert value(samples, "grpc_server_handled_total", **rpc("CreateSession", "UNAVAILABLE")) == 1
     finally:
@@ -140,7 +151,7 @@ def test_auth_refusals_are_counted(tmp_path):
             with pytest.raises(grpc.RpcError) as raised:
                 api_grpc.KatoServiceStub(channel).ListPatterns(api.ListPatternsRequest(kb_id="x"), timeout=30)
         assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED, raised.value
-        samples = scrape(port)
+        samples = scrape_once_counted(port, "grpc_server_handled_total", **rpc("ListPatterns", "UNAUTHENTICATED"))
         assert value(samples, "grpc_server_handled_total", **rpc("ListPatterns", "UNAUTHENTICATED")) == 1, \
             sorted(key for key in samples if key[0] == "grpc_server_handled_total")
     finally:
