@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.model import PatternRecord
-from kato_grpc.kb.records import dumps, load_rows, record_columns
+from kato_grpc.kb.records import dumps, load_rows, record_columns, record_from_columns
 from kato_grpc.kb.indexed import Change, IndexedStore, apply_to_index
 
 __all__ = ["SqliteStore", "SCHEMA_VERSION"]
