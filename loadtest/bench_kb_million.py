@@ -11,8 +11,11 @@ replica's own):
   (whatever index class `kato_grpc.kb.clickhouse` builds), seconds and RSS after;
 - first Predict: the anchor query (pattern 0's first 5 events) right after opening;
 - Predict, loaded: the median and p90 of `--predicts` more, each through `store.view()`
-  (so including the per-call catch-up query to ClickHouse), and of the core alone on
-  the same index (what the embedded store costs: it has no per-call query).
+  (so including the per-call catch-up query to ClickHouse), and of Predict alone on the
+  same index (what the embedded store costs: it has no per-call query).
+
+`--engine python` (default) or `native` picks the index class and Predict, as
+`kato-grpc serve --engine` does.
 
 Asserts nothing; prints one table. With the pure-Python index the figures are the
 Python engine's; the native index changes load time, RSS and Predict alike.
@@ -79,14 +82,16 @@ def rss():
 import dataclasses
 from kato_grpc.core import engine
 from kato_grpc.kb.clickhouse import ClickHouseStore
+from kato_grpc.kb.engines import engine_named
 from bench_kb_million import KB, anchor_events
+chosen = engine_named({engine!r})
 stm = next(anchor_events(1))[:5]
 state = dataclasses.replace(engine.new_session(KB), stm=stm)
 gc.collect(); before = rss(); start = time.perf_counter()
-store = ClickHouseStore({url!r})
+store = ClickHouseStore({url!r}, new_index=chosen.new_index)
 index = store.view(KB)
 opened = time.perf_counter() - start
-result = engine.predict(state, store.view(KB))
+result = engine.predict(state, store.view(KB), chosen.predictor)
 first = time.perf_counter() - start
 gc.collect()
 def timed(fn, n):
@@ -95,8 +100,8 @@ def timed(fn, n):
         t = time.perf_counter(); fn(); out.append(time.perf_counter() - t)
     out.sort()
     return out[len(out) // 2], out[int(len(out) * 0.9)]
-served = timed(lambda: engine.predict(state, store.view(KB)), {predicts})
-core = timed(lambda: engine.predict(state, index), {predicts})
+served = timed(lambda: engine.predict(state, store.view(KB), chosen.predictor), {predicts})
+core = timed(lambda: engine.predict(state, index, chosen.predictor), {predicts})
 print(json.dumps({{"patterns": index.pattern_count(), "index": type(index).__module__ + "." + type(index).__name__,
     "open_s": opened, "first_predict_s": first, "rss_mb": rss() / 2**20, "rss_added_mb": (rss() - before) / 2**20,
     "top": result.predictions[0].name if result.predictions else None, "predictions": len(result.predictions),
@@ -104,8 +109,9 @@ print(json.dumps({{"patterns": index.pattern_count(), "index": type(index).__mod
 """
 
 
-def measure(url: str, predicts: int) -> dict:
-    code = CHILD.format(paths=[str(ROOT), str(ROOT / "loadtest"), *sys.path[2:4]], url=url, predicts=predicts)
+def measure(url: str, predicts: int, engine: str) -> dict:
+    code = CHILD.format(paths=[str(ROOT), str(ROOT / "loadtest"), *sys.path[2:4]], url=url, predicts=predicts,
+                        engine=engine)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
@@ -118,6 +124,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=20_000, help="operations per INSERT when filling")
     parser.add_argument("--predicts", type=int, default=20)
     parser.add_argument("--opens", type=int, default=2, help="replicas opened one after the other")
+    parser.add_argument("--engine", default="python", choices=["python", "native"],
+                        help="the index and Predict the replica uses (kato_grpc/kb/engines.py)")
     parser.add_argument("--clickhouse-url", default="", help="an existing server (default: start one on loopback)")
     args = parser.parse_args()
 
@@ -133,7 +141,7 @@ def main() -> None:
         seconds = fill(url, args.patterns, args.chunk)
         print(f"filled {args.patterns} patterns in {seconds:.0f} s ({args.patterns / seconds:.0f} patterns/s)",
               flush=True)
-        runs = [measure(url, args.predicts) for _ in range(args.opens)]
+        runs = [measure(url, args.predicts, args.engine) for _ in range(args.opens)]
     finally:
         if server is not None:
             server.stop()
