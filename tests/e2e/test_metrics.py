@@ -110,21 +110,49 @@ def test_server_held_sessions_report_their_stored_size(metrics_server, stub):
 
 
 def test_an_unreachable_back_end_is_counted(tmp_path):
-    """Sessions in a Redis nobody listens on: UNAVAILABLE, counted as a back-end error."""
+    """Sessions in a Redis nobody listens on: UNAVAILABLE, counted as a back-end error,
+    and counted before the status is sent: a scrape right after each reply sees it."""
     port, dead = free_port(), free_port()
     server = ServerProcess(["--data-dir", str(tmp_path), "--metrics-port", str(port),
                             "--redis-url", f"redis://127.0.0.1:{dead}/0"]).start()
     try:
         with grpc.insecure_channel(server.target) as channel:
             stub = api_grpc.KatoServiceStub(channel)
-            with pytest.raises(grpc.RpcError) as raised:
-                stub.CreateSession(api.CreateSessionRequest(kb_id="metrics-dead"), timeout=20)
-            assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
-        samples = scrape(port)
-        assert value(samples, "kato_backend_unavailable_total", grpc_method="CreateSession") == 1
-        assert value(samples, "grpc_server_handled_total", **rpc("CreateSession", "UNAVAILABLE")) == 1
+            for calls in range(1, 31):
+                with pytest.raises(grpc.RpcError) as raised:
+                    stub.CreateSession(api.CreateSessionRequest(kb_id="metrics-dead"), timeout=20)
+                assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+                samples = scrape(port)
+                assert value(samples, "kato_backend_unavailable_total", grpc_method="CreateSession") == calls
+                assert value(samples, "grpc_server_handled_total", **rpc("CreateSession", "UNAVAILABLE")) == calls
     finally:
         server.stop()
+
+
+def test_a_scrape_right_after_any_reply_sees_the_call(metrics_server, stub):
+    """Every outcome is counted before its status is sent (an aborted call too), so a
+    scrape made as soon as the reply arrives already counts it. A tight loop, many times."""
+    kb_id = f"metrics-loop-{uuid.uuid4().hex[:8]}"
+    outcomes = [
+        ("Observe", "OK", lambda: observe(stub, pb.SessionState(kb_id=kb_id), "a")),
+        ("Learn", "INVALID_ARGUMENT", lambda: stub.Learn(api.LearnRequest(state=pb.SessionState(kb_id="bad kb!")),
+                                                         timeout=30)),
+        ("Learn", "FAILED_PRECONDITION", lambda: stub.Learn(api.LearnRequest(state=pb.SessionState(kb_id=kb_id)),
+                                                            timeout=30)),
+        ("GetSession", "NOT_FOUND", lambda: stub.GetSession(api.GetSessionRequest(session_id="no-such"), timeout=30)),
+        ("ListPatterns", "OK", lambda: stub.ListPatterns(api.ListPatternsRequest(kb_id=kb_id), timeout=30)),
+    ]
+    counted = {(method, code): value(scrape(metrics_server.metrics_port), "grpc_server_handled_total",
+                                     **rpc(method, code)) for method, code, _ in outcomes}
+    for round_ in range(40):
+        for method, code, call in outcomes:
+            try:
+                call()
+            except grpc.RpcError as error:
+                assert error.code().name == code, (method, error)
+            counted[method, code] += 1
+            seen = value(scrape(metrics_server.metrics_port), "grpc_server_handled_total", **rpc(method, code))
+            assert seen == counted[method, code], (round_, method, code)
 
 
 def test_auth_refusals_are_counted(tmp_path):
