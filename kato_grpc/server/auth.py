@@ -63,13 +63,14 @@ import tomllib
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 import grpc
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 from kato_grpc.server import request_context
 from kato_grpc.server.errors import KatoError, rich_status, status_for_exception
+from kato_grpc.server.execution import BackendTimeout
 from kato_grpc.server.handlers import CachedWrapper, split_method, wrap_handler
 from kato_grpc.sessions.base import StoreUnavailable
 from kato_grpc.sessions.runner import SessionNotFound
@@ -302,16 +303,16 @@ def current_owner() -> str:
     return _OWNER.get()
 
 
-SessionOwner = Callable[[str], "tuple[str, str] | None"]
+SessionOwner = Callable[[str], "Awaitable[tuple[str, str] | None]"]
 
 
 def session_owner_from(store: Any) -> SessionOwner:
-    """`session_id -> (owner, kb_id)` of a live session in `store`, or None."""
+    """`session_id -> (owner, kb_id)` of a live session in `store` (an async store), or None."""
 
-    def owner(session_id: str) -> tuple[str, str] | None:
+    async def owner(session_id: str) -> tuple[str, str] | None:
         if not session_id:
             return None
-        record = store.get(session_id)
+        record = await store.get(session_id)
         return None if record is None else (getattr(record, "owner", ""), record.kb_id)
 
     return owner
@@ -411,8 +412,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             kind, value = target
             if kind == "session":
                 try:
-                    found = self._session_owner(value)
-                except StoreUnavailable as exc:
+                    found = await self._session_owner(value)
+                except (StoreUnavailable, BackendTimeout) as exc:
                     await _deny(context, grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
                 if found is None:
                     check_kb = False  # unknown or expired: the servicer answers NOT_FOUND

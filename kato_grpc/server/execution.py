@@ -1,0 +1,255 @@
+"""Where a call's work runs, so the event loop only routes (DESIGN.md, "Execution model").
+
+Three bounded thread pools, each a `Lane` with a ceiling on how long a call waits for it:
+
+- ``cpu`` (``--cpu-threads``): the engine (observe, predict, sequences);
+- ``kb`` (``--kb-threads``, ``--kb-timeout-seconds``): knowledge-store calls (SQLite
+  commits, ClickHouse queries);
+- ``sessions`` (``--session-threads``, ``--redis-timeout-seconds``): Redis session-store
+  calls. The in-process session store is called inline: it never blocks.
+
+A call's `Budget` (its client's deadline, minus a margin so that our own status reaches
+the client first) lives in a context variable set when the call starts; every lane call
+waits at most the budget's remainder or the lane's ceiling, whichever is shorter, then
+ends with DEADLINE_EXCEEDED or UNAVAILABLE. Work still queued then is withdrawn, so it
+never runs; work already running cannot be interrupted and finishes in its thread (the
+back end's own socket timeout equals the ceiling, so a stalled back end frees it).
+
+`KbGuard` keeps engine reads of a knowledge base's in-process index apart from the
+writes that change it, now that they run on different threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+__all__ = [
+    "Budget", "Lane", "KbGuard", "DeadlineExceeded", "BackendTimeout", "start_budget", "check_budget",
+    "OffloadedSessionStore", "InlineSessionStore",
+]
+
+# Our own DEADLINE_EXCEEDED must reach the client before its deadline fires there.
+DEADLINE_MARGIN = 0.05  # seconds, at most this; at most 10% of the time left
+
+
+class DeadlineExceeded(Exception):
+    """The call's deadline passed before its work was done; nothing was applied."""
+
+
+class BackendTimeout(Exception):
+    """A back end did not answer within its ceiling. Maps to UNAVAILABLE; nothing was applied."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Until when (time.monotonic) a call may run; None: no client deadline."""
+
+    expires: float | None
+
+    def remaining(self) -> float | None:
+        return None if self.expires is None else self.expires - time.monotonic()
+
+
+_BUDGET: ContextVar[Budget] = ContextVar("kato_budget", default=Budget(None))
+
+
+def start_budget(time_remaining: float | None) -> Budget:
+    """Set the current call's budget from its context's ``time_remaining()``."""
+    if time_remaining is None:
+        budget = Budget(None)
+    else:
+        budget = Budget(time.monotonic() + time_remaining - min(DEADLINE_MARGIN, 0.1 * max(time_remaining, 0.0)))
+    _BUDGET.set(budget)
+    return budget
+
+
+def check_budget() -> None:
+    """Raise DeadlineExceeded if the current call's deadline has passed (before a write)."""
+    remaining = _BUDGET.get().remaining()
+    if remaining is not None and remaining <= 0:
+        raise DeadlineExceeded("deadline passed; nothing was applied")
+
+
+class Lane:
+    """A bounded thread pool for one kind of work, with queue and busy counts for metrics."""
+
+    def __init__(self, name: str, threads: int, ceiling: float | None = None, what: str = "") -> None:
+        if threads < 1:
+            raise ValueError(f"--{name}-threads must be >= 1, got {threads}")
+        self.name = name
+        self.threads = threads
+        self.ceiling = ceiling  # seconds a call waits for this lane at most (None: the deadline only)
+        self.what = what or name  # for messages: "Redis at ...", "the knowledge store"
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"kato-{name}")
+        self._count = threading.Lock()
+        self.queued = 0
+        self.busy = 0
+
+    def _run(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
+        with self._count:
+            self.queued -= 1
+            self.busy += 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with self._count:
+                self.busy -= 1
+
+    async def __call__(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` on this lane, within the call's budget and the ceiling."""
+        timeout, by_deadline = self.ceiling, False
+        remaining = _BUDGET.get().remaining()
+        if remaining is not None and (timeout is None or remaining <= timeout):
+            timeout, by_deadline = remaining, True
+        if timeout is not None and timeout <= 0:
+            raise DeadlineExceeded("deadline passed; nothing was applied")
+        with self._count:
+            self.queued += 1
+        future = self._pool.submit(self._run, fn, args, kwargs)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+            if future.cancel():  # still queued: it will never run
+                with self._count:
+                    self.queued -= 1
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if by_deadline:
+                raise DeadlineExceeded(f"deadline passed while waiting for {self.what}; "
+                                       "nothing was applied unless it was already being written") from None
+            raise BackendTimeout(f"{self.what} did not answer within {self.ceiling:g}s; retry the call") from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _ReadWriteLock:
+    """Many readers or one writer; a waiting writer holds back new readers."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writing = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+class KbGuard:
+    """One reader/writer lock per knowledge base over its in-process index.
+
+    The engine reads an index (shared); a store write changes it (exclusive), and so does
+    a store read when the store refreshes the index from a shared back end on each read
+    (ClickHouse catches up with other replicas' writes).
+    """
+
+    def __init__(self, refreshes_on_read: bool) -> None:
+        self._refreshes_on_read = refreshes_on_read
+        self._locks: dict[str, _ReadWriteLock] = {}
+        self._make = threading.Lock()
+
+    def _lock(self, kb_id: str) -> _ReadWriteLock:
+        lock = self._locks.get(kb_id)
+        if lock is None:
+            with self._make:
+                lock = self._locks.setdefault(kb_id, _ReadWriteLock())
+        return lock
+
+    def reading(self, kb_id: str):
+        """Around engine work on the index."""
+        return self._lock(kb_id).reading()
+
+    def writing(self, kb_id: str):
+        """Around a store write."""
+        return self._lock(kb_id).writing()
+
+    def store_reading(self, kb_id: str):
+        """Around a store read (view, get_pattern, ...)."""
+        return self._lock(kb_id).writing() if self._refreshes_on_read else self._lock(kb_id).reading()
+
+
+class OffloadedSessionStore:
+    """A blocking `SessionStore` (Redis) seen as an async one: each call on the sessions lane."""
+
+    def __init__(self, store: Any, lane: Lane) -> None:
+        self._store = store
+        self._lane = lane
+
+    async def create(self, record):
+        return await self._lane(self._store.create, record)
+
+    async def get(self, session_id):
+        return await self._lane(self._store.get, session_id)
+
+    async def status(self, session_id):
+        return await self._lane(self._store.status, session_id)
+
+    async def compare_and_set(self, record, expected_version):
+        check_budget()  # the last moment a late call can still change nothing
+        return await self._lane(self._store.compare_and_set, record, expected_version)
+
+    async def touch(self, session_id, ttl_seconds, expires_at):
+        return await self._lane(self._store.touch, session_id, ttl_seconds, expires_at)
+
+    async def delete(self, session_id):
+        return await self._lane(self._store.delete, session_id)
+
+
+class InlineSessionStore:
+    """A `SessionStore` that never blocks (in-process memory) seen as an async one."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    async def create(self, record):
+        return self._store.create(record)
+
+    async def get(self, session_id):
+        return self._store.get(session_id)
+
+    async def status(self, session_id):
+        return self._store.status(session_id)
+
+    async def compare_and_set(self, record, expected_version):
+        check_budget()
+        return self._store.compare_and_set(record, expected_version)
+
+    async def touch(self, session_id, ttl_seconds, expires_at):
+        return self._store.touch(session_id, ttl_seconds, expires_at)
+
+    async def delete(self, session_id):
+        return self._store.delete(session_id)
