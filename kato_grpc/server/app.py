@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -55,8 +56,10 @@ def build_stores(settings: Settings) -> Stores:
     if settings.clickhouse_url:
         from kato_grpc.kb.clickhouse import ClickHouseStore
 
-        # The socket timeout is the call's ceiling: a stalled ClickHouse frees the thread then.
-        kb = ClickHouseStore(settings.clickhouse_url, send_receive_timeout=settings.kb_timeout_seconds)
+        # The socket timeouts are the call's ceiling: a stalled ClickHouse frees the thread then
+        # (sync_request_timeout bounds the ping clickhouse-driver sends before each query).
+        kb = ClickHouseStore(_with_query(settings.clickhouse_url, sync_request_timeout=settings.kb_timeout_seconds),
+                             send_receive_timeout=settings.kb_timeout_seconds)
     else:
         kb = SqliteStore(settings.data_dir)
     sessions: SessionStore
@@ -68,6 +71,15 @@ def build_stores(settings: Settings) -> Stores:
         sessions = MemorySessionStore()
     return Stores(kb=kb, sessions=sessions, kb_refreshes_on_read=bool(settings.clickhouse_url),
                   sessions_block=bool(settings.redis_url))
+
+
+def _with_query(url: str, **defaults: float) -> str:
+    """`url` with each of `defaults` added to its query string unless it sets it already."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for key, value in defaults.items():
+        query.setdefault(key, f"{value:g}")
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from grpc_health.v1 import health, health_pb2
@@ -73,7 +73,7 @@ class BackendWatch:
         self.up: dict[str, bool] = {name: True for name in probes}  # read by the metrics collector
         self._threads = ThreadPoolExecutor(max(1, len(probes)), thread_name_prefix="kato-health")
         self._task: asyncio.Task | None = None
-        self._running: dict[str, Future] = {}
+        self._running: dict[str, asyncio.Future] = {}
 
     def start(self) -> None:
         if self._probes:
@@ -82,8 +82,8 @@ class BackendWatch:
     async def _probe(self, name: str, probe: Probe) -> bool:
         running = self._running.get(name)
         if running is None or running.done():  # a probe still stuck in a stalled back end is not re-sent
-            running = self._running[name] = self._threads.submit(probe)
-        done, _ = await asyncio.wait([asyncio.wrap_future(running)], timeout=self._interval)
+            running = self._running[name] = asyncio.wrap_future(self._threads.submit(probe))
+        done, _ = await asyncio.wait([running], timeout=self._interval)
         error = next(iter(done)).exception() if done else TimeoutError(f"no answer within {self._interval:g}s")
         if error is not None and self.up.get(name, True):
             log.warning("%s is unreachable (%s): %s is NOT_SERVING", name, error, self._service)

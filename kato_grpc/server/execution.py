@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 # Our own DEADLINE_EXCEEDED must reach the client before its deadline fires there.
-DEADLINE_MARGIN = 0.05  # seconds, at most this; at most 10% of the time left
+DEADLINE_MARGIN = 0.1  # seconds, at most this; at most 10% of the time left
 
 
 class DeadlineExceeded(Exception):
@@ -92,11 +92,13 @@ class Lane:
         self.queued = 0
         self.busy = 0
 
-    def _run(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
+    def _run(self, expires: float | None, fn: Callable, args: tuple, kwargs: dict) -> Any:
         with self._count:
             self.queued -= 1
             self.busy += 1
         try:
+            if expires is not None and time.monotonic() >= expires:
+                raise DeadlineExceeded("abandoned before it started")  # its caller has its answer
             return fn(*args, **kwargs)
         finally:
             with self._count:
@@ -105,14 +107,16 @@ class Lane:
     async def __call__(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` on this lane, within the call's budget and the ceiling."""
         timeout, by_deadline = self.ceiling, False
-        remaining = _BUDGET.get().remaining()
+        budget = _BUDGET.get()
+        remaining = budget.remaining()
         if remaining is not None and (timeout is None or remaining <= timeout):
             timeout, by_deadline = remaining, True
         if timeout is not None and timeout <= 0:
             raise DeadlineExceeded("deadline passed; nothing was applied")
         with self._count:
             self.queued += 1
-        future = self._pool.submit(self._run, fn, args, kwargs)
+        expires = None if timeout is None else time.monotonic() + timeout
+        future = self._pool.submit(self._run, expires, fn, args, kwargs)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
@@ -178,7 +182,7 @@ class KbGuard:
     """
 
     def __init__(self, refreshes_on_read: bool) -> None:
-        self._refreshes_on_read = refreshes_on_read
+        self.refreshes_on_read = refreshes_on_read
         self._locks: dict[str, _ReadWriteLock] = {}
         self._make = threading.Lock()
 
@@ -199,7 +203,7 @@ class KbGuard:
 
     def store_reading(self, kb_id: str):
         """Around a store read (view, get_pattern, ...)."""
-        return self._lock(kb_id).writing() if self._refreshes_on_read else self._lock(kb_id).reading()
+        return self._lock(kb_id).writing() if self.refreshes_on_read else self._lock(kb_id).reading()
 
 
 class OffloadedSessionStore:

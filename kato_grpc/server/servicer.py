@@ -122,7 +122,14 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         return await self._kb_lane(self._guarded_store, self._guard.store_reading, kb_id, fn, args)
 
     async def _store_write(self, kb_id: str, fn: Callable, *args):
-        """A knowledge-store write on the kb lane; the last point where a late call changes nothing."""
+        """A knowledge-store write on the kb lane, sent only while the call is still wanted.
+
+        A store that refreshes its index on every access (ClickHouse) is read first, on its
+        own: a back end that stalls is then found by that read, whose call is abandoned
+        before any write is sent (a write job, once running, cannot be withdrawn).
+        """
+        if self._guard.refreshes_on_read:
+            await self._view(kb_id)
         check_budget()
         return await self._kb_lane(self._guarded_store, self._guard.writing, kb_id, fn, args)
 
