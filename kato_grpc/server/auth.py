@@ -51,6 +51,7 @@ for the same digest.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import fnmatch
 import hashlib
@@ -243,6 +244,17 @@ class KeyRing:
         log.info("reloaded %d API keys from %s", len(keys), self._path)
         return True
 
+    def lookup_local(self, key: str) -> tuple[bool, ApiKey | None]:
+        """(True, entry or None) when the file or the cache decides, without I/O; else (False, None)."""
+        digest = hash_key(key)
+        found = self._file_keys.get(digest)
+        if found is not None or self._redis is None:
+            return True, found
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > self._clock():
+            return True, cached[1]
+        return False, None
+
     def lookup(self, key: str) -> ApiKey | None:
         """The key's entry, or None when it is unknown. Raises AuthUnavailable if Redis is down."""
         digest = hash_key(key)
@@ -393,7 +405,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             await _deny(context, grpc.StatusCode.UNAUTHENTICATED, "API_KEY_MALFORMED",
                         "the authorization metadata must read `Bearer <key>`")
         try:
-            key = self._keys.lookup(token)
+            known, key = self._keys.lookup_local(token)
+            if not known:  # ask Redis off the event loop
+                key = await asyncio.to_thread(self._keys.lookup, token)
         except AuthUnavailable as exc:
             await _deny(context, grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
         if key is None:

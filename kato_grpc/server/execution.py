@@ -96,11 +96,13 @@ class Lane:
         with self._count:
             self.queued -= 1
             self.busy += 1
+        # The job sees its caller's budget: `check_budget` in it says whether anyone still waits.
+        token = _BUDGET.set(Budget(expires))
         try:
-            if expires is not None and time.monotonic() >= expires:
-                raise DeadlineExceeded("abandoned before it started")  # its caller has its answer
+            check_budget()
             return fn(*args, **kwargs)
         finally:
+            _BUDGET.reset(token)
             with self._count:
                 self.busy -= 1
 

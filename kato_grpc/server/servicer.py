@@ -136,6 +136,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     @staticmethod
     def _guarded_store(lock: Callable, kb_id: str, fn: Callable, args: tuple):
         with lock(kb_id):
+            check_budget()  # the lock may have been held long: is the call still waiting?
             return fn(*args)
 
     async def _view(self, kb_id: str):
@@ -147,6 +148,11 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             await self._store_write(kb_id, self._kb.apply, kb_id, effects)
         else:
             await self._store_write(kb_id, self._kb.apply, kb_id, effects, origin)
+
+    def _step_and_respond(self, step: Step, respond: Callable[[Outcome, bool], Any], state: SessionState, view):
+        with self._guard.reading(state.kb_id):
+            outcome = step(state, view)
+        return outcome, respond(outcome, True)
 
     async def _run_step(self, step: Step, state: SessionState, reads_kb: bool) -> Outcome:
         if not reads_kb:  # learn, clear, config: a few microseconds, not worth a thread hop
@@ -171,11 +177,16 @@ class KatoServicer(api_grpc.KatoServiceServicer):
                           keeps_predictions: bool = True, reads_kb: bool = True):
         """Run a state-changing step on whichever state the request names."""
         if request.WhichOneof("session") == "state":
-            outcome = await self._run_step(step, self._client_state(request), reads_kb)
+            state = self._client_state(request)
+            if reads_kb:  # the response (the new state, maybe predictions) is encoded on the cpu lane too
+                view = await self._view(state.kb_id)
+                outcome, response = await self._cpu_lane(self._step_and_respond, step, respond, state, view)
+            else:
+                outcome = step(state, None)
+                response = respond(outcome, True)
             check_budget()
             if outcome.effects:
                 await self.apply_effects(outcome.state.kb_id, outcome.effects)
-            response = respond(outcome, True)
             carried = request.state.last_predictions if keeps_predictions else None
             if response.HasField("state") and carried is not None and not response.state.last_predictions:
                 response.state.last_predictions.extend(carried)

@@ -82,6 +82,10 @@ def test_counters_move_with_calls(metrics_server, stub):
     assert moved("kato_session_state_bytes_count", grpc_method="Observe") == 3
     assert moved("kato_session_state_bytes_sum", grpc_method="Observe") >= state.ByteSize()
     assert ("kato_session_cas_conflicts_total", ()) in after
+    for lane in ("cpu", "kb", "session"):  # the thread pools: size, busy threads, queue depth
+        assert value(after, "kato_lane_threads", lane=lane) >= 1
+        assert ("kato_lane_busy_threads", (("lane", lane),)) in after
+        assert value(after, "kato_lane_queued_tasks", lane=lane) == 0
     assert ("process_cpu_seconds_total", ()) in after
 
 
