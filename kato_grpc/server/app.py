@@ -121,8 +121,10 @@ async def create_server(
         ("grpc.max_receive_message_length", settings.max_request_bytes),
         ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
     ])
-    servicer = KatoServicer(stores.kb, None, settings.limits, cpu=lanes.cpu, kb_lane=lanes.kb,
-                            guard=KbGuard(stores.kb_refreshes_on_read))
+    guard = KbGuard(stores.kb_refreshes_on_read)
+    if not stores.kb_refreshes_on_read:
+        stores.kb.guard_index_writes(guard.writing)
+    servicer = KatoServicer(stores.kb, None, settings.limits, cpu=lanes.cpu, kb_lane=lanes.kb, guard=guard)
     runner = SessionRunner(
         sessions, servicer.apply_effects, state_size.measuring_codec(STATE_CODEC),
         default_ttl=settings.session_ttl_seconds, auto_extend=settings.session_auto_extend,

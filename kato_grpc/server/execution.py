@@ -22,9 +22,12 @@ writes that change it, now that they run on different threads.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
+import contextlib
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -77,8 +80,16 @@ def check_budget() -> None:
         raise DeadlineExceeded("deadline passed; nothing was applied")
 
 
+URGENT, NORMAL = 0, 1  # queue priorities: short work never waits behind long work already queued
+
+
 class Lane:
-    """A bounded thread pool for one kind of work, with queue and busy counts for metrics."""
+    """A bounded thread pool for one kind of work, with queue and busy counts for metrics.
+
+    Its queue is ordered by priority, then arrival: work known to be short (an Observe
+    that computes no predictions) is passed as `urgent` and runs before queued long work
+    (Predict), so it waits for a free thread, not for the whole queue.
+    """
 
     def __init__(self, name: str, threads: int, ceiling: float | None = None, what: str = "") -> None:
         if threads < 1:
@@ -87,10 +98,26 @@ class Lane:
         self.threads = threads
         self.ceiling = ceiling  # seconds a call waits for this lane at most (None: the deadline only)
         self.what = what or name  # for messages: "Redis at ...", "the knowledge store"
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"kato-{name}")
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._arrivals = itertools.count()
         self._count = threading.Lock()
         self.queued = 0
         self.busy = 0
+        for i in range(threads):
+            threading.Thread(target=self._work, name=f"kato-{name}-{i}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            _, _, job = self._queue.get()
+            if job is None:
+                return
+            future, expires, fn, args, kwargs = job
+            if not future.set_running_or_notify_cancel():
+                continue  # withdrawn by its caller (counted there)
+            try:
+                future.set_result(self._run(expires, fn, args, kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
 
     def _run(self, expires: float | None, fn: Callable, args: tuple, kwargs: dict) -> Any:
         with self._count:
@@ -108,6 +135,13 @@ class Lane:
 
     async def __call__(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` on this lane, within the call's budget and the ceiling."""
+        return await self.run(NORMAL, fn, args, kwargs)
+
+    async def urgent(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """As calling the lane, ahead of the normal work queued (for work known to be short)."""
+        return await self.run(URGENT, fn, args, kwargs)
+
+    async def run(self, priority: int, fn: Callable, args: tuple, kwargs: dict) -> Any:
         timeout, by_deadline = self.ceiling, False
         budget = _BUDGET.get()
         remaining = budget.remaining()
@@ -118,7 +152,8 @@ class Lane:
         with self._count:
             self.queued += 1
         expires = None if timeout is None else time.monotonic() + timeout
-        future = self._pool.submit(self._run, expires, fn, args, kwargs)
+        future: Future = Future()
+        self._queue.put((priority, next(self._arrivals), (future, expires, fn, args, kwargs)))
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
@@ -133,7 +168,9 @@ class Lane:
             raise BackendTimeout(f"{self.what} did not answer within {self.ceiling:g}s; retry the call") from None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the threads once the work queued so far is done or withdrawn."""
+        for _ in range(self.threads):
+            self._queue.put((NORMAL + 1, next(self._arrivals), None))
 
 
 class _ReadWriteLock:
@@ -178,9 +215,10 @@ class _ReadWriteLock:
 class KbGuard:
     """One reader/writer lock per knowledge base over its in-process index.
 
-    The engine reads an index (shared); a store write changes it (exclusive), and so does
-    a store read when the store refreshes the index from a shared back end on each read
-    (ClickHouse catches up with other replicas' writes).
+    The engine reads an index (shared); a store write changes it (exclusive: only while it
+    changes the index, not while it commits), and so does a store read when the store
+    refreshes the index from a shared back end on each read (ClickHouse catches up with
+    other replicas' writes: there the whole store call is exclusive).
     """
 
     def __init__(self, refreshes_on_read: bool) -> None:
@@ -200,8 +238,14 @@ class KbGuard:
         return self._lock(kb_id).reading()
 
     def writing(self, kb_id: str):
-        """Around a store write."""
+        """Around a change to the index."""
         return self._lock(kb_id).writing()
+
+    def store_writing(self, kb_id: str):
+        """Around a store write: the whole of it when the store refreshes on read (its reads
+        change the index too); else nothing, the store takes `writing` around its index change
+        (`IndexedStore.guard_index_writes`), so readers never wait for a commit."""
+        return self._lock(kb_id).writing() if self.refreshes_on_read else contextlib.nullcontext()
 
     def store_reading(self, kb_id: str):
         """Around a store read (view, get_pattern, ...)."""

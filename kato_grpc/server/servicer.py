@@ -33,7 +33,9 @@ from kato_grpc.core.model import Limits, Outcome, SessionState
 from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.server import convert
 from kato_grpc.server.errors import KatoError, rich_status, status_for_exception, status_message
-from kato_grpc.server.execution import BackendTimeout, DeadlineExceeded, KbGuard, Lane, check_budget, start_budget
+from kato_grpc.server.execution import (
+    NORMAL, URGENT, BackendTimeout, DeadlineExceeded, KbGuard, Lane, check_budget, start_budget,
+)
 from kato_grpc.sessions.runner import ConflictExhausted, SessionRunner
 from kato_grpc.sessions.base import StoreUnavailable
 
@@ -109,9 +111,10 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         self._sessions = sessions
 
     # --- where work runs ----------------------------------------------------------------
-    async def _cpu(self, kb_id: str, fn: Callable, *args, **kwargs):
-        """Engine work on the cpu lane, reading knowledge base `kb_id`'s index."""
-        return await self._cpu_lane(self._guarded_read, kb_id, fn, args, kwargs)
+    async def _cpu(self, kb_id: str, fn: Callable, *args, urgent: bool = False, **kwargs):
+        """Engine work on the cpu lane, reading knowledge base `kb_id`'s index; `urgent` work
+        (known to be short) goes ahead of the long work queued."""
+        return await self._cpu_lane.run(URGENT if urgent else NORMAL, self._guarded_read, (kb_id, fn, args, kwargs), {})
 
     def _guarded_read(self, kb_id: str, fn: Callable, args: tuple, kwargs: dict):
         with self._guard.reading(kb_id):
@@ -131,7 +134,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         if self._guard.refreshes_on_read:
             await self._view(kb_id)
         check_budget()
-        return await self._kb_lane(self._guarded_store, self._guard.writing, kb_id, fn, args)
+        return await self._kb_lane(self._guarded_store, self._guard.store_writing, kb_id, fn, args)
 
     @staticmethod
     def _guarded_store(lock: Callable, kb_id: str, fn: Callable, args: tuple):
@@ -154,11 +157,12 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             outcome = step(state, view)
         return outcome, respond(outcome, True)
 
-    async def _run_step(self, step: Step, state: SessionState, reads_kb: bool) -> Outcome:
+    async def _run_step(self, step: Step, state: SessionState, reads_kb: bool, short: bool = False) -> Outcome:
+        """`short`: the step is short unless the session computes predictions (one Observe)."""
         if not reads_kb:  # learn, clear, config: a few microseconds, not worth a thread hop
             return step(state, None)
         view = await self._view(state.kb_id)
-        return await self._cpu(state.kb_id, step, state, view)
+        return await self._cpu(state.kb_id, step, state, view, urgent=short and not state.config.process_predictions)
 
     # --- plumbing ----------------------------------------------------------------------
     def _client_state(self, request, with_predictions: bool = False) -> SessionState:
@@ -174,13 +178,15 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         return request.session_id
 
     async def _transition(self, request, step: Step, respond: Callable[[Outcome, bool], Any], response_type,
-                          keeps_predictions: bool = True, reads_kb: bool = True):
-        """Run a state-changing step on whichever state the request names."""
+                          keeps_predictions: bool = True, reads_kb: bool = True, short: bool = False):
+        """Run a state-changing step on whichever state the request names (`short`: see `_run_step`)."""
         if request.WhichOneof("session") == "state":
             state = self._client_state(request)
             if reads_kb:  # the response (the new state, maybe predictions) is encoded on the cpu lane too
                 view = await self._view(state.kb_id)
-                outcome, response = await self._cpu_lane(self._step_and_respond, step, respond, state, view)
+                priority = URGENT if short and not state.config.process_predictions else NORMAL
+                outcome, response = await self._cpu_lane.run(
+                    priority, self._step_and_respond, (step, respond, state, view), {})
             else:
                 outcome = step(state, None)
                 response = respond(outcome, True)
@@ -194,7 +200,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         session_id = self._session_id(request)
 
         async def stepped(state: SessionState) -> Outcome:
-            outcome = await self._run_step(step, state, reads_kb)
+            outcome = await self._run_step(step, state, reads_kb, short)
             check_budget()
             return outcome
 
@@ -230,7 +236,8 @@ class KatoServicer(api_grpc.KatoServiceServicer):
                 convert.state_to_proto(outcome.state, response.state, predictions=encoded)
             return response
 
-        return await self._transition(request, step, respond, api.ObserveResponse, keeps_predictions=False)
+        return await self._transition(request, step, respond, api.ObserveResponse, keeps_predictions=False,
+                                      short=True)
 
     @_rpc
     async def ObserveSequence(self, request: api.ObserveSequenceRequest, context):
@@ -580,7 +587,7 @@ class _Stream:
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
                 return api.StreamObservationsResponse(cleared=api.ClearStmResponse())
         async def stepped(state: SessionState) -> Outcome:
-            outcome = await servicer._run_step(step, state, reads_kb)
+            outcome = await servicer._run_step(step, state, reads_kb, short=True)
             check_budget()
             return outcome
 
