@@ -5,8 +5,11 @@ Three bounded thread pools, each a `Lane` with a ceiling on how long a call wait
 - ``cpu`` (``--cpu-threads``): the engine (observe, predict, sequences);
 - ``kb`` (``--kb-threads``, ``--kb-timeout-seconds``): knowledge-store calls (SQLite
   commits, ClickHouse queries);
-- ``sessions`` (``--session-threads``, ``--redis-timeout-seconds``): Redis session-store
+- ``session`` (``--session-threads``, ``--redis-timeout-seconds``): Redis session-store
   calls. The in-process session store is called inline: it never blocks.
+
+A lane's queue is ordered by priority, then arrival, so short work passed as urgent
+(an Observe computing no predictions) never waits behind queued long work (Predict).
 
 A call's `Budget` (its client's deadline, minus a margin so that our own status reaches
 the client first) lives in a context variable set when the call starts; every lane call
@@ -22,12 +25,12 @@ writes that change it, now that they run on different threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import queue
 import threading
 import time
 from concurrent.futures import Future
-import contextlib
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
