@@ -244,6 +244,11 @@ class KbGuard:
         """Around a change to the index."""
         return self._lock(kb_id).writing()
 
+    def fetching_view(self, kb_id: str):
+        """Around fetching a view: exclusive where that refreshes the index (ClickHouse);
+        else nothing, since the view is the index itself and only reading it needs a lock."""
+        return self._lock(kb_id).writing() if self.refreshes_on_read else contextlib.nullcontext()
+
     def store_writing(self, kb_id: str):
         """Around a store write: the whole of it when the store refreshes on read (its reads
         change the index too); else nothing, the store takes `writing` around its index change

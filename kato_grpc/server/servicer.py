@@ -143,7 +143,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             return fn(*args)
 
     async def _view(self, kb_id: str):
-        return await self._store_read(kb_id, self._kb.view, kb_id)
+        return await self._kb_lane(self._guarded_store, self._guard.fetching_view, kb_id, self._kb.view, (kb_id,))
 
     async def apply_effects(self, kb_id: str, effects, origin: tuple[str, int] | None = None) -> None:
         """The session runner's way to the knowledge base (see app.py)."""
