@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(240)
 def _serve(stack: ExitStack, url: str, data_dir) -> tuple[ServerProcess, KatoClient]:
     server = ServerProcess(["--data-dir", str(data_dir), "--clickhouse-url", url]).start()
     stack.callback(server.stop)
-    client = KatoClient(server.target, timeout=20)
+    client = KatoClient(server.target, timeout=20, retry=None)  # the tests want the first UNAVAILABLE
     stack.callback(client.close)
     return server, client
 
