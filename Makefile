@@ -5,6 +5,7 @@
 #                    grpcurl, Go and Node client deps) and run the whole suite
 #   make setup       only the Python virtualenv with the package and its dev tools
 #   make lint        buf lint of protos/ and a check that generated code matches protos/
+#   make lint-py     ruff check, ruff format --check and mypy over LINT_PATHS
 #   make bench       the benchmarks in loadtest/ (figures, not pass/fail)
 #
 # Proto targets:
@@ -49,7 +50,7 @@ GOOGLEAPIS_INCLUDE = $(shell $(PY) -c 'import os, google.api.field_behavior_pb2 
 
 PROTOC = $(PY) -m grpc_tools.protoc -I $(PROTO_SRC) -I $(GRPC_TOOLS_INCLUDE) -I $(GOOGLEAPIS_INCLUDE)
 
-.PHONY: setup setup-system serve test test-only lint check-proto breaking bench proto proto-deps lint-proto
+.PHONY: setup setup-system serve test test-only lint lint-py check-proto breaking bench proto proto-deps lint-proto
 
 PYTHON ?= python3
 VENV := .venv
@@ -79,6 +80,16 @@ test-only:
 	$(PY) -m pytest -q
 
 lint: lint-proto check-proto
+
+# The paths lint-py holds to ruff (rules and format) and mypy (strict on kato_grpc/core
+# and kato_client, see pyproject.toml). It grows to the whole tree (`.`) once the rest
+# is clean; `make lint-py LINT_PATHS=kato_grpc/server` tries one more folder.
+LINT_PATHS ?= kato_grpc/core clients/python
+
+lint-py: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(LINT_PATHS)
 
 # Fails when the committed generated code differs from what protos/ generates.
 check-proto: setup

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from rapidfuzz.distance import LCSseq
 
@@ -213,7 +213,7 @@ def _ensemble_statistics(
     symbol_table_size = kb.symbol_table_size()
     ensemble_frequency = sum(member.record.frequency for member in ensemble)
     probability: dict[str, float] = {}
-    for member, present in zip(ensemble, presents):
+    for member, present in zip(ensemble, presents, strict=True):
         for symbol in (*member.alignment.matches, *present):
             if symbol not in probability:
                 pmf = kb.pmf(symbol)
@@ -331,7 +331,12 @@ def _member_prediction(
     a = member.alignment
     counts = metrics.first_occurrence_counts(present)
     itfdf = metrics.itfdf_similarity(
-        counts, statistics.dimensions, statistics.probability, statistics.state_norm, statistics.state_vector, f,
+        counts,
+        statistics.dimensions,
+        statistics.probability,
+        statistics.state_norm,
+        statistics.state_vector,
+        f,
         statistics.ensemble_frequency,
     )
     prior = f / statistics.ensemble_frequency
@@ -425,6 +430,6 @@ def predict_patterns(stm: Sequence[Event], config: SessionConfig, kb: KnowledgeV
     affinity = _affinity_weights(q, kb, config.affinity_emotive) if config.affinity_emotive else None
     predictions = [
         _member_prediction(member, present, statistics, groups, affinity)
-        for member, present in zip(ensemble, presents)
+        for member, present in zip(ensemble, presents, strict=True)
     ]
     return _rank(predictions, groups, config)

@@ -18,11 +18,23 @@ from kato_client.retry import Retry, retry_target
 
 __all__ = ["IDEMPOTENT_METHODS", "KatoClient", "ServerSession", "Session", "new_request_id", "observation"]
 
-IDEMPOTENT_METHODS = frozenset({
-    "Predict", "GetStm", "GetPerceptData", "GetCognitionData", "GetConfig",
-    "GetPattern", "ListPatterns", "GetSymbolStats", "GetSymbolAffinity",
-    "ClearKnowledgeBase", "FinalizeTraining", "GetSession", "SessionExists",
-})
+IDEMPOTENT_METHODS = frozenset(
+    {
+        "Predict",
+        "GetStm",
+        "GetPerceptData",
+        "GetCognitionData",
+        "GetConfig",
+        "GetPattern",
+        "ListPatterns",
+        "GetSymbolStats",
+        "GetSymbolAffinity",
+        "ClearKnowledgeBase",
+        "FinalizeTraining",
+        "GetSession",
+        "SessionExists",
+    }
+)
 """RPCs that change nothing, or end in the same state however often they run: the
 client retries them. Observe, ObserveSequence and Learn are retried only on a
 server-held session, with a `request_id` (see `ServerSession`)."""
@@ -71,8 +83,15 @@ class KatoClient:
     all attempts); `retry=None` makes every call a single attempt.
     """
 
-    def __init__(self, target: str, *, channel: grpc.Channel | None = None, timeout: float | None = 30.0,
-                 metadata: Sequence[tuple[str, str]] = (), retry: Retry | None = Retry()) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        channel: grpc.Channel | None = None,
+        timeout: float | None = 30.0,
+        metadata: Sequence[tuple[str, str]] = (),
+        retry: Retry | None = Retry(),
+    ) -> None:
         self._channel = channel or grpc.insecure_channel(target)
         self.stub = api_grpc.KatoServiceStub(self._channel)
         self.timeout = timeout
@@ -123,8 +142,13 @@ class KatoClient:
             state = self.call("UpdateConfig", api.UpdateConfigRequest(state=state, config=config_message(config))).state
         return Session(self, state)
 
-    def server_session(self, kb_id: str, config: Mapping[str, Any] | None = None, ttl_seconds: int | None = None,
-                       metadata: Mapping[str, Any] | None = None) -> ServerSession:
+    def server_session(
+        self,
+        kb_id: str,
+        config: Mapping[str, Any] | None = None,
+        ttl_seconds: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ServerSession:
         """A server-held session (CreateSession); calls carry only its id."""
         request = api.CreateSessionRequest(kb_id=kb_id)
         if config:
@@ -151,9 +175,15 @@ class KatoClient:
 
         return Pager(fetch, lambda page: page.patterns)
 
-    def update_pattern(self, kb_id: str, name: str, *, frequency: int | None = None,
-                       emotives: Sequence[Mapping[str, float]] | None = None,
-                       metadata: Mapping[str, Sequence[str]] | None = None) -> pb.Pattern:
+    def update_pattern(
+        self,
+        kb_id: str,
+        name: str,
+        *,
+        frequency: int | None = None,
+        emotives: Sequence[Mapping[str, float]] | None = None,
+        metadata: Mapping[str, Sequence[str]] | None = None,
+    ) -> pb.Pattern:
         request = api.UpdatePatternRequest(kb_id=kb_id, name=name)
         if frequency is not None:
             request.frequency = frequency
@@ -181,8 +211,9 @@ class KatoClient:
         response = self.call("GetSymbolAffinity", request)
         return {a.symbol: dict(sorted(a.affinities.items())) for a in response.symbol_affinities}
 
-    def stream(self, session: Session | ServerSession, steps: Iterable[pb.Observation | str],
-               return_predictions: bool = False) -> Iterator[api.StreamObservationsResponse]:
+    def stream(
+        self, session: Session | ServerSession, steps: Iterable[pb.Observation | str], return_predictions: bool = False
+    ) -> Iterator[api.StreamObservationsResponse]:
         """Feed `steps` (observations, or the strings "learn" / "clear_stm") through one
         StreamObservations call; yields each answer as it arrives. A client-held
         `session` gets the final state when the stream ends."""
@@ -205,7 +236,9 @@ class KatoClient:
                     raise ValueError(f"unknown stream step {step!r}")
 
         try:
-            for answer in self.stub.StreamObservations(requests(), timeout=self.timeout, metadata=self.metadata or None):
+            for answer in self.stub.StreamObservations(
+                requests(), timeout=self.timeout, metadata=self.metadata or None
+            ):
                 if answer.HasField("closed") and isinstance(session, Session):
                     session.state = answer.closed.state
                 yield answer
@@ -234,21 +267,42 @@ class _SessionCalls:
         """Observe, ObserveSequence or Learn; a server-held session retries them (see there)."""
         return self._keep(self.client.call(method, self._request(cls, request_id=request_id, **fields)))
 
-    def observe(self, strings: Sequence[str] = (), *, vectors: Sequence[Sequence[float]] = (),
-                emotives: Mapping[str, float] | None = None, metadata: Mapping[str, Any] | None = None,
-                unique_id: str = "", return_predictions: bool = False, request_id: str = "") -> api.ObserveResponse:
+    def observe(
+        self,
+        strings: Sequence[str] = (),
+        *,
+        vectors: Sequence[Sequence[float]] = (),
+        emotives: Mapping[str, float] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        unique_id: str = "",
+        return_predictions: bool = False,
+        request_id: str = "",
+    ) -> api.ObserveResponse:
         obs = observation(strings, vectors, emotives, metadata, unique_id)
         response: api.ObserveResponse = self._write(
-            "Observe", api.ObserveRequest, request_id, observation=obs, return_predictions=return_predictions)
+            "Observe", api.ObserveRequest, request_id, observation=obs, return_predictions=return_predictions
+        )
         return response
 
-    def observe_sequence(self, observations: Sequence[pb.Observation | Mapping[str, Any]], *,
-                         learn_after_each: bool = False, learn_at_end: bool = False,
-                         clear_stm_between: bool = False, request_id: str = "") -> api.ObserveSequenceResponse:
+    def observe_sequence(
+        self,
+        observations: Sequence[pb.Observation | Mapping[str, Any]],
+        *,
+        learn_after_each: bool = False,
+        learn_at_end: bool = False,
+        clear_stm_between: bool = False,
+        request_id: str = "",
+    ) -> api.ObserveSequenceResponse:
         items = [o if isinstance(o, pb.Observation) else observation(**o) for o in observations]
         response: api.ObserveSequenceResponse = self._write(
-            "ObserveSequence", api.ObserveSequenceRequest, request_id, observations=items,
-            learn_after_each=learn_after_each, learn_at_end=learn_at_end, clear_stm_between=clear_stm_between)
+            "ObserveSequence",
+            api.ObserveSequenceRequest,
+            request_id,
+            observations=items,
+            learn_after_each=learn_after_each,
+            learn_at_end=learn_at_end,
+            clear_stm_between=clear_stm_between,
+        )
         return response
 
     def learn(self, request_id: str = "") -> str:
@@ -278,8 +332,9 @@ class _SessionCalls:
         return self.client.call("GetConfig", self._request(api.GetConfigRequest)).config
 
     def configure(self, config: Mapping[str, Any] | pb.SessionConfig) -> pb.SessionConfig:
-        return self._keep(self.client.call("UpdateConfig", self._request(
-            api.UpdateConfigRequest, config=config_message(config)))).config
+        return self._keep(
+            self.client.call("UpdateConfig", self._request(api.UpdateConfigRequest, config=config_message(config)))
+        ).config
 
 
 class Session(_SessionCalls):
@@ -320,7 +375,9 @@ class ServerSession(_SessionCalls):
         return self.client.call(method, request, safe_to_retry=True)
 
     def extend(self, ttl_seconds: int) -> pb.Session:
-        return self.client.call("ExtendSession", api.ExtendSessionRequest(session_id=self.session_id, ttl_seconds=ttl_seconds)).session
+        return self.client.call(
+            "ExtendSession", api.ExtendSessionRequest(session_id=self.session_id, ttl_seconds=ttl_seconds)
+        ).session
 
     def info_now(self) -> pb.Session:
         return self.client.call("GetSession", api.GetSessionRequest(session_id=self.session_id)).session
@@ -332,5 +389,7 @@ class ServerSession(_SessionCalls):
         self.client.call("DeleteSession", api.DeleteSessionRequest(session_id=self.session_id))
 
     def configure(self, config: Mapping[str, Any] | pb.SessionConfig) -> pb.SessionConfig:
-        return self.client.call("UpdateSessionConfig", api.UpdateSessionConfigRequest(
-            session_id=self.session_id, config=config_message(config))).config
+        return self.client.call(
+            "UpdateSessionConfig",
+            api.UpdateSessionConfigRequest(session_id=self.session_id, config=config_message(config)),
+        ).config

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -174,9 +173,8 @@ _KNOWN_DETAILS: tuple[type[Message], ...] = (
 
 def _unpack(detail: any_pb2.Any) -> Message:
     for cls in _KNOWN_DETAILS:
-        if detail.Is(cls.DESCRIPTOR):
-            message = cls()
-            detail.Unpack(message)
+        message = cls()
+        if detail.Unpack(message):  # False when the detail holds another type
             return message
     return detail
 
