@@ -338,7 +338,11 @@ class _SessionCalls:
 
 
 class Session(_SessionCalls):
-    """A client-held session: every call sends `state` and keeps the one returned."""
+    """A client-held session: every call sends `state` and keeps the one returned.
+
+    Its Observe, ObserveSequence and Learn are not retried: the server ignores a
+    `request_id` for client-held state, and a repeated learn would count twice.
+    """
 
     def __init__(self, client: KatoClient, state: pb.SessionState) -> None:
         self.client = client
@@ -358,7 +362,12 @@ class Session(_SessionCalls):
 
 
 class ServerSession(_SessionCalls):
-    """A server-held session: calls carry `session_id`; the state lives on the server."""
+    """A server-held session: calls carry `session_id`; the state lives on the server.
+
+    Observe, ObserveSequence and Learn carry a `request_id` (yours, or a fresh UUID4)
+    and are retried with it: the server answers an id it has seen with the first response
+    (it remembers a session's last 16).
+    """
 
     def __init__(self, client: KatoClient, session_id: str, info: pb.Session | None = None) -> None:
         self.client = client
