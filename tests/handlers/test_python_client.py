@@ -132,8 +132,8 @@ class _LostResponse(grpc.RpcError, grpc.Call):
     def is_active(self) -> bool:
         return False
 
-    def time_remaining(self) -> None:
-        return None
+    def time_remaining(self) -> float:
+        return 0.0
 
     def cancel(self) -> bool:
         return False
