@@ -172,7 +172,7 @@ def test_a_read_is_retried(server: InProcessServer) -> None:
     assert len(lose.requests) == 2
 
 
-def test_retries_stop_when_the_delays_run_out(server: InProcessServer) -> None:
+def test_retry_none_makes_every_call_a_single_attempt(server: InProcessServer) -> None:
     lose = _LoseFirstResponse("GetSymbolStats")
     channel = grpc.intercept_channel(grpc.insecure_channel(server.target), lose)
     with KatoClient(server.target, channel=channel, retry=None) as kato, pytest.raises(Unavailable):
