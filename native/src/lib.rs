@@ -201,13 +201,19 @@ impl TextTable<'_, '_> {
     }
 }
 
-fn run_predict(index: &Index, stm: &[Vec<String>], config: &Config, pending: Vec<NewPattern>) -> Rendered {
+fn run_predict(
+    index: &Index,
+    stm: &[Vec<String>],
+    config: &Config,
+    pending: Vec<NewPattern>,
+    scratch: &mut Vec<u32>,
+) -> Rendered {
     let mut symbols = LocalSymbols::new(index);
     let corpus = Corpus::new(index, pending, &mut symbols);
     let events: Vec<Vec<SymbolId>> = stm.iter().map(|e| e.iter().map(|s| symbols.intern(s)).collect()).collect();
     let flat = events.iter().flatten().copied().collect();
     let state = State { events, flat };
-    let outcome = predict::predict(&corpus, &symbols, &state, config);
+    let outcome = predict::predict(&corpus, &symbols, &state, config, scratch);
 
     let mut table = TextTable {
         symbols: &symbols,
@@ -316,6 +322,9 @@ fn config_from(py_config: &Bound<'_, PyTuple>) -> PyResult<Config> {
 #[pyclass(frozen, module = "kato_grpc._native")]
 struct PatternIndex {
     inner: RwLock<Index>,
+    /// Zeroed buffers Predict borrows (one per concurrent call), so big tables are not
+    /// allocated and faulted in on every call.
+    scratch: std::sync::Mutex<Vec<Vec<u32>>>,
 }
 
 impl PatternIndex {
@@ -332,7 +341,7 @@ impl PatternIndex {
 impl PatternIndex {
     #[new]
     fn new() -> Self {
-        PatternIndex { inner: RwLock::new(Index::new()) }
+        PatternIndex { inner: RwLock::new(Index::new()), scratch: Default::default() }
     }
 
     /// Store a record tuple, replacing any pattern of that name.
@@ -526,7 +535,12 @@ impl PatternIndex {
     ) -> PyResult<PredictOutcome> {
         let config = config_from(config)?;
         let pending: Vec<NewPattern> = pending.iter().map(|r| new_pattern(&r)).collect::<PyResult<_>>()?;
-        let rendered = py.allow_threads(|| run_predict(&self.read(), &stm, &config, pending));
+        let rendered = py.allow_threads(|| {
+            let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+            let rendered = run_predict(&self.read(), &stm, &config, pending, &mut scratch);
+            self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+            rendered
+        });
         Ok(PredictOutcome { rendered })
     }
 }
