@@ -6,7 +6,7 @@
 #   make setup       only the Python virtualenv with the package and its dev tools
 #   make lint        buf lint of protos/ and a check that generated code matches protos/
 #   make lint-py     ruff check, ruff format --check and mypy over LINT_PATHS
-#   make bench       the benchmarks in loadtest/ (figures, not pass/fail)
+#   make bench       the in-process benchmarks in loadtest/ (figures, not pass/fail)
 #
 # Proto targets:
 #   make proto       regenerate kato_grpc/_proto/ (the server's) and
@@ -119,6 +119,7 @@ breaking: proto-deps
 
 bench: setup
 	$(PY) loadtest/bench_core.py
+	$(PY) loadtest/bench_engines.py
 
 # $(call generate_python,OUT,PACKAGE): the protobuf, gRPC and mypy-protobuf modules
 # of protos/ into OUT/kato/v1, their imports rewritten to PACKAGE.kato.v1.

@@ -179,20 +179,37 @@ struct Rendered {
 }
 
 /// Symbol ids → positions in a small table of the texts one result uses.
+/// Dense (position + 1, 0 = not yet) for ids below `dense.len()`, hashed above it.
 struct TextTable<'s, 'a> {
     symbols: &'s LocalSymbols<'a>,
+    dense: Vec<u32>,
     position: hashbrown::HashMap<SymbolId, u32, foldhash::fast::FixedState>,
     texts: Vec<String>,
 }
 
-impl TextTable<'_, '_> {
+impl<'s, 'a> TextTable<'s, 'a> {
+    fn new(symbols: &'s LocalSymbols<'a>, id_count: usize) -> Self {
+        TextTable {
+            symbols,
+            dense: vec![0; id_count.min(1 << 16)],
+            position: Default::default(),
+            texts: Vec::with_capacity(512),
+        }
+    }
+
     fn at(&mut self, id: SymbolId) -> u32 {
-        if let Some(&p) = self.position.get(&id) {
+        let i = id as usize;
+        let known = if i < self.dense.len() { self.dense[i].checked_sub(1) } else { self.position.get(&id).copied() };
+        if let Some(p) = known {
             return p;
         }
         let p = self.texts.len() as u32;
         self.texts.push(self.symbols.text(id).to_owned());
-        self.position.insert(id, p);
+        if i < self.dense.len() {
+            self.dense[i] = p + 1;
+        } else {
+            self.position.insert(id, p);
+        }
         p
     }
 
@@ -215,11 +232,7 @@ fn run_predict(
     let state = State { events, flat };
     let outcome = predict::predict(&corpus, &symbols, &state, config, scratch);
 
-    let mut table = TextTable {
-        symbols: &symbols,
-        position: hashbrown::HashMap::with_capacity_and_hasher(512, Default::default()),
-        texts: Vec::with_capacity(512),
-    };
+    let mut table = TextTable::new(&symbols, index.symbols.len());
     let mut rendered = Rendered::default();
     for &i in &outcome.ranking {
         let m = &outcome.members[i];
