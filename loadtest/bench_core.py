@@ -38,7 +38,7 @@ def observe_call(state_msg, word: str, kb) -> bytes:
     state = convert.state_from_proto(request.state, decode_predictions=False)
     outcome = engine.observe(state, convert.observation_from_proto(request.observation), kb)
     response = api.ObserveResponse(stm_length=outcome.result.stm_length, time=outcome.result.time)
-    convert.predictions_to_proto(outcome.result.predictions, response.predictions)
+    convert.predictions_to_proto(outcome.result.predictions, response, "predictions")
     convert.state_to_proto(outcome.state, response.state, predictions=response.predictions)
     del response.predictions[:]
     return response.SerializeToString()

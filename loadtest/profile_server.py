@@ -92,6 +92,8 @@ def main() -> None:
             else:
                 call, payload = lt.KATO + "Learn", data.learn_client(1000, ["learn-1"])
             data_file = work / "data.json"
+            if isinstance(payload, list):
+                payload = lt.signed_states(payload, work / "data")
             data_file.write_text(json.dumps(payload))
             go.set()
             out = subprocess.run(

@@ -64,12 +64,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients" / "python")]
 
 import grpc  # noqa: E402
-from google.protobuf import descriptor_pb2  # noqa: E402
+from google.protobuf import descriptor_pb2, json_format  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2 as api  # noqa: E402
 from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc  # noqa: E402
 from kato_grpc._proto.kato.v1 import types_pb2 as pb  # noqa: E402
+from kato_grpc.server.state_signing import DEFAULT_KEYS_FILE, StateKeyRing  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 KATO = "kato.v1.KatoService/"
@@ -180,7 +181,7 @@ class Server:
 
     def __init__(self, name: str, data_dir: Path, redis_url: str, workers: int = 1,
                  extra: tuple[str, ...] = ()) -> None:
-        self.name, self.workers = name, workers
+        self.name, self.workers, self.data_dir = name, workers, data_dir
         port = 0 if workers == 1 else free_port()  # every worker must bind the same port
         self.output: list[str] = []
         env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'clients' / 'python'}"}
@@ -351,6 +352,20 @@ class Data:
         return out
 
 
+def signed_states(requests: list[dict], data_dir: Path) -> list[dict]:
+    """`requests` with each hand-made client-held state signed by the server's key ring, as
+    if the server had returned it: a state holding more than kb_id and config must be."""
+    ring = StateKeyRing.from_file(data_dir / DEFAULT_KEYS_FILE)
+    out = []
+    for request in requests:
+        if "state" in request:
+            state = json_format.ParseDict(request["state"], pb.SessionState())
+            ring.sign(state)
+            request = {**request, "state": json_format.MessageToDict(state, preserving_proto_field_name=True)}
+        out.append(request)
+    return out
+
+
 async def _seed_kb(target: str, kb_id: str, patterns: list[list[str]], in_flight: int = 64) -> None:
     """Learn each pattern with one ObserveSequence (learn_at_end) on a fresh client-held state."""
     async with grpc.aio.insecure_channel(target) as channel:
@@ -517,7 +532,7 @@ class Runner:
         procs = []
         for i, load in enumerate(scenario.loads):
             data_file = self.work / f"{scenario.name}-{i}.data.json"
-            data_file.write_text(json.dumps(load.data))
+            data_file.write_text(json.dumps(signed_states(load.data, server.data_dir)))
             out_file = self.work / f"{scenario.name}-{i}.ghz.json"
             procs.append((load, out_file, self._ghz_command(load, server.target, data_file, out_file, seconds)))
 

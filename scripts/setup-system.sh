@@ -15,6 +15,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# The native engine (native/) needs cargo >= 1.74; Debian's (1.63) is too old, so rustup.
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo_ok() { command -v cargo >/dev/null && cargo --version | awk '{ split($2, v, "."); exit !(v[1] > 1 || v[2] >= 74) }'; }
+if ! cargo_ok; then
+  command -v curl >/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo; $SUDO apt-get install -y -qq curl; }
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+fi
+
 export PATH="$HOME/go/bin:/usr/local/go/bin:$PATH"
 if command -v go >/dev/null; then
   command -v grpcurl >/dev/null || go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest

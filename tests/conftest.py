@@ -42,8 +42,16 @@ def _grpc_backend(mode: str, server_fixture: str = "kato_server") -> Callable[[p
     return backend
 
 
+def _native_backend(request: pytest.FixtureRequest) -> Callable[[], object]:
+    """The core's operations with the compiled engine: its index and its Predict."""
+    from functools import partial
+
+    return partial(_core_backend(request), engine_name="native")
+
+
 CONFORMANCE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Callable[[], object]]] = {
     "core": _core_backend,
+    "core-native": _native_backend,
     "grpc-client-held": _grpc_backend("client"),
     "grpc-server-held": _grpc_backend("server"),
     # server-held sessions in a real redis-server (skipped when it is not installed)

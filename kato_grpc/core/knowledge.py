@@ -14,7 +14,8 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from typing import Iterable, Mapping, Protocol, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from kato_grpc.core.learning import learned_record
 from kato_grpc.core.model import (
@@ -25,7 +26,7 @@ from kato_grpc.core.model import (
     PatternRecord,
 )
 
-__all__ = ["KnowledgeView", "MemoryKnowledgeBase", "PendingView", "SymbolStat", "symbol_affinity"]
+__all__ = ["KnowledgeView", "MemoryKnowledgeBase", "PendingView", "SymbolStat", "VectorIndex", "symbol_affinity"]
 
 SymbolStat = tuple[str, int, int]
 """(symbol, frequency, pattern_member_frequency)."""
@@ -36,6 +37,9 @@ class KnowledgeView(Protocol):
 
     def candidates(self, symbols: Iterable[str] | None) -> list[PatternRecord]:
         """Patterns containing any of `symbols` (all patterns when None), by ascending name."""
+
+    def get_pattern(self, name: str) -> PatternRecord | None:
+        """The stored pattern of that (bare) name, or None."""
 
     def pattern_count(self) -> int:
         """`U`: number of stored patterns."""
@@ -58,14 +62,41 @@ class KnowledgeView(Protocol):
 
 def _distance(a: Sequence[float], b: Sequence[float]) -> float:
     total = 0.0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         total += (x - y) * (x - y)
     return math.sqrt(total)
 
 
-def _nearest(entries: Iterable[tuple[str, Sequence[float]]], vector: Sequence[float], k: int) -> list[tuple[float, str]]:
+def _nearest(
+    entries: Iterable[tuple[str, Sequence[float]]], vector: Sequence[float], k: int
+) -> list[tuple[float, str]]:
     ranked = sorted((_distance(v, vector), name) for name, v in entries)
     return ranked[:k]
+
+
+class VectorIndex:
+    """The KB's vector index (SPEC.md §2.2): name → vector, all of one dimension."""
+
+    def __init__(self) -> None:
+        self._vectors: dict[str, tuple[float, ...]] = {}
+        self.dimension: int | None = None
+
+    def add(self, entries: Iterable[tuple[str, Sequence[float]]]) -> None:
+        """Add entries; a known name or another dimension is skipped (§5.2 step 3)."""
+        for name, vector in entries:
+            if name in self._vectors:
+                continue
+            if self.dimension is None:
+                self.dimension = len(vector)
+            elif len(vector) != self.dimension:
+                continue
+            self._vectors[name] = tuple(vector)
+
+    def nearest(self, vector: Sequence[float], k: int) -> list[tuple[float, str]]:
+        return _nearest(self._vectors.items(), vector, k)
+
+    def copy(self) -> dict[str, tuple[float, ...]]:
+        return dict(self._vectors)
 
 
 class MemoryKnowledgeBase:
@@ -81,8 +112,7 @@ class MemoryKnowledgeBase:
         self._members: dict[str, set[str]] = {}  # symbol -> names of patterns holding it
         self._freq: dict[str, int] = {}
         self._total_symbols = 0
-        self._vectors: dict[str, tuple[float, ...]] = {}
-        self._vector_dim: int | None = None
+        self._vectors = VectorIndex()
 
     def apply(self, effect: Effect) -> None:
         """Apply one engine effect."""
@@ -96,20 +126,17 @@ class MemoryKnowledgeBase:
             raise TypeError(f"unknown effect {effect!r}")
 
     def index_vectors(self, entries: Iterable[tuple[str, Sequence[float]]]) -> None:
-        for name, vector in entries:
-            if name in self._vectors:
-                continue
-            if self._vector_dim is None:
-                self._vector_dim = len(vector)
-            elif len(vector) != self._vector_dim:
-                continue
-            self._vectors[name] = tuple(vector)
+        self._vectors.add(entries)
 
     def put_pattern(self, record: PatternRecord) -> None:
         """Store `record`, replacing any pattern of that name; statistics follow."""
         if record.name in self._patterns:
             self._remove(self._patterns[record.name])
         self._add(record)
+
+    def put_patterns(self, records: Iterable[PatternRecord]) -> None:
+        for record in records:
+            self.put_pattern(record)
 
     def delete_pattern(self, name: str) -> bool:
         record = self._patterns.get(name)
@@ -194,13 +221,13 @@ class MemoryKnowledgeBase:
         return self._total_symbols
 
     def nearest_vectors(self, vector: Sequence[float], k: int) -> list[tuple[float, str]]:
-        return _nearest(self._vectors.items(), vector, k)
+        return self._vectors.nearest(vector, k)
 
     def vector_dimension(self) -> int | None:
-        return self._vector_dim
+        return self._vectors.dimension
 
     def vectors(self) -> dict[str, tuple[float, ...]]:
-        return dict(self._vectors)
+        return self._vectors.copy()
 
 
 class PendingView:
@@ -219,9 +246,7 @@ class PendingView:
         if isinstance(effect, LearnPattern):
             before, current = self._touched.get(effect.name, (None, None))
             if current is None:
-                found = self._base.candidates(_symbols_of(effect.events))
-                before = next((r for r in found if r.name == effect.name), None)
-                current = before
+                before = current = self._base.get_pattern(effect.name)
             self._touched[effect.name] = (before, learned_record(current, effect))
         elif isinstance(effect, IndexVectors):
             dim = self.vector_dimension()
@@ -232,6 +257,18 @@ class PendingView:
                     self._vectors[name] = tuple(vector)
         else:
             raise TypeError(f"{type(effect).__name__} cannot be applied inside one call")
+
+    def get_pattern(self, name: str) -> PatternRecord | None:
+        touched = self._touched.get(name)
+        return touched[1] if touched else self._base.get_pattern(name)
+
+    @property
+    def base(self) -> KnowledgeView:
+        return self._base
+
+    def pending_records(self) -> list[PatternRecord]:
+        """The current records of the patterns this call has learned, by name."""
+        return [self._touched[name][1] for name in sorted(self._touched)]
 
     def candidates(self, symbols: Iterable[str] | None) -> list[PatternRecord]:
         wanted = None if symbols is None else set(symbols)
@@ -257,8 +294,7 @@ class PendingView:
 
     def pmf(self, symbol: str) -> int:
         added = sum(
-            1 for before, current in self._touched.values()
-            if before is None and symbol in _symbols_of(current.events)
+            1 for before, current in self._touched.values() if before is None and symbol in _symbols_of(current.events)
         )
         return self._base.pmf(symbol) + added
 

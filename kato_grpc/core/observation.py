@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Mapping, Sequence
+import re
+from collections.abc import Mapping, Sequence
+from itertools import chain
+from typing import Any
 
 import numpy
 
 from kato_grpc.core.errors import FieldViolation, LimitExceeded, ValidationError
 from kato_grpc.core.knowledge import KnowledgeView
-from kato_grpc.core.model import Event, Limits, Observation
+from kato_grpc.core.model import Event, Limits, Observation, SessionState
 
-__all__ = ["parse_observation", "validate_observation", "vector_name", "vector_symbols", "build_event"]
+__all__ = [
+    "parse_observation", "validate_observation", "validate_state", "vector_name", "vector_symbols", "build_event",
+]
 
 
 def _is_number(value: Any) -> bool:
@@ -97,29 +102,56 @@ def validate_observation(
     bad: list[FieldViolation] = []
     p = field_prefix
     if len(observation.strings) > limits.max_symbols_per_event:
-        over.append(FieldViolation(f"{p}strings", f"{len(observation.strings)} symbols exceed max_symbols_per_event={limits.max_symbols_per_event}"))
+        over.append(
+            FieldViolation(
+                f"{p}strings",
+                f"{len(observation.strings)} symbols exceed max_symbols_per_event={limits.max_symbols_per_event}",
+            )
+        )
     for i, symbol in enumerate(observation.strings):
         size = len(symbol.encode("utf-8", "surrogatepass"))
         if size > limits.max_symbol_bytes:
-            over.append(FieldViolation(f"{p}strings[{i}]", f"{size} bytes exceed max_symbol_bytes={limits.max_symbol_bytes}"))
+            over.append(
+                FieldViolation(f"{p}strings[{i}]", f"{size} bytes exceed max_symbol_bytes={limits.max_symbol_bytes}")
+            )
     if len(observation.vectors) > limits.max_vectors_per_observation:
-        over.append(FieldViolation(f"{p}vectors", f"{len(observation.vectors)} vectors exceed max_vectors_per_observation={limits.max_vectors_per_observation}"))
+        over.append(
+            FieldViolation(
+                f"{p}vectors",
+                f"{len(observation.vectors)} vectors exceed "
+                f"max_vectors_per_observation={limits.max_vectors_per_observation}",
+            )
+        )
     dim = expected_dim
     for i, vector in enumerate(observation.vectors):
         if not vector:
             bad.append(FieldViolation(f"{p}vectors[{i}]", "must not be empty"))
             continue
         if len(vector) > limits.max_vector_dim:
-            over.append(FieldViolation(f"{p}vectors[{i}]", f"dimension {len(vector)} exceeds max_vector_dim={limits.max_vector_dim}"))
+            over.append(
+                FieldViolation(
+                    f"{p}vectors[{i}]", f"dimension {len(vector)} exceeds max_vector_dim={limits.max_vector_dim}"
+                )
+            )
             continue
         if any(math.isnan(x) or math.isinf(x) for x in vector):
             bad.append(FieldViolation(f"{p}vectors[{i}]", "values must be finite numbers (no NaN or infinity)"))
         if dim is None:
             dim = len(vector)
         elif len(vector) != dim:
-            bad.append(FieldViolation(f"{p}vectors[{i}]", f"dimension {len(vector)} differs from the expected dimension {dim}"))
+            bad.append(
+                FieldViolation(f"{p}vectors[{i}]", f"dimension {len(vector)} differs from the expected dimension {dim}")
+            )
+    if dim is not None and len(observation.vectors) > 1 and not bad and not over:
+        summed = summed_vector(observation.vectors)
+        if not all(math.isfinite(x) for x in summed):
+            bad.append(FieldViolation(f"{p}vectors", "the element-wise sum of the vectors overflows to infinity"))
     if len(observation.emotives) > limits.max_emotive_keys:
-        over.append(FieldViolation(f"{p}emotives", f"{len(observation.emotives)} keys exceed max_emotive_keys={limits.max_emotive_keys}"))
+        over.append(
+            FieldViolation(
+                f"{p}emotives", f"{len(observation.emotives)} keys exceed max_emotive_keys={limits.max_emotive_keys}"
+            )
+        )
     for key, value in observation.emotives.items():
         if key == "":
             bad.append(FieldViolation(f"{p}emotives", "an emotive name must not be empty"))
@@ -134,6 +166,115 @@ def validate_observation(
     return dim
 
 
+_VECTOR_NAME = re.compile(r"VCTR\|[0-9a-f]{40}")
+
+
+def _symbol_violations(symbols: Sequence[str], limits: Limits, field: str, vector_names: bool) -> list[FieldViolation]:
+    """Symbols over max_symbol_bytes (vector names excepted when `vector_names`)."""
+    # A str of n characters has at most 4n UTF-8 bytes: encode only the long ones.
+    if not symbols or max(map(len, symbols)) * 4 <= limits.max_symbol_bytes:
+        return []
+    out = []
+    for j, symbol in enumerate(symbols):
+        size = len(symbol.encode("utf-8", "surrogatepass"))
+        if size > limits.max_symbol_bytes and not (vector_names and _VECTOR_NAME.fullmatch(symbol)):
+            out.append(FieldViolation(f"{field}[{j}]", f"{size} bytes exceed max_symbol_bytes={limits.max_symbol_bytes}"))
+    return out
+
+
+def _emotive_violations(emotives: Mapping[str, float], limits: Limits, field: str) -> list[FieldViolation]:
+    out = []
+    if len(emotives) > limits.max_emotive_keys:
+        out.append(FieldViolation(field, f"{len(emotives)} keys exceed max_emotive_keys={limits.max_emotive_keys}"))
+    for key, value in emotives.items():
+        if key == "":
+            out.append(FieldViolation(field, "an emotive name must not be empty"))
+        elif not math.isfinite(value):
+            out.append(FieldViolation(f"{field}[{key!r}]", f"{value!r} must be a finite number"))
+    return out
+
+
+def _vector_violations(values: Sequence[float], limits: Limits, field: str) -> list[FieldViolation]:
+    if not values:
+        return [FieldViolation(field, "must not be empty")]
+    if len(values) > limits.max_vector_dim:
+        return [FieldViolation(field, f"dimension {len(values)} exceeds max_vector_dim={limits.max_vector_dim}")]
+    if not all(math.isfinite(x) for x in values):
+        return [FieldViolation(field, "values must be finite numbers (no NaN or infinity)")]
+    return []
+
+
+def validate_state(state: SessionState, limits: Limits, kb_dim: int | None, prefix: str = "state") -> None:
+    """Check a session state that came from outside with the rules of the observations that
+    would have built it (§10): every rule `validate_observation` applies, the caps the
+    engine keeps, and the shapes it writes (non-empty events and accumulator entries,
+    pending vectors named by their own values, of one dimension, the index's).
+
+    The signature already proves a state is the server's; this is defence in depth, for
+    what would reach the shared knowledge base. `last_predictions` and the percept's
+    emotive means are not checked: they are derived, and only go back to the same client. Raises `LimitExceeded` or `ValidationError`.
+    """
+    over: list[FieldViolation] = []
+    bad: list[FieldViolation] = []
+    p = prefix
+    if len(state.stm) > limits.max_stm_events:
+        over.append(FieldViolation(f"{p}.stm", f"{len(state.stm)} events exceed max_stm_events={limits.max_stm_events}"))
+    per_event = limits.max_symbols_per_event + limits.max_vectors_per_observation
+    # One pass in C over the whole STM first; the per-event loop below names the culprit.
+    longest = max(map(len, chain.from_iterable(state.stm)), default=0)
+    suspect = state.stm and (not all(state.stm) or max(map(len, state.stm)) > per_event
+                             or longest * 4 > limits.max_symbol_bytes)
+    for i, event in enumerate(state.stm if suspect else ()):
+        if not event:
+            bad.append(FieldViolation(f"{p}.stm[{i}]", "an event must hold at least one symbol"))
+        elif len(event) > per_event:
+            over.append(FieldViolation(f"{p}.stm[{i}].symbols", f"{len(event)} symbols exceed max_symbols_per_event"
+                                       f" + max_vectors_per_observation={per_event}"))
+        else:
+            over.extend(_symbol_violations(event, limits, f"{p}.stm[{i}].symbols", vector_names=True))
+    for name in ("emotive_acc", "metadata_acc"):
+        entries = getattr(state, name)
+        if len(entries) > limits.max_accumulator_entries:
+            over.append(FieldViolation(f"{p}.{name}", f"{len(entries)} entries exceed max_accumulator_entries="
+                                       f"{limits.max_accumulator_entries}"))
+        for i, entry in enumerate(entries):
+            if not entry:
+                bad.append(FieldViolation(f"{p}.{name}[{i}]", "an accumulator entry must not be empty"))
+    for i, emotives in enumerate(state.emotive_acc):
+        bad.extend(_emotive_violations(emotives, limits, f"{p}.emotive_acc[{i}]"))
+    dim = kb_dim
+    for i, (name, values) in enumerate(state.pending_vectors):
+        field = f"{p}.pending_vectors[{i}]"
+        problems = _vector_violations(values, limits, f"{field}.values")
+        bad.extend(problems)
+        if problems:
+            continue
+        if dim is None:
+            dim = len(values)
+        elif len(values) != dim:
+            bad.append(FieldViolation(f"{field}.values", f"dimension {len(values)} differs from the expected dimension {dim}"))
+        if name != vector_name(values):
+            bad.append(FieldViolation(f"{field}.name", f"{name[:60]!r} is not the name of its values ({vector_name(values)})"))
+    if state.time < 0:
+        bad.append(FieldViolation(f"{p}.time", f"{state.time} must not be negative"))
+    if state.percept is not None:
+        percept = state.percept
+        if len(percept.strings) > limits.max_symbols_per_event:
+            over.append(FieldViolation(f"{p}.percept.strings", f"{len(percept.strings)} symbols exceed "
+                                       f"max_symbols_per_event={limits.max_symbols_per_event}"))
+        over.extend(_symbol_violations(percept.strings, limits, f"{p}.percept.strings", vector_names=False))
+        if len(percept.vectors) > limits.max_vectors_per_observation:
+            over.append(FieldViolation(f"{p}.percept.vectors", f"{len(percept.vectors)} vectors exceed "
+                                       f"max_vectors_per_observation={limits.max_vectors_per_observation}"))
+        for i, vector in enumerate(percept.vectors):
+            bad.extend(_vector_violations(vector, limits, f"{p}.percept.vectors[{i}]"))
+        # percept.emotives is a mean the server computed, and may overflow where its terms did not.
+    if over:
+        raise LimitExceeded(over + bad)
+    if bad:
+        raise ValidationError(bad)
+
+
 def vector_name(vector: Sequence[float]) -> str:
     """``VCTR|`` + SHA-1 of numpy's default text of the vector (§3.2).
 
@@ -143,8 +284,15 @@ def vector_name(vector: Sequence[float]) -> str:
     # Explicit arguments equal to numpy's defaults, so global print options cannot leak in.
     text = numpy.array2string(
         numpy.asarray(vector, dtype=numpy.float64),
-        max_line_width=75, precision=8, suppress_small=False, separator=" ",
-        threshold=1000, edgeitems=3, floatmode="maxprec", sign="-", legacy=False,
+        max_line_width=75,
+        precision=8,
+        suppress_small=False,
+        separator=" ",
+        threshold=1000,
+        edgeitems=3,
+        floatmode="maxprec",
+        sign="-",
+        legacy=False,
     )
     return "VCTR|" + hashlib.sha1(text.encode("utf-8")).hexdigest()
 

@@ -42,8 +42,10 @@ class KnowledgeStore(Protocol):
     def view(self, kb_id: str) -> KnowledgeView:
         """The index the pure core reads (empty for an unknown KB). Do not mutate it."""
 
-    def apply(self, kb_id: str, effects: Sequence[Effect]) -> None:
-        """Apply one call's effects, in order, all or none (SPEC.md §5.2, §9.2)."""
+    def apply(self, kb_id: str, effects: Sequence[Effect], origin: tuple[str, int] | None = None) -> None:
+        """Apply one call's effects, in order, all or none (SPEC.md §5.2, §9.2). With an
+        `origin` (key, version), effects of a version already applied under that key are
+        skipped: a server-held session's transition, or a client-held call's request id."""
 
     def get_pattern(self, kb_id: str, name: str) -> PatternRecord | None:
         """The stored pattern, or None."""

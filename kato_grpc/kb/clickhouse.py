@@ -224,10 +224,17 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:
 class ClickHouseStore(IndexedStore):
     """Knowledge bases in the ClickHouse database named by `url`, coherent across replicas."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 3.0, send_receive_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 3.0,
+        send_receive_timeout: float = 60.0,
+        new_index: Callable[[], MemoryKnowledgeBase] = MemoryKnowledgeBase,
+    ) -> None:
         from clickhouse_driver.util.helpers import parse_url
 
-        super().__init__()
+        super().__init__(new_index)
         host, kwargs = parse_url(url)
         self.database = kwargs.pop("database", "default")
         if not _DATABASE.fullmatch(self.database):
@@ -385,7 +392,7 @@ class ClickHouseStore(IndexedStore):
         head, cleared = self._execute(
             f"SELECT (SELECT max(version) FROM {self._t('kb_changes')} WHERE kb_id = %(kb)s),"
             f" (SELECT max(version) FROM {self._t('kb_clears')} WHERE kb_id = %(kb)s)", {"kb": kb_id})[0]
-        index = MemoryKnowledgeBase()
+        index = self._new_index()
         rows = self._stream(
             f"SELECT {_PATTERN_COLUMNS} FROM {self._t('patterns')} WHERE kb_id = %(kb)s AND version >= %(since)s"
             " ORDER BY name, version", {"kb": kb_id, "since": cleared})

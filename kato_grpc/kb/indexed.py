@@ -79,7 +79,9 @@ def apply_to_index(index: MemoryKnowledgeBase, change: Change) -> None:
 class IndexedStore:
     """A `KnowledgeStore` built on one in-memory index per KB, kept after first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, new_index: Callable[[], MemoryKnowledgeBase] = MemoryKnowledgeBase) -> None:
+        # The index class: MemoryKnowledgeBase (Python engine) or NativeKnowledgeBase.
+        self._new_index = new_index
         self._indexes: dict[str, MemoryKnowledgeBase] = {}
         self._applied: dict[tuple[str, str], int] = {}
         # Writers and index loading take this lock; readers of a loaded index do not.
@@ -103,7 +105,7 @@ class IndexedStore:
     # --- what a back end provides ------------------------------------------------------
     def _load(self, kb_id: str) -> MemoryKnowledgeBase:
         """The KB's index as stored (called once per kb_id, under the lock)."""
-        return MemoryKnowledgeBase()
+        return self._new_index()
 
     def _commit(self, kb_id: str, change: Change) -> None:
         """Persist `change` atomically; raise (having changed nothing) on failure."""

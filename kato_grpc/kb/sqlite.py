@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Callable
 
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.model import PatternRecord
-from kato_grpc.kb.records import dumps, record_columns, record_from_columns
+from kato_grpc.kb.records import dumps, load_rows, record_columns
 from kato_grpc.kb.indexed import Change, IndexedStore, apply_to_index
 
 __all__ = ["SqliteStore", "SCHEMA_VERSION"]
@@ -62,8 +63,8 @@ def _pattern_row(kb_id: str, r: PatternRecord) -> tuple:
 class SqliteStore(IndexedStore):
     """Durable knowledge bases in ``<data_dir>/kato.db``."""
 
-    def __init__(self, data_dir: str | Path) -> None:
-        super().__init__()
+    def __init__(self, data_dir: str | Path, new_index: Callable[[], MemoryKnowledgeBase] = MemoryKnowledgeBase) -> None:
+        super().__init__(new_index)
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)
         self.path = path / "kato.db"
@@ -134,14 +135,13 @@ class SqliteStore(IndexedStore):
                 raise
 
     def _load(self, kb_id: str) -> MemoryKnowledgeBase:
-        index = MemoryKnowledgeBase()
+        index = self._new_index()
         rows = self._conn.execute(
             "SELECT name, events, frequency, emotives, metadata, affinity_contrib"
             " FROM patterns WHERE kb_id = ? ORDER BY name",
             (kb_id,),
         )
-        for row in rows:
-            index.put_pattern(record_from_columns(*row))
+        load_rows(index, rows)
         rows = self._conn.execute('SELECT name, "values" FROM vectors WHERE kb_id = ? ORDER BY name', (kb_id,))
         index.index_vectors((name, tuple(json.loads(values))) for name, values in rows)
         return index

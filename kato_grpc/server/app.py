@@ -18,9 +18,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2, kato_service_pb2_grpc
 from kato_grpc.kb.base import KnowledgeStore
+from kato_grpc.kb.engines import engine_named
 from kato_grpc.kb.sqlite import SqliteStore
 from kato_grpc.server import reflection
-from kato_grpc.server import auth, request_context, state_size, tls
+from kato_grpc.server import auth, request_context, state_signing, state_size, tls
 from kato_grpc.server.backends import BackendWatch, probes_for
 from kato_grpc.server.execution import InlineSessionStore, KbGuard, Lane, OffloadedSessionStore
 from kato_grpc.server.interceptors import build_interceptors, check_settings
@@ -30,6 +31,7 @@ from kato_grpc.server.state_codec import STATE_CODEC
 from kato_grpc.server.settings import Settings
 from kato_grpc.sessions.base import SessionStore
 from kato_grpc.sessions.memory import MemorySessionStore
+from kato_grpc.sessions.request_ids import MemoryLedger, RedisLedger, RequestLedger
 from kato_grpc.sessions.runner import SessionRunner
 
 __all__ = ["Stores", "build_stores", "create_server", "serve"]
@@ -44,9 +46,13 @@ class Stores:
     sessions: SessionStore
     kb_refreshes_on_read: bool = False  # every read may update the index (ClickHouse: other replicas' writes)
     sessions_block: bool = False  # session-store calls wait on the network (Redis): run them on a lane
+    # Request ids that left their session record (sessions/request_ids.py); beside the sessions.
+    request_ids: RequestLedger | None = None
 
     def close(self) -> None:
         self.sessions.close()
+        if self.request_ids is not None:
+            self.request_ids.close()
         self.kb.close()
 
 
@@ -59,17 +65,20 @@ def build_stores(settings: Settings) -> Stores:
         # The socket timeouts are the call's ceiling: a stalled ClickHouse frees the thread then
         # (sync_request_timeout bounds the ping clickhouse-driver sends before each query).
         kb = ClickHouseStore(_with_query(settings.clickhouse_url, sync_request_timeout=settings.kb_timeout_seconds),
-                             send_receive_timeout=settings.kb_timeout_seconds)
+                             send_receive_timeout=settings.kb_timeout_seconds,
+                             new_index=engine_named(settings.engine).new_index)
     else:
-        kb = SqliteStore(settings.data_dir)
+        kb = SqliteStore(settings.data_dir, new_index=engine_named(settings.engine).new_index)
     sessions: SessionStore
     if settings.redis_url:
-        from kato_grpc.sessions.redis_store import RedisSessionStore
+        from kato_grpc.sessions.redis_store import RedisSessionStore, redact_url
 
         sessions = RedisSessionStore.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_seconds)
+        request_ids: RequestLedger = RedisLedger.from_url(settings.redis_url, redact_url(settings.redis_url))
     else:
         sessions = MemorySessionStore()
-    return Stores(kb=kb, sessions=sessions, kb_refreshes_on_read=bool(settings.clickhouse_url),
+        request_ids = MemoryLedger()
+    return Stores(kb=kb, sessions=sessions, request_ids=request_ids, kb_refreshes_on_read=bool(settings.clickhouse_url),
                   sessions_block=bool(settings.redis_url))
 
 
@@ -124,11 +133,13 @@ async def create_server(
     guard = KbGuard(stores.kb_refreshes_on_read)
     if not stores.kb_refreshes_on_read:
         stores.kb.guard_index_writes(guard.writing)
-    servicer = KatoServicer(stores.kb, None, settings.limits, cpu=lanes.cpu, kb_lane=lanes.kb, guard=guard)
+    servicer = KatoServicer(stores.kb, None, settings.limits, cpu=lanes.cpu, kb_lane=lanes.kb, guard=guard,
+                            predictor=engine_named(settings.engine).predictor)
     runner = SessionRunner(
         sessions, servicer.apply_effects, state_size.measuring_codec(STATE_CODEC),
         default_ttl=settings.session_ttl_seconds, auto_extend=settings.session_auto_extend,
-        owner_of_call=auth.current_owner,
+        owner_of_call=auth.current_owner, request_ids=stores.request_ids,
+        request_window_seconds=settings.request_id_window_seconds,
     )
     servicer.use_sessions(runner)
     if metrics is not None:
@@ -150,10 +161,28 @@ async def create_server(
     return server, port, health_servicer
 
 
+def _session_store_persistence(redis_url: str):
+    """Whether the Redis of server-held sessions keeps them across its restarts (logged)."""
+    import redis
+
+    from kato_grpc.sessions.redis_durability import check_persistence
+    from kato_grpc.sessions.redis_store import redact_url
+
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        return check_persistence(client, redact_url(redis_url))
+    finally:
+        client.close()
+
+
 async def _serve_one(settings: Settings, worker: int = 0) -> None:
     stores = build_stores(settings)
     keys = auth.keyring_from_settings(settings)
     metrics = Metrics() if settings.metrics_port else None
+    if settings.redis_url:
+        persistence = _session_store_persistence(settings.redis_url)
+        if metrics is not None:
+            metrics.note_session_persistence(persistence.mode)
     lanes = Lanes.from_settings(settings)
     server, port, health_servicer = await create_server(settings, stores, keys=keys, metrics=metrics, lanes=lanes)
     watch = BackendWatch(probes_for(settings, settings.health_probe_seconds), health_servicer, SERVICE_NAME,
@@ -189,6 +218,7 @@ def serve(settings: Settings) -> None:
     except ValueError as exc:
         raise SystemExit(f"kato-grpc: {exc}") from None
     request_context.configure_logging(settings.log_level, settings.log_format)
+    state_signing.load_state_keys(settings)  # the default ring is created once, before any worker forks
     if settings.workers > 1 and not settings.redis_url:
         log.warning("--workers %d without --redis-url: server-held sessions live in one worker's memory "
                     "and other workers answer NOT_FOUND for them; client-held state works everywhere",

@@ -29,6 +29,7 @@ from google.protobuf import struct_pb2
 
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.core.config import SessionConfig, apply_overrides
+from kato_grpc.kb.native import NativeFuturePotentials, NativePredictions
 from kato_grpc.core.model import (
     Anomaly,
     Event,
@@ -332,9 +333,15 @@ def prediction_to_proto(p: Prediction, out: pb.Prediction | None = None) -> pb.P
     return m
 
 
-def predictions_to_proto(predictions: Iterable[Prediction], field: Any) -> None:
-    """Append `predictions` to a repeated `Prediction` field, in order."""
-    add = field.add
+def predictions_to_proto(predictions: Iterable[Prediction], message: Any, field: str) -> None:
+    """Append `predictions` to the repeated `Prediction` field `field` of `message`.
+
+    Predictions of the native engine come as protobuf bytes straight from it, parsed
+    once in C, instead of being built here field by field (~14 µs a prediction)."""
+    if isinstance(predictions, NativePredictions):
+        message.MergeFromString(predictions.wire(message.DESCRIPTOR.fields_by_name[field].number))
+        return
+    add = getattr(message, field).add
     for p in predictions:
         prediction_to_proto(p, add())
 
@@ -391,9 +398,12 @@ def future_potential_to_proto(fp: FuturePotential, out: pb.FuturePotential | Non
     return m
 
 
-def future_potentials_to_proto(items: Iterable[FuturePotential], field: Any) -> None:
-    """Append future potentials to a repeated `FuturePotential` field, in order."""
-    add = field.add
+def future_potentials_to_proto(items: Iterable[FuturePotential], message: Any, field: str) -> None:
+    """Append future potentials to the repeated `FuturePotential` field `field` of `message`."""
+    if isinstance(items, NativeFuturePotentials):
+        message.MergeFromString(items.wire(message.DESCRIPTOR.fields_by_name[field].number))
+        return
+    add = getattr(message, field).add
     for fp in items:
         future_potential_to_proto(fp, add())
 
@@ -475,7 +485,7 @@ def state_to_proto(
     if predictions is not None:
         msg.last_predictions.extend(predictions)
     elif state.last_predictions:
-        predictions_to_proto(state.last_predictions, msg.last_predictions)
+        predictions_to_proto(state.last_predictions, msg, "last_predictions")
     msg.version = state.version
     return msg
 

@@ -47,15 +47,17 @@ def split_method(full_method: str) -> tuple[str, str]:
     return service, method
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, wrap: Callable[[Behavior, str], Behavior]) -> grpc.RpcMethodHandler:
-    """A copy of `handler` whose behavior is `wrap(behavior, kind)` (same shape)."""
+def wrap_handler(handler: grpc.RpcMethodHandler, wrap: Callable[[Behavior, str], Behavior],
+                 request_deserializer: Callable[[bytes], Any] | None = None) -> grpc.RpcMethodHandler:
+    """A copy of `handler` whose behavior is `wrap(behavior, kind)` (same shape), and
+    whose request deserializer is `request_deserializer` when given."""
     kind = kind_of(handler)
     behavior = getattr(handler, kind)
     if not (inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)):
         raise TypeError(f"{behavior!r} is synchronous; only asynchronous handlers can be wrapped")
     return _FACTORIES[kind](
         wrap(behavior, kind),
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=request_deserializer or handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
 

@@ -6,10 +6,15 @@ Order (outermost first; each sees the call before the next and its outcome after
    refusals included, carries ``x-request-id`` and is logged.
 2. `MetricsInterceptor` (``--metrics-port``): before auth, so refused calls are
    counted by their code (UNAUTHENTICATED, PERMISSION_DENIED) like any other.
-3. `AuthInterceptor` (``--auth-keys-file`` / ``--auth-redis-keys``): nothing after it
+3. `DecodeInterceptor`: a request that does not decode is INVALID_ARGUMENT saying
+   what failed (grpc would answer UNKNOWN); before auth, which reads the request.
+4. `AuthInterceptor` (``--auth-keys-file`` / ``--auth-redis-keys``): nothing after it
    runs for a caller it refuses.
-4. `StateSizeInterceptor`: limits on a client-held state, ``x-kato-state-bytes``;
+5. `StateSizeInterceptor`: limits on a client-held state, ``x-kato-state-bytes``;
    after auth, so an unauthenticated caller learns nothing about its request.
+6. `StateSignatureInterceptor`: verifies a client-held state's signature and signs
+   the state a response returns; inside the size check, so the size reported is
+   the signed state's and an oversized state is refused before it is hashed.
 """
 
 from __future__ import annotations
@@ -18,25 +23,29 @@ from typing import Any
 
 import grpc
 
-from kato_grpc.server import auth, request_context, state_size, tls
+from kato_grpc.server import auth, decoding, request_context, state_signing, state_size, tls
 from kato_grpc.server.metrics import Metrics, MetricsInterceptor
 
 __all__ = ["build_interceptors", "check_settings"]
 
 
 def build_interceptors(settings: Any, sessions: Any, keys: auth.KeyRing | None = None,
-                       metrics: Metrics | None = None) -> list[grpc.aio.ServerInterceptor]:
-    """The chain for these settings; `keys` defaults to the settings' key ring (None = auth off);
-    `sessions` is the (async) session store auth reads a session's owner from."""
+                       metrics: Metrics | None = None,
+                       state_keys: state_signing.StateKeyRing | None = None) -> list[grpc.aio.ServerInterceptor]:
+    """The chain for these settings; `keys` defaults to the settings' key ring (None = auth off),
+    `state_keys` to the settings' state signing keys; `sessions` is the (async) session store
+    auth reads a session's owner from."""
     chain: list[grpc.aio.ServerInterceptor] = [
         request_context.RequestContextInterceptor(every_call=getattr(settings, "access_log", False))]
     if metrics is not None:
         chain.append(MetricsInterceptor(metrics))
+    chain.append(decoding.DecodeInterceptor())
     if keys is None:
         keys = auth.keyring_from_settings(settings)
     if keys is not None:
         chain.append(auth.AuthInterceptor(keys, auth.session_owner_from(sessions)))
     chain.append(state_size.StateSizeInterceptor(settings.limits))
+    chain.append(state_signing.StateSignatureInterceptor(state_keys or state_signing.load_state_keys(settings)))
     return chain
 
 
@@ -51,5 +60,7 @@ def check_settings(settings: Any) -> None:
     if settings.metrics_port and settings.metrics_port + max(settings.workers, 1) - 1 > 65535:
         raise ValueError(f"--metrics-port {settings.metrics_port} + --workers {settings.workers} runs past port 65535")
     auth.keyring_from_settings(settings)  # reads and validates the keys file
+    if settings.state_keys_file:
+        state_signing.StateKeyRing.from_file(settings.state_keys_file)
     if tls.tls_enabled(settings):
         tls.server_credentials(settings)

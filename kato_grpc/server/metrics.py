@@ -21,6 +21,9 @@ KATO metrics:
 - ``kato_session_cas_conflicts_total``: compare-and-set attempts on a server-held
   session that lost to a concurrent writer and were retried (SessionRunner.conflicts);
 - ``kato_session_cas_exhausted_total``: calls that ran out of retries (ABORTED);
+- ``kato_session_store_persistence{mode}``: 1 for the persistence mode of the Redis
+  that keeps server-held sessions, read at start-up (``none`` and ``rdb`` lose
+  acknowledged sessions when Redis restarts; see sessions/redis_durability.py);
 - ``kato_backend_unavailable_total{grpc_method}``: calls answered UNAVAILABLE (Redis,
   ClickHouse or the key store did not answer);
 - ``kato_lane_threads{lane}``, ``kato_lane_busy_threads{lane}``,
@@ -81,7 +84,16 @@ class Metrics:
         self.cas_exhausted = Counter("kato_session_cas_exhausted",
                                      "Calls on a server-held session that ran out of compare-and-set retries (ABORTED).",
                                      ("grpc_method",), registry=r)
+        self.session_persistence = Gauge(
+            "kato_session_store_persistence",
+            "1 for the persistence mode of the Redis keeping server-held sessions, read at start-up "
+            "(aof-always, aof-everysec, aof-no, rdb, none, unknown); absent without --redis-url.",
+            ("mode",), registry=r)
         self._server = None
+
+    def note_session_persistence(self, mode: str) -> None:
+        """Report the session store's persistence mode (see sessions/redis_durability.py)."""
+        self.session_persistence.labels(mode).set(1)
 
     def watch(self, kb: Any, runner: Any, lanes: Iterable[Any] = ()) -> None:
         """Also report the patterns per loaded KB, the runner's CAS conflicts and the lanes."""

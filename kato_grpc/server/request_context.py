@@ -17,7 +17,10 @@
   WARNING. (A line per call costs about 15% of an Observe's CPU time, measured.)
 
 Logs never carry symbols, metadata or status messages (which may quote user data)
-unless the level is DEBUG; the ``authorization`` header is never logged at any level.
+unless the level is DEBUG. Even at DEBUG, call metadata is logged through an
+allow-list (`LOGGED_METADATA_KEYS`: request id, user agent, grpc transport headers);
+every other key is logged with its value ``[redacted]``, so a credential is never
+logged whatever header carries it.
 
 ``--log-format json`` turns every log line of the process into one JSON object per
 line: ``ts`` (RFC 3339 UTC), ``level``, ``logger``, ``message``, ``request_id`` (when
@@ -41,7 +44,7 @@ from kato_grpc.server.handlers import CachedWrapper, around, split_method
 
 __all__ = [
     "CallInfo", "current", "current_request_id", "RequestContextInterceptor", "configure_logging",
-    "JsonFormatter", "REQUEST_ID_HEADER", "LOG_FORMATS",
+    "JsonFormatter", "REQUEST_ID_HEADER", "LOG_FORMATS", "LOGGED_METADATA_KEYS",
 ]
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -50,7 +53,13 @@ LOG_FORMATS = ("text", "json")
 QUIET_SERVICES = frozenset({
     "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
 })
-REDACTED_HEADERS = frozenset({"authorization"})
+# Call metadata logged at DEBUG: only these keys show their values. Any other key
+# (authorization, x-api-key, cookies, a proxy's own token header...) shows `[redacted]`:
+# an allow-list, because a deny-list cannot know every name a credential travels under.
+LOGGED_METADATA_KEYS = frozenset({
+    REQUEST_ID_HEADER, "user-agent", "grpc-accept-encoding", "grpc-encoding", "grpc-timeout", "content-type",
+    "te", ":authority", "x-forwarded-for", "x-real-ip",
+})
 SERVER_FAILURES = frozenset({
     grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS,
     grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
@@ -95,7 +104,9 @@ def _incoming_request_id(metadata) -> str:
 
 
 def _safe_metadata(metadata) -> list[tuple[str, str]]:
-    return [(key, "[redacted]" if key in REDACTED_HEADERS else (value if isinstance(value, str) else f"<{len(value)} bytes>"))
+    """The call's metadata for a log line: values of `LOGGED_METADATA_KEYS` only."""
+    return [(key, (value if isinstance(value, str) else f"<{len(value)} bytes>")
+             if key in LOGGED_METADATA_KEYS else "[redacted]")
             for key, value in metadata or ()]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import math
 import re
@@ -27,15 +28,19 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.core import engine
 from kato_grpc.core.config import SessionConfig, config_to_dict
+from kato_grpc.core.engine import Predictor
 from kato_grpc.core.errors import EmptyStmError, FieldViolation, NotFoundError, ValidationError
 from kato_grpc.core.learning import PATTERN_PREFIX, strip_prefix
 from kato_grpc.core.model import Limits, Outcome, SessionState
+from kato_grpc.core.observation import validate_state
+from kato_grpc.core.predict import predict_patterns
 from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.server import convert
 from kato_grpc.server.errors import KatoError, rich_status, status_for_exception, status_message
 from kato_grpc.server.execution import (
     NORMAL, URGENT, BackendTimeout, DeadlineExceeded, KbGuard, Lane, check_budget, start_budget,
 )
+from kato_grpc.sessions.request_ids import RequestAlreadyApplied
 from kato_grpc.sessions.runner import ConflictExhausted, SessionRunner
 from kato_grpc.sessions.base import StoreUnavailable
 
@@ -46,6 +51,7 @@ _NAME = re.compile(r"[0-9a-f]{40}")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_TTL_SECONDS = 2_592_000
+MAX_REQUEST_ID_CHARS = 128
 
 
 def validate_kb_id(kb_id: str, field: str = "kb_id") -> str:
@@ -69,6 +75,8 @@ def _map_exception(exc: BaseException) -> KatoError | None:
         return KatoError(grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
     if isinstance(exc, DeadlineExceeded):
         return KatoError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", str(exc))
+    if isinstance(exc, RequestAlreadyApplied):
+        return KatoError(grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ALREADY_APPLIED", str(exc), metadata=exc.metadata)
     return status_for_exception(exc)
 
 
@@ -92,16 +100,40 @@ def _rpc(method: Callable) -> Callable:
     return wrapper
 
 
+def _request_id(request) -> str:
+    """The request's `request_id` ("" for none or a request without one), at most 128 characters."""
+    request_id = getattr(request, "request_id", "")
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise ValidationError(FieldViolation(
+            "request_id", f"{len(request_id)} characters exceed {MAX_REQUEST_ID_CHARS} (a UUID4 is recommended)"))
+    return request_id
+
+
+def _client_origin(request, request_id: str) -> tuple[str, int] | None:
+    """The key under which the knowledge base counts a client-held call's effects once.
+
+    A client-held call is identified by its request id together with the method and the
+    state it carries (its signature, or the fresh state itself): a retry sends both again,
+    and two clients that happen to pick the same id never share a key.
+    """
+    if not request_id:
+        return None
+    identity = request.state.signature or request.state.SerializeToString(deterministic=True)
+    digest = hashlib.sha256(b"\0".join((request.DESCRIPTOR.full_name.encode(), request_id.encode(), identity)))
+    return "request:" + digest.hexdigest()[:40], 1
+
+
 Step = Callable[[SessionState, Any], Outcome]
 """A state-changing core call: (state, knowledge view or None) -> outcome; runs on the cpu lane."""
 
 
 class KatoServicer(api_grpc.KatoServiceServicer):
     def __init__(self, kb: KnowledgeStore, sessions: SessionRunner | None, limits: Limits, *,
-                 cpu: Lane, kb_lane: Lane, guard: KbGuard) -> None:
+                 cpu: Lane, kb_lane: Lane, guard: KbGuard, predictor: Predictor = predict_patterns) -> None:
         self._kb = kb
         self._sessions = sessions
         self._limits = limits
+        self._predictor = predictor
         self._cpu_lane = cpu
         self._kb_lane = kb_lane
         self._guard = guard
@@ -169,8 +201,14 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         """The request's client-held state. Its last predictions (the costly part to
         decode) are decoded only for a call that returns them."""
         state = convert.state_from_proto(request.state, decode_predictions=with_predictions)
-        validate_kb_id(state.kb_id, "state.kb_id")
+        self._validate_client_state(state, "state")
         return state
+
+    def _validate_client_state(self, state: SessionState, prefix: str) -> None:
+        """A state from a client, signed or fresh, still obeys every input rule (defence in depth)."""
+        validate_kb_id(state.kb_id, f"{prefix}.kb_id")
+        kb_dim = self._kb.view(state.kb_id).vector_dimension() if state.pending_vectors else None
+        validate_state(state, self._limits, kb_dim, prefix)
 
     def _session_id(self, request) -> str:
         if request.WhichOneof("session") is None:
@@ -180,6 +218,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     async def _transition(self, request, step: Step, respond: Callable[[Outcome, bool], Any], response_type,
                           keeps_predictions: bool = True, reads_kb: bool = True, short: bool = False):
         """Run a state-changing step on whichever state the request names (`short`: see `_run_step`)."""
+        request_id = _request_id(request)
         if request.WhichOneof("session") == "state":
             state = self._client_state(request)
             if reads_kb:  # the response (the new state, maybe predictions) is encoded on the cpu lane too
@@ -192,7 +231,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
                 response = respond(outcome, True)
             check_budget()
             if outcome.effects:
-                await self.apply_effects(outcome.state.kb_id, outcome.effects)
+                await self.apply_effects(outcome.state.kb_id, outcome.effects, _client_origin(request, request_id))
             carried = request.state.last_predictions if keeps_predictions else None
             if response.HasField("state") and carried is not None and not response.state.last_predictions:
                 response.state.last_predictions.extend(carried)
@@ -204,8 +243,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             check_budget()
             return outcome
 
-        response, replay = await self._sessions.transact(
-            session_id, stepped, lambda o: respond(o, False), getattr(request, "request_id", ""))
+        response, replay = await self._sessions.transact(session_id, stepped, lambda o: respond(o, False), request_id)
         return response if replay is None else response_type.FromString(replay)
 
     async def _read_state(self, request, with_predictions: bool = False) -> SessionState:
@@ -225,7 +263,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             request.observation if request.HasField("observation") else None)
 
         def step(state: SessionState, view) -> Outcome:
-            return engine.observe(state, observation, view, self._limits)
+            return engine.observe(state, observation, view, self._limits, self._predictor)
 
         def respond(outcome: Outcome, include_state: bool) -> api.ObserveResponse:
             response = observe_response(outcome.result, request.return_predictions)
@@ -253,7 +291,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             return engine.observe_sequence(
                 state, observations, view,
                 learn_after_each=request.learn_after_each, learn_at_end=request.learn_at_end,
-                clear_stm_between=request.clear_stm_between, limits=self._limits)
+                clear_stm_between=request.clear_stm_between, limits=self._limits, predictor=self._predictor)
 
         def respond(outcome: Outcome, include_state: bool) -> api.ObserveSequenceResponse:
             r = outcome.result
@@ -282,7 +320,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     async def Predict(self, request: api.PredictRequest, context):
         state = await self._read_state(request)
         view = await self._view(state.kb_id)
-        return await self._cpu(state.kb_id, predict_response, state, view)
+        return await self._cpu(state.kb_id, predict_response, state, view, self._predictor)
 
     @_rpc
     async def ClearStm(self, request: api.ClearStmRequest, context):
@@ -320,7 +358,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         data = engine.cognition_data(state)
         response = api.GetCognitionDataResponse(
             emotives=data["emotives"], symbols=data["symbols"], time=data["time"])
-        convert.predictions_to_proto(state.last_predictions, response.predictions)
+        convert.predictions_to_proto(state.last_predictions, response, "predictions")
         convert.events_to_proto(state.stm, response.short_term_memory)
         return response
 
@@ -570,7 +608,7 @@ class _Stream:
             observation = convert.observation_from_proto(message.observation)
 
             def step(state: SessionState, view) -> Outcome:
-                return engine.observe(state, observation, view, servicer._limits)
+                return engine.observe(state, observation, view, servicer._limits, servicer._predictor)
 
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
                 return api.StreamObservationsResponse(observed=observe_response(outcome.result, self._return_predictions))
@@ -606,7 +644,7 @@ class _Stream:
             raise ValidationError(FieldViolation("open.session", "set either state or session_id"))
         if held == "state":
             self.client_state = convert.state_from_proto(opened.state, prefix="open.state")
-            validate_kb_id(self.client_state.kb_id, "open.state.kb_id")
+            self._servicer._validate_client_state(self.client_state, "open.state")
             stm_length = len(self.client_state.stm)
         else:
             self._session_id = opened.session_id
@@ -616,12 +654,12 @@ class _Stream:
         return api.StreamObservationsResponse(opened=api.StreamOpened(stm_length=stm_length))
 
 
-def predict_response(state: SessionState, view) -> api.PredictResponse:
+def predict_response(state: SessionState, view, predictor: Predictor) -> api.PredictResponse:
     """Predict's core call and its encoding (the costly part), together on the cpu lane."""
-    result = engine.predict(state, view)
+    result = engine.predict(state, view, predictor)
     response = api.PredictResponse()
-    convert.predictions_to_proto(result.predictions, response.predictions)
-    convert.future_potentials_to_proto(result.future_potentials, response.future_potentials)
+    convert.predictions_to_proto(result.predictions, response, "predictions")
+    convert.future_potentials_to_proto(result.future_potentials, response, "future_potentials")
     return response
 
 
@@ -631,8 +669,8 @@ def observe_response(result, return_predictions: bool) -> api.ObserveResponse:
         stm_length=result.stm_length, time=result.time, unique_id=result.unique_id,
         auto_learned_pattern=result.auto_learned_pattern)
     if return_predictions:
-        convert.predictions_to_proto(result.predictions, response.predictions)
-        convert.future_potentials_to_proto(result.future_potentials, response.future_potentials)
+        convert.predictions_to_proto(result.predictions, response, "predictions")
+        convert.future_potentials_to_proto(result.future_potentials, response, "future_potentials")
     return response
 
 

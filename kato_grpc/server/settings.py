@@ -27,6 +27,7 @@ class Settings:
     clickhouse_url: str = ""
     session_ttl_seconds: int = 3600
     session_auto_extend: bool = True
+    request_id_window_seconds: int = 86400
     log_level: str = "INFO"
     log_format: str = "text"
     access_log: bool = False
@@ -42,6 +43,8 @@ class Settings:
     kb_timeout_seconds: float = 10.0
     redis_timeout_seconds: float = 5.0
     health_probe_seconds: float = 1.0
+    engine: str = "native"
+    state_keys_file: str = ""
     limits: Limits = field(default_factory=Limits)
 
 
@@ -57,6 +60,8 @@ _HELP = {
                       " settings such as ?insert_quorum=2 ride along (default: the embedded store in data_dir)",
     "session_ttl_seconds": "default TTL of a server-held session",
     "session_auto_extend": "whether each session access slides its expiry",
+    "request_id_window_seconds": "how long a server-held session remembers an applied request_id, so a retry is"
+                                 " answered and not applied twice (never less than the session's TTL)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (symbols and metadata are logged only at DEBUG)",
     "log_format": "text, or json for one JSON object per line (with the call's request id)",
     "access_log": "log every call at INFO (method, code, duration, request id); otherwise only server-side"
@@ -77,6 +82,10 @@ _HELP = {
     "redis_timeout_seconds": "longest a call waits for Redis before UNAVAILABLE (also Redis's socket timeout)",
     "health_probe_seconds": "how often Redis and ClickHouse are probed for the kato.v1.KatoService health"
                             " status (NOT_SERVING while one does not answer within this time)",
+    "engine": "prediction engine: native (compiled, the default) or python (the readable reference core)",
+    "state_keys_file": "JSON file of the HMAC keys that sign client-held session states (the first signs, all"
+                       " verify); give every replica the same file (default: <data-dir>/state-keys.json, created"
+                       " with a random key on first start)",
     "max_stm_events": "STM events kept per session; the oldest are dropped",
     "max_accumulator_entries": "emotive / metadata accumulator entries kept; the oldest are dropped",
     "max_symbols_per_event": "symbols allowed in one observation",

@@ -22,8 +22,9 @@ class SessionRecord:
 
     `state` is the deterministic serialization of `kato.v1.SessionState`. `outbox` holds
     the serialized effects of the last committed transition until the knowledge base has
-    them (exactly-once: see runner.py). `replies` maps recent client request ids to the
-    serialized response they got, so a retried request is answered, not re-applied.
+    them (exactly-once: see runner.py). `replies` maps the newest client request ids to
+    when they were applied and the serialized response they got (packed by
+    request_ids.py), so a retried request is answered, not re-applied.
     `owner` names the API key that created the session (server/auth.py); like `kb_id`
     and `metadata` it is written at creation and never changes.
     """

@@ -9,10 +9,13 @@ on conflict the step is re-run from the fresh state (the core is pure, so a re-r
 always safe). The committed record carries the transition's effects in its `outbox`,
 and the knowledge base applies them keyed by (session id, version), which it remembers:
 a crash between the two writes is repaired by the next load, and no transition is ever
-counted twice. A client `request_id` makes a retried call return the first reply.
+counted twice. A client `request_id` makes a retried call return the first reply, for
+a stated window (request_ids.py).
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import secrets
 import time
@@ -23,10 +26,16 @@ from kato_grpc.core.model import Outcome, SessionState
 from kato_grpc.core.errors import NotFoundError
 from kato_grpc.sessions.base import SessionRecord, SessionStatus
 from kato_grpc.sessions.effects_codec import decode_effects, encode_effects
+from kato_grpc.sessions.request_ids import (
+    DEFAULT_WINDOW_SECONDS,
+    RECENT_REPLIES,
+    MemoryLedger,
+    RequestLedger,
+    recall,
+    remember,
+)
 
-__all__ = ["SessionRunner", "ConflictExhausted", "SessionNotFound", "MAX_REPLIES"]
-
-MAX_REPLIES = 16  # recent request ids remembered per session
+__all__ = ["SessionRunner", "ConflictExhausted", "SessionNotFound"]
 
 
 class SessionNotFound(NotFoundError):
@@ -70,6 +79,8 @@ class SessionRunner:
         max_attempts: int = 64,
         clock: Callable[[], float] = time.time,
         owner_of_call: Callable[[], str] = lambda: "",
+        request_ids: RequestLedger | None = None,
+        request_window_seconds: float = DEFAULT_WINDOW_SECONDS,
     ) -> None:
         self._store = store
         self._apply_effects = apply_effects
@@ -80,6 +91,8 @@ class SessionRunner:
         self._clock = clock
         self._owner_of_call = owner_of_call  # the API key name a new session belongs to (server/auth.py)
         self.conflicts = 0  # CAS conflicts seen (for metrics)
+        self._request_ids = request_ids if request_ids is not None else MemoryLedger(clock)
+        self._request_window = request_window_seconds
 
     # --- lifecycle ---------------------------------------------------------------------
     async def create(self, state: SessionState, ttl_seconds: int, metadata: bytes) -> SessionRecord:
@@ -126,22 +139,30 @@ class SessionRunner:
         """Run `step` on the session's state and commit it.
 
         Returns (response, None) for a fresh transition, or (None, reply bytes) when
-        `request_id` was already answered. Raises what `step` raises, with nothing written.
+        `request_id` was already answered. Raises what `step` raises, with nothing written,
+        and `RequestAlreadyApplied` for a request applied before whose reply is gone.
         """
         decode = self._codec.decode_for_step or self._codec.decode
         encode = self._codec.encode_after_step or self._codec.encode
         for _ in range(self._max_attempts):
             record = await self.load(session_id)
-            if request_id and request_id in record.replies:
-                return None, record.replies[request_id]
+            # The ledger (Redis) is reached only once the record's recent replies are full.
+            off_loop = len(record.replies) >= RECENT_REPLIES
+            if request_id:
+                earlier = await self._maybe_off_loop(
+                    off_loop, recall, record.replies, self._request_ids, session_id, request_id, self._clock())
+                if earlier is not None:
+                    return None, earlier
             state = decode(record.state)
             outcome = await step(state)
             version = record.version + 1
             response = respond(outcome)
             replies: Mapping[str, bytes] = record.replies
             if request_id:
-                kept = list(replies.items())[-(MAX_REPLIES - 1):]
-                replies = dict(kept + [(request_id, response.SerializeToString(deterministic=True))])
+                replies = await self._maybe_off_loop(
+                    off_loop, remember, replies, self._request_ids, session_id, request_id,
+                    response.SerializeToString(deterministic=True), self._clock(),
+                    max(self._request_window, record.ttl_seconds))
             ttl = ttl_seconds if ttl_seconds is not None else record.ttl_seconds
             updated = record.evolve(
                 state=encode(replace(outcome.state, version=version)),
@@ -157,6 +178,11 @@ class SessionRunner:
                 return response, None
             self.conflicts += 1
         raise ConflictExhausted(f"session {session_id!r} is being changed concurrently; retry the call")
+
+    @staticmethod
+    async def _maybe_off_loop(off_loop: bool, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)`, on a worker thread when it may wait on the network."""
+        return await asyncio.to_thread(fn, *args) if off_loop else fn(*args)
 
     async def access(self, session_id: str) -> SessionRecord:
         """The live record of a read-only call; slides its expiry when auto-extend is on."""

@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Mapping
 from kato_grpc.core import engine, errors
 from kato_grpc.core.config import config_to_dict
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
+from kato_grpc.kb.engines import engine_named
 from kato_grpc.core.model import Limits, SessionState
 from tests.conformance.runner import AdapterRejected
 
@@ -136,7 +137,9 @@ class CoreAdapter:
         limits: Limits = Limits(),
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        engine_name: str = "python",
     ) -> None:
+        self._engine = engine_named(engine_name)
         self._limits = limits
         self._clock = clock
         self._sleep = sleep
@@ -200,7 +203,7 @@ class CoreAdapter:
         # Everything is valid: only now does the world change.
         if node_alias is None:
             self._anonymous += 1
-        self._nodes.setdefault(node_key, MemoryKnowledgeBase())
+        self._nodes.setdefault(node_key, self._engine.new_index())
         self._sessions[alias] = _Session(
             state=state,
             node=node_key,
@@ -265,7 +268,9 @@ class CoreAdapter:
             raw = {key: step[key] for key in ("strings", "vectors", "emotives", "metadata", "unique_id") if key in step}
         with _rejections():
             observation = engine.parse_observation(raw)
-            outcome = engine.observe(session.state, observation, self._kb(session), self._limits)
+            outcome = engine.observe(
+                session.state, observation, self._kb(session), self._limits, self._engine.predictor
+            )
         result = self._commit(session, outcome)
         return {
             "status": "okay",
@@ -299,7 +304,8 @@ class CoreAdapter:
         with _rejections():
             observations = [engine.parse_observation(item, f"observations[{k}].") for k, item in enumerate(items)]
             outcome = engine.observe_sequence(
-                session.state, observations, self._kb(session), limits=self._limits, **flags
+                session.state, observations, self._kb(session), limits=self._limits,
+                predictor=self._engine.predictor, **flags
             )
         result = self._commit(session, outcome)
         return {
@@ -356,7 +362,7 @@ class CoreAdapter:
 
     def predictions(self, alias: str, step: Mapping[str, Any]) -> list[dict[str, Any]]:
         session = self._session(alias)
-        result = engine.predict(session.state, self._kb(session))
+        result = engine.predict(session.state, self._kb(session), self._engine.predictor)
         return [_prediction(p) for p in result.predictions]
 
     def get_pattern(self, alias: str, step: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -96,8 +96,8 @@ def run_core(requests: list[Message]) -> Iterator[Message]:
             r = outcome.result
             response = api.ObserveResponse(stm_length=r.stm_length, time=r.time, unique_id=r.unique_id,
                                            auto_learned_pattern=r.auto_learned_pattern)
-            convert.predictions_to_proto(r.predictions, response.predictions)
-            convert.future_potentials_to_proto(r.future_potentials, response.future_potentials)
+            convert.predictions_to_proto(r.predictions, response, "predictions")
+            convert.future_potentials_to_proto(r.future_potentials, response, "future_potentials")
         elif isinstance(request, api.ObserveSequenceRequest):
             outcome = engine.observe_sequence(
                 current, [convert.observation_from_proto(o) for o in request.observations], kb,
@@ -117,8 +117,8 @@ def run_core(requests: list[Message]) -> Iterator[Message]:
         elif isinstance(request, api.PredictRequest):
             result = engine.predict(current, kb)
             response = api.PredictResponse()
-            convert.predictions_to_proto(result.predictions, response.predictions)
-            convert.future_potentials_to_proto(result.future_potentials, response.future_potentials)
+            convert.predictions_to_proto(result.predictions, response, "predictions")
+            convert.future_potentials_to_proto(result.future_potentials, response, "future_potentials")
             yield response
             continue
         elif isinstance(request, api.UpdateConfigRequest):

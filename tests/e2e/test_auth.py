@@ -30,6 +30,7 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.server.auth import METHOD_ROLES, REDIS_KEYS_HASH, Role
 from tests.support.server import ServerProcess
+from tests.support.state_keys import write_state_keys
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
@@ -67,6 +68,7 @@ KEYS = {
     )
 }
 ROLE_KEYS = {"read": KEYS["reader-a"], "write": KEYS["writer-a"], "admin": KEYS["admin-a"]}
+STATE_KEYS: list = []  # the auth server's state signing ring, set by its fixture
 
 
 def write_keys(path: Path, keys) -> Path:
@@ -78,8 +80,9 @@ def write_keys(path: Path, keys) -> Path:
 def auth_server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("auth")
     keys_file = write_keys(workdir / "keys.json", KEYS.values())
+    STATE_KEYS[:] = [write_state_keys(workdir / "state-keys.json", "auth-test")]
     server = ServerProcess(["--data-dir", str(workdir / "data"), "--auth-keys-file", str(keys_file),
-                            "--log-level", "DEBUG"]).start()
+                            "--state-keys-file", str(workdir / "state-keys.json"), "--log-level", "DEBUG"]).start()
     yield server
     server.stop()
 
@@ -122,7 +125,11 @@ def reason(error: grpc.RpcError) -> str:
 
 
 def state(kb_id: str, *events: list[str]) -> pb.SessionState:
-    return pb.SessionState(kb_id=kb_id, stm=[pb.Event(symbols=e) for e in events])
+    """A client-held state holding `events`, signed as the auth server signs."""
+    made = pb.SessionState(kb_id=kb_id, stm=[pb.Event(symbols=e) for e in events])
+    if events:
+        STATE_KEYS[0].sign(made)
+    return made
 
 
 def request_for(method: str, kb_id: str, session_id: str = "no-such-session"):
@@ -230,6 +237,9 @@ def test_the_key_is_never_echoed_or_logged(stub, auth_server):
         call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb("team-b")), key),  # kb
         call(stub, "GetSession", api.GetSessionRequest(session_id="x"), key),  # not found
     ]
+    other_secret = f"kato-other-{secrets.token_urlsafe(18)}"  # a credential under a header auth does not read
+    call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb()), key,
+         metadata=[("x-api-key", other_secret), ("x-request-id", "req-logged")])
     for outcome in outcomes:
         assert isinstance(outcome, grpc.RpcError)
         assert key.secret not in outcome.details()
@@ -240,6 +250,8 @@ def test_the_key_is_never_echoed_or_logged(stub, auth_server):
     log = "".join(auth_server.output)
     assert "[redacted]" in log  # the server runs at DEBUG and logs call metadata...
     assert not any(k.secret in log for k in KEYS.values())  # ...never a key
+    assert other_secret not in log and "x-api-key" in log  # the allow-list, not a deny-list
+    assert "req-logged" in log  # an allowed key keeps its value
 
 
 # --- roles --------------------------------------------------------------------------------------

@@ -103,8 +103,9 @@ def test_a_paused_redis_fails_only_the_calls_that_need_it(redis_server, start_se
 def test_a_paused_clickhouse_fails_only_the_calls_that_need_it(clickhouse_server, start_server):
     server = start_server("--clickhouse-url", clickhouse_server.url_for("kato_pause"), "--kb-timeout-seconds", "2",
                           "--health-probe-seconds", "0.5")
-    learned_before = pb.SessionState(kb_id="pause-ch", stm=[pb.Event(symbols=["a"]), pb.Event(symbols=["b"])])
-    learned_during = pb.SessionState(kb_id="pause-ch", stm=[pb.Event(symbols=["c"]), pb.Event(symbols=["d"])])
+    # Hand-made states with an STM: signed with the server's key, as a state it returned would be.
+    learned_before = server.sign(pb.SessionState(kb_id="pause-ch", stm=[pb.Event(symbols=["a"]), pb.Event(symbols=["b"])]))
+    learned_during = server.sign(pb.SessionState(kb_id="pause-ch", stm=[pb.Event(symbols=["c"]), pb.Event(symbols=["d"])]))
     with grpc.insecure_channel(server.target) as channel:
         stub = api_grpc.KatoServiceStub(channel)
         stub.Learn(api.LearnRequest(state=learned_before), timeout=ORDINARY)

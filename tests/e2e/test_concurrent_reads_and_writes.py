@@ -14,7 +14,8 @@ from kato_grpc._proto.kato.v1 import types_pb2 as pb
 
 def test_learns_and_predicts_racing_on_one_kb_all_succeed(kato_server, kb_id):
     def state(*events: list[str]) -> pb.SessionState:
-        return pb.SessionState(kb_id=kb_id, stm=[pb.Event(symbols=e) for e in events])
+        """A hand-made state with an STM, signed as one the server returned would be."""
+        return kato_server.sign(pb.SessionState(kb_id=kb_id, stm=[pb.Event(symbols=e) for e in events]))
 
     with grpc.insecure_channel(kato_server.target) as channel:
         stub = api_grpc.KatoServiceStub(channel)

@@ -14,6 +14,7 @@ import sys
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 from tests.support.server import ROOT
+from tests.support.state_keys import write_state_keys
 
 SEEDS = ("1", "12345")
 
@@ -52,10 +53,12 @@ def test_core_and_conversion_give_the_same_bytes_under_any_hash_seed():
     assert first == second
 
 
-def test_servers_give_the_same_bytes_under_any_hash_seed(start_server):
+def test_servers_give_the_same_bytes_under_any_hash_seed(start_server, tmp_path):
+    """Two replicas sharing a state key ring: their client-held states are signed alike too."""
+    write_state_keys(tmp_path / "state-keys.json", "shared")
     transcripts = []
     for seed in SEEDS:
-        server = start_server(env={"PYTHONHASHSEED": seed})
+        server = start_server("--state-keys-file", str(tmp_path / "state-keys.json"), env={"PYTHONHASHSEED": seed})
         transcripts.append(run_script(server.target, seed))
     assert_meaningful(transcripts[0])
     assert transcripts[0] == transcripts[1]

@@ -93,7 +93,7 @@ def test_patterns_per_kb_follow_learn_delete_and_clear(metrics_server, stub):
     kb_id = f"metrics-kb-{uuid.uuid4().hex[:8]}"
     names = []
     for events in ((["a"], ["b"]), (["c"], ["d"])):
-        state = pb.SessionState(kb_id=kb_id, stm=[pb.Event(symbols=e) for e in events])
+        state = metrics_server.sign(pb.SessionState(kb_id=kb_id, stm=[pb.Event(symbols=e) for e in events]))
         names.append(stub.Learn(api.LearnRequest(state=state), timeout=30).pattern_name)
     assert value(scrape(metrics_server.metrics_port), "kato_kb_patterns", kb_id=kb_id) == 2
     stub.DeletePattern(api.DeletePatternRequest(kb_id=kb_id, name=names[0]), timeout=30)

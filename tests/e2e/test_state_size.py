@@ -133,7 +133,7 @@ def test_a_state_the_engine_wrote_is_accepted(stub):
     assert stub.Predict(api.PredictRequest(state=state)) is not None
 
 
-def test_a_state_at_the_limits_is_accepted(stub):
-    state = pb.SessionState(kb_id=kb(), stm=[pb.Event(symbols=["a", "b", "c", "d"])] * 3,
-                            emotive_acc=[pb.EmotiveMap(values={"joy": 1.0})] * 2)
+def test_a_state_at_the_limits_is_accepted(small_server, stub):
+    state = small_server.sign(pb.SessionState(kb_id=kb(), stm=[pb.Event(symbols=["a", "b", "c", "d"])] * 3,
+                                              emotive_acc=[pb.EmotiveMap(values={"joy": 1.0})] * 2))
     assert stub.Predict(api.PredictRequest(state=state)) is not None

@@ -21,24 +21,28 @@ from kato_client.client import Session
 from kato_client.errors import KatoClientError, NotFound, Unavailable
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from tests.support.server import ServerProcess
+from tests.support.state_keys import write_state_keys
 
 pytestmark = pytest.mark.timeout(240)
 
 
-def _serve(stack: ExitStack, url: str, data_dir) -> tuple[ServerProcess, KatoClient]:
-    server = ServerProcess(["--data-dir", str(data_dir), "--clickhouse-url", url]).start()
+def _serve(stack: ExitStack, url: str, data_dir, state_keys=None) -> tuple[ServerProcess, KatoClient]:
+    flags = ["--state-keys-file", str(state_keys)] if state_keys else []
+    server = ServerProcess(["--data-dir", str(data_dir), "--clickhouse-url", url, *flags]).start()
     stack.callback(server.stop)
-    client = KatoClient(server.target, timeout=20)
+    client = KatoClient(server.target, timeout=20, retry=None)  # the tests want the first UNAVAILABLE
     stack.callback(client.close)
     return server, client
 
 
 @pytest.fixture
 def replicas(clickhouse_url, tmp_path):
-    """Two server processes sharing one ClickHouse database: (client A, client B)."""
+    """Two server processes sharing one ClickHouse database and one state key ring, so a
+    client-held session may hop between them: (client A, client B)."""
+    write_state_keys(tmp_path / "state-keys.json", "replicas")
     with ExitStack() as stack:
-        _, a = _serve(stack, clickhouse_url, tmp_path / "a")
-        _, b = _serve(stack, clickhouse_url, tmp_path / "b")
+        _, a = _serve(stack, clickhouse_url, tmp_path / "a", tmp_path / "state-keys.json")
+        _, b = _serve(stack, clickhouse_url, tmp_path / "b", tmp_path / "state-keys.json")
         yield a, b
 
 

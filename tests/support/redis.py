@@ -1,4 +1,5 @@
-"""A real `redis-server` for tests: ephemeral loopback port, no persistence, killable.
+"""A real `redis-server` for tests: ephemeral loopback port, no persistence (unless
+`extra_args` turn it on), killable.
 
     server = RedisServer(tmp_dir).start()   # waits for PING
     server.url                              # redis://127.0.0.1:<port>/0
@@ -57,6 +58,8 @@ class RedisServer:
     port: int = 0
     process: subprocess.Popen | None = None
     starts: int = field(default=0)
+    # Appended to the command line, e.g. ("--appendonly", "yes") for a durable Redis.
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -76,7 +79,7 @@ class RedisServer:
             log = open(self.workdir / "redis.log", "ab")
             self.process = subprocess.Popen(
                 [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.workdir), "--daemonize", "no", "--protected-mode", "yes"],
+                 "--dir", str(self.workdir), "--daemonize", "no", "--protected-mode", "yes", *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
             )
             log.close()

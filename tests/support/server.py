@@ -52,6 +52,20 @@ class ServerProcess:
         self.process.kill()
         raise RuntimeError("server did not start:\n" + "".join(self.output))
 
+    def sign(self, state):
+        """Sign a hand-made `SessionState` in place with this server's key ring; return it."""
+        from tests.support.state_keys import ring_of_data_dir
+
+        flags = dict(zip(self.args, self.args[1:]))
+        if "--state-keys-file" in flags:
+            from kato_grpc.server.state_signing import StateKeyRing
+
+            ring = StateKeyRing.from_file(flags["--state-keys-file"])
+        else:
+            ring = ring_of_data_dir(flags["--data-dir"])
+        ring.sign(state)
+        return state
+
     def _drain(self) -> None:
         for line in self.process.stdout:
             self.output.append(line)

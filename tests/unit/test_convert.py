@@ -311,10 +311,11 @@ def test_prediction_round_trip_and_weighted_presence():
 def test_predictions_fill_a_response():
     preds = (make_prediction(), make_prediction(weighted=True))
     response = svc.PredictResponse()
-    convert.predictions_to_proto(preds, response.predictions)
+    convert.predictions_to_proto(preds, response, "predictions")
     convert.future_potentials_to_proto(
         [FuturePotential(future=(("c",),), aggregate_potential=1.0, supporting_patterns=2, total_weighted_frequency=1.6)],
-        response.future_potentials,
+        response,
+        "future_potentials",
     )
     back = wire(response)
     assert tuple(convert.prediction_from_proto(p) for p in back.predictions) == preds

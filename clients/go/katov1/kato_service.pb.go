@@ -41,9 +41,17 @@ type ObserveRequest struct {
 	// They are computed (when `process_predictions` is true) and kept as the
 	// cognition data either way. Default false.
 	ReturnPredictions bool `protobuf:"varint,4,opt,name=return_predictions,json=returnPredictions,proto3" json:"return_predictions,omitempty"`
-	// A unique identifier of this request (a UUID4 is recommended). A
-	// server-held session that receives a `request_id` again returns the first
-	// response instead of observing twice. Ignored for client-held state.
+	// A unique identifier of this request (a UUID4 is recommended), at most 128
+	// characters. A retry with the same `request_id` is never applied twice.
+	// Server-held: the session remembers the id for 24 hours after it was
+	// applied (the server's `--request-id-window-seconds`, never less than the
+	// session's TTL) and answers a retry with the first response; when that
+	// response was too large to keep (over 64 KiB, once 16 newer request ids
+	// came), the retry fails with ALREADY_EXISTS (reason
+	// `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
+	// the state sent identify the call; its knowledge-base effects (learned
+	// patterns) are applied once however often it is retried, with no time
+	// limit, and the response is computed again.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -269,9 +277,17 @@ type ObserveSequenceRequest struct {
 	// Whether to clear short-term memory, accumulators and pending vectors
 	// (not time) before every observation but the first. Default false.
 	ClearStmBetween bool `protobuf:"varint,6,opt,name=clear_stm_between,json=clearStmBetween,proto3" json:"clear_stm_between,omitempty"`
-	// A unique identifier of this request (a UUID4 is recommended). A
-	// server-held session that receives a `request_id` again returns the first
-	// response instead of observing twice. Ignored for client-held state.
+	// A unique identifier of this request (a UUID4 is recommended), at most 128
+	// characters. A retry with the same `request_id` is never applied twice.
+	// Server-held: the session remembers the id for 24 hours after it was
+	// applied (the server's `--request-id-window-seconds`, never less than the
+	// session's TTL) and answers a retry with the first response; when that
+	// response was too large to keep (over 64 KiB, once 16 newer request ids
+	// came), the retry fails with ALREADY_EXISTS (reason
+	// `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
+	// the state sent identify the call; its knowledge-base effects (learned
+	// patterns) are applied once however often it is retried, with no time
+	// limit, and the response is computed again.
 	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1041,9 +1057,17 @@ type LearnRequest struct {
 	//	*LearnRequest_State
 	//	*LearnRequest_SessionId
 	Session isLearnRequest_Session `protobuf_oneof:"session"`
-	// A unique identifier of this request (a UUID4 is recommended). A
-	// server-held session that receives a `request_id` again returns the first
-	// response instead of learning twice. Ignored for client-held state.
+	// A unique identifier of this request (a UUID4 is recommended), at most 128
+	// characters. A retry with the same `request_id` is never applied twice.
+	// Server-held: the session remembers the id for 24 hours after it was
+	// applied (the server's `--request-id-window-seconds`, never less than the
+	// session's TTL) and answers a retry with the first response; when that
+	// response was too large to keep (over 64 KiB, once 16 newer request ids
+	// came), the retry fails with ALREADY_EXISTS (reason
+	// `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
+	// the state sent identify the call; its knowledge-base effects (learned
+	// patterns) are applied once however often it is retried, with no time
+	// limit, and the response is computed again.
 	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

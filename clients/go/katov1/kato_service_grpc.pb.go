@@ -77,17 +77,21 @@ const (
 //     short-term memory.
 //
 // Errors: INVALID_ARGUMENT for bad input, with a `google.rpc.BadRequest`
-// detail naming every bad field; NOT_FOUND for an unknown pattern or an
-// unknown, deleted or expired session; FAILED_PRECONDITION for Learn on an
-// empty short-term memory; RESOURCE_EXHAUSTED for input over a server limit.
+// detail naming every bad field: also for a request that does not decode
+// (ErrorInfo reason `UNDECODABLE_REQUEST`: invalid UTF-8, nesting deeper than
+// 100 messages, a truncated or malformed body) and for a client-held state
+// whose signature is missing or wrong (reasons `STATE_SIGNATURE_MISSING`,
+// `STATE_SIGNATURE_INVALID`, `STATE_KEY_UNKNOWN`; see SessionState); NOT_FOUND
+// for an unknown pattern or an unknown, deleted or expired session;
+// FAILED_PRECONDITION for Learn on an empty short-term memory;
+// RESOURCE_EXHAUSTED for input over a server limit.
 // A rejected call changes nothing.
 type KatoServiceClient interface {
 	// Observes one event into the session's short-term memory and returns the
 	// new state, the session time and, when asked, the predictions.
 	//
 	// Advances `time`; may auto-learn when `max_pattern_length` is reached.
-	// Not idempotent: retrying a client-held call with the same state gives the
-	// same result, while a server-held retry needs `request_id`.
+	// Not idempotent: send a `request_id` to make a retry safe.
 	Observe(ctx context.Context, in *ObserveRequest, opts ...grpc.CallOption) (*ObserveResponse, error)
 	// Observes a list of observations atomically, optionally learning after
 	// each one and at the end.
@@ -486,17 +490,21 @@ func (c *katoServiceClient) SessionExists(ctx context.Context, in *SessionExists
 //     short-term memory.
 //
 // Errors: INVALID_ARGUMENT for bad input, with a `google.rpc.BadRequest`
-// detail naming every bad field; NOT_FOUND for an unknown pattern or an
-// unknown, deleted or expired session; FAILED_PRECONDITION for Learn on an
-// empty short-term memory; RESOURCE_EXHAUSTED for input over a server limit.
+// detail naming every bad field: also for a request that does not decode
+// (ErrorInfo reason `UNDECODABLE_REQUEST`: invalid UTF-8, nesting deeper than
+// 100 messages, a truncated or malformed body) and for a client-held state
+// whose signature is missing or wrong (reasons `STATE_SIGNATURE_MISSING`,
+// `STATE_SIGNATURE_INVALID`, `STATE_KEY_UNKNOWN`; see SessionState); NOT_FOUND
+// for an unknown pattern or an unknown, deleted or expired session;
+// FAILED_PRECONDITION for Learn on an empty short-term memory;
+// RESOURCE_EXHAUSTED for input over a server limit.
 // A rejected call changes nothing.
 type KatoServiceServer interface {
 	// Observes one event into the session's short-term memory and returns the
 	// new state, the session time and, when asked, the predictions.
 	//
 	// Advances `time`; may auto-learn when `max_pattern_length` is reached.
-	// Not idempotent: retrying a client-held call with the same state gives the
-	// same result, while a server-held retry needs `request_id`.
+	// Not idempotent: send a `request_id` to make a retry safe.
 	Observe(context.Context, *ObserveRequest) (*ObserveResponse, error)
 	// Observes a list of observations atomically, optionally learning after
 	// each one and at the end.

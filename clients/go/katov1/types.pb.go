@@ -735,8 +735,17 @@ func (x *SessionConfig) GetIndexerType() string {
 // sends it with every session call; the response returns the new state, which
 // replaces the old one. The server keeps nothing of it.
 //
-// Treat it as opaque: edit it only through the API. A state edited by hand
-// is validated like any input.
+// Treat it as opaque: read it, keep it and send it back; edit it only through
+// the API. The server signs every state it returns (`signature`) and refuses
+// a state whose signature is missing or does not match with
+// INVALID_ARGUMENT, reason `STATE_SIGNATURE_MISSING`,
+// `STATE_SIGNATURE_INVALID` or `STATE_KEY_UNKNOWN` (a key retired from the
+// server's key ring: start a new session). The one unsigned state accepted
+// is a fresh one: `kb_id` and `config` only, nothing observed, so that
+// `{"kb_id": "x"}` starts a session. The signature covers the state's
+// content, not its bytes: a lossless protobuf or JSON round trip (any
+// conforming library, re-encoding maps in any order) keeps it valid. A
+// signed state is also validated like any input.
 type SessionState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The knowledge base the session reads and writes. Required: 1 to 128
@@ -767,7 +776,15 @@ type SessionState struct {
 	LastPredictions []*Prediction `protobuf:"bytes,9,rep,name=last_predictions,json=lastPredictions,proto3" json:"last_predictions,omitempty"`
 	// Incremented by server-held session stores on every write, for
 	// compare-and-set. Not used by the engine.
-	Version       int64 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
+	// The id of the server key that signed this state (an entry of the
+	// server's state key ring). Set by the server; send it back unchanged.
+	SignatureKeyId string `protobuf:"bytes,11,opt,name=signature_key_id,json=signatureKeyId,proto3" json:"signature_key_id,omitempty"`
+	// HMAC-SHA256, under the key `signature_key_id`, of this state with
+	// `signature_key_id` and `signature` cleared, serialized deterministically
+	// (map entries in key order) by the server. Set by the server on every
+	// state it returns; send it back unchanged.
+	Signature     []byte `protobuf:"bytes,12,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -870,6 +887,20 @@ func (x *SessionState) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *SessionState) GetSignatureKeyId() string {
+	if x != nil {
+		return x.SignatureKeyId
+	}
+	return ""
+}
+
+func (x *SessionState) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
 }
 
 // A fuzzy symbol match: the observed symbol was taken for the pattern's
@@ -1851,7 +1882,7 @@ const file_kato_v1_types_proto_rawDesc = "" +
 	"\x1a_bloom_false_positive_rateB\x1b\n" +
 	"\x19_max_candidates_per_stageB\x18\n" +
 	"\x16_enable_filter_metricsB\x0f\n" +
-	"\r_indexer_type\"\xc0\x03\n" +
+	"\r_indexer_type\"\x88\x04\n" +
 	"\fSessionState\x12\x13\n" +
 	"\x05kb_id\x18\x01 \x01(\tR\x04kbId\x12 \n" +
 	"\x03stm\x18\x02 \x03(\v2\x0e.kato.v1.EventR\x03stm\x124\n" +
@@ -1864,7 +1895,9 @@ const file_kato_v1_types_proto_rawDesc = "" +
 	"\apercept\x18\b \x01(\v2\x10.kato.v1.PerceptR\apercept\x12>\n" +
 	"\x10last_predictions\x18\t \x03(\v2\x13.kato.v1.PredictionR\x0flastPredictions\x12\x18\n" +
 	"\aversion\x18\n" +
-	" \x01(\x03R\aversion\"a\n" +
+	" \x01(\x03R\aversion\x12(\n" +
+	"\x10signature_key_id\x18\v \x01(\tR\x0esignatureKeyId\x12\x1c\n" +
+	"\tsignature\x18\f \x01(\fR\tsignature\"a\n" +
 	"\aAnomaly\x12\x1a\n" +
 	"\bobserved\x18\x01 \x01(\tR\bobserved\x12\x1a\n" +
 	"\bexpected\x18\x02 \x01(\tR\bexpected\x12\x1e\n" +

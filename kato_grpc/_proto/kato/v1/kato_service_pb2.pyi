@@ -43,9 +43,17 @@ class ObserveRequest(google.protobuf.message.Message):
     cognition data either way. Default false.
     """
     request_id: builtins.str
-    """A unique identifier of this request (a UUID4 is recommended). A
-    server-held session that receives a `request_id` again returns the first
-    response instead of observing twice. Ignored for client-held state.
+    """A unique identifier of this request (a UUID4 is recommended), at most 128
+    characters. A retry with the same `request_id` is never applied twice.
+    Server-held: the session remembers the id for 24 hours after it was
+    applied (the server's `--request-id-window-seconds`, never less than the
+    session's TTL) and answers a retry with the first response; when that
+    response was too large to keep (over 64 KiB, once 16 newer request ids
+    came), the retry fails with ALREADY_EXISTS (reason
+    `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
+    the state sent identify the call; its knowledge-base effects (learned
+    patterns) are applied once however often it is retried, with no time
+    limit, and the response is computed again.
     """
     @property
     def state(self) -> kato_grpc._proto.kato.v1.types_pb2.SessionState:
@@ -157,9 +165,17 @@ class ObserveSequenceRequest(google.protobuf.message.Message):
     (not time) before every observation but the first. Default false.
     """
     request_id: builtins.str
-    """A unique identifier of this request (a UUID4 is recommended). A
-    server-held session that receives a `request_id` again returns the first
-    response instead of observing twice. Ignored for client-held state.
+    """A unique identifier of this request (a UUID4 is recommended), at most 128
+    characters. A retry with the same `request_id` is never applied twice.
+    Server-held: the session remembers the id for 24 hours after it was
+    applied (the server's `--request-id-window-seconds`, never less than the
+    session's TTL) and answers a retry with the first response; when that
+    response was too large to keep (over 64 KiB, once 16 newer request ids
+    came), the retry fails with ALREADY_EXISTS (reason
+    `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
+    the state sent identify the call; its knowledge-base effects (learned
+    patterns) are applied once however often it is retried, with no time
+    limit, and the response is computed again.
     """
     @property
     def state(self) -> kato_grpc._proto.kato.v1.types_pb2.SessionState:
@@ -446,9 +462,17 @@ class LearnRequest(google.protobuf.message.Message):
     when the server has a session store.
     """
     request_id: builtins.str
-    """A unique identifier of this request (a UUID4 is recommended). A
-    server-held session that receives a `request_id` again returns the first
-    response instead of learning twice. Ignored for client-held state.
+    """A unique identifier of this request (a UUID4 is recommended), at most 128
+    characters. A retry with the same `request_id` is never applied twice.
+    Server-held: the session remembers the id for 24 hours after it was
+    applied (the server's `--request-id-window-seconds`, never less than the
+    session's TTL) and answers a retry with the first response; when that
+    response was too large to keep (over 64 KiB, once 16 newer request ids
+    came), the retry fails with ALREADY_EXISTS (reason
+    `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
+    the state sent identify the call; its knowledge-base effects (learned
+    patterns) are applied once however often it is retried, with no time
+    limit, and the response is computed again.
     """
     @property
     def state(self) -> kato_grpc._proto.kato.v1.types_pb2.SessionState:

@@ -52,9 +52,14 @@ class KatoServiceStub:
     short-term memory.
 
     Errors: INVALID_ARGUMENT for bad input, with a `google.rpc.BadRequest`
-    detail naming every bad field; NOT_FOUND for an unknown pattern or an
-    unknown, deleted or expired session; FAILED_PRECONDITION for Learn on an
-    empty short-term memory; RESOURCE_EXHAUSTED for input over a server limit.
+    detail naming every bad field: also for a request that does not decode
+    (ErrorInfo reason `UNDECODABLE_REQUEST`: invalid UTF-8, nesting deeper than
+    100 messages, a truncated or malformed body) and for a client-held state
+    whose signature is missing or wrong (reasons `STATE_SIGNATURE_MISSING`,
+    `STATE_SIGNATURE_INVALID`, `STATE_KEY_UNKNOWN`; see SessionState); NOT_FOUND
+    for an unknown pattern or an unknown, deleted or expired session;
+    FAILED_PRECONDITION for Learn on an empty short-term memory;
+    RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
     """
 
@@ -223,9 +228,14 @@ class KatoServiceServicer:
     short-term memory.
 
     Errors: INVALID_ARGUMENT for bad input, with a `google.rpc.BadRequest`
-    detail naming every bad field; NOT_FOUND for an unknown pattern or an
-    unknown, deleted or expired session; FAILED_PRECONDITION for Learn on an
-    empty short-term memory; RESOURCE_EXHAUSTED for input over a server limit.
+    detail naming every bad field: also for a request that does not decode
+    (ErrorInfo reason `UNDECODABLE_REQUEST`: invalid UTF-8, nesting deeper than
+    100 messages, a truncated or malformed body) and for a client-held state
+    whose signature is missing or wrong (reasons `STATE_SIGNATURE_MISSING`,
+    `STATE_SIGNATURE_INVALID`, `STATE_KEY_UNKNOWN`; see SessionState); NOT_FOUND
+    for an unknown pattern or an unknown, deleted or expired session;
+    FAILED_PRECONDITION for Learn on an empty short-term memory;
+    RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
     """
 
@@ -234,8 +244,7 @@ class KatoServiceServicer:
         new state, the session time and, when asked, the predictions.
 
         Advances `time`; may auto-learn when `max_pattern_length` is reached.
-        Not idempotent: retrying a client-held call with the same state gives the
-        same result, while a server-held retry needs `request_id`.
+        Not idempotent: send a `request_id` to make a retry safe.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -628,9 +637,14 @@ class KatoService:
     short-term memory.
 
     Errors: INVALID_ARGUMENT for bad input, with a `google.rpc.BadRequest`
-    detail naming every bad field; NOT_FOUND for an unknown pattern or an
-    unknown, deleted or expired session; FAILED_PRECONDITION for Learn on an
-    empty short-term memory; RESOURCE_EXHAUSTED for input over a server limit.
+    detail naming every bad field: also for a request that does not decode
+    (ErrorInfo reason `UNDECODABLE_REQUEST`: invalid UTF-8, nesting deeper than
+    100 messages, a truncated or malformed body) and for a client-held state
+    whose signature is missing or wrong (reasons `STATE_SIGNATURE_MISSING`,
+    `STATE_SIGNATURE_INVALID`, `STATE_KEY_UNKNOWN`; see SessionState); NOT_FOUND
+    for an unknown pattern or an unknown, deleted or expired session;
+    FAILED_PRECONDITION for Learn on an empty short-term memory;
+    RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
     """
 

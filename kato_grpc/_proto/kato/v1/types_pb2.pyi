@@ -517,8 +517,17 @@ class SessionState(google.protobuf.message.Message):
     sends it with every session call; the response returns the new state, which
     replaces the old one. The server keeps nothing of it.
 
-    Treat it as opaque: edit it only through the API. A state edited by hand
-    is validated like any input.
+    Treat it as opaque: read it, keep it and send it back; edit it only through
+    the API. The server signs every state it returns (`signature`) and refuses
+    a state whose signature is missing or does not match with
+    INVALID_ARGUMENT, reason `STATE_SIGNATURE_MISSING`,
+    `STATE_SIGNATURE_INVALID` or `STATE_KEY_UNKNOWN` (a key retired from the
+    server's key ring: start a new session). The one unsigned state accepted
+    is a fresh one: `kb_id` and `config` only, nothing observed, so that
+    `{"kb_id": "x"}` starts a session. The signature covers the state's
+    content, not its bytes: a lossless protobuf or JSON round trip (any
+    conforming library, re-encoding maps in any order) keeps it valid. A
+    signed state is also validated like any input.
     """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
@@ -533,6 +542,8 @@ class SessionState(google.protobuf.message.Message):
     PERCEPT_FIELD_NUMBER: builtins.int
     LAST_PREDICTIONS_FIELD_NUMBER: builtins.int
     VERSION_FIELD_NUMBER: builtins.int
+    SIGNATURE_KEY_ID_FIELD_NUMBER: builtins.int
+    SIGNATURE_FIELD_NUMBER: builtins.int
     kb_id: builtins.str
     """The knowledge base the session reads and writes. Required: 1 to 128
     bytes of `[A-Za-z0-9_.:-]`.
@@ -544,6 +555,16 @@ class SessionState(google.protobuf.message.Message):
     version: builtins.int
     """Incremented by server-held session stores on every write, for
     compare-and-set. Not used by the engine.
+    """
+    signature_key_id: builtins.str
+    """The id of the server key that signed this state (an entry of the
+    server's state key ring). Set by the server; send it back unchanged.
+    """
+    signature: builtins.bytes
+    """HMAC-SHA256, under the key `signature_key_id`, of this state with
+    `signature_key_id` and `signature` cleared, serialized deterministically
+    (map entries in key order) by the server. Set by the server on every
+    state it returns; send it back unchanged.
     """
     @property
     def stm(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___Event]:
@@ -598,9 +619,11 @@ class SessionState(google.protobuf.message.Message):
         percept: Global___Percept | None = ...,
         last_predictions: collections.abc.Iterable[Global___Prediction] | None = ...,
         version: builtins.int = ...,
+        signature_key_id: builtins.str = ...,
+        signature: builtins.bytes = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["config", b"config", "percept", b"percept"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["config", b"config", "emotive_acc", b"emotive_acc", "kb_id", b"kb_id", "last_predictions", b"last_predictions", "metadata_acc", b"metadata_acc", "pending_vectors", b"pending_vectors", "percept", b"percept", "stm", b"stm", "time", b"time", "version", b"version"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["config", b"config", "emotive_acc", b"emotive_acc", "kb_id", b"kb_id", "last_predictions", b"last_predictions", "metadata_acc", b"metadata_acc", "pending_vectors", b"pending_vectors", "percept", b"percept", "signature", b"signature", "signature_key_id", b"signature_key_id", "stm", b"stm", "time", b"time", "version", b"version"]) -> None: ...
 
 Global___SessionState: typing_extensions.TypeAlias = SessionState
 

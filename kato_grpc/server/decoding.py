@@ -1,0 +1,194 @@
+"""Requests that do not decode are INVALID_ARGUMENT, saying what failed, never UNKNOWN.
+
+grpc parses a request with the handler's ``request_deserializer`` before any of our
+code runs; when protobuf refuses the bytes, grpc answers UNKNOWN ("Unexpected
+DecodeError") and the client cannot tell bad input from a server bug. So
+`DecodeInterceptor` gives every handler a deserializer that never raises: bytes that
+do not parse become an `Undecodable` value, and the wrapped behavior answers it with
+INVALID_ARGUMENT (reason ``UNDECODABLE_REQUEST``, a `BadRequest` naming the field).
+
+protobuf's own error says only "Error parsing message". `diagnose` walks the wire
+format once more, only for a request that failed, to say which field and why: a string
+that is not valid UTF-8, messages nested deeper than protobuf's limit of 100 (a
+`Struct` nested ~33 levels deep reaches it: each level is three messages), a truncated
+or malformed body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from kato_grpc.core.errors import FieldViolation
+from kato_grpc.server.errors import KatoError, rich_status
+from kato_grpc.server.handlers import CachedWrapper, wrap_handler
+
+__all__ = ["DecodeInterceptor", "Undecodable", "diagnose", "MAX_DEPTH"]
+
+MAX_DEPTH = 100  # protobuf's default recursion limit (upb and the C++ runtime)
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """The bytes of a request that did not parse, and what was wrong with them."""
+
+    field: str
+    reason: str
+
+    def error(self, type_name: str) -> KatoError:
+        message = f"the request is not a valid {type_name}: {self.field}: {self.reason}" if self.field \
+            else f"the request is not a valid {type_name}: {self.reason}"
+        return KatoError(grpc.StatusCode.INVALID_ARGUMENT, "UNDECODABLE_REQUEST", message,
+                         (FieldViolation(self.field or "(request)", self.reason),))
+
+
+class _Malformed(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _varint(data: bytes, pos: int, end: int, field: str) -> tuple[int, int]:
+    value, shift = 0, 0
+    while pos < end and shift < 70:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise _Malformed(field, "is truncated or malformed (a varint runs past its end)")
+
+
+def _walk(descriptor: Descriptor | None, data: bytes, pos: int, end: int, path: str, depth: int,
+          group: int | None = None) -> int:
+    """Check the fields in data[pos:end] (or up to the end of `group`); the position reached."""
+    if depth > MAX_DEPTH:
+        raise _Malformed(path, f"messages are nested deeper than {MAX_DEPTH} levels")
+    counts: dict[int, int] = {}
+    while pos < end:
+        tag, pos = _varint(data, pos, end, path or "(request)")
+        number, wire_type = tag >> 3, tag & 7
+        field = descriptor.fields_by_number.get(number) if descriptor is not None else None
+        name = field.name if field is not None else f"<field {number}>"
+        if field is not None and field.label == FieldDescriptor.LABEL_REPEATED:
+            name = f"{name}[{counts.get(number, 0)}]"
+            counts[number] = counts.get(number, 0) + 1
+        where = f"{path}.{name}" if path else name
+        if number == 0:
+            raise _Malformed(path or "(request)", "holds field number 0, which no message has")
+        if wire_type == 0:
+            _, pos = _varint(data, pos, end, where)
+        elif wire_type in (1, 5):
+            pos += 8 if wire_type == 1 else 4
+            if pos > end:
+                raise _Malformed(where, "is truncated")
+        elif wire_type == 2:
+            length, pos = _varint(data, pos, end, where)
+            if pos + length > end:
+                raise _Malformed(where, f"is truncated: {length} bytes announced, {end - pos} left")
+            if field is not None and field.type == FieldDescriptor.TYPE_STRING:
+                try:
+                    data[pos:pos + length].decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise _Malformed(where, f"is not valid UTF-8 (byte {exc.start} of the string)") from None
+            elif field is not None and field.type == FieldDescriptor.TYPE_MESSAGE:
+                _walk(field.message_type, data, pos, pos + length, where, depth + 1)
+            pos += length
+        elif wire_type == 3:  # a group (proto2): its fields are unknown here, its nesting counts
+            pos = _walk(None, data, pos, end, where, depth + 1, group=number)
+        elif wire_type == 4:
+            if group != number:
+                raise _Malformed(where, "ends a group that was never started")
+            return pos
+        else:
+            raise _Malformed(where, f"has wire type {wire_type}, which does not exist")
+    if group is not None:
+        raise _Malformed(path, "is a group that never ends")
+    return pos
+
+
+def diagnose(descriptor: Descriptor, data: bytes) -> Undecodable:
+    """Why `data` is not a valid message of `descriptor`: the first problem found."""
+    try:
+        _walk(descriptor, data, 0, len(data), "", 1)
+    except _Malformed as problem:
+        return Undecodable(problem.field if problem.field != "(request)" else "", problem.reason)
+    return Undecodable("", "the body is not a valid protobuf encoding of it")
+
+
+def _safe_deserializer(message_class):
+    def deserialize(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except Exception:  # noqa: BLE001 - whatever the parser refused, the client sent it
+            return diagnose(message_class.DESCRIPTOR, data)
+
+    return deserialize
+
+
+class DecodeInterceptor(grpc.aio.ServerInterceptor):
+    """Answers a request that does not decode with INVALID_ARGUMENT naming what failed.
+
+    It runs before auth: auth reads the knowledge base out of the request, so a body
+    that does not decode cannot be authorised either, and is refused as it is.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped = CachedWrapper(self._build)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        return self._wrapped(handler_call_details.method, await continuation(handler_call_details))
+
+    def _build(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        message_class = getattr(handler.request_deserializer, "__self__", None)
+        if not hasattr(message_class, "DESCRIPTOR"):
+            return handler  # not a generated message's FromString: leave it alone
+        type_name = message_class.DESCRIPTOR.full_name
+
+        async def refuse(context: grpc.aio.ServicerContext, request: Undecodable) -> None:
+            await context.abort_with_status(rich_status(request.error(type_name)))
+
+        def wrap(behavior, kind: str):
+            if not handler.request_streaming:
+                if handler.response_streaming:
+                    async def unary_stream(request, context):
+                        if isinstance(request, Undecodable):
+                            await refuse(context, request)
+                        async with contextlib.aclosing(behavior(request, context)) as responses:
+                            async for response in responses:
+                                yield response
+
+                    return unary_stream
+
+                async def unary(request, context):
+                    if isinstance(request, Undecodable):
+                        await refuse(context, request)
+                    return await behavior(request, context)
+
+                return unary
+
+            async def checked(requests, context):
+                async for request in requests:
+                    if isinstance(request, Undecodable):
+                        await refuse(context, request)
+                    yield request
+
+            if handler.response_streaming:
+                async def stream_stream(requests, context):
+                    async with contextlib.aclosing(behavior(checked(requests, context), context)) as responses:
+                        async for response in responses:
+                            yield response
+
+                return stream_stream
+
+            async def stream_unary(requests, context):
+                return await behavior(checked(requests, context), context)
+
+            return stream_unary
+
+        return wrap_handler(handler, wrap, request_deserializer=_safe_deserializer(message_class))

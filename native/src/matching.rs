@@ -1,0 +1,246 @@
+//! Matching one pattern against the state: LCS lengths, difflib's matching blocks
+//! (SPEC.md §6.2–6.3).
+
+use hashbrown::HashMap;
+use std::hash::Hash;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+/// Elements of the sequences matched here: symbol ids and characters.
+pub trait Key: Copy + Eq + Hash {
+    fn slot(self) -> usize;
+}
+
+impl Key for u32 {
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+impl Key for char {
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// Keys of the fixed sequence → small indexes: a dense table for small keys (the
+/// usual case: a lookup per pattern symbol, no hashing), a map for the rest.
+struct KeyIndex<T: Key> {
+    dense: Vec<u32>,
+    sparse: Map<T, u32>,
+}
+
+impl<T: Key> KeyIndex<T> {
+    const DENSE_LIMIT: usize = 1 << 16;
+
+    fn new(keys: &[T]) -> Self {
+        let top = keys.iter().map(|k| k.slot()).filter(|&s| s < Self::DENSE_LIMIT).max().map_or(0, |s| s + 1);
+        KeyIndex { dense: vec![0; top], sparse: Map::default() }
+    }
+
+    fn get(&self, key: T) -> Option<usize> {
+        let slot = key.slot();
+        if slot < self.dense.len() {
+            let v = self.dense[slot];
+            return if v == 0 { None } else { Some(v as usize - 1) };
+        }
+        if self.sparse.is_empty() {
+            return None;
+        }
+        self.sparse.get(&key).map(|&v| v as usize)
+    }
+
+    /// The index of `key`, adding it as `next` if new.
+    fn get_or_insert(&mut self, key: T, next: usize) -> usize {
+        if let Some(at) = self.get(key) {
+            return at;
+        }
+        let slot = key.slot();
+        if slot < self.dense.len() {
+            self.dense[slot] = next as u32 + 1;
+        } else {
+            self.sparse.insert(key, next as u32);
+        }
+        next
+    }
+}
+
+/// Bit-parallel LCS length (Hyyrö) against one fixed sequence `b`.
+///
+/// Each element of `b` gets a bit mask of its positions; the other sequence is
+/// scanned once, and elements absent from `b` leave the state untouched.
+pub struct LcsAgainst<T: Key> {
+    masks: KeyIndex<T>,
+    words: usize,
+    bits: Vec<u64>,
+    length: usize,
+}
+
+impl<T: Key> LcsAgainst<T> {
+    pub fn new(b: &[T]) -> Self {
+        let words = b.len().div_ceil(64).max(1);
+        let mut masks = KeyIndex::new(b);
+        let mut bits: Vec<u64> = Vec::new();
+        for (j, &x) in b.iter().enumerate() {
+            let at = masks.get_or_insert(x, bits.len() / words);
+            if at * words == bits.len() {
+                bits.resize(bits.len() + words, 0);
+            }
+            bits[at * words + j / 64] |= 1u64 << (j % 64);
+        }
+        LcsAgainst { masks, words, bits, length: b.len() }
+    }
+
+    /// Length of the longest common subsequence of `a` and `b`.
+    pub fn lcs(&self, a: impl IntoIterator<Item = T>) -> usize {
+        let words = self.words;
+        if self.length == 0 {
+            return 0;
+        }
+        if words == 1 {
+            let mut v = !0u64;
+            for x in a {
+                if let Some(at) = self.masks.get(x) {
+                    let m = self.bits[at];
+                    let u = v & m;
+                    v = v.wrapping_add(u) | (v & !m);
+                }
+            }
+            return count_zeros(&[v], self.length);
+        }
+        let mut v = vec![!0u64; words];
+        for x in a {
+            if let Some(at) = self.masks.get(x) {
+                let m = &self.bits[at * words..(at + 1) * words];
+                let mut carry = 0u64;
+                for w in 0..words {
+                    let u = v[w] & m[w];
+                    let (sum, c1) = v[w].overflowing_add(u);
+                    let (sum, c2) = sum.overflowing_add(carry);
+                    carry = (c1 | c2) as u64;
+                    v[w] = sum | (v[w] & !m[w]);
+                }
+            }
+        }
+        count_zeros(&v, self.length)
+    }
+}
+
+fn count_zeros(v: &[u64], length: usize) -> usize {
+    let mut zeros = 0;
+    for (w, &word) in v.iter().enumerate() {
+        let bits = (length - w * 64).min(64);
+        let mask = if bits == 64 { !0u64 } else { (1u64 << bits) - 1 };
+        zeros += (!word & mask).count_ones() as usize;
+    }
+    zeros
+}
+
+/// ``1 − d/tot`` over code points, d the Indel distance; 1.0 for two empty strings.
+pub fn character_ratio(s1: &[char], s2: &[char]) -> f64 {
+    let tot = s1.len() + s2.len();
+    if tot == 0 {
+        return 1.0;
+    }
+    let lcs = LcsAgainst::new(s2).lcs(s1.iter().copied());
+    let d = tot - 2 * lcs;
+    1.0 - d as f64 / tot as f64
+}
+
+/// difflib's `SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()`
+/// without its sentinel, for a fixed `b` (the state) and many `a` (patterns).
+pub struct BlockMatcher {
+    /// The positions of each distinct element of `b`, ascending.
+    index: KeyIndex<u32>,
+    positions: Vec<Vec<u32>>,
+    previous: Vec<u32>,
+    current: Vec<u32>,
+    previous_touched: Vec<usize>,
+    current_touched: Vec<usize>,
+}
+
+impl BlockMatcher {
+    pub fn new(b: &[u32]) -> Self {
+        let mut index = KeyIndex::new(b);
+        let mut positions: Vec<Vec<u32>> = Vec::new();
+        for (j, &x) in b.iter().enumerate() {
+            let at = index.get_or_insert(x, positions.len());
+            if at == positions.len() {
+                positions.push(Vec::new());
+            }
+            positions[at].push(j as u32);
+        }
+        BlockMatcher {
+            index,
+            positions,
+            previous: vec![0; b.len() + 1],
+            current: vec![0; b.len() + 1],
+            previous_touched: Vec::new(),
+            current_touched: Vec::new(),
+        }
+    }
+
+    /// The longest common run with the smallest `i`, then the smallest `j`.
+    fn longest(&mut self, a: &[u32], alo: usize, ahi: usize, blo: usize, bhi: usize) -> (usize, usize, usize) {
+        let (mut best_i, mut best_j, mut best_k) = (alo, blo, 0usize);
+        let mut previous_touched = std::mem::take(&mut self.previous_touched);
+        let mut current_touched = std::mem::take(&mut self.current_touched);
+        previous_touched.clear();
+        current_touched.clear();
+        for i in alo..ahi {
+            if let Some(at) = self.index.get(a[i]) {
+                for &j in &self.positions[at] {
+                    let j = j as usize;
+                    if j < blo {
+                        continue;
+                    }
+                    if j >= bhi {
+                        break;
+                    }
+                    // `previous[j]` holds the run ending at (i−1, j−1), stored at index j.
+                    let k = self.previous[j] as usize + 1;
+                    self.current[j + 1] = k as u32;
+                    current_touched.push(j + 1);
+                    if k > best_k {
+                        best_i = i + 1 - k;
+                        best_j = j + 1 - k;
+                        best_k = k;
+                    }
+                }
+            }
+            for &j in &previous_touched {
+                self.previous[j] = 0;
+            }
+            std::mem::swap(&mut self.previous, &mut self.current);
+            std::mem::swap(&mut previous_touched, &mut current_touched);
+            current_touched.clear();
+        }
+        for &j in &previous_touched {
+            self.previous[j] = 0;
+        }
+        self.previous_touched = previous_touched;
+        self.current_touched = current_touched;
+        (best_i, best_j, best_k)
+    }
+
+    fn collect(&mut self, a: &[u32], alo: usize, ahi: usize, blo: usize, bhi: usize, out: &mut Vec<(usize, usize, usize)>) {
+        let (i, j, k) = self.longest(a, alo, ahi, blo, bhi);
+        if k == 0 {
+            return;
+        }
+        if alo < i && blo < j {
+            self.collect(a, alo, i, blo, j, out);
+        }
+        out.push((i, j, k));
+        if i + k < ahi && j + k < bhi {
+            self.collect(a, i + k, ahi, j + k, bhi, out);
+        }
+    }
+
+    /// Blocks `(i, j, k)` with `a[i..i+k] == b[j..j+k]`, ascending.
+    pub fn blocks(&mut self, a: &[u32], b_len: usize) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        self.collect(a, 0, a.len(), 0, b_len, &mut out);
+        out
+    }
+}

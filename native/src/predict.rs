@@ -1,0 +1,896 @@
+//! Predict (SPEC.md §6), step for step as `kato_grpc/core/predict.py` computes it:
+//! candidates → similarity and threshold → alignment → pruning to the ensemble →
+//! ensemble metrics → affinity weights → potential → ranking and cut.
+//!
+//! Every floating-point expression is evaluated in the Python core's operand order,
+//! so both engines give the same bits (the property tests compare them with `==`).
+
+use crate::corpus::{Candidate, Corpus, LocalSymbols};
+use crate::index::{Extra, Name, SymbolId};
+use crate::matching::{character_ratio, BlockMatcher, LcsAgainst};
+use hashbrown::HashMap;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+/// The session settings Predict reads (SPEC.md §7).
+pub struct Config {
+    pub recall_threshold: f64,
+    pub max_predictions: usize,
+    pub use_token_matching: bool,
+    pub fuzzy_token_threshold: f64,
+    pub rank_sort_algo: String,
+    pub affinity_emotive: String,
+    pub filters: Filters,
+}
+
+#[derive(Default)]
+pub struct Filters {
+    pub length: bool,
+    pub jaccard: bool,
+    pub minhash: bool,
+    pub bloom: bool,
+    pub length_min_ratio: f64,
+    pub length_max_ratio: f64,
+    pub jaccard_threshold: f64,
+    pub jaccard_min_overlap: i64,
+    pub minhash_threshold: f64,
+}
+
+/// (observed, expected, similarity) of a fuzzy token match.
+pub type Anomaly = (SymbolId, SymbolId, f64);
+
+/// A candidate that passed the threshold, with its own (non-ensemble) metrics and
+/// where the STM falls on it (§6.3–6.4): past is its events `[0, present_start)`,
+/// present `[present_start, future_start)`, future the rest.
+pub struct Scored {
+    pub candidate: Candidate,
+    pub name: Name,
+    pub similarity: f64,
+    pub evidence: f64,
+    pub confidence: f64,
+    pub snr: f64,
+    pub pre_potential: f64,
+    pub fragmentation: f64,
+    pub present_start: usize,
+    pub future_start: usize,
+    blocks: Vec<(usize, usize, usize)>,
+    /// Under fuzzy tokens, the matches and anomalies (they decide m).
+    fuzzy: Option<(Vec<SymbolId>, Vec<Anomaly>)>,
+}
+
+/// The lists of an ensemble member, built only once it is in the ensemble.
+pub struct Alignment {
+    pub matches: Vec<SymbolId>,
+    pub missing: Vec<Vec<SymbolId>>,
+    pub extras: Vec<Vec<SymbolId>>,
+    pub anomalies: Vec<Anomaly>,
+}
+
+pub struct Prediction {
+    pub scored: Scored,
+    pub alignment: Alignment,
+    pub frequency: i64,
+    pub entropy: f64,
+    pub normalized_entropy: f64,
+    pub global_normalized_entropy: f64,
+    pub itfdf_similarity: f64,
+    pub confluence: f64,
+    pub tfidf_score: f64,
+    pub pattern_probability: f64,
+    pub weighted_strength: f64,
+    pub predictive_information: f64,
+    pub bayesian_prior: f64,
+    pub bayesian_likelihood: f64,
+    pub bayesian_posterior: f64,
+    pub potential: f64,
+    pub weighted_similarity: Option<f64>,
+    pub weighted_evidence: Option<f64>,
+    pub weighted_confidence: Option<f64>,
+    pub weighted_snr: Option<f64>,
+}
+
+impl Prediction {
+    fn rank_value(&self, field: &str) -> Option<f64> {
+        let s = &self.scored;
+        Some(match field {
+            "potential" => self.potential,
+            "similarity" => s.similarity,
+            "evidence" => s.evidence,
+            "confidence" => s.confidence,
+            "snr" => s.snr,
+            "fragmentation" => s.fragmentation,
+            "frequency" => self.frequency as f64,
+            "normalized_entropy" => self.normalized_entropy,
+            "global_normalized_entropy" => self.global_normalized_entropy,
+            "itfdf_similarity" => self.itfdf_similarity,
+            "confluence" => self.confluence,
+            "predictive_information" => self.predictive_information,
+            "bayesian_posterior" => self.bayesian_posterior,
+            "bayesian_prior" => self.bayesian_prior,
+            "bayesian_likelihood" => self.bayesian_likelihood,
+            "tfidf_score" => self.tfidf_score,
+            "entropy" => self.entropy,
+            "pattern_probability" => self.pattern_probability,
+            "weighted_strength" => self.weighted_strength,
+            "weighted_similarity" => return self.weighted_similarity,
+            "weighted_evidence" => return self.weighted_evidence,
+            "weighted_confidence" => return self.weighted_confidence,
+            "weighted_snr" => return self.weighted_snr,
+            _ => self.potential,
+        })
+    }
+}
+
+pub struct FuturePotential {
+    /// The member whose future the group shows (its first member).
+    pub member: usize,
+    pub aggregate_potential: f64,
+    pub supporting_patterns: usize,
+    pub total_weighted_frequency: f64,
+}
+
+pub struct Outcome {
+    /// The ensemble in name order; `ranking` indexes it.
+    pub members: Vec<Prediction>,
+    pub ranking: Vec<usize>,
+    pub futures: Vec<FuturePotential>,
+}
+
+/// The STM as Predict sees it.
+pub struct State {
+    pub events: Vec<Vec<SymbolId>>,
+    pub flat: Vec<SymbolId>,
+}
+
+/// Counts of the distinct symbols, in order of first occurrence.
+fn first_occurrence_counts(symbols: &[SymbolId]) -> Vec<(SymbolId, usize)> {
+    let mut counts: Vec<(SymbolId, usize)> = Vec::new();
+    if symbols.len() <= 32 {
+        // Short lists (the usual present): a scan beats hashing.
+        for &s in symbols {
+            match counts.iter_mut().find(|(x, _)| *x == s) {
+                Some(entry) => entry.1 += 1,
+                None => counts.push((s, 1)),
+            }
+        }
+        return counts;
+    }
+    let mut at: Map<SymbolId, usize> = Map::default();
+    for &s in symbols {
+        match at.get(&s) {
+            Some(&i) => counts[i].1 += 1,
+            None => {
+                at.insert(s, counts.len());
+                counts.push((s, 1));
+            }
+        }
+    }
+    counts
+}
+
+fn distinct(symbols: &[SymbolId]) -> Vec<SymbolId> {
+    let mut out: Vec<SymbolId> = Vec::new();
+    for &s in symbols {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// `2·lcs / (L + n)` with KATO's ×100/100 round trip (§6.2).
+fn token_similarity(lcs: usize, pattern_length: usize, state_length: usize) -> f64 {
+    2.0 * lcs as f64 / (pattern_length + state_length) as f64 * 100.0 / 100.0
+}
+
+fn frag_term(fragmentation: f64) -> f64 {
+    if fragmentation == -1.0 {
+        0.0
+    } else {
+        1.0 / (fragmentation + 1.0)
+    }
+}
+
+/// Bounds are compared with this margin, so float rounding in a bound never drops a
+/// candidate that the exact computation would keep (as in the Python core).
+const MARGIN: f64 = 1e-9;
+
+struct Scorer<'a, 'c> {
+    corpus: &'c Corpus<'a>,
+    symbols: &'c LocalSymbols<'a>,
+    config: &'c Config,
+    state: &'c State,
+    state_set: Vec<SymbolId>,
+    lcs: LcsAgainst<SymbolId>,
+    state_chars: Vec<char>,
+    char_lcs: Option<LcsAgainst<char>>,
+    matcher: BlockMatcher,
+    ratio_cache: Map<(SymbolId, SymbolId), f64>,
+}
+
+impl<'a, 'c> Scorer<'a, 'c> {
+    fn new(corpus: &'c Corpus<'a>, symbols: &'c LocalSymbols<'a>, config: &'c Config, state: &'c State) -> Self {
+        let mut state_set = state.flat.clone();
+        state_set.sort_unstable();
+        state_set.dedup();
+        let (state_chars, char_lcs) = if config.use_token_matching {
+            (Vec::new(), None)
+        } else {
+            let chars = join_chars(state.flat.iter().map(|&s| symbols.text(s)));
+            let lcs = LcsAgainst::new(&chars);
+            (chars, Some(lcs))
+        };
+        Scorer {
+            corpus,
+            symbols,
+            config,
+            state,
+            state_set,
+            lcs: LcsAgainst::new(&state.flat),
+            state_chars,
+            char_lcs,
+            matcher: BlockMatcher::new(&state.flat),
+            ratio_cache: Map::default(),
+        }
+    }
+
+    /// Whether a pattern survives every stage of `filter_pipeline` (§6.1).
+    fn passes_filters(&self, p: &[SymbolId]) -> bool {
+        let f = &self.config.filters;
+        if !(f.length || f.jaccard || f.minhash || f.bloom) {
+            return true;
+        }
+        let n = self.state.flat.len();
+        if f.length {
+            let low = ((n as f64) * f.length_min_ratio).floor().max(1.0);
+            let high = ((n as f64) * f.length_max_ratio).floor();
+            let length = p.len() as f64;
+            if !(low <= length && length <= high) {
+                return false;
+            }
+        }
+        let mut pattern_set = p.to_vec();
+        pattern_set.sort_unstable();
+        pattern_set.dedup();
+        let common = pattern_set.iter().filter(|s| self.state_set.binary_search(s).is_ok()).count();
+        let union = pattern_set.len() + self.state_set.len() - common;
+        let jaccard = if union > 0 { common as f64 / union as f64 } else { 0.0 };
+        if f.jaccard && ((common as i64) < f.jaccard_min_overlap || jaccard < f.jaccard_threshold) {
+            return false;
+        }
+        if f.minhash && jaccard < f.minhash_threshold {
+            return false;
+        }
+        if f.bloom && common == 0 {
+            return false;
+        }
+        true
+    }
+
+    fn character_similarity(&self, p: &[SymbolId]) -> f64 {
+        let s1 = join_chars(p.iter().map(|&s| self.symbols.text(s)));
+        let tot = s1.len() + self.state_chars.len();
+        if tot == 0 {
+            return 1.0;
+        }
+        let lcs = self.char_lcs.as_ref().unwrap().lcs(s1.iter().copied());
+        let d = tot - 2 * lcs;
+        (1.0 - d as f64 / tot as f64) * 100.0 / 100.0
+    }
+
+    /// The candidate's own metrics, or None if a filter, the threshold or §6.3 drops it.
+    fn score(&mut self, candidate: Candidate) -> Option<Scored> {
+        let corpus = self.corpus;
+        let pattern = corpus.pattern(candidate);
+        let events = pattern.events;
+        let p = events.symbols;
+        if !self.passes_filters(p) {
+            return None;
+        }
+        let n = self.state.flat.len();
+        let similarity = if self.config.use_token_matching {
+            token_similarity(self.lcs.lcs(p.iter().copied()), p.len(), n)
+        } else {
+            self.character_similarity(p)
+        };
+        if similarity < self.config.recall_threshold {
+            return None;
+        }
+        let blocks = self.matcher.blocks(p, n);
+        if blocks.is_empty() && self.config.recall_threshold > 0.0 {
+            return None;
+        }
+
+        // §6.3: the blocks give the matches, the fragmentation and the flat past/present.
+        let (mut m, past_len, present_len, fragmentation) = match (blocks.first(), blocks.last()) {
+            (Some(first), Some(last)) => {
+                (blocks.iter().map(|b| b.2).sum(), first.0, last.0 + last.2 - first.0, (blocks.len() - 1) as f64)
+            }
+            _ => (0, 0, p.len(), -1.0),
+        };
+        // §6.4: whole events; an event only partly covered is taken whole.
+        let (mut present_start, mut future_start, mut covered) = (0, 0, 0usize);
+        for (e, &len) in events.lengths.iter().enumerate() {
+            if covered < past_len {
+                present_start = e + 1;
+                future_start = e + 1;
+            } else if covered < past_len + present_len {
+                future_start = e + 1;
+            }
+            covered += len as usize;
+        }
+        // A match that starts inside an event takes that event into `present`.
+        if let Some(&(first_i, _, _)) = blocks.first() {
+            if present_start > 0 && events.iter().nth(present_start - 1).unwrap().contains(&p[first_i]) {
+                present_start -= 1;
+            }
+        }
+        let fuzzy = if self.config.fuzzy_token_threshold > 0.0 { Some(self.fuzzy_matches(p)) } else { None };
+        if let Some((matches, _)) = &fuzzy {
+            m = matches.len();
+        }
+
+        let present_length: usize = events.lengths[present_start..future_start].iter().map(|&l| l as usize).sum();
+        let evidence = m as f64 / p.len() as f64;
+        let confidence = if present_length > 0 { m as f64 / present_length as f64 } else { 0.0 };
+        let snr = if m + n > 0 { (3 * m as i64 - n as i64) as f64 / (m + n) as f64 } else { 0.0 };
+        let pre_potential = (evidence + confidence) * snr + frag_term(fragmentation);
+        Some(Scored {
+            candidate,
+            name: *pattern.name,
+            similarity,
+            evidence,
+            confidence,
+            snr,
+            pre_potential,
+            fragmentation,
+            present_start,
+            future_start,
+            blocks,
+            fuzzy,
+        })
+    }
+
+    /// matches, missing, extras and anomalies of an ensemble member (§6.3–6.5.1).
+    fn align(&self, scored: &Scored) -> Alignment {
+        let q = &self.state.flat;
+        let (matches, anomalies) = match &scored.fuzzy {
+            Some((matches, anomalies)) => (matches.clone(), anomalies.clone()),
+            None => (scored.blocks.iter().flat_map(|&(_, j, k)| q[j..j + k].iter().copied()).collect(), Vec::new()),
+        };
+        let events = self.corpus.pattern(scored.candidate).events;
+        let present: Vec<&[SymbolId]> =
+            events.iter().skip(scored.present_start).take(scored.future_start - scored.present_start).collect();
+        let missing = present.iter().map(|e| e.iter().copied().filter(|s| !matches.contains(s)).collect()).collect();
+        let extras = self
+            .state
+            .events
+            .iter()
+            .map(|e| e.iter().copied().filter(|s| !present.iter().any(|pe| pe.contains(s))).collect())
+            .collect();
+        Alignment { matches, missing, extras, anomalies }
+    }
+
+    /// ``1 − d/tot`` of two symbols' texts, cached per pair for this Predict.
+    fn ratio(&mut self, s: SymbolId, t: SymbolId) -> f64 {
+        if let Some(&r) = self.ratio_cache.get(&(s, t)) {
+            return r;
+        }
+        let a: Vec<char> = self.symbols.text(s).chars().collect();
+        let b: Vec<char> = self.symbols.text(t).chars().collect();
+        let r = character_ratio(&a, &b);
+        self.ratio_cache.insert((s, t), r);
+        r
+    }
+
+    /// Fuzzy token partners for every state symbol (§6.5.1).
+    fn fuzzy_matches(&mut self, p: &[SymbolId]) -> (Vec<SymbolId>, Vec<Anomaly>) {
+        let floor = 100.0 * self.config.fuzzy_token_threshold;
+        let candidates = distinct(p);
+        let mut matches = Vec::new();
+        let mut anomalies = Vec::new();
+        for k in 0..self.state.flat.len() {
+            let t = self.state.flat[k];
+            let mut best: Option<SymbolId> = None;
+            let mut best_score = -1.0;
+            for &s in &candidates {
+                let score = if s == t { 100.0 } else { self.ratio(s, t) * 100.0 };
+                if score >= floor && score > best_score {
+                    best = Some(s);
+                    best_score = score;
+                }
+            }
+            if let Some(s) = best {
+                matches.push(t);
+                if s != t {
+                    anomalies.push((t, s, best_score / 100.0));
+                }
+            }
+        }
+        (matches, anomalies)
+    }
+}
+
+fn join_chars<'s>(texts: impl Iterator<Item = &'s str>) -> Vec<char> {
+    let mut out = Vec::new();
+    for (k, text) in texts.enumerate() {
+        if k > 0 {
+            out.push(' ');
+        }
+        out.extend(text.chars());
+    }
+    out
+}
+
+/// Orders kept members so that the heap's top is the one a newcomer must beat:
+/// the lowest pre-potential, and among equals the largest name.
+struct Kept(Scored);
+
+impl PartialEq for Kept {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Kept {}
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Kept {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // "Greater" = worse: lower pre_potential, then larger name.
+        other
+            .0
+            .pre_potential
+            .partial_cmp(&self.0.pre_potential)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| self.0.name.cmp(&other.0.name))
+    }
+}
+
+/// Whether `a` ranks before `b` in pruning: higher pre-potential, then smaller name.
+fn prunes_before(a: &Scored, b: &Scored) -> Ordering {
+    b.pre_potential.partial_cmp(&a.pre_potential).unwrap_or(Ordering::Equal).then_with(|| a.name.cmp(&b.name))
+}
+
+/// The ensemble of §6.6: the 3·max_predictions best pre-potentials (ties by name),
+/// in name order, among the candidates that pass the threshold.
+fn select_ensemble(
+    scorer: &mut Scorer,
+    corpus: &Corpus,
+    state: &State,
+    config: &Config,
+    scratch: &mut Vec<u32>,
+) -> Vec<Scored> {
+    let keep = 3 * config.max_predictions;
+    let exact_tokens = config.use_token_matching && config.fuzzy_token_threshold == 0.0;
+    let needs_every_pattern = config.recall_threshold == 0.0 || !config.use_token_matching;
+    let mut ensemble: Vec<Scored> = if exact_tokens {
+        bounded_search(scorer, corpus, state, config, keep, needs_every_pattern, scratch)
+    } else {
+        let candidates = if needs_every_pattern { corpus.all() } else { sharing(corpus, &state.flat) };
+        let mut scored: Vec<Scored> = candidates.into_iter().filter_map(|c| scorer.score(c)).collect();
+        if scored.len() > keep {
+            scored.sort_by(prunes_before);
+            scored.truncate(keep);
+        }
+        scored
+    };
+    ensemble.sort_by(|a, b| a.name.cmp(&b.name));
+    ensemble
+}
+
+/// The candidates sharing a symbol with the state, each once.
+fn sharing(corpus: &Corpus, q: &[SymbolId]) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for s in distinct(q) {
+        corpus.containing(s, &mut out);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Exact tokens: score candidates in decreasing order of an upper bound on their
+/// pre-potential and stop once none left can beat (or tie) the worst kept member.
+///
+/// With c the multiset overlap of pattern and state, the matches m ≤ LCS ≤ c, so
+/// similarity ≤ 2c/(L+n), evidence ≤ c/L, confidence ≤ 1, snr ≤ (3c−n)/(c+n) and the
+/// fragmentation term ≤ 1.
+fn bounded_search(
+    scorer: &mut Scorer,
+    corpus: &Corpus,
+    state: &State,
+    config: &Config,
+    keep: usize,
+    every_pattern: bool,
+    overlap: &mut Vec<u32>,
+) -> Vec<Scored> {
+    let q = &state.flat;
+    let n = q.len();
+    let state_counts = first_occurrence_counts(q);
+    // The multiset overlap c of each candidate sharing a symbol, in a dense table that
+    // is all zeros between calls (a reused buffer: at 1M patterns it is 4 MB).
+    if overlap.len() < corpus.candidate_capacity() {
+        overlap.resize(corpus.candidate_capacity(), 0);
+    }
+    let mut sharing: Vec<Candidate> = Vec::new();
+    let mut holders = Vec::new();
+    for &(symbol, q_count) in &state_counts {
+        holders.clear();
+        corpus.containing(symbol, &mut holders);
+        for &candidate in &holders {
+            let c = if q_count == 1 {
+                1
+            } else {
+                let p_count = corpus.pattern(candidate).events.symbols.iter().filter(|&&s| s == symbol).count();
+                p_count.min(q_count)
+            };
+            let at = corpus.candidate_position(candidate);
+            if overlap[at] == 0 {
+                sharing.push(candidate);
+            }
+            overlap[at] += c as u32;
+        }
+    }
+    let overlap_of: Vec<u32> = sharing.iter().map(|&c| overlap[corpus.candidate_position(c)]).collect();
+    for &candidate in &sharing {
+        overlap[corpus.candidate_position(candidate)] = 0;
+    }
+    let overlap_at: Map<Candidate, u32> = if every_pattern {
+        sharing.iter().copied().zip(overlap_of.iter().copied()).collect()
+    } else {
+        Map::default()
+    };
+    let pool: Vec<(Candidate, u32)> = if every_pattern {
+        corpus.all().into_iter().map(|c| (c, overlap_at.get(&c).copied().unwrap_or(0))).collect()
+    } else {
+        sharing.into_iter().zip(overlap_of).collect()
+    };
+    // The bound depends on (c, L) only: group the candidates by it and visit the groups in
+    // decreasing bound order (the order within a group does not change the result).
+    let mut group_of: Map<(usize, usize), usize> = Map::default();
+    let mut groups: Vec<(f64, Vec<Candidate>)> = Vec::new();
+    for (candidate, c) in pool {
+        let c = c as usize;
+        let length = corpus.length(candidate);
+        if 2.0 * c as f64 / (length + n) as f64 + MARGIN < config.recall_threshold {
+            continue;
+        }
+        let g = *group_of.entry((c, length)).or_insert_with(|| {
+            let snr_bound = if c + n > 0 { (3 * c as i64 - n as i64) as f64 / (c + n) as f64 } else { 0.0 };
+            let bound = (c as f64 / length as f64 + 1.0) * snr_bound.max(0.0) + 1.0 + MARGIN;
+            groups.push((bound, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(candidate);
+    }
+    groups.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal));
+
+    let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(keep + 1);
+    'groups: for (bound, members) in groups {
+        for candidate in members {
+            if heap.len() == keep && bound < heap.peek().unwrap().0.pre_potential {
+                break 'groups;
+            }
+            let Some(scored) = scorer.score(candidate) else { continue };
+            if heap.len() < keep {
+                heap.push(Kept(scored));
+            } else if prunes_before(&scored, &heap.peek().unwrap().0) == Ordering::Less {
+                heap.pop();
+                heap.push(Kept(scored));
+            }
+        }
+    }
+    heap.into_iter().map(|k| k.0).collect()
+}
+
+/// Predictions and future potentials for the state (§6).
+pub fn predict(
+    corpus: &Corpus,
+    symbols: &LocalSymbols,
+    state: &State,
+    config: &Config,
+    scratch: &mut Vec<u32>,
+) -> Outcome {
+    let empty = Outcome { members: Vec::new(), ranking: Vec::new(), futures: Vec::new() };
+    let q = &state.flat;
+    if q.is_empty() {
+        return empty;
+    }
+    let mut scorer = Scorer::new(corpus, symbols, config, state);
+    let ensemble = select_ensemble(&mut scorer, corpus, state, config, scratch);
+    if ensemble.is_empty() {
+        return empty;
+    }
+    let alignments: Vec<Alignment> = ensemble.iter().map(|s| scorer.align(s)).collect();
+
+    // Ensemble-wide quantities (§6.7).
+    let total_patterns = corpus.pattern_count();
+    let symbol_table_size = corpus.symbol_table_size();
+    let frequencies: Vec<i64> = ensemble.iter().map(|s| corpus.pattern(s.candidate).frequency).collect();
+    let ensemble_frequency: i64 = frequencies.iter().sum();
+    let presents: Vec<Vec<SymbolId>> = ensemble
+        .iter()
+        .map(|s| {
+            let events = corpus.pattern(s.candidate).events;
+            events.iter().skip(s.present_start).take(s.future_start - s.present_start).flatten().copied().collect()
+        })
+        .collect();
+    let mut probability: Map<SymbolId, f64> = Map::with_capacity_and_hasher(4 * q.len() + 64, Default::default());
+    for (a, present) in alignments.iter().zip(&presents) {
+        for &symbol in a.matches.iter().chain(present) {
+            probability.entry(symbol).or_insert_with(|| {
+                let pmf = corpus.pmf(symbol);
+                if pmf > 0 {
+                    pmf as f64 / total_patterns as f64
+                } else {
+                    0.0
+                }
+            });
+        }
+    }
+    let prob = |s: SymbolId| probability.get(&s).copied().unwrap_or(0.0);
+
+    // Dimensions D in code-point order; each symbol's rank orders a member's sums.
+    let mut dimensions: Vec<SymbolId> = q.clone();
+    for present in &presents {
+        dimensions.extend_from_slice(present);
+    }
+    dimensions.sort_unstable();
+    dimensions.dedup();
+    dimensions.sort_unstable_by(|&a, &b| symbols.text(a).cmp(symbols.text(b)));
+    let rank: Map<SymbolId, usize> = dimensions.iter().enumerate().map(|(i, &d)| (d, i)).collect();
+    let q_counts: Map<SymbolId, usize> = first_occurrence_counts(q).into_iter().collect();
+    // state_vector[i] belongs to dimensions[i].
+    let state_vector: Vec<f64> =
+        dimensions.iter().map(|&d| prob(d) * q_counts.get(&d).copied().unwrap_or(0) as f64).collect();
+    let mut norm_sq = 0.0;
+    for v in &state_vector {
+        norm_sq += v * v;
+    }
+    let state_norm = norm_sq.sqrt();
+
+    // Predictive information groups members by their (sorted) future.
+    let mut group_of: Map<Vec<Vec<SymbolId>>, usize> = Map::default();
+    let mut group_weight: Vec<f64> = Vec::new();
+    let mut group_size: Vec<usize> = Vec::new();
+    let mut group_first: Vec<usize> = Vec::new();
+    let mut member_group: Vec<Option<usize>> = Vec::with_capacity(ensemble.len());
+    for (i, s) in ensemble.iter().enumerate() {
+        let events = corpus.pattern(s.candidate).events;
+        // Sorting by id groups exactly the events whose symbols sorted by text are equal.
+        let future: Vec<Vec<SymbolId>> = events
+            .iter()
+            .skip(s.future_start)
+            .map(|e| {
+                let mut e = e.to_vec();
+                e.sort_unstable();
+                e
+            })
+            .collect();
+        if future.is_empty() {
+            member_group.push(None);
+            continue;
+        }
+        let g = *group_of.entry(future).or_insert_with(|| {
+            group_weight.push(0.0);
+            group_size.push(0);
+            group_first.push(i);
+            group_weight.len() - 1
+        });
+        group_weight[g] += s.similarity * frequencies[i] as f64;
+        group_size[g] += 1;
+        member_group.push(Some(g));
+    }
+    let mut total_weight = 0.0;
+    for w in &group_weight {
+        total_weight += w;
+    }
+    let aggregate: Vec<f64> =
+        group_weight.iter().map(|&w| if total_weight != 0.0 { w / total_weight } else { 0.0 }).collect();
+
+    let mut evidence_sum = 0.0;
+    for (s, &f) in ensemble.iter().zip(&frequencies) {
+        evidence_sum += s.similarity * (f as f64 / ensemble_frequency as f64);
+    }
+
+    // Affinity weights of the state's distinct symbols (§6.8).
+    let weights: Option<Map<SymbolId, f64>> = if config.affinity_emotive.is_empty() {
+        None
+    } else {
+        let mut w = Map::default();
+        for s in distinct(q) {
+            let value = corpus.affinity(s, &config.affinity_emotive);
+            let freq = corpus.freq(s);
+            w.insert(s, if freq > 0 && value != 0.0 { value.abs() / freq as f64 + 0.01 } else { 0.01 });
+        }
+        Some(w)
+    };
+    let weighted_sum = |items: &mut dyn Iterator<Item = SymbolId>, w: &Map<SymbolId, f64>| {
+        let mut acc = 0.0;
+        for s in items {
+            acc += w.get(&s).copied().unwrap_or(0.0);
+        }
+        acc
+    };
+    let q_weight = weights.as_ref().map_or(0.0, |w| weighted_sum(&mut q.iter().copied(), w));
+
+    let log_n = (symbol_table_size as f64).ln();
+    let mut members: Vec<Prediction> = Vec::with_capacity(ensemble.len());
+    for (i, ((s, alignment), present)) in ensemble.into_iter().zip(alignments).zip(presents).enumerate() {
+        let f = frequencies[i];
+        let counts = first_occurrence_counts(&present);
+        let size = present.len();
+
+        let itfdf = if state_norm == 0.0 {
+            1.0 - 1.0 * f as f64 / ensemble_frequency as f64
+        } else {
+            // The member's own dimensions, in dimension order (the others add exactly 0.0).
+            let mut ordered: Vec<(usize, SymbolId, usize)> = counts.iter().map(|&(d, c)| (rank[&d], d, c)).collect();
+            ordered.sort_unstable_by_key(|&(r, _, _)| r);
+            let mut norm_sq = 0.0;
+            let mut dot = 0.0;
+            for (r, d, count) in ordered {
+                let pv = prob(d) * count as f64;
+                norm_sq += pv * pv;
+                dot += pv * state_vector[r];
+            }
+            let den = norm_sq.sqrt() * state_norm;
+            let cos = if den != 0.0 { dot / den } else { 0.0 };
+            let dist = 1.0 - cos;
+            1.0 - dist * f as f64 / ensemble_frequency as f64
+        };
+
+        let confluence = if present.is_empty() {
+            0.0
+        } else {
+            let mut g = 0.0;
+            for &symbol in &present {
+                let p = prob(symbol);
+                g += if p > 0.0 { p } else { 1e-10 }.log10();
+            }
+            (f as f64 / total_patterns as f64) * (1.0 - std::hint::black_box(10.0f64).powf(g))
+        };
+
+        let mut entropy = 0.0;
+        for &(_, c) in &counts {
+            let share = c as f64 / size as f64;
+            entropy -= share * share.log2();
+        }
+        let (normalized_entropy, global_normalized_entropy) = if counts.is_empty() || symbol_table_size <= 1 {
+            (0.0, 0.0)
+        } else {
+            let mut normalized = 0.0;
+            for &(_, c) in &counts {
+                let share = c as f64 / size as f64;
+                normalized -= share * (share.ln() / log_n);
+            }
+            let mut global = 0.0;
+            for &(symbol, _) in &counts {
+                let p = prob(symbol);
+                if p > 0.0 {
+                    global -= p * (p.ln() / log_n);
+                }
+            }
+            (normalized, global)
+        };
+        let tfidf_score = if counts.is_empty() || total_patterns == 0 {
+            0.0
+        } else {
+            let mut acc = 0.0;
+            for &(symbol, c) in &counts {
+                let tf = c as f64 / size as f64;
+                let mut df = (prob(symbol) * total_patterns as f64).trunc() as i64;
+                if df == 0 {
+                    df = 1;
+                }
+                acc += tf * ((total_patterns as f64 / df as f64).log2() + 1.0);
+            }
+            acc / counts.len() as f64
+        };
+
+        let prior = f as f64 / ensemble_frequency as f64;
+        let weighted_strength = s.similarity * f as f64 / ensemble_frequency as f64;
+        let information = match member_group[i] {
+            Some(g) => {
+                let agg = aggregate[g];
+                if agg != 0.0 {
+                    weighted_strength / agg
+                } else {
+                    0.0
+                }
+            }
+            None => 0.0,
+        };
+
+        let (mut e, mut c, mut r) = (s.evidence, s.confidence, s.snr);
+        let (mut w_sim, mut w_ev, mut w_conf, mut w_snr) = (None, None, None, None);
+        if let Some(w) = &weights {
+            let a = &alignment;
+            let w_matches = weighted_sum(&mut a.matches.iter().copied(), w);
+            let w_pattern = weighted_sum(&mut corpus.pattern(s.candidate).events.symbols.iter().copied(), w);
+            let w_present = weighted_sum(&mut present.iter().copied(), w);
+            let w_extras = weighted_sum(&mut a.extras.iter().flatten().copied(), w);
+            let den = q_weight + w_pattern;
+            w_sim = if den != 0.0 { Some(2.0 * w_matches / den) } else { None };
+            let ev = if w_pattern != 0.0 { w_matches / w_pattern } else { 0.0 };
+            let conf = if w_present != 0.0 { w_matches / w_present } else { 0.0 };
+            let snr = if w_matches + w_extras != 0.0 { w_matches / (w_matches + w_extras) } else { 0.0 };
+            (w_ev, w_conf, w_snr) = (Some(ev), Some(conf), Some(snr));
+            (e, c, r) = (ev, conf, snr);
+        }
+        let potential = (e + c) * r + itfdf + frag_term(s.fragmentation);
+        let posterior = if evidence_sum != 0.0 { s.similarity * prior / evidence_sum } else { 0.0 };
+        let similarity = s.similarity;
+        members.push(Prediction {
+            scored: s,
+            alignment,
+            frequency: f,
+            entropy,
+            normalized_entropy,
+            global_normalized_entropy,
+            itfdf_similarity: itfdf,
+            confluence,
+            tfidf_score,
+            pattern_probability: prior,
+            weighted_strength,
+            predictive_information: information,
+            bayesian_prior: prior,
+            bayesian_likelihood: similarity,
+            bayesian_posterior: posterior,
+            potential,
+            weighted_similarity: w_sim,
+            weighted_evidence: w_ev,
+            weighted_confidence: w_conf,
+            weighted_snr: w_snr,
+        });
+    }
+
+    // Ranking: descending by the rank field, nulls last, ties by name (§6.10).
+    let mut ranking: Vec<usize> = (0..members.len()).collect();
+    let field = config.rank_sort_algo.as_str();
+    ranking.sort_by(|&a, &b| {
+        let (x, y) = (members[a].rank_value(field), members[b].rank_value(field));
+        let by_value = match (x, y) {
+            (Some(x), Some(y)) => y.partial_cmp(&x).unwrap_or(Ordering::Equal),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        by_value.then_with(|| members[a].scored.name.cmp(&members[b].scored.name))
+    });
+    ranking.truncate(config.max_predictions);
+
+    let mut futures: Vec<FuturePotential> = (0..group_weight.len())
+        .map(|g| FuturePotential {
+            member: group_first[g],
+            aggregate_potential: aggregate[g],
+            supporting_patterns: group_size[g],
+            total_weighted_frequency: group_weight[g],
+        })
+        .collect();
+    futures.sort_by(|a, b| b.aggregate_potential.partial_cmp(&a.aggregate_potential).unwrap_or(Ordering::Equal));
+    Outcome { members, ranking, futures }
+}
+
+/// Average of the stored emotive window (§5.4), keys in first-appearance order.
+pub fn average_emotives(extra: Option<&Extra>) -> Vec<(String, f64)> {
+    let Some(extra) = extra else { return Vec::new() };
+    let mut sums: Vec<(String, f64, usize)> = Vec::new();
+    for map in &extra.emotives {
+        for (key, value) in map {
+            match sums.iter_mut().find(|(k, _, _)| k == key) {
+                Some(entry) => {
+                    entry.1 += value;
+                    entry.2 += 1;
+                }
+                None => sums.push((key.clone(), 0.0 + value, 1)),
+            }
+        }
+    }
+    sums.into_iter().map(|(k, s, c)| (k, s / c as f64)).collect()
+}
