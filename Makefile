@@ -5,10 +5,13 @@
 #                    grpcurl, Go and Node client deps) and run the whole suite
 #   make setup       only the Python virtualenv with the package and its dev tools
 #   make lint        buf lint of protos/ and a check that generated code matches protos/
-#   make bench       the benchmarks in loadtest/ (figures, not pass/fail)
+#   make lint-py     ruff check, ruff format --check and mypy over LINT_PATHS
+#   make bench       the in-process benchmarks in loadtest/ (figures, not pass/fail)
 #
 # Proto targets:
-#   make proto       regenerate kato_grpc/_proto/ from protos/ (committed output),
+#   make proto       regenerate kato_grpc/_proto/ (the server's) and
+#                    clients/python/kato_client/_proto/ (the Python client's own copy,
+#                    so the client ships without the server) from protos/ (committed output),
 #                    including kato_v1.binpb, a descriptor set with the comments
 #                    (source info), for a reflection service that serves them
 #                    (see kato_grpc/_proto/__init__.py)
@@ -16,9 +19,11 @@
 #
 # Generated imports: protoc writes `from kato.v1 import types_pb2`, an import
 # rooted at protos/. `make proto` rewrites those lines (and the module names
-# and the .pyi type references) to `kato_grpc._proto.kato.v1`, so generated
-# code is a normal subpackage: `from kato_grpc._proto.kato.v1 import
-# kato_service_pb2`. Nothing is added to sys.path and no top-level `kato`
+# and the .pyi type references) to `kato_grpc._proto.kato.v1` (the client's:
+# `kato_client._proto.kato.v1`), so generated code is a normal subpackage:
+# `from kato_grpc._proto.kato.v1 import kato_service_pb2`. Both copies register
+# the same byte-identical files in protobuf's default pool, which accepts a
+# file added twice when it is identical, so server and client load side by side. Nothing is added to sys.path and no top-level `kato`
 # package exists, so a module can never be loaded twice under two names.
 #
 # google/api/field_behavior.proto comes from the installed
@@ -31,6 +36,7 @@ BUF ?= .venv/bin/buf
 
 PROTO_SRC := protos
 PROTO_OUT := kato_grpc/_proto
+CLIENT_PROTO_OUT := clients/python/kato_client/_proto
 PROTO_PKG := kato/v1
 PROTO_DEPS := build/protodeps
 PROTO_FILES := $(sort $(wildcard $(PROTO_SRC)/$(PROTO_PKG)/*.proto))
@@ -44,7 +50,7 @@ GOOGLEAPIS_INCLUDE = $(shell $(PY) -c 'import os, google.api.field_behavior_pb2 
 
 PROTOC = $(PY) -m grpc_tools.protoc -I $(PROTO_SRC) -I $(GRPC_TOOLS_INCLUDE) -I $(GOOGLEAPIS_INCLUDE)
 
-.PHONY: setup setup-system serve test test-only lint check-proto breaking bench proto proto-deps lint-proto
+.PHONY: setup setup-system serve test test-only lint lint-py check-proto breaking bench proto proto-deps lint-proto
 
 PYTHON ?= python3
 VENV := .venv
@@ -66,11 +72,13 @@ check-rust:
 	  print "  Install a current one with: curl --proto '"'"'=https'"'"' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y"; \
 	  exit 1 } }'
 
-# The virtualenv is rebuilt when pyproject.toml changes; the extension when native/ does.
-$(VENV)/.installed: pyproject.toml $(NATIVE_SOURCES) | check-rust
+# The virtualenv is rebuilt when a pyproject.toml changes, the extension when native/
+# does. The Python client (clients/python, its own package) is installed too: the tests
+# drive the server with it.
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(NATIVE_SOURCES) | check-rust
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -e '.[dev]' -e clients/python
 	touch $@
 
 setup: $(VENV)/.installed
@@ -89,10 +97,21 @@ test-only:
 
 lint: lint-proto check-proto
 
+# The paths lint-py holds to ruff (rules and format) and mypy (strict on kato_grpc/core
+# and kato_client, see pyproject.toml). It grows to the whole tree (`.`) once the rest
+# is clean; `make lint-py LINT_PATHS=kato_grpc/server` tries one more folder.
+LINT_PATHS ?= kato_grpc/core clients/python
+
+lint-py: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(LINT_PATHS)
+
 # Fails when the committed generated code differs from what protos/ generates.
 check-proto: setup
 	$(MAKE) --no-print-directory proto >/dev/null
-	git diff --exit-code --stat -- $(PROTO_OUT) || (echo "generated code is stale: run make proto and commit" && exit 1)
+	@stale="$$(git status --porcelain -- $(PROTO_OUT) $(CLIENT_PROTO_OUT))"; \
+	if [ -n "$$stale" ]; then echo "$$stale"; echo "generated code is stale: run make proto and commit"; exit 1; fi
 
 # Breaking-change check of protos/ against the last commit that changed them.
 breaking: proto-deps
@@ -100,31 +119,41 @@ breaking: proto-deps
 
 bench: setup
 	$(PY) loadtest/bench_core.py
+	$(PY) loadtest/bench_engines.py
 
-proto:
-	rm -rf $(PROTO_OUT)/kato $(PROTO_OUT)/kato_v1.binpb
-	mkdir -p $(PROTO_OUT)/$(PROTO_PKG)
+# $(call generate_python,OUT,PACKAGE): the protobuf, gRPC and mypy-protobuf modules
+# of protos/ into OUT/kato/v1, their imports rewritten to PACKAGE.kato.v1.
+define generate_python
+	rm -rf $(1)/kato
+	mkdir -p $(1)/$(PROTO_PKG)
 	$(PROTOC) \
 	  --plugin=protoc-gen-mypy=$(PY_BIN_DIR)/protoc-gen-mypy \
-	  --python_out=$(PROTO_OUT) --mypy_out=$(PROTO_OUT) \
-	  --include_imports --include_source_info --descriptor_set_out=$(PROTO_OUT)/kato_v1.binpb \
+	  --python_out=$(1) --mypy_out=$(1) \
 	  $(PROTO_FILES)
 	$(PROTOC) \
 	  --plugin=protoc-gen-mypy_grpc=$(PY_BIN_DIR)/protoc-gen-mypy_grpc \
-	  --grpc_python_out=$(PROTO_OUT) --mypy_grpc_out=$(PROTO_OUT) \
+	  --grpc_python_out=$(1) --mypy_grpc_out=$(1) \
 	  $(SERVICE_PROTO_FILES)
 	sed -i.bak \
-	  -e 's/^from kato\.v1 import /from kato_grpc._proto.kato.v1 import /' \
-	  -e "s/'kato\.v1\.\([A-Za-z0-9_]*_pb2\)'/'kato_grpc._proto.kato.v1.\1'/" \
-	  $(PROTO_OUT)/$(PROTO_PKG)/*.py
+	  -e 's/^from kato\.v1 import /from $(2).kato.v1 import /' \
+	  -e "s/'kato\.v1\.\([A-Za-z0-9_]*_pb2\)'/'$(2).kato.v1.\1'/" \
+	  $(1)/$(PROTO_PKG)/*.py
 	sed -i.bak \
-	  -e 's/^import kato\.v1\./import kato_grpc._proto.kato.v1./' \
-	  -e 's/\([^A-Za-z0-9_./]\)kato\.v1\.\([A-Za-z0-9_]*_pb2\)/\1kato_grpc._proto.kato.v1.\2/g' \
-	  $(PROTO_OUT)/$(PROTO_PKG)/*.pyi
-	rm -f $(PROTO_OUT)/$(PROTO_PKG)/*.bak
-	printf '"""Generated code for package kato.v1 (make proto)."""\n' > $(PROTO_OUT)/kato/__init__.py
-	printf '"""Generated code for package kato.v1 (make proto)."""\n' > $(PROTO_OUT)/$(PROTO_PKG)/__init__.py
-	$(PY) -c 'import kato_grpc._proto.kato.v1.kato_service_pb2_grpc'
+	  -e 's/^import kato\.v1\./import $(2).kato.v1./' \
+	  -e 's/\([^A-Za-z0-9_./]\)kato\.v1\.\([A-Za-z0-9_]*_pb2\)/\1$(2).kato.v1.\2/g' \
+	  $(1)/$(PROTO_PKG)/*.pyi
+	rm -f $(1)/$(PROTO_PKG)/*.bak
+	printf '"""Generated code for package kato.v1 (make proto)."""\n' > $(1)/kato/__init__.py
+	printf '"""Generated code for package kato.v1 (make proto)."""\n' > $(1)/$(PROTO_PKG)/__init__.py
+	$(PY) -c 'import $(2).kato.v1.kato_service_pb2_grpc'
+endef
+
+proto:
+	$(call generate_python,$(PROTO_OUT),kato_grpc._proto)
+	$(PROTOC) --include_imports --include_source_info \
+	  --descriptor_set_out=$(PROTO_OUT)/kato_v1.binpb $(PROTO_FILES)
+	$(call generate_python,$(CLIENT_PROTO_OUT),kato_client._proto)
+	printf '"""Generated code for protos/ (make proto), owned by the client."""\n' > $(CLIENT_PROTO_OUT)/__init__.py
 
 proto-deps:
 	mkdir -p $(PROTO_DEPS)/google/api $(PROTO_DEPS)/google/rpc

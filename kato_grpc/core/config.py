@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 from kato_grpc.core.errors import FieldViolation, ValidationError
 
 __all__ = ["SessionConfig", "RANK_KEYS", "FILTER_STAGES", "apply_overrides", "config_to_dict"]
 
 RANK_KEYS = (
-    "potential", "similarity", "evidence", "confidence", "snr", "fragmentation",
-    "frequency", "normalized_entropy", "global_normalized_entropy", "itfdf_similarity",
-    "confluence", "predictive_information", "bayesian_posterior", "bayesian_prior",
-    "bayesian_likelihood", "tfidf_score", "weighted_similarity", "weighted_evidence",
-    "weighted_confidence", "weighted_snr",
+    "potential",
+    "similarity",
+    "evidence",
+    "confidence",
+    "snr",
+    "fragmentation",
+    "frequency",
+    "normalized_entropy",
+    "global_normalized_entropy",
+    "itfdf_similarity",
+    "confluence",
+    "predictive_information",
+    "bayesian_posterior",
+    "bayesian_prior",
+    "bayesian_likelihood",
+    "tfidf_score",
+    "weighted_similarity",
+    "weighted_evidence",
+    "weighted_confidence",
+    "weighted_snr",
 )
 FILTER_STAGES = ("length", "jaccard", "minhash", "bloom", "rapidfuzz")
 STM_MODES = ("CLEAR", "ROLLING")
@@ -52,31 +68,31 @@ class SessionConfig:
     indexer_type: str = "VI"
 
 
-# key -> (kind, lower bound, upper bound or None, allowed values or None)
-_RULES: dict[str, tuple[str, Any, Any, tuple[str, ...] | None]] = {
-    "recall_threshold": ("double", 0.0, 1.0, None),
-    "max_predictions": ("int", 1, 10000, None),
-    "max_pattern_length": ("int", 0, None, None),
+# key -> (kind, lower bound, upper bound or None, allowed values: () unless an enum)
+_RULES: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
+    "recall_threshold": ("double", 0.0, 1.0, ()),
+    "max_predictions": ("int", 1, 10000, ()),
+    "max_pattern_length": ("int", 0, None, ()),
     "stm_mode": ("enum", None, None, STM_MODES),
-    "persistence": ("int", 1, 100, None),
-    "sort_symbols": ("bool", None, None, None),
-    "process_predictions": ("bool", None, None, None),
-    "use_token_matching": ("bool", None, None, None),
-    "fuzzy_token_threshold": ("double", 0.0, 1.0, None),
+    "persistence": ("int", 1, 100, ()),
+    "sort_symbols": ("bool", None, None, ()),
+    "process_predictions": ("bool", None, None, ()),
+    "use_token_matching": ("bool", None, None, ()),
+    "fuzzy_token_threshold": ("double", 0.0, 1.0, ()),
     "rank_sort_algo": ("enum", None, None, RANK_KEYS),
-    "affinity_emotive": ("string", 0, 256, None),
+    "affinity_emotive": ("string", 0, 256, ()),
     "filter_pipeline": ("enum_list", None, None, FILTER_STAGES),
-    "length_min_ratio": ("double", 0.0, 1.0, None),
-    "length_max_ratio": ("double", 1.0, None, None),
-    "jaccard_threshold": ("double", 0.0, 1.0, None),
-    "jaccard_min_overlap": ("int", 1, None, None),
-    "minhash_threshold": ("double", 0.0, 1.0, None),
-    "minhash_bands": ("int", 1, 100, None),
-    "minhash_rows": ("int", 1, 20, None),
-    "minhash_num_hashes": ("int", 10, 256, None),
-    "bloom_false_positive_rate": ("double", 0.0001, 0.1, None),
-    "max_candidates_per_stage": ("int", 100, None, None),
-    "enable_filter_metrics": ("bool", None, None, None),
+    "length_min_ratio": ("double", 0.0, 1.0, ()),
+    "length_max_ratio": ("double", 1.0, None, ()),
+    "jaccard_threshold": ("double", 0.0, 1.0, ()),
+    "jaccard_min_overlap": ("int", 1, None, ()),
+    "minhash_threshold": ("double", 0.0, 1.0, ()),
+    "minhash_bands": ("int", 1, 100, ()),
+    "minhash_rows": ("int", 1, 20, ()),
+    "minhash_num_hashes": ("int", 10, 256, ()),
+    "bloom_false_positive_rate": ("double", 0.0001, 0.1, ()),
+    "max_candidates_per_stage": ("int", 100, None, ()),
+    "enable_filter_metrics": ("bool", None, None, ()),
     "indexer_type": ("enum", None, None, INDEXER_TYPES),
 }
 assert set(_RULES) == {f.name for f in fields(SessionConfig)}

@@ -8,8 +8,9 @@ I/O, reads a clock or keeps a global; the inputs are never mutated.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from kato_grpc.core.config import SessionConfig, apply_overrides
 from kato_grpc.core.errors import EmptyStmError, FieldViolation, LimitExceeded
@@ -101,13 +102,15 @@ def _learn(state: SessionState) -> tuple[SessionState, list[Effect], str]:
     name = ""
     if sum(len(event) for event in events) >= 2:
         digest = pattern_name(events)
-        effects.append(LearnPattern(
-            name=digest,
-            events=events,
-            emotives=state.emotive_acc,
-            metadata=state.metadata_acc,
-            persistence=state.config.persistence,
-        ))
+        effects.append(
+            LearnPattern(
+                name=digest,
+                events=events,
+                emotives=state.emotive_acc,
+                metadata=state.metadata_acc,
+                persistence=state.config.persistence,
+            )
+        )
         name = PATTERN_PREFIX + digest
     cleared = replace(state, stm=(), emotive_acc=(), metadata_acc=(), pending_vectors=())
     return cleared, effects, name
@@ -129,7 +132,7 @@ def _auto_learn(state: SessionState) -> tuple[SessionState, list[Effect], str]:
     limit = state.config.max_pattern_length
     if limit == 0 or len(state.stm) < limit:
         return state, [], ""
-    keep = state.stm[len(state.stm) - (limit - 1):] if state.config.stm_mode == "ROLLING" and limit > 1 else ()
+    keep = state.stm[len(state.stm) - (limit - 1) :] if state.config.stm_mode == "ROLLING" and limit > 1 else ()
     learned, effects, name = _learn(state)
     return replace(learned, stm=keep), effects, name
 
@@ -144,8 +147,11 @@ def _expected_dimension(state: SessionState, kb: KnowledgeView) -> int | None:
     return dim
 
 
-def _keep_newest(items: tuple, limit: int) -> tuple:
-    return items[len(items) - limit:] if len(items) > limit else items
+_T = TypeVar("_T")
+
+
+def _keep_newest(items: tuple[_T, ...], limit: int) -> tuple[_T, ...]:
+    return items[len(items) - limit :] if len(items) > limit else items
 
 
 def _observe(
@@ -161,14 +167,14 @@ def _observe(
     time = state.time + 1
     emotive_acc, metadata_acc = state.emotive_acc, state.metadata_acc
     if observation.emotives:
-        emotive_acc = _keep_newest(emotive_acc + (dict(observation.emotives),), limits.max_accumulator_entries)
+        emotive_acc = _keep_newest((*emotive_acc, dict(observation.emotives)), limits.max_accumulator_entries)
     if observation.metadata:
-        metadata_acc = _keep_newest(metadata_acc + (dict(observation.metadata),), limits.max_accumulator_entries)
+        metadata_acc = _keep_newest((*metadata_acc, dict(observation.metadata)), limits.max_accumulator_entries)
     pending = state.pending_vectors
     vector_part: list[str] = []
     if observation.vectors:
         vector_part, named = vector_symbols(observation.vectors, kb, config.sort_symbols)
-        pending = pending + (named,)
+        pending = (*pending, named)
     percept = Percept(
         strings=tuple(sorted(observation.strings)),
         vectors=observation.vectors,
@@ -177,27 +183,35 @@ def _observe(
     )
     unique_id = observation.unique_id or f"obs-{time}"
     state = replace(
-        state, time=time, emotive_acc=emotive_acc, metadata_acc=metadata_acc,
-        pending_vectors=pending, percept=percept,
+        state,
+        time=time,
+        emotive_acc=emotive_acc,
+        metadata_acc=metadata_acc,
+        pending_vectors=pending,
+        percept=percept,
     )
     if observation.is_empty:
         state = replace(state, last_predictions=())
         return state, [], ObserveResult(stm_length=len(state.stm), time=time, unique_id=unique_id)
 
     event = build_event(vector_part, observation.strings, config.sort_symbols)
-    state = replace(state, stm=_keep_newest(state.stm + (event,), limits.max_stm_events))
+    state = replace(state, stm=_keep_newest((*state.stm, event), limits.max_stm_events))
     predicted = PredictResult()
     if with_predictions and config.process_predictions:
         predicted = predictor(state.stm, config, kb)
     state, effects, learned = _auto_learn(state)
     state = replace(state, last_predictions=predicted.predictions)
-    return state, effects, ObserveResult(
-        stm_length=len(state.stm),
-        time=time,
-        unique_id=unique_id,
-        auto_learned_pattern=learned,
-        predictions=predicted.predictions,
-        future_potentials=predicted.future_potentials,
+    return (
+        state,
+        effects,
+        ObserveResult(
+            stm_length=len(state.stm),
+            time=time,
+            unique_id=unique_id,
+            auto_learned_pattern=learned,
+            predictions=predicted.predictions,
+            future_potentials=predicted.future_potentials,
+        ),
     )
 
 
@@ -236,11 +250,13 @@ def observe_sequence(
     for the last item, the only one whose predictions are kept (`last_predictions`).
     """
     if len(observations) > limits.max_observations_per_sequence:
-        raise LimitExceeded(FieldViolation(
-            "observations",
-            f"{len(observations)} observations exceed max_observations_per_sequence="
-            f"{limits.max_observations_per_sequence}",
-        ))
+        raise LimitExceeded(
+            FieldViolation(
+                "observations",
+                f"{len(observations)} observations exceed max_observations_per_sequence="
+                f"{limits.max_observations_per_sequence}",
+            )
+        )
     dim = _expected_dimension(state, kb)
     for k, observation in enumerate(observations):
         dim = validate_observation(observation, limits, dim, f"observations[{k}].")
@@ -269,13 +285,15 @@ def observe_sequence(
         if learn_after_each and state.stm:
             state, new_effects, name = _learn(state)
             record(new_effects, name)
-        items.append(SequenceItemResult(
-            sequence_position=k,
-            stm_length=len(state.stm),
-            time=state.time,
-            unique_id=result.unique_id,
-            auto_learned_pattern=result.auto_learned_pattern,
-        ))
+        items.append(
+            SequenceItemResult(
+                sequence_position=k,
+                stm_length=len(state.stm),
+                time=state.time,
+                unique_id=result.unique_id,
+                auto_learned_pattern=result.auto_learned_pattern,
+            )
+        )
     final_name = ""
     if learn_at_end and state.stm:
         state, new_effects, final_name = _learn(state)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from typing import Iterable, Mapping, Protocol, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from kato_grpc.core.learning import learned_record
 from kato_grpc.core.model import (
@@ -61,12 +62,14 @@ class KnowledgeView(Protocol):
 
 def _distance(a: Sequence[float], b: Sequence[float]) -> float:
     total = 0.0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         total += (x - y) * (x - y)
     return math.sqrt(total)
 
 
-def _nearest(entries: Iterable[tuple[str, Sequence[float]]], vector: Sequence[float], k: int) -> list[tuple[float, str]]:
+def _nearest(
+    entries: Iterable[tuple[str, Sequence[float]]], vector: Sequence[float], k: int
+) -> list[tuple[float, str]]:
     ranked = sorted((_distance(v, vector), name) for name, v in entries)
     return ranked[:k]
 
@@ -291,8 +294,7 @@ class PendingView:
 
     def pmf(self, symbol: str) -> int:
         added = sum(
-            1 for before, current in self._touched.values()
-            if before is None and symbol in _symbols_of(current.events)
+            1 for before, current in self._touched.values() if before is None and symbol in _symbols_of(current.events)
         )
         return self._base.pmf(symbol) + added
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from kato_grpc.core.model import Event, LearnPattern, PatternRecord
 
@@ -34,7 +35,7 @@ def pattern_name(events: Sequence[Event]) -> str:
 
 def strip_prefix(name: str) -> str:
     """Accept a pattern name with or without its ``PTRN|`` prefix."""
-    return name[len(PATTERN_PREFIX):] if name.startswith(PATTERN_PREFIX) else name
+    return name[len(PATTERN_PREFIX) :] if name.startswith(PATTERN_PREFIX) else name
 
 
 def average_emotives(maps: Iterable[Mapping[str, float]]) -> dict[str, float]:

@@ -5,9 +5,9 @@ Notation: `p` is the pattern's flat symbol list (length L), `q` the flat STM (le
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from typing import Sequence
 
 from rapidfuzz.distance import LCSseq
 
@@ -79,8 +79,7 @@ class BlockMatcher:
     """
 
     def __init__(self, q: Sequence[object]) -> None:
-        self._matcher = SequenceMatcher(None, autojunk=False)
-        self._matcher.set_seq2(q)
+        self._matcher = SequenceMatcher(None, (), q, autojunk=False)
 
     def blocks(self, p: Sequence[object]) -> list[tuple[int, int, int]]:
         self._matcher.set_seq1(p)
@@ -96,9 +95,7 @@ def matching_blocks(p: Sequence[object], q: Sequence[object]) -> list[tuple[int,
     return BlockMatcher(q).blocks(p)
 
 
-def fuzzy_matches(
-    p: Sequence[str], q: Sequence[str], threshold: float
-) -> tuple[list[str], list[Anomaly]]:
+def fuzzy_matches(p: Sequence[str], q: Sequence[str], threshold: float) -> tuple[list[str], list[Anomaly]]:
     """Fuzzy token partners for every state symbol (§6.5.1).
 
     For each `t` of `q` (in order), the partner is the first pattern symbol with the
@@ -152,7 +149,7 @@ def align(
     if blocks:
         first_i = blocks[0][0]
         last_i, _, last_k = blocks[-1]
-        matches = [symbol for _, j, k in blocks for symbol in q[j:j + k]]
+        matches = [symbol for _, j, k in blocks for symbol in q[j : j + k]]
         past_len, present_len = first_i, last_i + last_k - first_i
         fragmentation = float(len(blocks) - 1)
     else:

@@ -8,7 +8,7 @@ changes the last bits, and the bits are part of the contract (§8).
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = [
     "evidence",
@@ -95,7 +95,8 @@ def confluence(present: Sequence[str], probability: Mapping[str, float], frequen
     for symbol in present:
         p = probability.get(symbol, 0.0)
         g += math.log10(p if p > 0 else 1e-10)
-    return (frequency / total_patterns) * (1.0 - 10.0 ** g)
+    power: float = 10.0**g  # typeshed types float ** float as Any (a negative base gives a complex)
+    return (frequency / total_patterns) * (1.0 - power)
 
 
 def entropy(counts: Mapping[str, int], size: int) -> float:
@@ -119,7 +120,9 @@ def normalized_entropy(counts: Mapping[str, int], size: int, symbol_table_size: 
     return acc
 
 
-def global_normalized_entropy(counts: Mapping[str, int], probability: Mapping[str, float], symbol_table_size: int) -> float:
+def global_normalized_entropy(
+    counts: Mapping[str, int], probability: Mapping[str, float], symbol_table_size: int
+) -> float:
     """``−Σ P(s)·log_Nsym P(s)`` over the distinct symbols of `present` with P(s) > 0."""
     if not counts or symbol_table_size <= 1:
         return 0.0

@@ -8,9 +8,10 @@ knowledge base (SPEC.md §2). JSON-like values (metadata) are plain Python
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Mapping, Union
+from typing import Any
 
 from kato_grpc.core.config import SessionConfig
 
@@ -252,7 +253,7 @@ class ClearKnowledgeBase:
     """Remove every pattern, statistic and vector of the KB (SPEC.md §9.3)."""
 
 
-Effect = Union[LearnPattern, IndexVectors, ClearKnowledgeBase]
+Effect = LearnPattern | IndexVectors | ClearKnowledgeBase
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Mapping, Sequence
 from itertools import chain
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy
 
@@ -101,33 +102,56 @@ def validate_observation(
     bad: list[FieldViolation] = []
     p = field_prefix
     if len(observation.strings) > limits.max_symbols_per_event:
-        over.append(FieldViolation(f"{p}strings", f"{len(observation.strings)} symbols exceed max_symbols_per_event={limits.max_symbols_per_event}"))
+        over.append(
+            FieldViolation(
+                f"{p}strings",
+                f"{len(observation.strings)} symbols exceed max_symbols_per_event={limits.max_symbols_per_event}",
+            )
+        )
     for i, symbol in enumerate(observation.strings):
         size = len(symbol.encode("utf-8", "surrogatepass"))
         if size > limits.max_symbol_bytes:
-            over.append(FieldViolation(f"{p}strings[{i}]", f"{size} bytes exceed max_symbol_bytes={limits.max_symbol_bytes}"))
+            over.append(
+                FieldViolation(f"{p}strings[{i}]", f"{size} bytes exceed max_symbol_bytes={limits.max_symbol_bytes}")
+            )
     if len(observation.vectors) > limits.max_vectors_per_observation:
-        over.append(FieldViolation(f"{p}vectors", f"{len(observation.vectors)} vectors exceed max_vectors_per_observation={limits.max_vectors_per_observation}"))
+        over.append(
+            FieldViolation(
+                f"{p}vectors",
+                f"{len(observation.vectors)} vectors exceed "
+                f"max_vectors_per_observation={limits.max_vectors_per_observation}",
+            )
+        )
     dim = expected_dim
     for i, vector in enumerate(observation.vectors):
         if not vector:
             bad.append(FieldViolation(f"{p}vectors[{i}]", "must not be empty"))
             continue
         if len(vector) > limits.max_vector_dim:
-            over.append(FieldViolation(f"{p}vectors[{i}]", f"dimension {len(vector)} exceeds max_vector_dim={limits.max_vector_dim}"))
+            over.append(
+                FieldViolation(
+                    f"{p}vectors[{i}]", f"dimension {len(vector)} exceeds max_vector_dim={limits.max_vector_dim}"
+                )
+            )
             continue
         if any(math.isnan(x) or math.isinf(x) for x in vector):
             bad.append(FieldViolation(f"{p}vectors[{i}]", "values must be finite numbers (no NaN or infinity)"))
         if dim is None:
             dim = len(vector)
         elif len(vector) != dim:
-            bad.append(FieldViolation(f"{p}vectors[{i}]", f"dimension {len(vector)} differs from the expected dimension {dim}"))
+            bad.append(
+                FieldViolation(f"{p}vectors[{i}]", f"dimension {len(vector)} differs from the expected dimension {dim}")
+            )
     if dim is not None and len(observation.vectors) > 1 and not bad and not over:
         summed = summed_vector(observation.vectors)
         if not all(math.isfinite(x) for x in summed):
             bad.append(FieldViolation(f"{p}vectors", "the element-wise sum of the vectors overflows to infinity"))
     if len(observation.emotives) > limits.max_emotive_keys:
-        over.append(FieldViolation(f"{p}emotives", f"{len(observation.emotives)} keys exceed max_emotive_keys={limits.max_emotive_keys}"))
+        over.append(
+            FieldViolation(
+                f"{p}emotives", f"{len(observation.emotives)} keys exceed max_emotive_keys={limits.max_emotive_keys}"
+            )
+        )
     for key, value in observation.emotives.items():
         if key == "":
             bad.append(FieldViolation(f"{p}emotives", "an emotive name must not be empty"))
@@ -260,8 +284,15 @@ def vector_name(vector: Sequence[float]) -> str:
     # Explicit arguments equal to numpy's defaults, so global print options cannot leak in.
     text = numpy.array2string(
         numpy.asarray(vector, dtype=numpy.float64),
-        max_line_width=75, precision=8, suppress_small=False, separator=" ",
-        threshold=1000, edgeitems=3, floatmode="maxprec", sign="-", legacy=False,
+        max_line_width=75,
+        precision=8,
+        suppress_small=False,
+        separator=" ",
+        threshold=1000,
+        edgeitems=3,
+        floatmode="maxprec",
+        sign="-",
+        legacy=False,
     )
     return "VCTR|" + hashlib.sha1(text.encode("utf-8")).hexdigest()
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from rapidfuzz.distance import LCSseq
 
@@ -33,7 +33,7 @@ __all__ = ["predict_patterns", "passes_filters"]
 
 
 @dataclass(frozen=True)
-class _Scored:
+class _ScoredCandidate:
     """A candidate that passed the threshold, with its own (non-ensemble) metrics."""
 
     record: PatternRecord
@@ -96,7 +96,7 @@ class _Scorer:
         self._matcher = BlockMatcher(self._q_ids)
         self._stm, self._q, self._config = stm, q, config
 
-    def score(self, record: PatternRecord) -> _Scored | None:
+    def score(self, record: PatternRecord) -> _ScoredCandidate | None:
         """The candidate's own metrics, or None if a filter, the threshold or §6.3 drops it."""
         config, q = self._config, self._q
         p = record.flat
@@ -115,7 +115,7 @@ class _Scorer:
         alignment = align(record.events, p, self._stm, q, blocks, config.fuzzy_token_threshold)
         m = len(alignment.matches)
         present_length = sum(len(event) for event in alignment.present)
-        return _Scored(
+        return _ScoredCandidate(
             record=record,
             flat=p,
             similarity=similarity,
@@ -156,7 +156,7 @@ def _upper_bounds(candidates: Sequence[PatternRecord], q: Sequence[str], thresho
 
 def _select_ensemble(
     candidates: Sequence[PatternRecord], stm: Sequence[Event], q: list[str], config: SessionConfig
-) -> list[_Scored]:
+) -> list[_ScoredCandidate]:
     """The ensemble of §6.6: the 3·max_predictions best pre-potentials (ties by name),
     in name order, among the candidates that pass the threshold.
 
@@ -168,22 +168,22 @@ def _select_ensemble(
     scorer = _Scorer(stm, q, config)
     exact_tokens = config.use_token_matching and config.fuzzy_token_threshold == 0.0
     if len(candidates) <= keep or not exact_tokens:
-        scored = [s for s in map(scorer.score, candidates) if s is not None]
-        if len(scored) <= keep:
-            return scored
-        best = sorted(scored, key=lambda s: (-s.pre_potential, s.record.name))[:keep]
-        return sorted(best, key=lambda s: s.record.name)
+        passing = [c for c in map(scorer.score, candidates) if c is not None]
+        if len(passing) <= keep:
+            return passing
+        best = sorted(passing, key=lambda c: (-c.pre_potential, c.record.name))[:keep]
+        return sorted(best, key=lambda c: c.record.name)
 
     # A min-heap of the kept members by (pre_potential, -position): its root is the
     # member a newcomer must beat (a lower potential, or equal with a later name).
-    heap: list[tuple[float, int, _Scored]] = []
+    heap: list[tuple[float, int, _ScoredCandidate]] = []
     for bound, position in sorted(_upper_bounds(candidates, q, config.recall_threshold), key=lambda b: (-b[0], b[1])):
         if len(heap) == keep and bound < heap[0][0]:
             break
-        scored = scorer.score(candidates[position])
-        if scored is None:
+        contender = scorer.score(candidates[position])
+        if contender is None:
             continue
-        item = (scored.pre_potential, -position, scored)
+        item = (contender.pre_potential, -position, contender)
         if len(heap) < keep:
             heapq.heappush(heap, item)
         elif item[:2] > heap[0][:2]:
@@ -191,48 +191,30 @@ def _select_ensemble(
     return [item[2] for item in sorted(heap, key=lambda item: -item[1])]
 
 
-def _future_key(future: Sequence[Event]) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(sorted(event)) for event in future)
+@dataclass(frozen=True)
+class _EnsembleStatistics:
+    """The ensemble-wide quantities every member's metrics read (§6.7)."""
+
+    total_patterns: int
+    symbol_table_size: int
+    ensemble_frequency: int  # the sum of the members' frequencies
+    probability: dict[str, float]  # pmf(symbol) / total_patterns
+    dimensions: list[str]  # every symbol of the state or of a member's present, sorted
+    state_vector: dict[str, float]
+    state_norm: float
+    evidence: float  # the Bayesian evidence: Σ similarity · frequency / ensemble frequency
 
 
-def _weights(q: Sequence[str], kb: KnowledgeView, emotive: str) -> dict[str, float]:
-    """w(t) = |affinity(t)[e]| / freq(t) + 0.01, or 0.01 without affinity (§6.8)."""
-    weights: dict[str, float] = {}
-    for t in dict.fromkeys(q):
-        value = symbol_affinity(kb, t).get(emotive, 0.0)
-        freq = kb.freq(t)
-        weights[t] = abs(value) / freq + 0.01 if freq > 0 and value != 0 else 0.01
-    return weights
-
-
-def _rank_key(field: str):
-    def key(prediction: Prediction) -> tuple:
-        value = getattr(prediction, field)
-        # Descending by value, nulls last, then name ascending.
-        return (value is None, -value if value is not None else 0.0, prediction.name)
-
-    return key
-
-
-def predict_patterns(stm: Sequence[Event], config: SessionConfig, kb: KnowledgeView) -> PredictResult:
-    """Predictions and future potentials for `stm` against `kb` (§6)."""
-    q = flatten(stm)
-    if not q:
-        return PredictResult()
-    needs_every_pattern = config.recall_threshold == 0 or not config.use_token_matching
-    candidates = kb.candidates(None if needs_every_pattern else q)
-    scored = _select_ensemble(candidates, stm, q, config)
-    if not scored:
-        return PredictResult()
-
-    # Ensemble-wide quantities (§6.7).
+def _ensemble_statistics(
+    ensemble: Sequence[_ScoredCandidate], presents: Sequence[list[str]], q: Sequence[str], kb: KnowledgeView
+) -> _EnsembleStatistics:
+    """Probabilities, the state vector and the sums over the ensemble (§6.7)."""
     total_patterns = kb.pattern_count()
     symbol_table_size = kb.symbol_table_size()
-    ensemble_frequency = sum(s.record.frequency for s in scored)
-    presents = [flatten(s.alignment.present) for s in scored]
+    ensemble_frequency = sum(member.record.frequency for member in ensemble)
     probability: dict[str, float] = {}
-    for s, present in zip(scored, presents):
-        for symbol in (*s.alignment.matches, *present):
+    for member, present in zip(ensemble, presents, strict=True):
+        for symbol in (*member.alignment.matches, *present):
             if symbol not in probability:
                 pmf = kb.pmf(symbol)
                 probability[symbol] = pmf / total_patterns if pmf > 0 else 0.0
@@ -242,101 +224,212 @@ def predict_patterns(stm: Sequence[Event], config: SessionConfig, kb: KnowledgeV
     norm_sq = 0.0
     for d in dimensions:
         norm_sq += state_vector[d] * state_vector[d]
-    state_norm = math.sqrt(norm_sq)
+    evidence = 0.0
+    for member in ensemble:
+        evidence += member.similarity * (member.record.frequency / ensemble_frequency)
+    return _EnsembleStatistics(
+        total_patterns=total_patterns,
+        symbol_table_size=symbol_table_size,
+        ensemble_frequency=ensemble_frequency,
+        probability=probability,
+        dimensions=dimensions,
+        state_vector=state_vector,
+        state_norm=math.sqrt(norm_sq),
+        evidence=evidence,
+    )
 
-    # Predictive information groups members by their (sorted) future.
-    group_weight: dict[tuple, float] = {}
-    group_size: dict[tuple, int] = {}
-    group_future: dict[tuple, tuple[Event, ...]] = {}
-    for s in scored:
-        if s.alignment.future:
-            key = _future_key(s.alignment.future)
-            group_weight[key] = group_weight.get(key, 0.0) + s.similarity * s.record.frequency
-            group_size[key] = group_size.get(key, 0) + 1
-            group_future.setdefault(key, s.alignment.future)
+
+_FutureKey = tuple[Event, ...]
+"""A future with the symbols of each event sorted: members with equal keys share a group."""
+
+
+def _future_key(future: Sequence[Event]) -> _FutureKey:
+    return tuple(tuple(sorted(event)) for event in future)
+
+
+@dataclass(frozen=True)
+class _FutureGroups:
+    """The members that predict the same future, grouped for predictive information (§6.7)."""
+
+    weight: dict[_FutureKey, float]  # Σ similarity · frequency of the group's members
+    size: dict[_FutureKey, int]
+    future: dict[_FutureKey, tuple[Event, ...]]  # the first member's future, as stored
+    aggregate: dict[_FutureKey, float]  # the group's share of the total weight
+
+
+def _group_futures(ensemble: Sequence[_ScoredCandidate]) -> _FutureGroups:
+    """Groups the members with a future by `_future_key`, in ensemble (name) order."""
+    weight: dict[_FutureKey, float] = {}
+    size: dict[_FutureKey, int] = {}
+    future: dict[_FutureKey, tuple[Event, ...]] = {}
+    for member in ensemble:
+        if member.alignment.future:
+            key = _future_key(member.alignment.future)
+            weight[key] = weight.get(key, 0.0) + member.similarity * member.record.frequency
+            size[key] = size.get(key, 0) + 1
+            future.setdefault(key, member.alignment.future)
     total_weight = 0.0
-    for weight in group_weight.values():
-        total_weight += weight
-    aggregate = {key: (w / total_weight if total_weight else 0.0) for key, w in group_weight.items()}
+    for group_weight in weight.values():
+        total_weight += group_weight
+    aggregate = {key: (w / total_weight if total_weight else 0.0) for key, w in weight.items()}
+    return _FutureGroups(weight, size, future, aggregate)
 
-    evidence_sum = 0.0
-    for s in scored:
-        evidence_sum += s.similarity * (s.record.frequency / ensemble_frequency)
 
-    weights = _weights(q, kb, config.affinity_emotive) if config.affinity_emotive else None
-    q_weight = metrics.weighted_sum(q, weights) if weights is not None else 0.0
+@dataclass(frozen=True)
+class _AffinityWeights:
+    """Symbol weights for `affinity_emotive` (§6.8), and the weight of the whole state."""
 
-    predictions = []
-    for s, present in zip(scored, presents):
-        f = s.record.frequency
-        a = s.alignment
-        counts = metrics.first_occurrence_counts(present)
-        itfdf = metrics.itfdf_similarity(
-            counts, dimensions, probability, state_norm, state_vector, f, ensemble_frequency
-        )
-        prior = f / ensemble_frequency
-        weighted_strength = s.similarity * f / ensemble_frequency
-        if a.future:
-            agg = aggregate[_future_key(a.future)]
-            information = weighted_strength / agg if agg else 0.0
-        else:
-            information = 0.0
-        e, c, r = s.evidence, s.confidence, s.snr
-        w_sim = w_ev = w_conf = w_snr = None
-        if weights is not None:
-            w_matches = metrics.weighted_sum(a.matches, weights)
-            w_pattern = metrics.weighted_sum(s.flat, weights)
-            w_present = metrics.weighted_sum(present, weights)
-            w_extras = metrics.weighted_sum(flatten(a.extras), weights)
-            den = q_weight + w_pattern
-            w_sim = 2 * w_matches / den if den else None
-            w_ev = w_matches / w_pattern if w_pattern else 0.0
-            w_conf = w_matches / w_present if w_present else 0.0
-            w_snr = w_matches / (w_matches + w_extras) if w_matches + w_extras else 0.0
-            e, c, r = w_ev, w_conf, w_snr
-        predictions.append(Prediction(
-            name=s.record.name,
-            frequency=f,
-            sequence=s.record.events,
-            emotives=average_emotives(s.record.emotives),
-            metadata=s.record.metadata,
-            matches=a.matches,
-            past=a.past,
-            present=a.present,
-            future=a.future,
-            missing=a.missing,
-            extras=a.extras,
-            anomalies=a.anomalies,
-            similarity=s.similarity,
-            evidence=s.evidence,
-            confidence=s.confidence,
-            snr=s.snr,
-            fragmentation=a.fragmentation,
-            entropy=metrics.entropy(counts, len(present)),
-            normalized_entropy=metrics.normalized_entropy(counts, len(present), symbol_table_size),
-            global_normalized_entropy=metrics.global_normalized_entropy(counts, probability, symbol_table_size),
-            itfdf_similarity=itfdf,
-            confluence=metrics.confluence(present, probability, f, total_patterns),
-            tfidf_score=metrics.tfidf_score(counts, len(present), probability, total_patterns),
-            pattern_probability=prior,
-            weighted_strength=weighted_strength,
-            predictive_information=information,
-            bayesian_prior=prior,
-            bayesian_likelihood=s.similarity,
-            bayesian_posterior=s.similarity * prior / evidence_sum if evidence_sum else 0.0,
-            potential=metrics.potential(e, c, r, itfdf, a.fragmentation),
-            weighted_similarity=w_sim,
-            weighted_evidence=w_ev,
-            weighted_confidence=w_conf,
-            weighted_snr=w_snr,
-        ))
+    weights: dict[str, float]
+    state_weight: float
 
-    predictions.sort(key=_rank_key(config.rank_sort_algo))
+
+def _affinity_weights(q: Sequence[str], kb: KnowledgeView, emotive: str) -> _AffinityWeights:
+    """w(t) = |affinity(t)[e]| / freq(t) + 0.01, or 0.01 without affinity (§6.8)."""
+    weights: dict[str, float] = {}
+    for t in dict.fromkeys(q):
+        value = symbol_affinity(kb, t).get(emotive, 0.0)
+        freq = kb.freq(t)
+        weights[t] = abs(value) / freq + 0.01 if freq > 0 and value != 0 else 0.01
+    return _AffinityWeights(weights, metrics.weighted_sum(q, weights))
+
+
+@dataclass(frozen=True)
+class _WeightedMetrics:
+    """A member's similarity, evidence, confidence and snr with symbols weighted (§6.8)."""
+
+    similarity: float | None
+    evidence: float
+    confidence: float
+    snr: float
+
+
+def _weighted_metrics(member: _ScoredCandidate, present: Sequence[str], affinity: _AffinityWeights) -> _WeightedMetrics:
+    weights = affinity.weights
+    alignment = member.alignment
+    w_matches = metrics.weighted_sum(alignment.matches, weights)
+    w_pattern = metrics.weighted_sum(member.flat, weights)
+    w_present = metrics.weighted_sum(present, weights)
+    w_extras = metrics.weighted_sum(flatten(alignment.extras), weights)
+    den = affinity.state_weight + w_pattern
+    return _WeightedMetrics(
+        similarity=2 * w_matches / den if den else None,
+        evidence=w_matches / w_pattern if w_pattern else 0.0,
+        confidence=w_matches / w_present if w_present else 0.0,
+        snr=w_matches / (w_matches + w_extras) if w_matches + w_extras else 0.0,
+    )
+
+
+def _member_prediction(
+    member: _ScoredCandidate,
+    present: list[str],
+    statistics: _EnsembleStatistics,
+    groups: _FutureGroups,
+    affinity: _AffinityWeights | None,
+) -> Prediction:
+    """One member's prediction with every metric of §6.7–6.9."""
+    f = member.record.frequency
+    a = member.alignment
+    counts = metrics.first_occurrence_counts(present)
+    itfdf = metrics.itfdf_similarity(
+        counts,
+        statistics.dimensions,
+        statistics.probability,
+        statistics.state_norm,
+        statistics.state_vector,
+        f,
+        statistics.ensemble_frequency,
+    )
+    prior = f / statistics.ensemble_frequency
+    weighted_strength = member.similarity * f / statistics.ensemble_frequency
+    if a.future:
+        agg = groups.aggregate[_future_key(a.future)]
+        information = weighted_strength / agg if agg else 0.0
+    else:
+        information = 0.0
+    # The potential reads the weighted evidence, confidence and snr when weights apply.
+    weighted = _weighted_metrics(member, present, affinity) if affinity is not None else None
+    if weighted is not None:
+        e, c, r = weighted.evidence, weighted.confidence, weighted.snr
+    else:
+        e, c, r = member.evidence, member.confidence, member.snr
+    return Prediction(
+        name=member.record.name,
+        frequency=f,
+        sequence=member.record.events,
+        emotives=average_emotives(member.record.emotives),
+        metadata=member.record.metadata,
+        matches=a.matches,
+        past=a.past,
+        present=a.present,
+        future=a.future,
+        missing=a.missing,
+        extras=a.extras,
+        anomalies=a.anomalies,
+        similarity=member.similarity,
+        evidence=member.evidence,
+        confidence=member.confidence,
+        snr=member.snr,
+        fragmentation=a.fragmentation,
+        entropy=metrics.entropy(counts, len(present)),
+        normalized_entropy=metrics.normalized_entropy(counts, len(present), statistics.symbol_table_size),
+        global_normalized_entropy=metrics.global_normalized_entropy(
+            counts, statistics.probability, statistics.symbol_table_size
+        ),
+        itfdf_similarity=itfdf,
+        confluence=metrics.confluence(present, statistics.probability, f, statistics.total_patterns),
+        tfidf_score=metrics.tfidf_score(counts, len(present), statistics.probability, statistics.total_patterns),
+        pattern_probability=prior,
+        weighted_strength=weighted_strength,
+        predictive_information=information,
+        bayesian_prior=prior,
+        bayesian_likelihood=member.similarity,
+        bayesian_posterior=member.similarity * prior / statistics.evidence if statistics.evidence else 0.0,
+        potential=metrics.potential(e, c, r, itfdf, a.fragmentation),
+        weighted_similarity=weighted.similarity if weighted is not None else None,
+        weighted_evidence=weighted.evidence if weighted is not None else None,
+        weighted_confidence=weighted.confidence if weighted is not None else None,
+        weighted_snr=weighted.snr if weighted is not None else None,
+    )
+
+
+def _rank_key(field: str) -> Callable[[Prediction], tuple[bool, float, str]]:
+    def key(prediction: Prediction) -> tuple[bool, float, str]:
+        value = getattr(prediction, field)
+        # Descending by value, nulls last, then name ascending.
+        return (value is None, -value if value is not None else 0.0, prediction.name)
+
+    return key
+
+
+def _rank(predictions: list[Prediction], groups: _FutureGroups, config: SessionConfig) -> PredictResult:
+    """The best `max_predictions` by `rank_sort_algo`, and the future potentials by aggregate (§6.10)."""
+    ranked = sorted(predictions, key=_rank_key(config.rank_sort_algo))
     futures = sorted(
         (
-            FuturePotential(group_future[key], aggregate[key], group_size[key], group_weight[key])
-            for key in group_weight
+            FuturePotential(groups.future[key], groups.aggregate[key], groups.size[key], groups.weight[key])
+            for key in groups.weight
         ),
         key=lambda fp: -fp.aggregate_potential,
     )
-    return PredictResult(tuple(predictions[: config.max_predictions]), tuple(futures))
+    return PredictResult(tuple(ranked[: config.max_predictions]), tuple(futures))
+
+
+def predict_patterns(stm: Sequence[Event], config: SessionConfig, kb: KnowledgeView) -> PredictResult:
+    """Predictions and future potentials for `stm` against `kb` (§6)."""
+    q = flatten(stm)
+    if not q:
+        return PredictResult()
+    needs_every_pattern = config.recall_threshold == 0 or not config.use_token_matching
+    candidates = kb.candidates(None if needs_every_pattern else q)
+    ensemble = _select_ensemble(candidates, stm, q, config)
+    if not ensemble:
+        return PredictResult()
+    presents = [flatten(member.alignment.present) for member in ensemble]
+    statistics = _ensemble_statistics(ensemble, presents, q, kb)
+    groups = _group_futures(ensemble)
+    affinity = _affinity_weights(q, kb, config.affinity_emotive) if config.affinity_emotive else None
+    predictions = [
+        _member_prediction(member, present, statistics, groups, affinity)
+        for member, present in zip(ensemble, presents, strict=True)
+    ]
+    return _rank(predictions, groups, config)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Sequence
+from typing import Callable, ContextManager, Mapping, Sequence
 
 from kato_grpc.core.errors import NotFoundError
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
@@ -88,6 +88,20 @@ class IndexedStore:
         # Writers and index loading take this lock; readers of a loaded index do not.
         # Re-entrant: a write fetches the index (which may load it) while holding it.
         self._lock = threading.RLock()
+        # Set by `guard_index_writes`: then writers take turns on `_writers`, and a committed
+        # change reaches the index after `_lock` is released, inside the guard.
+        self._index_writes: Callable[[str], ContextManager] | None = None
+        self._writers = threading.Lock()
+
+    def guard_index_writes(self, lock_for: Callable[[str], ContextManager]) -> None:
+        """Change a KB's loaded index only inside ``lock_for(kb_id)``: the server reads
+        indexes from other threads and holds the other side of that lock meanwhile.
+
+        The guard is taken after `_lock` is released (a reader holding the guard may be
+        waiting for `_lock` to fetch an index) and before the next writer may plan, so
+        every change is still planned against an index that shows all earlier ones.
+        """
+        self._index_writes = lock_for
 
     # --- what a back end provides ------------------------------------------------------
     def _load(self, kb_id: str) -> MemoryKnowledgeBase:
@@ -121,11 +135,16 @@ class IndexedStore:
 
         The index is fetched under the lock, so a store shared by several processes
         (ClickHouse) brings it up to date right before the change is planned."""
-        with self._lock:
-            index = self._index(kb_id)
-            change = make_change(index)
-            self._commit(kb_id, change)
-            apply_to_index(index, change)
+        with self._writers:
+            with self._lock:
+                index = self._index(kb_id)
+                change = make_change(index)
+                self._commit(kb_id, change)
+                if self._index_writes is None:
+                    apply_to_index(index, change)
+                    return
+            with self._index_writes(kb_id):
+                apply_to_index(index, change)
 
     def loaded_pattern_counts(self) -> dict[str, int]:
         """Patterns per KB whose index this process holds; never loads or refreshes one (metrics)."""

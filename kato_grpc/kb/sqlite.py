@@ -99,20 +99,25 @@ class SqliteStore(IndexedStore):
     def _write(self, kb_id: str, make_change) -> None:
         """Plan and write inside one IMMEDIATE transaction: no other process can commit
         between the freshness check, the exactly-once check and our write."""
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._drop_stale_indexes()
-                index = super()._index(kb_id)
-                change = make_change(index)
-                self._write_rows(kb_id, change)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            apply_to_index(index, change)
+        with self._writers:  # see IndexedStore.guard_index_writes
+            with self._lock:
+                conn = self._conn
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._drop_stale_indexes()
+                    index = super()._index(kb_id)
+                    change = make_change(index)
+                    self._write_rows(kb_id, change)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                if self._index_writes is None:
+                    apply_to_index(index, change)
+                    return
+            with self._index_writes(kb_id):
+                apply_to_index(index, change)
 
     def _migrate(self) -> None:
         """Run the migrations past the stored `user_version`, all in one transaction."""

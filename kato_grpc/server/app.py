@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,6 +22,8 @@ from kato_grpc.kb.engines import engine_named
 from kato_grpc.kb.sqlite import SqliteStore
 from kato_grpc.server import reflection
 from kato_grpc.server import auth, request_context, state_signing, state_size, tls
+from kato_grpc.server.backends import BackendWatch, probes_for
+from kato_grpc.server.execution import InlineSessionStore, KbGuard, Lane, OffloadedSessionStore
 from kato_grpc.server.interceptors import build_interceptors, check_settings
 from kato_grpc.server.metrics import Metrics
 from kato_grpc.server.servicer import KatoServicer
@@ -41,6 +44,8 @@ SERVICE_NAME = kato_service_pb2.DESCRIPTOR.services_by_name["KatoService"].full_
 class Stores:
     kb: KnowledgeStore
     sessions: SessionStore
+    kb_refreshes_on_read: bool = False  # every read may update the index (ClickHouse: other replicas' writes)
+    sessions_block: bool = False  # session-store calls wait on the network (Redis): run them on a lane
     # Request ids that left their session record (sessions/request_ids.py); beside the sessions.
     request_ids: RequestLedger | None = None
 
@@ -57,40 +62,89 @@ def build_stores(settings: Settings) -> Stores:
     if settings.clickhouse_url:
         from kato_grpc.kb.clickhouse import ClickHouseStore
 
-        kb = ClickHouseStore(settings.clickhouse_url, new_index=engine_named(settings.engine).new_index)
+        # The socket timeouts are the call's ceiling: a stalled ClickHouse frees the thread then
+        # (sync_request_timeout bounds the ping clickhouse-driver sends before each query).
+        kb = ClickHouseStore(_with_query(settings.clickhouse_url, sync_request_timeout=settings.kb_timeout_seconds),
+                             send_receive_timeout=settings.kb_timeout_seconds,
+                             new_index=engine_named(settings.engine).new_index)
     else:
         kb = SqliteStore(settings.data_dir, new_index=engine_named(settings.engine).new_index)
     sessions: SessionStore
     if settings.redis_url:
         from kato_grpc.sessions.redis_store import RedisSessionStore, redact_url
 
-        sessions = RedisSessionStore.from_url(settings.redis_url)
+        sessions = RedisSessionStore.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_seconds)
         request_ids: RequestLedger = RedisLedger.from_url(settings.redis_url, redact_url(settings.redis_url))
     else:
         sessions = MemorySessionStore()
         request_ids = MemoryLedger()
-    return Stores(kb=kb, sessions=sessions, request_ids=request_ids)
+    return Stores(kb=kb, sessions=sessions, request_ids=request_ids, kb_refreshes_on_read=bool(settings.clickhouse_url),
+                  sessions_block=bool(settings.redis_url))
+
+
+def _with_query(url: str, **defaults: float) -> str:
+    """`url` with each of `defaults` added to its query string unless it sets it already."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for key, value in defaults.items():
+        query.setdefault(key, f"{value:g}")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@dataclass
+class Lanes:
+    """The bounded thread pools of one server process (server/execution.py)."""
+
+    cpu: Lane
+    kb: Lane
+    sessions: Lane
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Lanes":
+        return cls(
+            cpu=Lane("cpu", settings.cpu_threads, None, "the engine"),
+            kb=Lane("kb", settings.kb_threads, settings.kb_timeout_seconds,
+                    "ClickHouse" if settings.clickhouse_url else "the knowledge store"),
+            sessions=Lane("session", settings.session_threads, settings.redis_timeout_seconds, "Redis"),
+        )
+
+    def all(self) -> tuple[Lane, ...]:
+        return (self.cpu, self.kb, self.sessions)
+
+    def close(self) -> None:
+        for lane in self.all():
+            lane.close()
 
 
 async def create_server(
     settings: Settings, stores: Stores, *, keys: auth.KeyRing | None = None, metrics: Metrics | None = None,
+    lanes: Lanes | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """`keys` defaults to the settings' API keys (None: auth off); `metrics` None = no metrics."""
-    server = grpc.aio.server(interceptors=build_interceptors(settings, stores, keys, metrics), options=[
+    """`keys` defaults to the settings' API keys (None: auth off); `metrics` None = no metrics;
+    `lanes` defaults to new ones from the settings."""
+    lanes = lanes or Lanes.from_settings(settings)
+    sessions = OffloadedSessionStore(stores.sessions, lanes.sessions) if stores.sessions_block \
+        else InlineSessionStore(stores.sessions)
+    server = grpc.aio.server(interceptors=build_interceptors(settings, sessions, keys, metrics), options=[
         # Requests only: a response over a send limit would fail after its effects were applied.
         ("grpc.max_receive_message_length", settings.max_request_bytes),
         ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
     ])
+    guard = KbGuard(stores.kb_refreshes_on_read)
+    if not stores.kb_refreshes_on_read:
+        stores.kb.guard_index_writes(guard.writing)
+    servicer = KatoServicer(stores.kb, None, settings.limits, cpu=lanes.cpu, kb_lane=lanes.kb, guard=guard,
+                            predictor=engine_named(settings.engine).predictor)
     runner = SessionRunner(
-        stores.sessions, stores.kb.apply, state_size.measuring_codec(STATE_CODEC),
+        sessions, servicer.apply_effects, state_size.measuring_codec(STATE_CODEC),
         default_ttl=settings.session_ttl_seconds, auto_extend=settings.session_auto_extend,
         owner_of_call=auth.current_owner, request_ids=stores.request_ids,
         request_window_seconds=settings.request_id_window_seconds,
     )
+    servicer.use_sessions(runner)
     if metrics is not None:
-        metrics.watch(stores.kb, runner)
-    kato_service_pb2_grpc.add_KatoServiceServicer_to_server(KatoServicer(
-        stores.kb, runner, settings.limits, engine_named(settings.engine).predictor), server)
+        metrics.watch(stores.kb, runner, lanes.all())
+    kato_service_pb2_grpc.add_KatoServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -129,9 +183,14 @@ async def _serve_one(settings: Settings, worker: int = 0) -> None:
         persistence = _session_store_persistence(settings.redis_url)
         if metrics is not None:
             metrics.note_session_persistence(persistence.mode)
-    server, port, health_servicer = await create_server(settings, stores, keys=keys, metrics=metrics)
+    lanes = Lanes.from_settings(settings)
+    server, port, health_servicer = await create_server(settings, stores, keys=keys, metrics=metrics, lanes=lanes)
+    watch = BackendWatch(probes_for(settings, settings.health_probe_seconds), health_servicer, SERVICE_NAME,
+                         settings.health_probe_seconds)
     await server.start()
+    watch.start()
     if metrics is not None:
+        metrics.watch_backends(watch)
         metrics.serve(settings.host, settings.metrics_port + worker)
     # The first line a supervisor or a test reads: where we listen.
     print(f"kato-grpc listening on {settings.host}:{port} (pid {os.getpid()}, data {settings.data_dir})", flush=True)
@@ -144,8 +203,10 @@ async def _serve_one(settings: Settings, worker: int = 0) -> None:
     loop.add_signal_handler(signal.SIGHUP, keys.reload if keys is not None else lambda: None)
     await stop.wait()
     log.info("draining in-flight calls (grace %.1fs)", settings.grace_seconds)
+    await watch.stop()
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.grace_seconds)
+    lanes.close()
     stores.close()
     print("kato-grpc stopped", flush=True)
 

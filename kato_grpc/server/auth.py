@@ -51,6 +51,7 @@ for the same digest.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import fnmatch
 import hashlib
@@ -63,13 +64,14 @@ import tomllib
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 import grpc
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 from kato_grpc.server import request_context
 from kato_grpc.server.errors import KatoError, rich_status, status_for_exception
+from kato_grpc.server.execution import BackendTimeout
 from kato_grpc.server.handlers import CachedWrapper, split_method, wrap_handler
 from kato_grpc.sessions.base import StoreUnavailable
 from kato_grpc.sessions.runner import SessionNotFound
@@ -242,6 +244,17 @@ class KeyRing:
         log.info("reloaded %d API keys from %s", len(keys), self._path)
         return True
 
+    def lookup_local(self, key: str) -> tuple[bool, ApiKey | None]:
+        """(True, entry or None) when the file or the cache decides, without I/O; else (False, None)."""
+        digest = hash_key(key)
+        found = self._file_keys.get(digest)
+        if found is not None or self._redis is None:
+            return True, found
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > self._clock():
+            return True, cached[1]
+        return False, None
+
     def lookup(self, key: str) -> ApiKey | None:
         """The key's entry, or None when it is unknown. Raises AuthUnavailable if Redis is down."""
         digest = hash_key(key)
@@ -302,16 +315,16 @@ def current_owner() -> str:
     return _OWNER.get()
 
 
-SessionOwner = Callable[[str], "tuple[str, str] | None"]
+SessionOwner = Callable[[str], "Awaitable[tuple[str, str] | None]"]
 
 
 def session_owner_from(store: Any) -> SessionOwner:
-    """`session_id -> (owner, kb_id)` of a live session in `store`, or None."""
+    """`session_id -> (owner, kb_id)` of a live session in `store` (an async store), or None."""
 
-    def owner(session_id: str) -> tuple[str, str] | None:
+    async def owner(session_id: str) -> tuple[str, str] | None:
         if not session_id:
             return None
-        record = store.get(session_id)
+        record = await store.get(session_id)
         return None if record is None else (getattr(record, "owner", ""), record.kb_id)
 
     return owner
@@ -392,7 +405,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             await _deny(context, grpc.StatusCode.UNAUTHENTICATED, "API_KEY_MALFORMED",
                         "the authorization metadata must read `Bearer <key>`")
         try:
-            key = self._keys.lookup(token)
+            known, key = self._keys.lookup_local(token)
+            if not known:  # ask Redis off the event loop
+                key = await asyncio.to_thread(self._keys.lookup, token)
         except AuthUnavailable as exc:
             await _deny(context, grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
         if key is None:
@@ -411,8 +426,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             kind, value = target
             if kind == "session":
                 try:
-                    found = self._session_owner(value)
-                except StoreUnavailable as exc:
+                    found = await self._session_owner(value)
+                except (StoreUnavailable, BackendTimeout) as exc:
                     await _deny(context, grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
                 if found is None:
                     check_kb = False  # unknown or expired: the servicer answers NOT_FOUND

@@ -77,48 +77,88 @@ def status_of(context: grpc.aio.ServicerContext, error: BaseException | None) ->
 def around(
     handler: grpc.RpcMethodHandler,
     start: Callable[[grpc.aio.ServicerContext], Awaitable[Any]],
-    finish: Callable[[grpc.aio.ServicerContext, Any, BaseException | None], None],
+    finish: Callable[[grpc.aio.ServicerContext, Any, grpc.StatusCode], None],
     inner_context: Callable[[grpc.aio.ServicerContext, Any], Any] | None = None,
 ) -> grpc.RpcMethodHandler:
-    """`handler` run between ``token = await start(context)`` and ``finish(context, token, error)``.
+    """`handler` run between ``token = await start(context)`` and ``finish(context, token, code)``.
 
-    `finish` runs once per call, after the last response (or the error), before the
-    status is sent; `error` is None when the behavior returned normally. With
-    `inner_context`, the behavior gets ``inner_context(context, token)`` as its context.
+    `finish` runs once per call, with the status code the call ends with, always before
+    that status is sent: after the last response or the error, and for a call ended with
+    ``abort`` inside it, before the abort (which sends the status at once). So whatever
+    `finish` records (a metric, a log line) is visible by the time the caller has its
+    answer. With `inner_context`, the behavior gets ``inner_context(context, token)``.
     """
 
     def wrap(behavior: Behavior, kind: str) -> Behavior:
         if inspect.isasyncgenfunction(behavior):
             async def streaming(request: Any, context: grpc.aio.ServicerContext):
-                token = await start(context)
-                error: BaseException | None = None
-                inner = inner_context(context, token) if inner_context is not None else context
+                call = _Call(context, await start(context), finish)
                 try:
-                    async with contextlib.aclosing(behavior(request, inner)) as responses:
+                    async with contextlib.aclosing(behavior(request, call.context(inner_context))) as responses:
                         async for response in responses:
                             yield response
                 except BaseException as exc:
-                    error = exc
+                    call.finish(status_of(context, exc))
                     raise
-                finally:
-                    finish(context, token, error)
+                call.finish(status_of(context, None))
 
             return streaming
 
         async def single(request: Any, context: grpc.aio.ServicerContext):
-            token = await start(context)
-            inner = inner_context(context, token) if inner_context is not None else context
+            call = _Call(context, await start(context), finish)
             try:
-                result = await behavior(request, inner)
+                result = await behavior(request, call.context(inner_context))
             except BaseException as exc:
-                finish(context, token, exc)
+                call.finish(status_of(context, exc))
                 raise
-            finish(context, token, None)
+            call.finish(status_of(context, None))
             return result
 
         return single
 
     return wrap_handler(handler, wrap)
+
+
+class _Call:
+    """One call of an `around` wrapper: runs its `finish` exactly once."""
+
+    __slots__ = ("_outer", "_token", "_finish", "_done")
+
+    def __init__(self, outer: grpc.aio.ServicerContext, token: Any, finish: Callable) -> None:
+        self._outer, self._token, self._finish, self._done = outer, token, finish, False
+
+    def finish(self, code: grpc.StatusCode) -> None:
+        if not self._done:
+            self._done = True
+            self._finish(self._outer, self._token, code)
+
+    def context(self, inner_context: Callable | None) -> "_FinishBeforeAbort":
+        inner = inner_context(self._outer, self._token) if inner_context is not None else self._outer
+        return _FinishBeforeAbort(inner, self)
+
+
+class _FinishBeforeAbort:
+    """The behavior's context: ``abort`` sends the status at once, so finish first."""
+
+    __slots__ = ("_context", "_call")
+
+    def __init__(self, context: Any, call: _Call) -> None:
+        self._context, self._call = context, call
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata=()) -> None:
+        self._context.set_code(code)  # what abort will send, readable by `finish`
+        self._context.set_details(details)
+        self._call.finish(code)
+        await self._context.abort(code, details, trailing_metadata)
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        self._context.set_code(status.code)
+        self._context.set_details(status.details)
+        self._call.finish(status.code)
+        await self._context.abort_with_status(status)
 
 
 class CachedWrapper:

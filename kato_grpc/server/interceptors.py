@@ -29,11 +29,12 @@ from kato_grpc.server.metrics import Metrics, MetricsInterceptor
 __all__ = ["build_interceptors", "check_settings"]
 
 
-def build_interceptors(settings: Any, stores: Any, keys: auth.KeyRing | None = None,
+def build_interceptors(settings: Any, sessions: Any, keys: auth.KeyRing | None = None,
                        metrics: Metrics | None = None,
                        state_keys: state_signing.StateKeyRing | None = None) -> list[grpc.aio.ServerInterceptor]:
     """The chain for these settings; `keys` defaults to the settings' key ring (None = auth off),
-    `state_keys` to the settings' state signing keys."""
+    `state_keys` to the settings' state signing keys; `sessions` is the (async) session store
+    auth reads a session's owner from."""
     chain: list[grpc.aio.ServerInterceptor] = [
         request_context.RequestContextInterceptor(every_call=getattr(settings, "access_log", False))]
     if metrics is not None:
@@ -42,7 +43,7 @@ def build_interceptors(settings: Any, stores: Any, keys: auth.KeyRing | None = N
     if keys is None:
         keys = auth.keyring_from_settings(settings)
     if keys is not None:
-        chain.append(auth.AuthInterceptor(keys, auth.session_owner_from(stores.sessions)))
+        chain.append(auth.AuthInterceptor(keys, auth.session_owner_from(sessions)))
     chain.append(state_size.StateSizeInterceptor(settings.limits))
     chain.append(state_signing.StateSignatureInterceptor(state_keys or state_signing.load_state_keys(settings)))
     return chain

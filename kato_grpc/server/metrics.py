@@ -26,6 +26,10 @@ KATO metrics:
   acknowledged sessions when Redis restarts; see sessions/redis_durability.py);
 - ``kato_backend_unavailable_total{grpc_method}``: calls answered UNAVAILABLE (Redis,
   ClickHouse or the key store did not answer);
+- ``kato_lane_threads{lane}``, ``kato_lane_busy_threads{lane}``,
+  ``kato_lane_queued_tasks{lane}``: size, busy threads and queue depth of the thread
+  pools ``cpu``, ``kb`` and ``session`` (server/execution.py);
+- ``kato_backend_up{backend}``: 1 while Redis / ClickHouse answer the health probe;
 - the client library's ``process_*`` and ``python_*`` collectors.
 """
 
@@ -44,9 +48,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from kato_grpc.server import request_context
-from kato_grpc.server.handlers import CachedWrapper, around, kind_of, split_method, status_of
+from kato_grpc.server.handlers import CachedWrapper, around, kind_of, split_method
 
-__all__ = ["Metrics", "MetricsInterceptor", "StoreCollector"]
+__all__ = ["Metrics", "MetricsInterceptor", "StoreCollector", "BackendCollector"]
 
 log = logging.getLogger("kato_grpc.metrics")
 
@@ -91,9 +95,13 @@ class Metrics:
         """Report the session store's persistence mode (see sessions/redis_durability.py)."""
         self.session_persistence.labels(mode).set(1)
 
-    def watch(self, kb: Any, runner: Any) -> None:
-        """Also report the patterns per loaded KB and the runner's CAS conflicts."""
-        self.registry.register(StoreCollector(kb, runner))
+    def watch(self, kb: Any, runner: Any, lanes: Iterable[Any] = ()) -> None:
+        """Also report the patterns per loaded KB, the runner's CAS conflicts and the lanes."""
+        self.registry.register(StoreCollector(kb, runner, tuple(lanes)))
+
+    def watch_backends(self, watch: Any) -> None:
+        """Also report whether each required back end answered its last health probe."""
+        self.registry.register(BackendCollector(watch))
 
     def serve(self, host: str, port: int) -> None:
         """Serve ``/metrics`` on host:port from a daemon thread."""
@@ -109,9 +117,10 @@ class Metrics:
 class StoreCollector(Collector):
     """Reads the knowledge store and the session runner at scrape time."""
 
-    def __init__(self, kb: Any, runner: Any) -> None:
+    def __init__(self, kb: Any, runner: Any, lanes: tuple[Any, ...] = ()) -> None:
         self._kb = kb
         self._runner = runner
+        self._lanes = lanes
 
     def describe(self) -> Iterable[Any]:
         return []
@@ -127,6 +136,35 @@ class StoreCollector(Collector):
             "kato_session_cas_conflicts", "Compare-and-set attempts that lost to a concurrent writer and were retried.")
         conflicts.add_metric((), getattr(self._runner, "conflicts", 0))
         yield conflicts
+        threads = GaugeMetricFamily("kato_lane_threads", "Threads of each lane (--cpu-threads, --kb-threads,"
+                                    " --session-threads).", labels=("lane",))
+        busy = GaugeMetricFamily("kato_lane_busy_threads", "Threads of each lane running work now.", labels=("lane",))
+        queued = GaugeMetricFamily("kato_lane_queued_tasks", "Work waiting for a thread of each lane.",
+                                   labels=("lane",))
+        for lane in self._lanes:
+            threads.add_metric((lane.name,), lane.threads)
+            busy.add_metric((lane.name,), lane.busy)
+            queued.add_metric((lane.name,), lane.queued)
+        yield threads
+        yield busy
+        yield queued
+
+
+class BackendCollector(Collector):
+    """``kato_backend_up{backend}``: 1 while a required back end answers its health probe."""
+
+    def __init__(self, watch: Any) -> None:
+        self._watch = watch
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        up = GaugeMetricFamily("kato_backend_up", "1 while the back end answers its health probe, else 0.",
+                               labels=("backend",))
+        for name, ok in sorted(self._watch.up.items()):
+            up.add_metric((name,), 1.0 if ok else 0.0)
+        yield up
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
@@ -154,10 +192,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             in_flight.inc()
             return time.perf_counter()
 
-        def finish(context, began: float, error: BaseException | None) -> None:
+        def finish(context, began: float, code: grpc.StatusCode) -> None:
             latency.observe(time.perf_counter() - began)
             in_flight.dec()
-            code = status_of(context, error)
             counter = handled.get(code)
             if counter is None:
                 counter = handled[code] = m.handled.labels(*labels, code.name)

@@ -40,7 +40,7 @@ from typing import Any
 
 import grpc
 
-from kato_grpc.server.handlers import CachedWrapper, around, split_method, status_of
+from kato_grpc.server.handlers import CachedWrapper, around, split_method
 
 __all__ = [
     "CallInfo", "current", "current_request_id", "RequestContextInterceptor", "configure_logging",
@@ -138,9 +138,8 @@ class RequestContextInterceptor(grpc.aio.ServerInterceptor):
         def inner_context(context: grpc.aio.ServicerContext, token) -> _KeepingContext:
             return _KeepingContext(context, ((REQUEST_ID_HEADER, token[0].request_id),))
 
-        def finish(context: grpc.aio.ServicerContext, token, error: BaseException | None) -> None:
+        def finish(context: grpc.aio.ServicerContext, token, code: grpc.StatusCode) -> None:
             info, started = token
-            code = status_of(context, error)
             line_level = logging.WARNING if code in SERVER_FAILURES else level
             if not log.isEnabledFor(line_level):
                 return

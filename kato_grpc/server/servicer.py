@@ -4,6 +4,10 @@ Every session method does the same four things: decode the request, run one core
 function on the caller's state (client-held) or the stored one (server-held, through
 the compare-and-set runner), apply the effects to the knowledge base, encode. Nothing
 about a session is kept on `self`.
+
+The event loop only routes: engine work runs on the cpu lane (`_cpu`), knowledge-store
+calls on the kb lane (`_store_read`, `_store_write`), each within the call's deadline
+(server/execution.py).
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from kato_grpc.core.predict import predict_patterns
 from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.server import convert
 from kato_grpc.server.errors import KatoError, rich_status, status_for_exception, status_message
+from kato_grpc.server.execution import (
+    NORMAL, URGENT, BackendTimeout, DeadlineExceeded, KbGuard, Lane, check_budget, start_budget,
+)
 from kato_grpc.sessions.request_ids import RequestAlreadyApplied
 from kato_grpc.sessions.runner import ConflictExhausted, SessionRunner
 from kato_grpc.sessions.base import StoreUnavailable
@@ -64,8 +71,10 @@ def _pattern_name(name: str, field: str = "name") -> str:
 def _map_exception(exc: BaseException) -> KatoError | None:
     if isinstance(exc, ConflictExhausted):
         return KatoError(grpc.StatusCode.ABORTED, "CONFLICT", str(exc))
-    if isinstance(exc, StoreUnavailable):
+    if isinstance(exc, (StoreUnavailable, BackendTimeout)):
         return KatoError(grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
+    if isinstance(exc, DeadlineExceeded):
+        return KatoError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", str(exc))
     if isinstance(exc, RequestAlreadyApplied):
         return KatoError(grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ALREADY_APPLIED", str(exc), metadata=exc.metadata)
     return status_for_exception(exc)
@@ -79,8 +88,9 @@ def _rpc(method: Callable) -> Callable:
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the call started")
+        start_budget(remaining)
         try:
-            return method(self, request, context)
+            return await method(self, request, context)
         except Exception as exc:  # noqa: BLE001 - mapped or re-raised below
             error = _map_exception(exc)
             if error is None:
@@ -113,21 +123,78 @@ def _client_origin(request, request_id: str) -> tuple[str, int] | None:
     return "request:" + digest.hexdigest()[:40], 1
 
 
-def _check_deadline(context: grpc.aio.ServicerContext) -> None:
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        raise KatoError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED",
-                        "deadline passed; nothing was applied")
+Step = Callable[[SessionState, Any], Outcome]
+"""A state-changing core call: (state, knowledge view or None) -> outcome; runs on the cpu lane."""
 
 
 class KatoServicer(api_grpc.KatoServiceServicer):
-    def __init__(
-        self, kb: KnowledgeStore, sessions: SessionRunner, limits: Limits, predictor: Predictor = predict_patterns
-    ) -> None:
+    def __init__(self, kb: KnowledgeStore, sessions: SessionRunner | None, limits: Limits, *,
+                 cpu: Lane, kb_lane: Lane, guard: KbGuard, predictor: Predictor = predict_patterns) -> None:
         self._kb = kb
         self._sessions = sessions
         self._limits = limits
         self._predictor = predictor
+        self._cpu_lane = cpu
+        self._kb_lane = kb_lane
+        self._guard = guard
+
+    def use_sessions(self, sessions: SessionRunner) -> None:
+        """The runner of server-held sessions (it applies effects through `apply_effects`)."""
+        self._sessions = sessions
+
+    # --- where work runs ----------------------------------------------------------------
+    async def _cpu(self, kb_id: str, fn: Callable, *args, urgent: bool = False, **kwargs):
+        """Engine work on the cpu lane, reading knowledge base `kb_id`'s index; `urgent` work
+        (known to be short) goes ahead of the long work queued."""
+        return await self._cpu_lane.run(URGENT if urgent else NORMAL, self._guarded_read, (kb_id, fn, args, kwargs), {})
+
+    def _guarded_read(self, kb_id: str, fn: Callable, args: tuple, kwargs: dict):
+        with self._guard.reading(kb_id):
+            return fn(*args, **kwargs)
+
+    async def _store_read(self, kb_id: str, fn: Callable, *args):
+        """A knowledge-store read (`view`, `get_pattern`, ...) on the kb lane."""
+        return await self._kb_lane(self._guarded_store, self._guard.store_reading, kb_id, fn, args)
+
+    async def _store_write(self, kb_id: str, fn: Callable, *args):
+        """A knowledge-store write on the kb lane, sent only while the call is still wanted.
+
+        A store that refreshes its index on every access (ClickHouse) is read first, on its
+        own: a back end that stalls is then found by that read, whose call is abandoned
+        before any write is sent (a write job, once running, cannot be withdrawn).
+        """
+        if self._guard.refreshes_on_read:
+            await self._view(kb_id)
+        check_budget()
+        return await self._kb_lane(self._guarded_store, self._guard.store_writing, kb_id, fn, args)
+
+    @staticmethod
+    def _guarded_store(lock: Callable, kb_id: str, fn: Callable, args: tuple):
+        with lock(kb_id):
+            check_budget()  # the lock may have been held long: is the call still waiting?
+            return fn(*args)
+
+    async def _view(self, kb_id: str):
+        return await self._kb_lane(self._guarded_store, self._guard.fetching_view, kb_id, self._kb.view, (kb_id,))
+
+    async def apply_effects(self, kb_id: str, effects, origin: tuple[str, int] | None = None) -> None:
+        """The session runner's way to the knowledge base (see app.py)."""
+        if origin is None:
+            await self._store_write(kb_id, self._kb.apply, kb_id, effects)
+        else:
+            await self._store_write(kb_id, self._kb.apply, kb_id, effects, origin)
+
+    def _step_and_respond(self, step: Step, respond: Callable[[Outcome, bool], Any], state: SessionState, view):
+        with self._guard.reading(state.kb_id):
+            outcome = step(state, view)
+        return outcome, respond(outcome, True)
+
+    async def _run_step(self, step: Step, state: SessionState, reads_kb: bool, short: bool = False) -> Outcome:
+        """`short`: the step is short unless the session computes predictions (one Observe)."""
+        if not reads_kb:  # learn, clear, config: a few microseconds, not worth a thread hop
+            return step(state, None)
+        view = await self._view(state.kb_id)
+        return await self._cpu(state.kb_id, step, state, view, urgent=short and not state.config.process_predictions)
 
     # --- plumbing ----------------------------------------------------------------------
     def _client_state(self, request, with_predictions: bool = False) -> SessionState:
@@ -148,34 +215,41 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             raise ValidationError(FieldViolation("session", "set either state (client-held) or session_id (server-held)"))
         return request.session_id
 
-    def _transition(self, request, context, step: Callable[[SessionState], Outcome],
-                    respond: Callable[[Outcome, bool], Any], response_type, keeps_predictions: bool = True):
-        """Run a state-changing step on whichever state the request names."""
+    async def _transition(self, request, step: Step, respond: Callable[[Outcome, bool], Any], response_type,
+                          keeps_predictions: bool = True, reads_kb: bool = True, short: bool = False):
+        """Run a state-changing step on whichever state the request names (`short`: see `_run_step`)."""
         request_id = _request_id(request)
         if request.WhichOneof("session") == "state":
-            outcome = step(self._client_state(request))
-            _check_deadline(context)
+            state = self._client_state(request)
+            if reads_kb:  # the response (the new state, maybe predictions) is encoded on the cpu lane too
+                view = await self._view(state.kb_id)
+                priority = URGENT if short and not state.config.process_predictions else NORMAL
+                outcome, response = await self._cpu_lane.run(
+                    priority, self._step_and_respond, (step, respond, state, view), {})
+            else:
+                outcome = step(state, None)
+                response = respond(outcome, True)
+            check_budget()
             if outcome.effects:
-                self._kb.apply(outcome.state.kb_id, outcome.effects, _client_origin(request, request_id))
-            response = respond(outcome, True)
+                await self.apply_effects(outcome.state.kb_id, outcome.effects, _client_origin(request, request_id))
             carried = request.state.last_predictions if keeps_predictions else None
             if response.HasField("state") and carried is not None and not response.state.last_predictions:
                 response.state.last_predictions.extend(carried)
             return response
         session_id = self._session_id(request)
 
-        def guarded(state: SessionState) -> Outcome:
-            outcome = step(state)
-            _check_deadline(context)
+        async def stepped(state: SessionState) -> Outcome:
+            outcome = await self._run_step(step, state, reads_kb, short)
+            check_budget()
             return outcome
 
-        response, replay = self._sessions.transact(session_id, guarded, lambda o: respond(o, False), request_id)
+        response, replay = await self._sessions.transact(session_id, stepped, lambda o: respond(o, False), request_id)
         return response if replay is None else response_type.FromString(replay)
 
-    def _read_state(self, request, with_predictions: bool = False) -> SessionState:
+    async def _read_state(self, request, with_predictions: bool = False) -> SessionState:
         if request.WhichOneof("session") == "state":
             return self._client_state(request, with_predictions)
-        return self._sessions.read(self._session_id(request), with_predictions)
+        return await self._sessions.read(self._session_id(request), with_predictions)
 
     def _with_state(self, response, outcome: Outcome, include: bool, predictions=None):
         if include:
@@ -184,12 +258,12 @@ class KatoServicer(api_grpc.KatoServiceServicer):
 
     # --- session operations ----------------------------------------------------------
     @_rpc
-    def Observe(self, request: api.ObserveRequest, context):
+    async def Observe(self, request: api.ObserveRequest, context):
         observation = convert.observation_from_proto(
             request.observation if request.HasField("observation") else None)
 
-        def step(state: SessionState) -> Outcome:
-            return engine.observe(state, observation, self._kb.view(state.kb_id), self._limits, self._predictor)
+        def step(state: SessionState, view) -> Outcome:
+            return engine.observe(state, observation, view, self._limits, self._predictor)
 
         def respond(outcome: Outcome, include_state: bool) -> api.ObserveResponse:
             response = observe_response(outcome.result, request.return_predictions)
@@ -200,10 +274,11 @@ class KatoServicer(api_grpc.KatoServiceServicer):
                 convert.state_to_proto(outcome.state, response.state, predictions=encoded)
             return response
 
-        return self._transition(request, context, step, respond, api.ObserveResponse, keeps_predictions=False)
+        return await self._transition(request, step, respond, api.ObserveResponse, keeps_predictions=False,
+                                      short=True)
 
     @_rpc
-    def ObserveSequence(self, request: api.ObserveSequenceRequest, context):
+    async def ObserveSequence(self, request: api.ObserveSequenceRequest, context):
         if len(request.observations) > self._limits.max_observations_per_sequence:
             from kato_grpc.core.errors import LimitExceeded
 
@@ -212,9 +287,9 @@ class KatoServicer(api_grpc.KatoServiceServicer):
                 f"{self._limits.max_observations_per_sequence}"))
         observations = [convert.observation_from_proto(o) for o in request.observations]
 
-        def step(state: SessionState) -> Outcome:
+        def step(state: SessionState, view) -> Outcome:
             return engine.observe_sequence(
-                state, observations, self._kb.view(state.kb_id),
+                state, observations, view,
                 learn_after_each=request.learn_after_each, learn_at_end=request.learn_at_end,
                 clear_stm_between=request.clear_stm_between, limits=self._limits, predictor=self._predictor)
 
@@ -230,58 +305,56 @@ class KatoServicer(api_grpc.KatoServiceServicer):
                     unique_id=item.unique_id, auto_learned_pattern=item.auto_learned_pattern)
             return self._with_state(response, outcome, include_state)
 
-        return self._transition(request, context, step, respond, api.ObserveSequenceResponse,
-                                keeps_predictions=not request.observations)
+        return await self._transition(request, step, respond, api.ObserveSequenceResponse,
+                                      keeps_predictions=not request.observations)
 
     @_rpc
-    def Learn(self, request: api.LearnRequest, context):
+    async def Learn(self, request: api.LearnRequest, context):
         def respond(outcome: Outcome, include_state: bool) -> api.LearnResponse:
             return self._with_state(api.LearnResponse(pattern_name=outcome.result), outcome, include_state)
 
-        return self._transition(request, context, engine.learn, respond, api.LearnResponse)
+        return await self._transition(request, lambda s, _view: engine.learn(s), respond, api.LearnResponse,
+                                      reads_kb=False)
 
     @_rpc
-    def Predict(self, request: api.PredictRequest, context):
-        state = self._read_state(request)
-        result = engine.predict(state, self._kb.view(state.kb_id), self._predictor)
-        response = api.PredictResponse()
-        convert.predictions_to_proto(result.predictions, response, "predictions")
-        convert.future_potentials_to_proto(result.future_potentials, response, "future_potentials")
-        return response
+    async def Predict(self, request: api.PredictRequest, context):
+        state = await self._read_state(request)
+        view = await self._view(state.kb_id)
+        return await self._cpu(state.kb_id, predict_response, state, view, self._predictor)
 
     @_rpc
-    def ClearStm(self, request: api.ClearStmRequest, context):
+    async def ClearStm(self, request: api.ClearStmRequest, context):
         def respond(outcome: Outcome, include_state: bool) -> api.ClearStmResponse:
             return self._with_state(api.ClearStmResponse(), outcome, include_state)
 
-        return self._transition(request, context, lambda s: Outcome(state=engine.clear_stm(s)), respond,
-                                api.ClearStmResponse, keeps_predictions=False)
+        return await self._transition(request, lambda s, _view: Outcome(state=engine.clear_stm(s)), respond,
+                                      api.ClearStmResponse, keeps_predictions=False, reads_kb=False)
 
     @_rpc
-    def ClearAll(self, request: api.ClearAllRequest, context):
+    async def ClearAll(self, request: api.ClearAllRequest, context):
         def respond(outcome: Outcome, include_state: bool) -> api.ClearAllResponse:
             return self._with_state(api.ClearAllResponse(), outcome, include_state)
 
-        return self._transition(request, context, engine.clear_all, respond, api.ClearAllResponse,
-                                keeps_predictions=False)
+        return await self._transition(request, lambda s, _view: engine.clear_all(s), respond, api.ClearAllResponse,
+                                      keeps_predictions=False, reads_kb=False)
 
     @_rpc
-    def GetStm(self, request: api.GetStmRequest, context):
+    async def GetStm(self, request: api.GetStmRequest, context):
         response = api.GetStmResponse()
-        convert.events_to_proto(self._read_state(request).stm, response.stm)
+        convert.events_to_proto((await self._read_state(request)).stm, response.stm)
         return response
 
     @_rpc
-    def GetPerceptData(self, request: api.GetPerceptDataRequest, context):
-        state = self._read_state(request)
+    async def GetPerceptData(self, request: api.GetPerceptDataRequest, context):
+        state = await self._read_state(request)
         response = api.GetPerceptDataResponse()
         if state.percept is not None:
             convert.percept_to_proto(state.percept, response.percept)
         return response
 
     @_rpc
-    def GetCognitionData(self, request: api.GetCognitionDataRequest, context):
-        state = self._read_state(request, with_predictions=True)
+    async def GetCognitionData(self, request: api.GetCognitionDataRequest, context):
+        state = await self._read_state(request, with_predictions=True)
         data = engine.cognition_data(state)
         response = api.GetCognitionDataResponse(
             emotives=data["emotives"], symbols=data["symbols"], time=data["time"])
@@ -290,7 +363,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         return response
 
     @_rpc
-    def UpdateConfig(self, request: api.UpdateConfigRequest, context):
+    async def UpdateConfig(self, request: api.UpdateConfigRequest, context):
         overrides = convert.overrides_from_proto(request.config)
 
         def respond(outcome: Outcome, include_state: bool) -> api.UpdateConfigResponse:
@@ -298,21 +371,21 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             convert.config_to_proto(outcome.state.config, response.config)
             return self._with_state(response, outcome, include_state)
 
-        return self._transition(request, context, lambda s: Outcome(state=engine.update_config(s, overrides)),
-                                respond, api.UpdateConfigResponse)
+        return await self._transition(request, lambda s, _view: Outcome(state=engine.update_config(s, overrides)),
+                                      respond, api.UpdateConfigResponse, reads_kb=False)
 
     @_rpc
-    def GetConfig(self, request: api.GetConfigRequest, context):
+    async def GetConfig(self, request: api.GetConfigRequest, context):
         response = api.GetConfigResponse()
-        convert.config_to_proto(self._read_state(request).config, response.config)
+        convert.config_to_proto((await self._read_state(request)).config, response.config)
         return response
 
     # --- knowledge base ------------------------------------------------------------------
     @_rpc
-    def GetPattern(self, request: api.GetPatternRequest, context):
+    async def GetPattern(self, request: api.GetPatternRequest, context):
         kb_id = validate_kb_id(request.kb_id)
         name = _pattern_name(request.name)
-        record = self._kb.get_pattern(kb_id, name)
+        record = await self._store_read(kb_id, self._kb.get_pattern, kb_id, name)
         if record is None:
             raise _pattern_not_found(kb_id, name)
         response = api.GetPatternResponse()
@@ -320,13 +393,13 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         return response
 
     @_rpc
-    def ListPatterns(self, request: api.ListPatternsRequest, context):
+    async def ListPatterns(self, request: api.ListPatternsRequest, context):
         kb_id = validate_kb_id(request.kb_id)
         if request.page_size < 0:
             raise ValidationError(FieldViolation("page_size", f"{request.page_size} must not be negative"))
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         after = _read_page_token(request.page_token, kb_id)
-        records = self._kb.list_patterns(kb_id, after, size + 1)
+        records = await self._store_read(kb_id, self._kb.list_patterns, kb_id, after, size + 1)
         response = api.ListPatternsResponse()
         for record in records[:size]:
             convert.pattern_to_proto(record, response.patterns.add())
@@ -335,7 +408,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         return response
 
     @_rpc
-    def UpdatePattern(self, request: api.UpdatePatternRequest, context):
+    async def UpdatePattern(self, request: api.UpdatePatternRequest, context):
         kb_id = validate_kb_id(request.kb_id)
         name = _pattern_name(request.name)
         paths = set(request.update_mask.paths) if request.HasField("update_mask") else {
@@ -359,13 +432,14 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             violations.append(FieldViolation("update_mask", "nothing to update: set frequency, emotives or metadata"))
         if violations:
             raise ValidationError(violations)
+        update = functools.partial(
+            self._kb.update_pattern, kb_id, name,
+            frequency=request.frequency if "frequency" in paths else None,
+            emotives=[convert.emotives_from_proto(e.values) for e in request.emotives] if "emotives" in paths else None,
+            metadata={k: list(v.values) for k, v in request.metadata.items()} if "metadata" in paths else None,
+        )
         try:
-            record = self._kb.update_pattern(
-                kb_id, name,
-                frequency=request.frequency if "frequency" in paths else None,
-                emotives=[convert.emotives_from_proto(e.values) for e in request.emotives] if "emotives" in paths else None,
-                metadata={k: list(v.values) for k, v in request.metadata.items()} if "metadata" in paths else None,
-            )
+            record = await self._store_write(kb_id, update)
         except NotFoundError:
             raise _pattern_not_found(kb_id, name) from None
         response = api.UpdatePatternResponse()
@@ -373,18 +447,19 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         return response
 
     @_rpc
-    def DeletePattern(self, request: api.DeletePatternRequest, context):
+    async def DeletePattern(self, request: api.DeletePatternRequest, context):
         kb_id = validate_kb_id(request.kb_id)
         name = _pattern_name(request.name)
         try:
-            self._kb.delete_pattern(kb_id, name)
+            await self._store_write(kb_id, self._kb.delete_pattern, kb_id, name)
         except NotFoundError:
             raise _pattern_not_found(kb_id, name) from None
         return api.DeletePatternResponse()
 
     @_rpc
-    def GetSymbolStats(self, request: api.GetSymbolStatsRequest, context):
-        stats = self._kb.symbol_stats(validate_kb_id(request.kb_id))
+    async def GetSymbolStats(self, request: api.GetSymbolStatsRequest, context):
+        kb_id = validate_kb_id(request.kb_id)
+        stats = await self._store_read(kb_id, self._kb.symbol_stats, kb_id)
         response = api.GetSymbolStatsResponse(
             total_unique_patterns=stats.total_unique_patterns,
             total_pattern_frequencies=stats.total_pattern_frequencies,
@@ -394,25 +469,27 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         return response
 
     @_rpc
-    def GetSymbolAffinity(self, request: api.GetSymbolAffinityRequest, context):
+    async def GetSymbolAffinity(self, request: api.GetSymbolAffinityRequest, context):
         kb_id = validate_kb_id(request.kb_id)
         response = api.GetSymbolAffinityResponse()
         if request.HasField("symbol"):
-            affinities = {request.symbol: self._kb.symbol_affinity(kb_id, request.symbol)}
+            affinities = {request.symbol: await self._store_read(kb_id, self._kb.symbol_affinity, kb_id, request.symbol)}
         else:
-            affinities = self._kb.symbol_affinity(kb_id, None)
+            affinities = await self._store_read(kb_id, self._kb.symbol_affinity, kb_id, None)
         for symbol, values in affinities.items():
             response.symbol_affinities.add(symbol=symbol, affinities=values)
         return response
 
     @_rpc
-    def ClearKnowledgeBase(self, request: api.ClearKnowledgeBaseRequest, context):
-        self._kb.clear(validate_kb_id(request.kb_id))
+    async def ClearKnowledgeBase(self, request: api.ClearKnowledgeBaseRequest, context):
+        kb_id = validate_kb_id(request.kb_id)
+        await self._store_write(kb_id, self._kb.clear, kb_id)
         return api.ClearKnowledgeBaseResponse()
 
     @_rpc
-    def FinalizeTraining(self, request: api.FinalizeTrainingRequest, context):
-        stats = self._kb.symbol_stats(validate_kb_id(request.kb_id))
+    async def FinalizeTraining(self, request: api.FinalizeTrainingRequest, context):
+        kb_id = validate_kb_id(request.kb_id)
+        stats = await self._store_read(kb_id, self._kb.symbol_stats, kb_id)
         return api.FinalizeTrainingResponse(patterns_processed=stats.total_unique_patterns)
 
     # --- server-held sessions ----------------------------------------------------------
@@ -428,7 +505,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         return out
 
     @_rpc
-    def CreateSession(self, request: api.CreateSessionRequest, context):
+    async def CreateSession(self, request: api.CreateSessionRequest, context):
         kb_id = validate_kb_id(request.kb_id)
         ttl = request.ttl_seconds if request.HasField("ttl_seconds") else self._sessions.default_ttl
         if not 1 <= ttl <= MAX_TTL_SECONDS:
@@ -437,33 +514,33 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         if request.HasField("config"):
             state = engine.update_config(state, convert.overrides_from_proto(request.config))
         metadata = request.metadata.SerializeToString(deterministic=True) if request.HasField("metadata") else b""
-        record = self._sessions.create(state, ttl, metadata)
+        record = await self._sessions.create(state, ttl, metadata)
         response = api.CreateSessionResponse()
         self._session_message(record, response.session)
         return response
 
     @_rpc
-    def GetSession(self, request: api.GetSessionRequest, context):
+    async def GetSession(self, request: api.GetSessionRequest, context):
         response = api.GetSessionResponse()
-        self._session_message(self._sessions.access(request.session_id), response.session)
+        self._session_message(await self._sessions.access(request.session_id), response.session)
         return response
 
     @_rpc
-    def DeleteSession(self, request: api.DeleteSessionRequest, context):
-        self._sessions.delete(request.session_id)
+    async def DeleteSession(self, request: api.DeleteSessionRequest, context):
+        await self._sessions.delete(request.session_id)
         return api.DeleteSessionResponse()
 
     @_rpc
-    def ExtendSession(self, request: api.ExtendSessionRequest, context):
+    async def ExtendSession(self, request: api.ExtendSessionRequest, context):
         if not 1 <= request.ttl_seconds <= MAX_TTL_SECONDS:
             raise ValidationError(FieldViolation("ttl_seconds", f"{request.ttl_seconds} must be in [1, {MAX_TTL_SECONDS}]"))
-        record = self._sessions.extend(request.session_id, request.ttl_seconds)
+        record = await self._sessions.extend(request.session_id, request.ttl_seconds)
         response = api.ExtendSessionResponse()
         self._session_message(record, response.session)
         return response
 
     @_rpc
-    def UpdateSessionConfig(self, request: api.UpdateSessionConfigRequest, context):
+    async def UpdateSessionConfig(self, request: api.UpdateSessionConfigRequest, context):
         overrides = convert.overrides_from_proto(request.config)
 
         def respond(outcome: Outcome) -> api.UpdateSessionConfigResponse:
@@ -471,24 +548,27 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             convert.config_to_proto(outcome.state.config, response.config)
             return response
 
-        response, replay = self._sessions.transact(
-            request.session_id, lambda s: Outcome(state=engine.update_config(s, overrides)), respond)
+        async def step(state: SessionState) -> Outcome:
+            return Outcome(state=engine.update_config(state, overrides))
+
+        response, replay = await self._sessions.transact(request.session_id, step, respond)
         return response
 
     @_rpc
-    def SessionExists(self, request: api.SessionExistsRequest, context):
-        status = self._sessions.exists(request.session_id)
+    async def SessionExists(self, request: api.SessionExistsRequest, context):
+        status = await self._sessions.exists(request.session_id)
         return api.SessionExistsResponse(exists=status.exists, expired=status.expired)
 
 
     # --- streaming -----------------------------------------------------------------------
     async def StreamObservations(self, request_iterator, context: grpc.aio.ServicerContext):
         """Answer each step of an observation feed in order (see the proto)."""
-        stream = _Stream(self, context)
+        start_budget(context.time_remaining())
+        stream = _Stream(self)
         try:
             async for message in request_iterator:
                 try:
-                    yield stream.answer(message)
+                    yield await stream.answer(message)
                 except (ValidationError, EmptyStmError) as exc:
                     if not stream.opened:
                         raise
@@ -507,61 +587,58 @@ class KatoServicer(api_grpc.KatoServiceServicer):
 class _Stream:
     """The state of one StreamObservations call: which session, and its state if client-held."""
 
-    def __init__(self, servicer: KatoServicer, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, servicer: KatoServicer) -> None:
         self._servicer = servicer
-        self._context = context
         self.opened = False
         self.client_state: SessionState | None = None
         self._session_id = ""
         self._return_predictions = False
 
-    def answer(self, message: api.StreamObservationsRequest) -> api.StreamObservationsResponse:
+    async def answer(self, message: api.StreamObservationsRequest) -> api.StreamObservationsResponse:
         kind = message.WhichOneof("step")
         if not self.opened:
             if kind != "open":
                 raise ValidationError(FieldViolation("step", "the first message of a stream must be `open`"))
-            return self._open(message.open)
+            return await self._open(message.open)
         if kind == "open" or kind is None:
             raise ValidationError(FieldViolation("step", "after `open`, send observation, learn or clear_stm"))
         servicer = self._servicer
+        reads_kb = kind == "observation"
         if kind == "observation":
             observation = convert.observation_from_proto(message.observation)
 
-            def step(state: SessionState) -> Outcome:
-                return engine.observe(
-                    state, observation, servicer._kb.view(state.kb_id), servicer._limits, servicer._predictor)
+            def step(state: SessionState, view) -> Outcome:
+                return engine.observe(state, observation, view, servicer._limits, servicer._predictor)
 
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
                 return api.StreamObservationsResponse(observed=observe_response(outcome.result, self._return_predictions))
         elif kind == "learn":
-            step = engine.learn
+            def step(state: SessionState, _view) -> Outcome:
+                return engine.learn(state)
 
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
                 return api.StreamObservationsResponse(learned=api.LearnResponse(pattern_name=outcome.result))
         else:
-            def step(state: SessionState) -> Outcome:
+            def step(state: SessionState, _view) -> Outcome:
                 return Outcome(state=engine.clear_stm(state))
 
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
                 return api.StreamObservationsResponse(cleared=api.ClearStmResponse())
+        async def stepped(state: SessionState) -> Outcome:
+            outcome = await servicer._run_step(step, state, reads_kb, short=True)
+            check_budget()
+            return outcome
+
         if self.client_state is None:
-            response, _ = servicer._sessions.transact(self._session_id, self._guarded(step), respond)
+            response, _ = await servicer._sessions.transact(self._session_id, stepped, respond)
             return response
-        outcome = self._guarded(step)(self.client_state)
+        outcome = await stepped(self.client_state)
         if outcome.effects:
-            servicer._kb.apply(outcome.state.kb_id, outcome.effects)
+            await servicer.apply_effects(outcome.state.kb_id, outcome.effects)
         self.client_state = outcome.state
         return respond(outcome)
 
-    def _guarded(self, step: Callable[[SessionState], Outcome]) -> Callable[[SessionState], Outcome]:
-        def run(state: SessionState) -> Outcome:
-            outcome = step(state)
-            _check_deadline(self._context)
-            return outcome
-
-        return run
-
-    def _open(self, opened: api.StreamOpen) -> api.StreamObservationsResponse:
+    async def _open(self, opened: api.StreamOpen) -> api.StreamObservationsResponse:
         held = opened.WhichOneof("session")
         if held is None:
             raise ValidationError(FieldViolation("open.session", "set either state or session_id"))
@@ -571,10 +648,19 @@ class _Stream:
             stm_length = len(self.client_state.stm)
         else:
             self._session_id = opened.session_id
-            stm_length = len(self._servicer._sessions.read(opened.session_id, with_predictions=False).stm)
+            stm_length = len((await self._servicer._sessions.read(opened.session_id, with_predictions=False)).stm)
         self.opened = True
         self._return_predictions = opened.return_predictions
         return api.StreamObservationsResponse(opened=api.StreamOpened(stm_length=stm_length))
+
+
+def predict_response(state: SessionState, view, predictor: Predictor) -> api.PredictResponse:
+    """Predict's core call and its encoding (the costly part), together on the cpu lane."""
+    result = engine.predict(state, view, predictor)
+    response = api.PredictResponse()
+    convert.predictions_to_proto(result.predictions, response, "predictions")
+    convert.future_potentials_to_proto(result.future_potentials, response, "future_potentials")
+    return response
 
 
 def observe_response(result, return_predictions: bool) -> api.ObserveResponse:

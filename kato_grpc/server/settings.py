@@ -37,6 +37,12 @@ class Settings:
     tls_key: str = ""
     tls_client_ca: str = ""
     metrics_port: int = 0
+    cpu_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    kb_threads: int = 4
+    session_threads: int = 16
+    kb_timeout_seconds: float = 10.0
+    redis_timeout_seconds: float = 5.0
+    health_probe_seconds: float = 1.0
     engine: str = "native"
     state_keys_file: str = ""
     limits: Limits = field(default_factory=Limits)
@@ -68,6 +74,14 @@ _HELP = {
     "tls_client_ca": "PEM CA bundle: require client certificates signed by it (mutual TLS)",
     "metrics_port": "serve Prometheus /metrics on --host at this port (worker i of --workers uses port + i;"
                     " 0 = off)",
+    "cpu_threads": "threads running the engine (observe, predict); calls beyond them queue",
+    "kb_threads": "threads calling the knowledge store (SQLite commits, ClickHouse queries)",
+    "session_threads": "threads calling Redis for server-held sessions (with --redis-url)",
+    "kb_timeout_seconds": "longest a call waits for the knowledge store before UNAVAILABLE (also ClickHouse's"
+                          " socket timeout)",
+    "redis_timeout_seconds": "longest a call waits for Redis before UNAVAILABLE (also Redis's socket timeout)",
+    "health_probe_seconds": "how often Redis and ClickHouse are probed for the kato.v1.KatoService health"
+                            " status (NOT_SERVING while one does not answer within this time)",
     "engine": "prediction engine: native (compiled, the default) or python (the readable reference core)",
     "state_keys_file": "JSON file of the HMAC keys that sign client-held session states (the first signs, all"
                        " verify); give every replica the same file (default: <data-dir>/state-keys.json, created"

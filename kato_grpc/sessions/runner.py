@@ -1,5 +1,9 @@
 """Server-held sessions: load, run the pure core, compare-and-set, apply effects once.
 
+Every method is a coroutine: the store and the effects are reached asynchronously (the
+server runs a blocking store on a thread pool: server/execution.py), and `step` is
+awaited, so the engine can run off the event loop.
+
 A transition is committed by one compare-and-set of the session record on `version`;
 on conflict the step is re-run from the fresh state (the core is pure, so a re-run is
 always safe). The committed record carries the transition's effects in its `outbox`,
@@ -11,16 +15,25 @@ a stated window (request_ids.py).
 
 from __future__ import annotations
 
+import asyncio
+
 import secrets
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from kato_grpc.core.model import Outcome, SessionState
 from kato_grpc.core.errors import NotFoundError
-from kato_grpc.sessions.base import SessionRecord, SessionStatus, SessionStore
+from kato_grpc.sessions.base import SessionRecord, SessionStatus
 from kato_grpc.sessions.effects_codec import decode_effects, encode_effects
-from kato_grpc.sessions.request_ids import DEFAULT_WINDOW_SECONDS, MemoryLedger, RequestLedger, recall, remember
+from kato_grpc.sessions.request_ids import (
+    DEFAULT_WINDOW_SECONDS,
+    RECENT_REPLIES,
+    MemoryLedger,
+    RequestLedger,
+    recall,
+    remember,
+)
 
 __all__ = ["SessionRunner", "ConflictExhausted", "SessionNotFound"]
 
@@ -57,8 +70,8 @@ class Codec:
 class SessionRunner:
     def __init__(
         self,
-        store: SessionStore,
-        apply_effects: Callable[[str, tuple, tuple[str, int]], None],
+        store: Any,  # a SessionStore whose methods are coroutines (server/execution.py adapts one)
+        apply_effects: Callable[[str, tuple, tuple[str, int]], Awaitable[None]],
         codec: Codec,
         *,
         default_ttl: int = 3600,
@@ -82,7 +95,7 @@ class SessionRunner:
         self._request_window = request_window_seconds
 
     # --- lifecycle ---------------------------------------------------------------------
-    def create(self, state: SessionState, ttl_seconds: int, metadata: bytes) -> SessionRecord:
+    async def create(self, state: SessionState, ttl_seconds: int, metadata: bytes) -> SessionRecord:
         now = self._clock()
         record = SessionRecord(
             session_id=secrets.token_hex(16),
@@ -95,16 +108,16 @@ class SessionRunner:
             metadata=metadata,
             owner=self._owner_of_call(),
         )
-        self._store.create(record)
+        await self._store.create(record)
         return record
 
-    def load(self, session_id: str) -> SessionRecord:
+    async def load(self, session_id: str) -> SessionRecord:
         """The live record, with any unapplied outbox repaired first. Does not extend."""
-        record = self._store.get(session_id)
+        record = await self._store.get(session_id)
         if record is None:
-            raise SessionNotFound(session_id, self._store.status(session_id).expired)
+            raise SessionNotFound(session_id, (await self._store.status(session_id)).expired)
         if record.outbox:
-            self._apply_effects(record.kb_id, decode_effects(record.outbox), (session_id, record.version))
+            await self._apply_effects(record.kb_id, decode_effects(record.outbox), (session_id, record.version))
         return record
 
     def state_of(self, record: SessionRecord, with_predictions: bool = True) -> SessionState:
@@ -115,10 +128,10 @@ class SessionRunner:
         return (self._codec.decode_for_step or self._codec.decode)(record.state)
 
     # --- transitions -----------------------------------------------------------------
-    def transact(
+    async def transact(
         self,
         session_id: str,
-        step: Callable[[SessionState], Outcome],
+        step: Callable[[SessionState], Awaitable[Outcome]],
         respond: Callable[[Outcome], Any],
         request_id: str = "",
         ttl_seconds: int | None = None,
@@ -132,20 +145,24 @@ class SessionRunner:
         decode = self._codec.decode_for_step or self._codec.decode
         encode = self._codec.encode_after_step or self._codec.encode
         for _ in range(self._max_attempts):
-            record = self.load(session_id)
+            record = await self.load(session_id)
+            # The ledger (Redis) is reached only once the record's recent replies are full.
+            off_loop = len(record.replies) >= RECENT_REPLIES
             if request_id:
-                earlier = recall(record.replies, self._request_ids, session_id, request_id, self._clock())
+                earlier = await self._maybe_off_loop(
+                    off_loop, recall, record.replies, self._request_ids, session_id, request_id, self._clock())
                 if earlier is not None:
                     return None, earlier
             state = decode(record.state)
-            outcome = step(state)
+            outcome = await step(state)
             version = record.version + 1
             response = respond(outcome)
             replies: Mapping[str, bytes] = record.replies
             if request_id:
-                replies = remember(replies, self._request_ids, session_id, request_id,
-                                   response.SerializeToString(deterministic=True), self._clock(),
-                                   max(self._request_window, record.ttl_seconds))
+                replies = await self._maybe_off_loop(
+                    off_loop, remember, replies, self._request_ids, session_id, request_id,
+                    response.SerializeToString(deterministic=True), self._clock(),
+                    max(self._request_window, record.ttl_seconds))
             ttl = ttl_seconds if ttl_seconds is not None else record.ttl_seconds
             updated = record.evolve(
                 state=encode(replace(outcome.state, version=version)),
@@ -155,41 +172,46 @@ class SessionRunner:
                 outbox=encode_effects(outcome.effects),
                 replies=replies,
             )
-            if self._store.compare_and_set(updated, record.version):
+            if await self._store.compare_and_set(updated, record.version):
                 if outcome.effects:
-                    self._apply_effects(record.kb_id, outcome.effects, (session_id, version))
+                    await self._apply_effects(record.kb_id, outcome.effects, (session_id, version))
                 return response, None
             self.conflicts += 1
         raise ConflictExhausted(f"session {session_id!r} is being changed concurrently; retry the call")
 
-    def access(self, session_id: str) -> SessionRecord:
+    @staticmethod
+    async def _maybe_off_loop(off_loop: bool, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)`, on a worker thread when it may wait on the network."""
+        return await asyncio.to_thread(fn, *args) if off_loop else fn(*args)
+
+    async def access(self, session_id: str) -> SessionRecord:
         """The live record of a read-only call; slides its expiry when auto-extend is on."""
-        record = self.load(session_id)
+        record = await self.load(session_id)
         if self._auto_extend:
             expires_at = self._clock() + record.ttl_seconds
-            self._store.touch(session_id, record.ttl_seconds, expires_at)
+            await self._store.touch(session_id, record.ttl_seconds, expires_at)
             record = record.evolve(expires_at=expires_at)
         return record
 
-    def read(self, session_id: str, with_predictions: bool = True) -> SessionState:
+    async def read(self, session_id: str, with_predictions: bool = True) -> SessionState:
         """The session's state for a read-only call (an access: see `access`)."""
-        return self.state_of(self.access(session_id), with_predictions)
+        return self.state_of(await self.access(session_id), with_predictions)
 
-    def extend(self, session_id: str, ttl_seconds: int) -> SessionRecord:
+    async def extend(self, session_id: str, ttl_seconds: int) -> SessionRecord:
         """Set the TTL and slide the expiry to now + TTL."""
-        record = self.load(session_id)
+        record = await self.load(session_id)
         expires_at = self._clock() + ttl_seconds
-        if not self._store.touch(session_id, ttl_seconds, expires_at):
-            self.load(session_id)  # it expired in between: raises NOT_FOUND saying so
+        if not await self._store.touch(session_id, ttl_seconds, expires_at):
+            await self.load(session_id)  # it expired in between: raises NOT_FOUND saying so
         return record.evolve(ttl_seconds=ttl_seconds, expires_at=expires_at)
 
-    def exists(self, session_id: str) -> SessionStatus:
+    async def exists(self, session_id: str) -> SessionStatus:
         """Whether the session is live or has expired; never extends the TTL."""
-        return self._store.status(session_id)
+        return await self._store.status(session_id)
 
-    def delete(self, session_id: str) -> None:
-        if not self._store.delete(session_id):
-            self.load(session_id)  # raises the right NOT_FOUND message
+    async def delete(self, session_id: str) -> None:
+        if not await self._store.delete(session_id):
+            await self.load(session_id)  # raises the right NOT_FOUND message
             raise SessionNotFound(session_id, False, "does not exist")
 
 

@@ -144,10 +144,11 @@ impl<'a> Corpus<'a> {
 
     /// The patterns containing `symbol`, in no particular order.
     pub fn containing(&self, symbol: SymbolId, out: &mut Vec<Candidate>) {
-        for &slot in self.index.postings(symbol) {
-            if !self.shadowed.contains_key(&slot) {
-                out.push(slot);
-            }
+        let postings = self.index.postings(symbol);
+        if self.shadowed.is_empty() {
+            out.extend_from_slice(postings);
+        } else {
+            out.extend(postings.iter().filter(|slot| !self.shadowed.contains_key(*slot)));
         }
         for (i, p) in self.pending.iter().enumerate() {
             if Self::pending_symbols(p).contains(&symbol) {

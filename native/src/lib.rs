@@ -179,20 +179,37 @@ struct Rendered {
 }
 
 /// Symbol ids → positions in a small table of the texts one result uses.
+/// Dense (position + 1, 0 = not yet) for ids below `dense.len()`, hashed above it.
 struct TextTable<'s, 'a> {
     symbols: &'s LocalSymbols<'a>,
+    dense: Vec<u32>,
     position: hashbrown::HashMap<SymbolId, u32, foldhash::fast::FixedState>,
     texts: Vec<String>,
 }
 
-impl TextTable<'_, '_> {
+impl<'s, 'a> TextTable<'s, 'a> {
+    fn new(symbols: &'s LocalSymbols<'a>, id_count: usize) -> Self {
+        TextTable {
+            symbols,
+            dense: vec![0; id_count.min(1 << 16)],
+            position: Default::default(),
+            texts: Vec::with_capacity(512),
+        }
+    }
+
     fn at(&mut self, id: SymbolId) -> u32 {
-        if let Some(&p) = self.position.get(&id) {
+        let i = id as usize;
+        let known = if i < self.dense.len() { self.dense[i].checked_sub(1) } else { self.position.get(&id).copied() };
+        if let Some(p) = known {
             return p;
         }
         let p = self.texts.len() as u32;
         self.texts.push(self.symbols.text(id).to_owned());
-        self.position.insert(id, p);
+        if i < self.dense.len() {
+            self.dense[i] = p + 1;
+        } else {
+            self.position.insert(id, p);
+        }
         p
     }
 
@@ -201,19 +218,21 @@ impl TextTable<'_, '_> {
     }
 }
 
-fn run_predict(index: &Index, stm: &[Vec<String>], config: &Config, pending: Vec<NewPattern>) -> Rendered {
+fn run_predict(
+    index: &Index,
+    stm: &[Vec<String>],
+    config: &Config,
+    pending: Vec<NewPattern>,
+    scratch: &mut Vec<u32>,
+) -> Rendered {
     let mut symbols = LocalSymbols::new(index);
     let corpus = Corpus::new(index, pending, &mut symbols);
     let events: Vec<Vec<SymbolId>> = stm.iter().map(|e| e.iter().map(|s| symbols.intern(s)).collect()).collect();
     let flat = events.iter().flatten().copied().collect();
     let state = State { events, flat };
-    let outcome = predict::predict(&corpus, &symbols, &state, config);
+    let outcome = predict::predict(&corpus, &symbols, &state, config, scratch);
 
-    let mut table = TextTable {
-        symbols: &symbols,
-        position: hashbrown::HashMap::with_capacity_and_hasher(512, Default::default()),
-        texts: Vec::with_capacity(512),
-    };
+    let mut table = TextTable::new(&symbols, index.symbols.len());
     let mut rendered = Rendered::default();
     for &i in &outcome.ranking {
         let m = &outcome.members[i];
@@ -316,6 +335,9 @@ fn config_from(py_config: &Bound<'_, PyTuple>) -> PyResult<Config> {
 #[pyclass(frozen, module = "kato_grpc._native")]
 struct PatternIndex {
     inner: RwLock<Index>,
+    /// Zeroed buffers Predict borrows (one per concurrent call), so big tables are not
+    /// allocated and faulted in on every call.
+    scratch: std::sync::Mutex<Vec<Vec<u32>>>,
 }
 
 impl PatternIndex {
@@ -332,7 +354,7 @@ impl PatternIndex {
 impl PatternIndex {
     #[new]
     fn new() -> Self {
-        PatternIndex { inner: RwLock::new(Index::new()) }
+        PatternIndex { inner: RwLock::new(Index::new()), scratch: Default::default() }
     }
 
     /// Store a record tuple, replacing any pattern of that name.
@@ -526,7 +548,12 @@ impl PatternIndex {
     ) -> PyResult<PredictOutcome> {
         let config = config_from(config)?;
         let pending: Vec<NewPattern> = pending.iter().map(|r| new_pattern(&r)).collect::<PyResult<_>>()?;
-        let rendered = py.allow_threads(|| run_predict(&self.read(), &stm, &config, pending));
+        let rendered = py.allow_threads(|| {
+            let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+            let rendered = run_predict(&self.read(), &stm, &config, pending, &mut scratch);
+            self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+            rendered
+        });
         Ok(PredictOutcome { rendered })
     }
 }

@@ -6,27 +6,86 @@ use std::hash::Hash;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
+/// Elements of the sequences matched here: symbol ids and characters.
+pub trait Key: Copy + Eq + Hash {
+    fn slot(self) -> usize;
+}
+
+impl Key for u32 {
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+impl Key for char {
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// Keys of the fixed sequence → small indexes: a dense table for small keys (the
+/// usual case: a lookup per pattern symbol, no hashing), a map for the rest.
+struct KeyIndex<T: Key> {
+    dense: Vec<u32>,
+    sparse: Map<T, u32>,
+}
+
+impl<T: Key> KeyIndex<T> {
+    const DENSE_LIMIT: usize = 1 << 16;
+
+    fn new(keys: &[T]) -> Self {
+        let top = keys.iter().map(|k| k.slot()).filter(|&s| s < Self::DENSE_LIMIT).max().map_or(0, |s| s + 1);
+        KeyIndex { dense: vec![0; top], sparse: Map::default() }
+    }
+
+    fn get(&self, key: T) -> Option<usize> {
+        let slot = key.slot();
+        if slot < self.dense.len() {
+            let v = self.dense[slot];
+            return if v == 0 { None } else { Some(v as usize - 1) };
+        }
+        if self.sparse.is_empty() {
+            return None;
+        }
+        self.sparse.get(&key).map(|&v| v as usize)
+    }
+
+    /// The index of `key`, adding it as `next` if new.
+    fn get_or_insert(&mut self, key: T, next: usize) -> usize {
+        if let Some(at) = self.get(key) {
+            return at;
+        }
+        let slot = key.slot();
+        if slot < self.dense.len() {
+            self.dense[slot] = next as u32 + 1;
+        } else {
+            self.sparse.insert(key, next as u32);
+        }
+        next
+    }
+}
+
 /// Bit-parallel LCS length (Hyyrö) against one fixed sequence `b`.
 ///
 /// Each element of `b` gets a bit mask of its positions; the other sequence is
 /// scanned once, and elements absent from `b` leave the state untouched.
-pub struct LcsAgainst<T: Eq + Hash + Copy> {
-    masks: Map<T, usize>,
+pub struct LcsAgainst<T: Key> {
+    masks: KeyIndex<T>,
     words: usize,
     bits: Vec<u64>,
     length: usize,
 }
 
-impl<T: Eq + Hash + Copy> LcsAgainst<T> {
+impl<T: Key> LcsAgainst<T> {
     pub fn new(b: &[T]) -> Self {
         let words = b.len().div_ceil(64).max(1);
-        let mut masks: Map<T, usize> = Map::default();
+        let mut masks = KeyIndex::new(b);
         let mut bits: Vec<u64> = Vec::new();
         for (j, &x) in b.iter().enumerate() {
-            let at = *masks.entry(x).or_insert_with(|| {
+            let at = masks.get_or_insert(x, bits.len() / words);
+            if at * words == bits.len() {
                 bits.resize(bits.len() + words, 0);
-                bits.len() / words - 1
-            });
+            }
             bits[at * words + j / 64] |= 1u64 << (j % 64);
         }
         LcsAgainst { masks, words, bits, length: b.len() }
@@ -41,7 +100,7 @@ impl<T: Eq + Hash + Copy> LcsAgainst<T> {
         if words == 1 {
             let mut v = !0u64;
             for x in a {
-                if let Some(&at) = self.masks.get(&x) {
+                if let Some(at) = self.masks.get(x) {
                     let m = self.bits[at];
                     let u = v & m;
                     v = v.wrapping_add(u) | (v & !m);
@@ -51,7 +110,7 @@ impl<T: Eq + Hash + Copy> LcsAgainst<T> {
         }
         let mut v = vec![!0u64; words];
         for x in a {
-            if let Some(&at) = self.masks.get(&x) {
+            if let Some(at) = self.masks.get(x) {
                 let m = &self.bits[at * words..(at + 1) * words];
                 let mut carry = 0u64;
                 for w in 0..words {
@@ -91,7 +150,9 @@ pub fn character_ratio(s1: &[char], s2: &[char]) -> f64 {
 /// difflib's `SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()`
 /// without its sentinel, for a fixed `b` (the state) and many `a` (patterns).
 pub struct BlockMatcher {
-    positions: Map<u32, Vec<u32>>,
+    /// The positions of each distinct element of `b`, ascending.
+    index: KeyIndex<u32>,
+    positions: Vec<Vec<u32>>,
     previous: Vec<u32>,
     current: Vec<u32>,
     previous_touched: Vec<usize>,
@@ -100,11 +161,17 @@ pub struct BlockMatcher {
 
 impl BlockMatcher {
     pub fn new(b: &[u32]) -> Self {
-        let mut positions: Map<u32, Vec<u32>> = Map::default();
+        let mut index = KeyIndex::new(b);
+        let mut positions: Vec<Vec<u32>> = Vec::new();
         for (j, &x) in b.iter().enumerate() {
-            positions.entry(x).or_default().push(j as u32);
+            let at = index.get_or_insert(x, positions.len());
+            if at == positions.len() {
+                positions.push(Vec::new());
+            }
+            positions[at].push(j as u32);
         }
         BlockMatcher {
+            index,
             positions,
             previous: vec![0; b.len() + 1],
             current: vec![0; b.len() + 1],
@@ -121,8 +188,8 @@ impl BlockMatcher {
         previous_touched.clear();
         current_touched.clear();
         for i in alo..ahi {
-            if let Some(js) = self.positions.get(&a[i]) {
-                for &j in js {
+            if let Some(at) = self.index.get(a[i]) {
+                for &j in &self.positions[at] {
                     let j = j as usize;
                     if j < blo {
                         continue;

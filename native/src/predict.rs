@@ -458,12 +458,18 @@ fn prunes_before(a: &Scored, b: &Scored) -> Ordering {
 
 /// The ensemble of §6.6: the 3·max_predictions best pre-potentials (ties by name),
 /// in name order, among the candidates that pass the threshold.
-fn select_ensemble(scorer: &mut Scorer, corpus: &Corpus, state: &State, config: &Config) -> Vec<Scored> {
+fn select_ensemble(
+    scorer: &mut Scorer,
+    corpus: &Corpus,
+    state: &State,
+    config: &Config,
+    scratch: &mut Vec<u32>,
+) -> Vec<Scored> {
     let keep = 3 * config.max_predictions;
     let exact_tokens = config.use_token_matching && config.fuzzy_token_threshold == 0.0;
     let needs_every_pattern = config.recall_threshold == 0.0 || !config.use_token_matching;
     let mut ensemble: Vec<Scored> = if exact_tokens {
-        bounded_search(scorer, corpus, state, config, keep, needs_every_pattern)
+        bounded_search(scorer, corpus, state, config, keep, needs_every_pattern, scratch)
     } else {
         let candidates = if needs_every_pattern { corpus.all() } else { sharing(corpus, &state.flat) };
         let mut scored: Vec<Scored> = candidates.into_iter().filter_map(|c| scorer.score(c)).collect();
@@ -501,12 +507,16 @@ fn bounded_search(
     config: &Config,
     keep: usize,
     every_pattern: bool,
+    overlap: &mut Vec<u32>,
 ) -> Vec<Scored> {
     let q = &state.flat;
     let n = q.len();
     let state_counts = first_occurrence_counts(q);
-    // The multiset overlap c of each candidate sharing a symbol, in a dense table.
-    let mut overlap: Vec<u32> = vec![0; corpus.candidate_capacity()];
+    // The multiset overlap c of each candidate sharing a symbol, in a dense table that
+    // is all zeros between calls (a reused buffer: at 1M patterns it is 4 MB).
+    if overlap.len() < corpus.candidate_capacity() {
+        overlap.resize(corpus.candidate_capacity(), 0);
+    }
     let mut sharing: Vec<Candidate> = Vec::new();
     let mut holders = Vec::new();
     for &(symbol, q_count) in &state_counts {
@@ -526,45 +536,73 @@ fn bounded_search(
             overlap[at] += c as u32;
         }
     }
-    let pool: Vec<Candidate> = if every_pattern { corpus.all() } else { sharing };
-    let mut bounds: Vec<(f64, Candidate)> = Vec::with_capacity(pool.len());
-    for candidate in pool {
-        let c = overlap[corpus.candidate_position(candidate)] as usize;
+    let overlap_of: Vec<u32> = sharing.iter().map(|&c| overlap[corpus.candidate_position(c)]).collect();
+    for &candidate in &sharing {
+        overlap[corpus.candidate_position(candidate)] = 0;
+    }
+    let overlap_at: Map<Candidate, u32> = if every_pattern {
+        sharing.iter().copied().zip(overlap_of.iter().copied()).collect()
+    } else {
+        Map::default()
+    };
+    let pool: Vec<(Candidate, u32)> = if every_pattern {
+        corpus.all().into_iter().map(|c| (c, overlap_at.get(&c).copied().unwrap_or(0))).collect()
+    } else {
+        sharing.into_iter().zip(overlap_of).collect()
+    };
+    // The bound depends on (c, L) only: group the candidates by it and visit the groups in
+    // decreasing bound order (the order within a group does not change the result).
+    let mut group_of: Map<(usize, usize), usize> = Map::default();
+    let mut groups: Vec<(f64, Vec<Candidate>)> = Vec::new();
+    for (candidate, c) in pool {
+        let c = c as usize;
         let length = corpus.length(candidate);
         if 2.0 * c as f64 / (length + n) as f64 + MARGIN < config.recall_threshold {
             continue;
         }
-        let snr_bound = if c + n > 0 { (3 * c as i64 - n as i64) as f64 / (c + n) as f64 } else { 0.0 };
-        let bound = (c as f64 / length as f64 + 1.0) * snr_bound.max(0.0) + 1.0 + MARGIN;
-        bounds.push((bound, candidate));
+        let g = *group_of.entry((c, length)).or_insert_with(|| {
+            let snr_bound = if c + n > 0 { (3 * c as i64 - n as i64) as f64 / (c + n) as f64 } else { 0.0 };
+            let bound = (c as f64 / length as f64 + 1.0) * snr_bound.max(0.0) + 1.0 + MARGIN;
+            groups.push((bound, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(candidate);
     }
-    bounds.sort_unstable_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal).then(a.1.cmp(&b.1)));
+    groups.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal));
 
     let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(keep + 1);
-    for (bound, candidate) in bounds {
-        if heap.len() == keep && bound < heap.peek().unwrap().0.pre_potential {
-            break;
-        }
-        let Some(scored) = scorer.score(candidate) else { continue };
-        if heap.len() < keep {
-            heap.push(Kept(scored));
-        } else if prunes_before(&scored, &heap.peek().unwrap().0) == Ordering::Less {
-            heap.pop();
-            heap.push(Kept(scored));
+    'groups: for (bound, members) in groups {
+        for candidate in members {
+            if heap.len() == keep && bound < heap.peek().unwrap().0.pre_potential {
+                break 'groups;
+            }
+            let Some(scored) = scorer.score(candidate) else { continue };
+            if heap.len() < keep {
+                heap.push(Kept(scored));
+            } else if prunes_before(&scored, &heap.peek().unwrap().0) == Ordering::Less {
+                heap.pop();
+                heap.push(Kept(scored));
+            }
         }
     }
     heap.into_iter().map(|k| k.0).collect()
 }
 
 /// Predictions and future potentials for the state (§6).
-pub fn predict(corpus: &Corpus, symbols: &LocalSymbols, state: &State, config: &Config) -> Outcome {
+pub fn predict(
+    corpus: &Corpus,
+    symbols: &LocalSymbols,
+    state: &State,
+    config: &Config,
+    scratch: &mut Vec<u32>,
+) -> Outcome {
     let empty = Outcome { members: Vec::new(), ranking: Vec::new(), futures: Vec::new() };
     let q = &state.flat;
     if q.is_empty() {
         return empty;
     }
     let mut scorer = Scorer::new(corpus, symbols, config, state);
-    let ensemble = select_ensemble(&mut scorer, corpus, state, config);
+    let ensemble = select_ensemble(&mut scorer, corpus, state, config, scratch);
     if ensemble.is_empty() {
         return empty;
     }

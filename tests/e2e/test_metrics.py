@@ -36,17 +36,6 @@ def value(samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def scrape_once_counted(port: int, name: str, **labels: str):
-    """A scrape taken once `name` was counted: a refused call's status reaches the client
-    before the interceptors that count it have finished (they run as the call unwinds)."""
-    deadline = time.monotonic() + 10
-    while True:
-        samples = scrape(port)
-        if value(samples, name, **labels) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.05)
-
-
 def rpc(method: str, code: str = "OK", kind: str = "UNARY_UNARY") -> dict[str, str]:
     return {"grpc_service": KATO, "grpc_method": method, "grpc_type": kind, "grpc_code": code}
 
@@ -93,6 +82,10 @@ def test_counters_move_with_calls(metrics_server, stub):
     assert moved("kato_session_state_bytes_count", grpc_method="Observe") == 3
     assert moved("kato_session_state_bytes_sum", grpc_method="Observe") >= state.ByteSize()
     assert ("kato_session_cas_conflicts_total", ()) in after
+    for lane in ("cpu", "kb", "session"):  # the thread pools: size, busy threads, queue depth
+        assert value(after, "kato_lane_threads", lane=lane) >= 1
+        assert ("kato_lane_busy_threads", (("lane", lane),)) in after
+        assert value(after, "kato_lane_queued_tasks", lane=lane) == 0
     assert ("process_cpu_seconds_total", ()) in after
 
 
@@ -121,21 +114,49 @@ def test_server_held_sessions_report_their_stored_size(metrics_server, stub):
 
 
 def test_an_unreachable_back_end_is_counted(tmp_path):
-    """Sessions in a Redis nobody listens on: UNAVAILABLE, counted as a back-end error."""
+    """Sessions in a Redis nobody listens on: UNAVAILABLE, counted as a back-end error,
+    and counted before the status is sent: a scrape right after each reply sees it."""
     port, dead = free_port(), free_port()
     server = ServerProcess(["--data-dir", str(tmp_path), "--metrics-port", str(port),
                             "--redis-url", f"redis://127.0.0.1:{dead}/0"]).start()
     try:
         with grpc.insecure_channel(server.target) as channel:
             stub = api_grpc.KatoServiceStub(channel)
-            with pytest.raises(grpc.RpcError) as raised:
-                stub.CreateSession(api.CreateSessionRequest(kb_id="metrics-dead"), timeout=20)
-            assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
-        samples = scrape_once_counted(port, "kato_backend_unavailable_total", grpc_method="CreateSession")
-        assert value(samples, "kato_backend_unavailable_total", grpc_method="CreateSession") == 1
-        assert value(samples, "grpc_server_handled_total", **rpc("CreateSession", "UNAVAILABLE")) == 1
+            for calls in range(1, 31):
+                with pytest.raises(grpc.RpcError) as raised:
+                    stub.CreateSession(api.CreateSessionRequest(kb_id="metrics-dead"), timeout=20)
+                assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+                samples = scrape(port)
+                assert value(samples, "kato_backend_unavailable_total", grpc_method="CreateSession") == calls
+                assert value(samples, "grpc_server_handled_total", **rpc("CreateSession", "UNAVAILABLE")) == calls
     finally:
         server.stop()
+
+
+def test_a_scrape_right_after_any_reply_sees_the_call(metrics_server, stub):
+    """Every outcome is counted before its status is sent (an aborted call too), so a
+    scrape made as soon as the reply arrives already counts it. A tight loop, many times."""
+    kb_id = f"metrics-loop-{uuid.uuid4().hex[:8]}"
+    outcomes = [
+        ("Observe", "OK", lambda: observe(stub, pb.SessionState(kb_id=kb_id), "a")),
+        ("Learn", "INVALID_ARGUMENT", lambda: stub.Learn(api.LearnRequest(state=pb.SessionState(kb_id="bad kb!")),
+                                                         timeout=30)),
+        ("Learn", "FAILED_PRECONDITION", lambda: stub.Learn(api.LearnRequest(state=pb.SessionState(kb_id=kb_id)),
+                                                            timeout=30)),
+        ("GetSession", "NOT_FOUND", lambda: stub.GetSession(api.GetSessionRequest(session_id="no-such"), timeout=30)),
+        ("ListPatterns", "OK", lambda: stub.ListPatterns(api.ListPatternsRequest(kb_id=kb_id), timeout=30)),
+    ]
+    counted = {(method, code): value(scrape(metrics_server.metrics_port), "grpc_server_handled_total",
+                                     **rpc(method, code)) for method, code, _ in outcomes}
+    for round_ in range(40):
+        for method, code, call in outcomes:
+            try:
+                call()
+            except grpc.RpcError as error:
+                assert error.code().name == code, (method, error)
+            counted[method, code] += 1
+            seen = value(scrape(metrics_server.metrics_port), "grpc_server_handled_total", **rpc(method, code))
+            assert seen == counted[method, code], (round_, method, code)
 
 
 def test_auth_refusals_are_counted(tmp_path):
@@ -151,7 +172,7 @@ def test_auth_refusals_are_counted(tmp_path):
             with pytest.raises(grpc.RpcError) as raised:
                 api_grpc.KatoServiceStub(channel).ListPatterns(api.ListPatternsRequest(kb_id="x"), timeout=30)
         assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED, raised.value
-        samples = scrape_once_counted(port, "grpc_server_handled_total", **rpc("ListPatterns", "UNAUTHENTICATED"))
+        samples = scrape(port)
         assert value(samples, "grpc_server_handled_total", **rpc("ListPatterns", "UNAUTHENTICATED")) == 1, \
             sorted(key for key in samples if key[0] == "grpc_server_handled_total")
     finally:

@@ -30,7 +30,7 @@ def _serve(stack: ExitStack, url: str, data_dir, state_keys=None) -> tuple[Serve
     flags = ["--state-keys-file", str(state_keys)] if state_keys else []
     server = ServerProcess(["--data-dir", str(data_dir), "--clickhouse-url", url, *flags]).start()
     stack.callback(server.stop)
-    client = KatoClient(server.target, timeout=20)
+    client = KatoClient(server.target, timeout=20, retry=None)  # the tests want the first UNAVAILABLE
     stack.callback(client.close)
     return server, client
 

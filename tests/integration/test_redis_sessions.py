@@ -60,7 +60,8 @@ def _deploy(stack: ExitStack, data_dir, count: int, redis_url: str = "") -> Depl
         server = ServerProcess(args).start()
         stack.callback(server.stop)
         servers.append(server)
-        clients.append(stack.enter_context(KatoClient(server.target)))
+        # No client retries: the tests want the first UNAVAILABLE a stopped Redis causes.
+        clients.append(stack.enter_context(KatoClient(server.target, retry=None)))
     return Deployment(servers, clients, redis_url, str(data_dir))
 
 

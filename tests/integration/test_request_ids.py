@@ -9,6 +9,7 @@ where an id is forgotten, and never sooner than the session's TTL.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import grpc
@@ -22,6 +23,7 @@ from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.core import engine
 from kato_grpc.core.model import Observation
 from kato_grpc.kb.memory import MemoryStore
+from kato_grpc.server.execution import InlineSessionStore
 from kato_grpc.server.state_codec import STATE_CODEC
 from kato_grpc.sessions.memory import MemorySessionStore
 from kato_grpc.sessions.request_ids import (
@@ -119,6 +121,32 @@ class Clock:
         return self.now
 
 
+class SyncRunner:
+    """The (async) runner as the server builds it over the in-process store, driven call by
+    call from these synchronous tests."""
+
+    def __init__(self, store: MemorySessionStore, kb_store: MemoryStore, **kwargs) -> None:
+        async def apply(kb_id, effects, origin):
+            kb_store.apply(kb_id, effects, origin)
+
+        self._runner = SessionRunner(InlineSessionStore(store), apply, STATE_CODEC, **kwargs)
+
+    def create(self, state, ttl_seconds, metadata):
+        return asyncio.run(self._runner.create(state, ttl_seconds, metadata))
+
+    def transact(self, session_id, step, respond, request_id=""):
+        async def stepped(state):
+            return step(state)
+
+        return asyncio.run(self._runner.transact(session_id, stepped, respond, request_id))
+
+    def access(self, session_id):
+        return asyncio.run(self._runner.access(session_id))
+
+    def load(self, session_id):
+        return asyncio.run(self._runner.load(session_id))
+
+
 class Reply:
     def __init__(self, outcome) -> None:
         self.text = f"{outcome.result}".encode() * (outcome.state.time or 1)
@@ -131,8 +159,8 @@ class Reply:
 def test_an_id_is_remembered_for_its_window_and_never_less_than_the_ttl(ttl, window):
     clock, kb_store = Clock(), MemoryStore()
     ledger = MemoryLedger(clock)
-    runner = SessionRunner(MemorySessionStore(clock), kb_store.apply, STATE_CODEC, clock=clock,
-                           request_ids=ledger, request_window_seconds=window)
+    runner = SyncRunner(MemorySessionStore(clock), kb_store, clock=clock,
+                        request_ids=ledger, request_window_seconds=window)
     session = runner.create(engine.new_session("k"), ttl, b"").session_id
 
     def observe_step(symbol):
@@ -159,7 +187,7 @@ def test_an_id_is_remembered_for_its_window_and_never_less_than_the_ttl(ttl, win
 
 def test_an_evicted_reply_too_large_to_keep_raises_already_applied():
     clock, kb_store = Clock(), MemoryStore()
-    runner = SessionRunner(MemorySessionStore(clock), kb_store.apply, STATE_CODEC, clock=clock)
+    runner = SyncRunner(MemorySessionStore(clock), kb_store, clock=clock)
     session = runner.create(engine.new_session("k"), 3600, b"").session_id
 
     class Big:

@@ -1,5 +1,6 @@
 """The `SessionStore` contract, run unchanged against the memory store and a real Redis;
-then the compare-and-set runner under real thread concurrency over each.
+then the compare-and-set runner under real concurrency over each (its store calls on a
+thread pool, as the server runs them).
 
 Redis runs as a real `redis-server` (fixture `redis_server`), never a mock. Threads in one
 process race for real here: redis-py releases the GIL while it waits on the socket.
@@ -7,7 +8,7 @@ process race for real here: redis-py releases the GIL while it waits on the sock
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +19,7 @@ from kato_grpc.core import engine
 from kato_grpc.core.errors import EmptyStmError
 from kato_grpc.core.model import Observation, Outcome
 from kato_grpc.kb import MemoryStore
+from kato_grpc.server.execution import InlineSessionStore, Lane, OffloadedSessionStore
 from kato_grpc.server.state_codec import STATE_CODEC
 from kato_grpc.sessions.base import SessionRecord, StoreUnavailable
 from kato_grpc.sessions.memory import MemorySessionStore
@@ -222,54 +224,74 @@ def kb():
 
 @pytest.fixture
 def runner(store, kb):
-    return SessionRunner(store, kb.apply, STATE_CODEC)
+    """The runner as the server builds it: Redis calls on a lane of 16 threads, the
+    in-process store called inline."""
+    lane = Lane("session", 16)
+
+    async def apply(kb_id, effects, origin):
+        kb.apply(kb_id, effects, origin)
+
+    adapted = InlineSessionStore(store) if isinstance(store, MemorySessionStore) else OffloadedSessionStore(store, lane)
+    yield SessionRunner(adapted, apply, STATE_CODEC)
+    lane.close()
 
 
 def observing(kb: MemoryStore, symbol: str):
-    return lambda state: engine.observe(state, Observation(strings=(symbol,)), kb.view(KB))
+    async def step(state):
+        return engine.observe(state, Observation(strings=(symbol,)), kb.view(KB))
+
+    return step
+
+
+async def learning(state):
+    return engine.learn(state)
 
 
 def test_concurrent_observes_on_one_session_all_land(runner, kb):
-    session = runner.create(engine.new_session(KB), 60, b"").session_id
-    symbols = [f"e{i:03d}" for i in range(200)]
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda s: runner.transact(session, observing(kb, s), lambda o: None), symbols))
-    stm = runner.state_of(runner.load(session)).stm
-    assert sorted(symbol for event in stm for symbol in event) == symbols
-    assert runner.load(session).version == 200
+    async def scenario():
+        session = (await runner.create(engine.new_session(KB), 60, b"")).session_id
+        symbols = [f"e{i:03d}" for i in range(200)]
+        in_flight = asyncio.Semaphore(8)  # 8 writers at a time on one session
+
+        async def observe(symbol: str) -> None:
+            async with in_flight:
+                await runner.transact(session, observing(kb, symbol), lambda o: None)
+
+        await asyncio.gather(*(observe(s) for s in symbols))
+        stm = runner.state_of(await runner.load(session)).stm
+        assert sorted(symbol for event in stm for symbol in event) == symbols
+        assert (await runner.load(session)).version == 200
+
+    asyncio.run(scenario())
 
 
 def test_racing_learns_count_each_committed_transition_once(runner, kb):
-    """Each round: two events, then 12 threads Learn at once. One commits the pattern; the
-    rest find the STM empty (FAILED_PRECONDITION). The frequency is the number of rounds."""
-    session = runner.create(engine.new_session(KB), 60, b"").session_id
-    learned: list[str] = []
-    rounds, racers = 8, 12
-    for _ in range(rounds):
-        for symbol in ("a", "b"):
-            runner.transact(session, observing(kb, symbol), lambda o: None)
-        gate = threading.Barrier(racers)
+    """Each round: two events, then 12 Learns at once. One commits the pattern; the rest
+    find the STM empty (FAILED_PRECONDITION). The frequency is the number of rounds."""
+    async def scenario():
+        session = (await runner.create(engine.new_session(KB), 60, b"")).session_id
+        learned: list[str] = []
+        rounds, racers = 8, 12
+        for _ in range(rounds):
+            for symbol in ("a", "b"):
+                await runner.transact(session, observing(kb, symbol), lambda o: None)
 
-        def race() -> str:
-            gate.wait()
-            try:
-                return runner.transact(session, engine.learn, lambda o: o.result)[0]
-            except EmptyStmError:
-                return ""
+            async def race() -> str:
+                try:
+                    return (await runner.transact(session, learning, lambda o: o.result))[0]
+                except EmptyStmError:
+                    return ""
 
-        with ThreadPoolExecutor(racers) as pool:
-            names = [name for name in pool.map(lambda _: race(), range(racers)) if name]
-        assert len(names) == 1
-        learned += names
-    pattern = kb.get_pattern(KB, learned[0])
-    assert pattern.frequency == len(learned) == rounds
+            names = [name for name in await asyncio.gather(*(race() for _ in range(racers))) if name]
+            assert len(names) == 1
+            learned += names
+        pattern = kb.get_pattern(KB, learned[0])
+        assert pattern.frequency == len(learned) == rounds
+
+    asyncio.run(scenario())
 
 
 def test_a_repeated_request_id_is_answered_not_reapplied(runner, kb):
-    session = runner.create(engine.new_session(KB), 60, b"").session_id
-    for symbol in ("a", "b"):
-        runner.transact(session, observing(kb, symbol), lambda o: None)
-
     class Reply:
         def __init__(self, outcome: Outcome) -> None:
             self.name = outcome.result
@@ -277,20 +299,29 @@ def test_a_repeated_request_id_is_answered_not_reapplied(runner, kb):
         def SerializeToString(self, deterministic: bool = False) -> bytes:
             return self.name.encode()
 
-    first, replay = runner.transact(session, engine.learn, Reply, request_id="req-1")
-    again, replayed = runner.transact(session, engine.learn, Reply, request_id="req-1")
-    assert replay is None and again is None and replayed == first.name.encode()
-    assert kb.get_pattern(KB, first.name).frequency == 1
-    assert runner.load(session).version == 3
+    async def scenario():
+        session = (await runner.create(engine.new_session(KB), 60, b"")).session_id
+        for symbol in ("a", "b"):
+            await runner.transact(session, observing(kb, symbol), lambda o: None)
+        first, replay = await runner.transact(session, learning, Reply, request_id="req-1")
+        again, replayed = await runner.transact(session, learning, Reply, request_id="req-1")
+        assert replay is None and again is None and replayed == first.name.encode()
+        assert kb.get_pattern(KB, first.name).frequency == 1
+        assert (await runner.load(session)).version == 3
+
+    asyncio.run(scenario())
 
 
-def test_an_unknown_or_expired_session_says_which(runner):
-    with pytest.raises(SessionNotFound, match="does not exist") as unknown:
-        runner.load("missing")
-    assert unknown.value.metadata == {"sessionId": "missing", "expired": "false"}
-    session = runner.create(engine.new_session(KB), 1, b"").session_id
-    runner._store.touch(session, 1, time.time() + 0.2)
-    time.sleep(0.4)
-    with pytest.raises(SessionNotFound, match="has expired") as expired:
-        runner.load(session)
-    assert expired.value.metadata["expired"] == "true"
+def test_an_unknown_or_expired_session_says_which(runner, store):
+    async def scenario():
+        with pytest.raises(SessionNotFound, match="does not exist") as unknown:
+            await runner.load("missing")
+        assert unknown.value.metadata == {"sessionId": "missing", "expired": "false"}
+        session = (await runner.create(engine.new_session(KB), 1, b"")).session_id
+        store.touch(session, 1, time.time() + 0.2)
+        await asyncio.sleep(0.4)
+        with pytest.raises(SessionNotFound, match="has expired") as expired:
+            await runner.load(session)
+        assert expired.value.metadata["expired"] == "true"
+
+    asyncio.run(scenario())

@@ -195,6 +195,13 @@ class ClickHouseServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def pause(self) -> None:
+        """SIGSTOP its whole process group: a hung ClickHouse (connections stay open)."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def restart(self) -> "ClickHouseServer":
         self.kill()
         return self.start()

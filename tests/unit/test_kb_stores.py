@@ -10,6 +10,7 @@ from kato_grpc.core.errors import NotFoundError, ValidationError
 from kato_grpc.core.learning import pattern_name
 from kato_grpc.core.model import ClearKnowledgeBase, IndexVectors, LearnPattern
 from kato_grpc.kb import MemoryStore, SqliteStore
+from kato_grpc.kb.engines import engine_named
 from kato_grpc.kb.sqlite import SCHEMA_VERSION
 
 KB = "kb1"
@@ -29,14 +30,17 @@ def learn(events, emotives=(), metadata=(), persistence=5) -> LearnPattern:
 ABC = learn([["a"], ["b"], ["c"]])
 
 
-@pytest.fixture(params=["memory", "sqlite", "clickhouse"])
+@pytest.fixture(params=["memory", "sqlite", "clickhouse", "memory-native", "sqlite-native", "clickhouse-native"])
 def store(request, tmp_path):
-    if request.param == "clickhouse":  # a real clickhouse-server; skipped when not installed
+    """Each store with each engine's index (the Python reference, the native one)."""
+    kind, _, engine = request.param.partition("-")
+    new_index = engine_named(engine or "python").new_index
+    if kind == "clickhouse":  # a real clickhouse-server; skipped when not installed
         from kato_grpc.kb.clickhouse import ClickHouseStore
 
-        s = ClickHouseStore(request.getfixturevalue("clickhouse_url"))
+        s = ClickHouseStore(request.getfixturevalue("clickhouse_url"), new_index=new_index)
     else:
-        s = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "data")
+        s = MemoryStore(new_index) if kind == "memory" else SqliteStore(tmp_path / "data", new_index)
     yield s
     s.close()
 

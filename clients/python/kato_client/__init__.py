@@ -17,11 +17,18 @@ Start here::
             print(pattern.name, pattern.frequency)
 
 `kato.server_session(kb_id)` gives the same interface over a server-held session.
-Failures raise `kato_client.errors.KatoClientError` subclasses (`InvalidArgument`,
-`NotFound`, ...) with `reason` and `field_violations` decoded.
+Failures raise `kato_client.errors.KatoClientError` subclasses, one per status code
+(`InvalidArgument`, `NotFound`, ...), with `reason`, `field_violations` and the server's
+`request_id` decoded. Calls that are safe to repeat (reads, and server-held writes, which
+carry a `request_id`) are retried on UNAVAILABLE and ABORTED: see `kato_client.retry`.
+
+The package owns its generated code (`kato_client._proto`, from protos/ by `make proto`)
+and needs nothing from the server package.
 """
 
 from kato_client.client import KatoClient, ServerSession, Session
 from kato_client.errors import KatoClientError
+from kato_client.pages import Pager
+from kato_client.retry import Retry
 
-__all__ = ["KatoClient", "Session", "ServerSession", "KatoClientError"]
+__all__ = ["KatoClient", "KatoClientError", "Pager", "Retry", "ServerSession", "Session"]

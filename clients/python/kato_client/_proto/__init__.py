@@ -1,0 +1,1 @@
+"""Generated code for protos/ (make proto), owned by the client."""

@@ -1,0 +1,1 @@
+"""Generated code for package kato.v1 (make proto)."""
