@@ -4,8 +4,8 @@
 #   make test        set up everything the tests need (venv, redis-server, clickhouse-server,
 #                    grpcurl, Go and Node client deps) and run the whole suite
 #   make setup       only the Python virtualenv with the package and its dev tools
-#   make lint        buf lint of protos/ and a check that generated code matches protos/
-#   make lint-py     ruff check, ruff format --check and mypy over LINT_PATHS
+#   make lint        buf lint of protos/, a check that generated code matches protos/, lint-py
+#   make lint-py     ruff check and ruff format --check over LINT_PATHS, mypy over MYPY_PATHS
 #   make bench       the in-process benchmarks in loadtest/ (figures, not pass/fail)
 #
 # Proto targets:
@@ -95,17 +95,19 @@ test: setup-system setup test-only
 test-only:
 	$(PY) -m pytest -q
 
-lint: lint-proto check-proto
+lint: lint-proto check-proto lint-py
 
-# The paths lint-py holds to ruff (rules and format) and mypy (strict on kato_grpc/core
-# and kato_client, see pyproject.toml). It grows to the whole tree (`.`) once the rest
-# is clean; `make lint-py LINT_PATHS=kato_grpc/server` tries one more folder.
-LINT_PATHS ?= kato_grpc/core clients/python
+# ruff (rules and format) holds the whole tree; mypy the packages already typed clean
+# (strict on kato_grpc/core and kato_client, see pyproject.toml). MYPY_PATHS grows as
+# the server and session layers are cleaned: `make lint-py MYPY_PATHS=kato_grpc` shows
+# what is left.
+LINT_PATHS ?= kato_grpc clients/python tests loadtest
+MYPY_PATHS ?= kato_grpc/core kato_grpc/kb clients/python
 
 lint-py: setup
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
-	$(VENV)/bin/mypy $(LINT_PATHS)
+	$(VENV)/bin/mypy $(MYPY_PATHS)
 
 # Fails when the committed generated code differs from what protos/ generates.
 check-proto: setup

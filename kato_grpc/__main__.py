@@ -8,8 +8,9 @@ from kato_grpc.server.app import serve
 from kato_grpc.server.settings import build_parser, settings_from_args
 
 
-def health(target: str, timeout: float, tls_ca: str = "", tls_cert: str = "", tls_key: str = "",
-           tls_server_name: str = "") -> int:
+def health(
+    target: str, timeout: float, tls_ca: str = "", tls_cert: str = "", tls_key: str = "", tls_server_name: str = ""
+) -> int:
     """0 when the server at `target` answers SERVING, 1 otherwise (for container healthchecks).
 
     With `tls_ca` the check goes over TLS (with a client certificate if `tls_cert` is given).

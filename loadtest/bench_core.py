@@ -59,7 +59,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()
     rng = random.Random(7)
-    print(f"{'patterns':>9} {'observe(no pred) µs':>20} {'observe(pred) µs':>17} {'predict µs':>11} {'predictions':>11}")
+    print(
+        f"{'patterns':>9} {'observe(no pred) µs':>20} {'observe(pred) µs':>17} {'predict µs':>11} {'predictions':>11}"
+    )
     for size in args.sizes:
         kb = build_kb(size, args.vocabulary, rng)
         words = [f"w{rng.randrange(args.vocabulary)}" for _ in range(args.calls)]
@@ -76,8 +78,10 @@ def main() -> None:
             rounds["loud"].append(per_call_us(lambda i: observe_call(loud, words[i], kb), args.calls // 4 or 1))
             rounds["predict"].append(per_call_us(lambda i: engine.predict(base, kb), args.calls // 4 or 1))
         count = len(engine.predict(base, kb).predictions)
-        print(f"{size:>9} {statistics.median(rounds['quiet']):>20.0f} {statistics.median(rounds['loud']):>17.0f}"
-              f" {statistics.median(rounds['predict']):>11.0f} {count:>11}")
+        print(
+            f"{size:>9} {statistics.median(rounds['quiet']):>20.0f} {statistics.median(rounds['loud']):>17.0f}"
+            f" {statistics.median(rounds['predict']):>11.0f} {count:>11}"
+        )
 
 
 if __name__ == "__main__":

@@ -130,15 +130,17 @@ def run_size(size: int, engines: list[str], rounds: int, threads: int) -> dict:
             figures["threads"] = {"one_per_s": one, "many_per_s": many, "speedup": many / one}
         gc.enable()
         out[name] = figures
-        del kb
+        kb = None  # free this engine's index before the next one is built
         gc.collect()
     return out
 
 
 def report(results: list[dict]) -> None:
     print("\nPredict on the anchor workload (medians; ratios against the lean original's Predict, GC off)")
-    print(f"{'patterns':>9} {'engine':>7} {'build s':>8} {'index MiB':>9} {'Predict ms':>11} {'+objects':>9}"
-          f" {'+protobuf':>10} {'x original':>11} {'target':>8}")
+    print(
+        f"{'patterns':>9} {'engine':>7} {'build s':>8} {'index MiB':>9} {'Predict ms':>11} {'+objects':>9}"
+        f" {'+protobuf':>10} {'x original':>11} {'target':>8}"
+    )
     for r in results:
         size = r["size"]
         for name in ("native", "python"):
@@ -149,12 +151,16 @@ def report(results: list[dict]) -> None:
             ratio = f"{original / f['predict_ms']:.0f}x" if original else "-"
             target = TARGET_MS.get(size)
             verdict = ("met" if f["predict_ms"] <= target else "missed") if target and name == "native" else ""
-            print(f"{size:>9,} {name:>7} {f['build_s']:>8.1f} {f['index_mib']:>9.0f} {f['predict_ms']:>11.3f}"
-                  f" {f['objects_ms']:>9.3f} {f['protobuf_ms']:>10.3f} {ratio:>11} {verdict:>8}")
+            print(
+                f"{size:>9,} {name:>7} {f['build_s']:>8.1f} {f['index_mib']:>9.0f} {f['predict_ms']:>11.3f}"
+                f" {f['objects_ms']:>9.3f} {f['protobuf_ms']:>10.3f} {ratio:>11} {verdict:>8}"
+            )
             if "threads" in f:
                 t = f["threads"]
-                print(f"{'':>9} {'':>7} threads: {t['one_per_s']:.0f}/s on one, {t['many_per_s']:.0f}/s on several"
-                      f" ({t['speedup']:.2f}x)")
+                print(
+                    f"{'':>9} {'':>7} threads: {t['one_per_s']:.0f}/s on one, {t['many_per_s']:.0f}/s on several"
+                    f" ({t['speedup']:.2f}x)"
+                )
         if size in ORIGINAL_RSS_MIB:
             print(f"{'':>9} original's RSS after building: {ORIGINAL_RSS_MIB[size]} MiB")
 
@@ -173,8 +179,18 @@ def main() -> None:
     results = []
     for size in args.sizes:
         engines = args.engines or (["native", "python"] if size <= 100_000 else ["native"])
-        command = [sys.executable, __file__, "--one", str(size), "--rounds", str(args.rounds),
-                   "--threads", str(args.threads), "--engines", *engines]
+        command = [
+            sys.executable,
+            __file__,
+            "--one",
+            str(size),
+            "--rounds",
+            str(args.rounds),
+            "--threads",
+            str(args.threads),
+            "--engines",
+            *engines,
+        ]
         print(f"running {size:,} patterns ({', '.join(engines)})...", flush=True)
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
         if done.returncode != 0:

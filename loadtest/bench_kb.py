@@ -93,7 +93,7 @@ def cold_load(backend: str, where: str) -> dict:
     """In a child process: load the KB into a fresh store's index; seconds and RSS added."""
     child = f"""
 import gc, json, sys, time
-sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'loadtest')!r}]
+sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "loadtest")!r}]
 from bench_kb import open_store, rss_bytes
 import clickhouse_driver, kato_grpc.kb.clickhouse, kato_grpc.kb.sqlite  # imports are not the index
 gc.collect(); before = rss_bytes(); start = time.perf_counter()
@@ -121,7 +121,7 @@ def concurrent_learns(where: str, args, rng: random.Random) -> float:
         for effect in learns:
             store.apply(KB, [effect])
 
-    threads = [threading.Thread(target=run, args=(s, w)) for s, w in zip(stores, work)]
+    threads = [threading.Thread(target=run, args=(s, w)) for s, w in zip(stores, work, strict=False)]
     for thread in threads:
         thread.start()
     barrier.wait()
@@ -179,19 +179,25 @@ def bench(backend: str, where: str, size: int, args, profile: bool) -> Row:
         print(f"\n--- profile: {backend}, {size} patterns, predict ---")
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(18)
     store.close()
-    del store, index
+    store = index = None  # free them before the next size
     gc.collect()
     loaded = cold_load(backend, where)
     # Last, as it adds patterns: several replicas learning into the KB at once.
     concurrent = concurrent_learns(where, args, rng) if backend == "clickhouse" and args.writers > 1 else 0.0
     return Row(
-        backend=backend, size=loaded["patterns"],  # = size
-        learn_per_s=args.learns / sum(learn_times), learn_ms=statistics.median(learn_times) * 1e3,
+        backend=backend,
+        size=loaded["patterns"],  # = size
+        learn_per_s=args.learns / sum(learn_times),
+        learn_ms=statistics.median(learn_times) * 1e3,
         concurrent_per_s=concurrent,
         bulk_per_s=bulk / bulk_s if bulk else 0.0,
-        load_s=loaded["seconds"], index_mb=loaded["rss"] / 2**20,
-        predict_ms=statistics.median(predict_times) * 1e3, predict_p99_ms=quantile(predict_times, 0.99) * 1e3,
-        core_ms=statistics.median(core_times) * 1e3, candidates=candidates, predictions=len(result.predictions),
+        load_s=loaded["seconds"],
+        index_mb=loaded["rss"] / 2**20,
+        predict_ms=statistics.median(predict_times) * 1e3,
+        predict_p99_ms=quantile(predict_times, 0.99) * 1e3,
+        core_ms=statistics.median(core_times) * 1e3,
+        candidates=candidates,
+        predictions=len(result.predictions),
     )
 
 
@@ -227,29 +233,40 @@ def main() -> None:
                     where = args.clickhouse_url.rsplit("/", 1)[0] + f"/bench_{size}_{uuid.uuid4().hex[:6]}"
                 rows.append(bench(backend, where, size, args, args.profile))
                 r = rows[-1]
-                print(f"[{r.backend} {r.size}] learn {r.learn_per_s:.0f}/s, bulk {r.bulk_per_s:.0f}/s,"
-                      f" predict {r.predict_ms:.2f} ms", flush=True)
+                print(
+                    f"[{r.backend} {r.size}] learn {r.learn_per_s:.0f}/s, bulk {r.bulk_per_s:.0f}/s,"
+                    f" predict {r.predict_ms:.2f} ms",
+                    flush=True,
+                )
     finally:
         if server is not None:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)  # SQLite files and ClickHouse data: GBs at 1M
 
-    print(f"\nvocabulary {args.vocabulary}, STM 5 events, {args.learns} timed learns ({args.writers} concurrent"
-          f" writers for conc/s), {args.predicts} predicts")
-    header = (f"{'backend':<10} {'patterns':>9} {'learn/s':>8} {'learn ms':>9} {'conc/s':>7} {'bulk/s':>8} {'load s':>7}"
-              f" {'index MB':>9} {'predict ms':>11} {'p99 ms':>8} {'core ms':>8} {'cands':>7} {'preds':>6}")
+    print(
+        f"\nvocabulary {args.vocabulary}, STM 5 events, {args.learns} timed learns ({args.writers} concurrent"
+        f" writers for conc/s), {args.predicts} predicts"
+    )
+    header = (
+        f"{'backend':<10} {'patterns':>9} {'learn/s':>8} {'learn ms':>9} {'conc/s':>7} {'bulk/s':>8} {'load s':>7}"
+        f" {'index MB':>9} {'predict ms':>11} {'p99 ms':>8} {'core ms':>8} {'cands':>7} {'preds':>6}"
+    )
     print(header)
     for r in rows:
-        print(f"{r.backend:<10} {r.size:>9} {r.learn_per_s:>8.0f} {r.learn_ms:>9.2f} {r.concurrent_per_s:>7.0f}"
-              f" {r.bulk_per_s:>8.0f}"
-              f" {r.load_s:>7.1f} {r.index_mb:>9.0f} {r.predict_ms:>11.2f} {r.predict_p99_ms:>8.2f}"
-              f" {r.core_ms:>8.2f} {r.candidates:>7} {r.predictions:>6}")
+        print(
+            f"{r.backend:<10} {r.size:>9} {r.learn_per_s:>8.0f} {r.learn_ms:>9.2f} {r.concurrent_per_s:>7.0f}"
+            f" {r.bulk_per_s:>8.0f}"
+            f" {r.load_s:>7.1f} {r.index_mb:>9.0f} {r.predict_ms:>11.2f} {r.predict_p99_ms:>8.2f}"
+            f" {r.core_ms:>8.2f} {r.candidates:>7} {r.predictions:>6}"
+        )
     by = {(r.backend, r.size): r for r in rows}
     for size in sizes:
         s, c = by.get(("sqlite", size)), by.get(("clickhouse", size))
         if s and c:
-            print(f"{size:>9} patterns: ClickHouse/SQLite learn throughput {c.learn_per_s / s.learn_per_s:.2f}x,"
-                  f" predict median {c.predict_ms / s.predict_ms:.2f}x")
+            print(
+                f"{size:>9} patterns: ClickHouse/SQLite learn throughput {c.learn_per_s / s.learn_per_s:.2f}x,"
+                f" predict median {c.predict_ms / s.predict_ms:.2f}x"
+            )
 
 
 if __name__ == "__main__":

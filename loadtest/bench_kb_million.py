@@ -52,9 +52,9 @@ def anchor_events(count: int):
 def fill(url: str, count: int, chunk: int) -> float:
     """Write `count` anchor patterns as `learn` operations; seconds taken."""
     from kato_grpc.core.learning import pattern_name
+    from kato_grpc.core.model import LearnPattern
     from kato_grpc.kb.clickhouse import ROWS_PER_VERSION, TAG_BITS, ClickHouseStore, _write_row
     from kato_grpc.kb.ops import PatternOp
-    from kato_grpc.core.model import LearnPattern
 
     store = ClickHouseStore(url)
     start = time.perf_counter()
@@ -110,8 +110,9 @@ print(json.dumps({{"patterns": index.pattern_count(), "index": type(index).__mod
 
 
 def measure(url: str, predicts: int, engine: str) -> dict:
-    code = CHILD.format(paths=[str(ROOT), str(ROOT / "loadtest"), *sys.path[2:4]], url=url, predicts=predicts,
-                        engine=engine)
+    code = CHILD.format(
+        paths=[str(ROOT), str(ROOT / "loadtest"), *sys.path[2:4]], url=url, predicts=predicts, engine=engine
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
@@ -124,8 +125,12 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=20_000, help="operations per INSERT when filling")
     parser.add_argument("--predicts", type=int, default=20)
     parser.add_argument("--opens", type=int, default=2, help="replicas opened one after the other")
-    parser.add_argument("--engine", default="python", choices=["python", "native"],
-                        help="the index and Predict the replica uses (kato_grpc/kb/engines.py)")
+    parser.add_argument(
+        "--engine",
+        default="python",
+        choices=["python", "native"],
+        help="the index and Predict the replica uses (kato_grpc/kb/engines.py)",
+    )
     parser.add_argument("--clickhouse-url", default="", help="an existing server (default: start one on loopback)")
     args = parser.parse_args()
 
@@ -139,20 +144,27 @@ def main() -> None:
             args.clickhouse_url = server.url
         url = args.clickhouse_url.rsplit("/", 1)[0] + f"/million_{args.patterns}"
         seconds = fill(url, args.patterns, args.chunk)
-        print(f"filled {args.patterns} patterns in {seconds:.0f} s ({args.patterns / seconds:.0f} patterns/s)",
-              flush=True)
+        print(
+            f"filled {args.patterns} patterns in {seconds:.0f} s ({args.patterns / seconds:.0f} patterns/s)", flush=True
+        )
         runs = [measure(url, args.predicts, args.engine) for _ in range(args.opens)]
     finally:
         if server is not None:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{args.patterns} anchor patterns on ClickHouse, index {runs[0]['index']},"
-          f" {runs[0]['predictions']} predictions (top {runs[0]['top'][:12]}…)")
-    print(f"{'replica':>8} {'open s':>8} {'1st predict s':>14} {'RSS MB':>8} {'index MB':>9}"
-          f" {'predict ms p50/p90':>19} {'core ms p50/p90':>16}")
+    print(
+        f"\n{args.patterns} anchor patterns on ClickHouse, index {runs[0]['index']},"
+        f" {runs[0]['predictions']} predictions (top {runs[0]['top'][:12]}…)"
+    )
+    print(
+        f"{'replica':>8} {'open s':>8} {'1st predict s':>14} {'RSS MB':>8} {'index MB':>9}"
+        f" {'predict ms p50/p90':>19} {'core ms p50/p90':>16}"
+    )
     for i, r in enumerate(runs, start=1):
-        print(f"{i:>8} {r['open_s']:>8.1f} {r['first_predict_s']:>14.1f} {r['rss_mb']:>8.0f} {r['rss_added_mb']:>9.0f}"
-              f" {r['served_ms'][0]:>9.1f}/{r['served_ms'][1]:<9.1f} {r['core_ms'][0]:>7.1f}/{r['core_ms'][1]:<8.1f}")
+        print(
+            f"{i:>8} {r['open_s']:>8.1f} {r['first_predict_s']:>14.1f} {r['rss_mb']:>8.0f} {r['rss_added_mb']:>9.0f}"
+            f" {r['served_ms'][0]:>9.1f}/{r['served_ms'][1]:<9.1f} {r['core_ms'][0]:>7.1f}/{r['core_ms'][1]:<8.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -37,17 +37,24 @@ KB = "anchor"
 
 def records(count: int):
     from bench_kb_million import anchor_events
+
     from kato_grpc.core.learning import pattern_name
     from kato_grpc.core.model import PatternRecord
 
     rng = random.Random(1)
     for events in anchor_events(count):
-        window = tuple({"joy": rng.uniform(-1, 1) * 10 ** rng.randint(-12, 12), "calm": rng.random()}
-                       for _ in range(rng.randint(0, 5)))
+        window = tuple(
+            {"joy": rng.uniform(-1, 1) * 10 ** rng.randint(-12, 12), "calm": rng.random()}
+            for _ in range(rng.randint(0, 5))
+        )
         yield PatternRecord(
-            name=pattern_name(events), events=events, frequency=rng.randint(1, 50), emotives=window,
+            name=pattern_name(events),
+            events=events,
+            frequency=rng.randint(1, 50),
+            emotives=window,
             metadata={"source": (f"feed{rng.randrange(9)}",)} if rng.random() < 0.3 else {},
-            affinity_contrib={"joy": rng.gauss(0, 1e6), "calm": -rng.random()} if window else {})
+            affinity_contrib={"joy": rng.gauss(0, 1e6), "calm": -rng.random()} if window else {},
+        )
 
 
 def export_text(store) -> str:

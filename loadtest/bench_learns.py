@@ -89,8 +89,9 @@ def two_replicas(url: str, learns: list[LearnPattern], threads: int) -> tuple[fl
 
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(2), context.Queue()
-    processes = [context.Process(target=_replica, args=(url, learns[i::2], threads, barrier, results))
-                 for i in range(2)]
+    processes = [
+        context.Process(target=_replica, args=(url, learns[i::2], threads, barrier, results)) for i in range(2)
+    ]
     for process in processes:
         process.start()
     outcomes = [results.get() for _ in processes]
@@ -145,10 +146,14 @@ def main() -> None:
     print(f"\n{args.learns} learns per run, {args.threads} concurrent callers, median of {args.runs} runs")
     print(f"{'store':<28} {'acked learns/s':>15} {'learns/INSERT':>14} {'vs SQLite':>10}")
     print(f"{'sqlite (embedded)':<28} {median['sqlite']:>15.0f} {'':>14} {1:>10.2f}")
-    print(f"{'clickhouse, 1 replica':<28} {median['clickhouse']:>15.0f} {statistics.median(commits['clickhouse']):>14.1f}"
-          f" {median['clickhouse'] / median['sqlite']:>10.2f}")
-    print(f"{'clickhouse, 2 replicas (each)':<28} {median['clickhouse x2']:>15.0f}"
-          f" {statistics.median(commits['clickhouse x2']):>14.1f} {median['clickhouse x2'] / median['sqlite']:>10.2f}")
+    print(
+        f"{'clickhouse, 1 replica':<28} {median['clickhouse']:>15.0f} {statistics.median(commits['clickhouse']):>14.1f}"
+        f" {median['clickhouse'] / median['sqlite']:>10.2f}"
+    )
+    print(
+        f"{'clickhouse, 2 replicas (each)':<28} {median['clickhouse x2']:>15.0f}"
+        f" {statistics.median(commits['clickhouse x2']):>14.1f} {median['clickhouse x2'] / median['sqlite']:>10.2f}"
+    )
 
 
 if __name__ == "__main__":

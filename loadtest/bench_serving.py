@@ -83,9 +83,22 @@ def main() -> None:
 
     started = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "kato_grpc", "serve", "--port", "0", "--data-dir", str(data_dir),
-         "--engine", args.engine],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "kato_grpc",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            "--engine",
+            args.engine,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
     )
     try:
         port = None
@@ -115,9 +128,11 @@ def main() -> None:
         print(f"\n{args.patterns:,} anchor patterns, embedded store (SQLite), --engine {args.engine}")
         print(f"  ready to serve (process start to first Predict answered): {ready:.1f} s")
         print(f"  serving process RSS: {rss:.0f} MiB (peak {peak:.0f} MiB; target <= 300 MiB at 1M)")
-        print(f"  Predict through gRPC, client-held, 100 predictions: median {statistics.median(per_round):.2f} ms"
-              f" ({len(first.predictions)} predictions, first {first.predictions[0].name[:8]}"
-              f" similarity {first.predictions[0].similarity:.4f})")
+        print(
+            f"  Predict through gRPC, client-held, 100 predictions: median {statistics.median(per_round):.2f} ms"
+            f" ({len(first.predictions)} predictions, first {first.predictions[0].name[:8]}"
+            f" similarity {first.predictions[0].similarity:.4f})"
+        )
         channel.close()
     finally:
         server.terminate()

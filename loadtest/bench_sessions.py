@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import random
 import statistics
@@ -55,8 +56,18 @@ def _observe_request(word: str, mode: str, handle) -> api.ObserveRequest:
     return api.ObserveRequest(session_id=handle, observation=obs)
 
 
-async def _drive(target: str, kb_id: str, mode: str, sessions: int, channels: int, warmup: int,
-                 vocabulary: int, seconds: float, seed: int, barrier) -> tuple[int, float, list[float]]:
+async def _drive(
+    target: str,
+    kb_id: str,
+    mode: str,
+    sessions: int,
+    channels: int,
+    warmup: int,
+    vocabulary: int,
+    seconds: float,
+    seed: int,
+    barrier,
+) -> tuple[int, float, list[float]]:
     chans = [grpc.aio.insecure_channel(target) for _ in range(channels)]
     stubs = [api_grpc.KatoServiceStub(c) for c in chans]
     words = _words(vocabulary)
@@ -97,7 +108,7 @@ async def _drive(target: str, kb_id: str, mode: str, sessions: int, channels: in
 def _worker(args: tuple, barrier, results) -> None:
     try:
         results.put(asyncio.run(_drive(*args, barrier=barrier)))
-    except BaseException:  # noqa: BLE001 - reported by the parent
+    except BaseException:
         barrier.abort()
         results.put(traceback.format_exc())
 
@@ -105,17 +116,36 @@ def _worker(args: tuple, barrier, results) -> None:
 def run_mode(target: str, kb_id: str, mode: str, opts: argparse.Namespace, round_no: int) -> dict:
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(opts.client_procs + 1), ctx.Queue()
-    shares = [opts.sessions // opts.client_procs + (1 if p < opts.sessions % opts.client_procs else 0)
-              for p in range(opts.client_procs)]
-    procs = [ctx.Process(target=_worker, args=(
-        (target, kb_id, mode, share, opts.channels, opts.stm, opts.vocabulary, opts.seconds, 1 + round_no * 97 + p),
-        barrier, results)) for p, share in enumerate(shares)]
+    shares = [
+        opts.sessions // opts.client_procs + (1 if p < opts.sessions % opts.client_procs else 0)
+        for p in range(opts.client_procs)
+    ]
+    procs = [
+        ctx.Process(
+            target=_worker,
+            args=(
+                (
+                    target,
+                    kb_id,
+                    mode,
+                    share,
+                    opts.channels,
+                    opts.stm,
+                    opts.vocabulary,
+                    opts.seconds,
+                    1 + round_no * 97 + p,
+                ),
+                barrier,
+                results,
+            ),
+        )
+        for p, share in enumerate(shares)
+    ]
     for p in procs:
         p.start()
-    try:
+    # A worker that fails during set-up breaks the barrier: its traceback is in `results`.
+    with contextlib.suppress(threading.BrokenBarrierError):
         barrier.wait(timeout=300)
-    except threading.BrokenBarrierError:
-        pass  # a worker failed during set-up: its traceback is in `results`
     outs = [results.get(timeout=opts.seconds + 300) for _ in procs]
     for p in procs:
         p.join()
@@ -140,8 +170,9 @@ def seed_kb(target: str, kb_id: str, patterns: int, vocabulary: int) -> None:
         stub = api_grpc.KatoServiceStub(channel)
         for _ in range(patterns):
             seq = [pb.Observation(strings=[rng.choice(words)]) for _ in range(5)]
-            stub.ObserveSequence(api.ObserveSequenceRequest(
-                state=pb.SessionState(kb_id=kb_id), observations=seq, learn_at_end=True))
+            stub.ObserveSequence(
+                api.ObserveSequenceRequest(state=pb.SessionState(kb_id=kb_id), observations=seq, learn_at_end=True)
+            )
 
 
 def main() -> None:
@@ -166,14 +197,27 @@ def main() -> None:
         if not url:
             redis_server = RedisServer(Path(tmp) / "redis").start()
             url = redis_server.url
-        server = ServerProcess(["--data-dir", str(Path(tmp) / "data"), "--redis-url", url,
-                                "--max-stm-events", str(opts.stm), "--log-level", "WARNING"]).start()
+        server = ServerProcess(
+            [
+                "--data-dir",
+                str(Path(tmp) / "data"),
+                "--redis-url",
+                url,
+                "--max-stm-events",
+                str(opts.stm),
+                "--log-level",
+                "WARNING",
+            ]
+        ).start()
         try:
             kb_id = "bench-sessions"
             seed_kb(server.target, kb_id, opts.patterns, opts.vocabulary)
-            print(f"server {server.target}, redis {url}; {opts.sessions} sessions on kb {kb_id!r} "
-                  f"({opts.patterns} patterns), STM {opts.stm} events, {opts.seconds:g}s per mode, "
-                  f"{opts.client_procs} client process(es) x {opts.channels} channels", flush=True)
+            print(
+                f"server {server.target}, redis {url}; {opts.sessions} sessions on kb {kb_id!r} "
+                f"({opts.patterns} patterns), STM {opts.stm} events, {opts.seconds:g}s per mode, "
+                f"{opts.client_procs} client process(es) x {opts.channels} channels",
+                flush=True,
+            )
             print(f"{'round':>5}  {'mode':<12} {'calls':>8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}", flush=True)
             ratios, by_mode = [], {m: [] for m in MODES}
             for r in range(opts.rounds):
@@ -183,16 +227,21 @@ def main() -> None:
                     got[mode] = run_mode(server.target, kb_id, mode, opts, r)
                     g = got[mode]
                     by_mode[mode].append(g)
-                    print(f"{r + 1:>5}  {mode:<12} {g['calls']:>8} {g['rps']:>9.0f} {g['p50_ms']:>8.2f} "
-                          f"{g['p99_ms']:>8.2f}", flush=True)
+                    print(
+                        f"{r + 1:>5}  {mode:<12} {g['calls']:>8} {g['rps']:>9.0f} {g['p50_ms']:>8.2f} "
+                        f"{g['p99_ms']:>8.2f}",
+                        flush=True,
+                    )
                 ratios.append(got["server-held"]["rps"] / got["client-held"]["rps"])
                 print(f"{r + 1:>5}  ratio server-held / client-held: {ratios[-1]:.2f}", flush=True)
             print()
             for mode in MODES:
                 runs = by_mode[mode]
-                print(f"median {mode:<12} {statistics.median(g['rps'] for g in runs):>9.0f} req/s  "
-                      f"p50 {statistics.median(g['p50_ms'] for g in runs):.2f} ms  "
-                      f"p99 {statistics.median(g['p99_ms'] for g in runs):.2f} ms")
+                print(
+                    f"median {mode:<12} {statistics.median(g['rps'] for g in runs):>9.0f} req/s  "
+                    f"p50 {statistics.median(g['p50_ms'] for g in runs):.2f} ms  "
+                    f"p99 {statistics.median(g['p99_ms'] for g in runs):.2f} ms"
+                )
             print(f"median ratio server-held / client-held: {statistics.median(ratios):.2f} (target >= 0.60)")
         finally:
             server.stop()

@@ -27,13 +27,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run as lt  # noqa: E402  (loadtest/run.py)
+import run as lt
 
-from kato_grpc.server.app import build_stores, create_server  # noqa: E402
-from kato_grpc.server.settings import Settings  # noqa: E402
+from kato_grpc.server.app import build_stores, create_server
+from kato_grpc.server.settings import Settings
 
-SCENARIOS = ("observe-client-nopred", "observe-client-pred", "observe-sessions-1kb", "observe-sessions-1kb-pred",
-             "learn-client-1kb", "baseline")
+SCENARIOS = (
+    "observe-client-nopred",
+    "observe-client-pred",
+    "observe-sessions-1kb",
+    "observe-sessions-1kb-pred",
+    "learn-client-1kb",
+    "baseline",
+)
 
 
 def main() -> None:
@@ -53,8 +59,9 @@ def main() -> None:
         protoset = work / "protoset.binpb"
         lt.build_protoset(protoset)
         redis = lt.Redis(work / "redis")
-        settings = Settings(host="127.0.0.1", port=0, data_dir=str(work / "data"), redis_url=redis.url,
-                            log_level="WARNING")
+        settings = Settings(
+            host="127.0.0.1", port=0, data_dir=str(work / "data"), redis_url=redis.url, log_level="WARNING"
+        )
         settings = replace(settings, limits=replace(settings.limits, max_stm_events=6))
         profiler = cProfile.Profile()
         ready, go, done = threading.Event(), threading.Event(), threading.Event()
@@ -97,15 +104,37 @@ def main() -> None:
             data_file.write_text(json.dumps(payload))
             go.set()
             out = subprocess.run(
-                [lt.find_ghz(), "--insecure", "--protoset", str(protoset), "--call", call, "--data-file",
-                 str(data_file), "-c", str(args.concurrency), "--connections", str(max(1, args.concurrency // 10)),
-                 "-z", f"{args.seconds}s", "--duration-stop", "wait", "-O", "json", target],
-                capture_output=True, text=True)
+                [
+                    lt.find_ghz(),
+                    "--insecure",
+                    "--protoset",
+                    str(protoset),
+                    "--call",
+                    call,
+                    "--data-file",
+                    str(data_file),
+                    "-c",
+                    str(args.concurrency),
+                    "--connections",
+                    str(max(1, args.concurrency // 10)),
+                    "-z",
+                    f"{args.seconds}s",
+                    "--duration-stop",
+                    "wait",
+                    "-O",
+                    "json",
+                    target,
+                ],
+                capture_output=True,
+                text=True,
+            )
             done.set()
             thread.join(30)
             report = json.loads(out.stdout)
-            print(f"{s}: {report['count']:,} calls in {report['total'] / 1e9:.1f}s under cProfile "
-                  f"({report['rps']:,.0f}/s), status {report['statusCodeDistribution']}")
+            print(
+                f"{s}: {report['count']:,} calls in {report['total'] / 1e9:.1f}s under cProfile "
+                f"({report['rps']:,.0f}/s), status {report['statusCodeDistribution']}"
+            )
         finally:
             done.set()
             redis.stop()

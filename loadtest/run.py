@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -51,7 +52,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,10 +87,8 @@ def _niced() -> None:
     ranks threads within their session's group, so start a session and nice its group."""
     if NICE:
         os.setsid()
-        try:
+        with contextlib.suppress(OSError):
             Path("/proc/self/autogroup").write_text(str(NICE))
-        except OSError:
-            pass
         os.nice(NICE)
 
 
@@ -128,9 +126,30 @@ class Redis:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(workdir), "--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=_niced)
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            preexec_fn=_niced,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -153,6 +172,7 @@ class Redis:
 
     def pause_during(self, seconds: float, start: float, length: float) -> None:
         """In a thread: SIGSTOP at `start` s, SIGCONT `length` s later (a hung Redis)."""
+
         def run() -> None:
             time.sleep(start)
             self.process.send_signal(signal.SIGSTOP)
@@ -179,16 +199,38 @@ _LISTENING = re.compile(r"listening on ([\d.]+):(\d+) \(pid (\d+)")
 class Server:
     """`python -m kato_grpc serve` with `workers` processes; `pids` are the serving processes."""
 
-    def __init__(self, name: str, data_dir: Path, redis_url: str, workers: int = 1,
-                 extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, name: str, data_dir: Path, redis_url: str, workers: int = 1, extra: tuple[str, ...] = ()
+    ) -> None:
         self.name, self.workers, self.data_dir = name, workers, data_dir
         port = 0 if workers == 1 else free_port()  # every worker must bind the same port
         self.output: list[str] = []
         env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'clients' / 'python'}"}
-        self.args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
-                     "--redis-url", redis_url, "--workers", str(workers), "--log-level", "WARNING", *extra]
-        self.process = subprocess.Popen([sys.executable, "-m", "kato_grpc", *self.args], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT, preexec_fn=_niced)
+        self.args = [
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--redis-url",
+            redis_url,
+            "--workers",
+            str(workers),
+            "--log-level",
+            "WARNING",
+            *extra,
+        ]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kato_grpc", *self.args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            preexec_fn=_niced,
+        )
         self.pids: list[int] = []
         targets = set()
         deadline = time.monotonic() + 60
@@ -210,7 +252,10 @@ class Server:
             stub = health_pb2_grpc.HealthStub(channel)
             for _ in range(100):
                 try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    if (
+                        stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                        == health_pb2.HealthCheckResponse.SERVING
+                    ):
                         break
                 except grpc.RpcError:
                     time.sleep(0.1)
@@ -231,10 +276,8 @@ class Server:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 for pid in self.pids:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 self.process.kill()
                 self.process.wait()
 
@@ -322,8 +365,11 @@ class Data:
         for _ in range(variants):
             p = self.rng.choice(self.kb_patterns)
             request = {
-                "state": {"kb_id": self.kb_id, "stm": self.events([self.word(), self.word(), *p[:3]]),
-                          "config": {"process_predictions": predictions}},
+                "state": {
+                    "kb_id": self.kb_id,
+                    "stm": self.events([self.word(), self.word(), *p[:3]]),
+                    "config": {"process_predictions": predictions},
+                },
                 "observation": {"strings": [p[3]]},
             }
             if predictions:
@@ -333,15 +379,26 @@ class Data:
 
     def stream(self, observations: int) -> list[dict]:
         """One StreamObservations call: open a client-held state, then `observations` events."""
-        return [{"open": {"state": {"kb_id": self.kb_id, "config": {"process_predictions": False}}}},
-                *({"observation": {"strings": [self.word()]}} for _ in range(observations))]
+        return [
+            {"open": {"state": {"kb_id": self.kb_id, "config": {"process_predictions": False}}}},
+            *({"observation": {"strings": [self.word()]}} for _ in range(observations)),
+        ]
 
     def learn_client(self, variants: int, kb_ids: list[str]) -> list[dict]:
-        return [{"state": {"kb_id": kb_ids[k % len(kb_ids)], "stm": self.events([self.word() for _ in range(3)]),
-                           "config": {"process_predictions": False}}} for k in range(variants)]
+        return [
+            {
+                "state": {
+                    "kb_id": kb_ids[k % len(kb_ids)],
+                    "stm": self.events([self.word() for _ in range(3)]),
+                    "config": {"process_predictions": False},
+                }
+            }
+            for k in range(variants)
+        ]
 
-    def by_session(self, session_ids: list[str], variants_per_session: int, extra: dict | None = None,
-                   observe: bool = True) -> list[dict]:
+    def by_session(
+        self, session_ids: list[str], variants_per_session: int, extra: dict | None = None, observe: bool = True
+    ) -> list[dict]:
         """Element k is for session k % len(session_ids) (ghz's round-robin by request number)."""
         out = []
         for k in range(len(session_ids) * variants_per_session):
@@ -376,9 +433,14 @@ async def _seed_kb(target: str, kb_id: str, patterns: list[list[str]], in_flight
         async def worker() -> None:
             while queue:
                 words = queue.pop()
-                await stub.ObserveSequence(api.ObserveSequenceRequest(
-                    state=pb.SessionState(kb_id=kb_id, config=config),
-                    observations=[pb.Observation(strings=[w]) for w in words], learn_at_end=True), timeout=60)
+                await stub.ObserveSequence(
+                    api.ObserveSequenceRequest(
+                        state=pb.SessionState(kb_id=kb_id, config=config),
+                        observations=[pb.Observation(strings=[w]) for w in words],
+                        learn_at_end=True,
+                    ),
+                    timeout=60,
+                )
 
         await asyncio.gather(*(worker() for _ in range(in_flight)))
 
@@ -396,8 +458,9 @@ def create_sessions(target: str, kb_ids: list[str], count: int, predictions: boo
     ids = []
     with KatoClient(target) as client:
         for i in range(count):
-            session = client.server_session(kb_ids[i % len(kb_ids)], config={"process_predictions": predictions},
-                                            ttl_seconds=6 * 3600)
+            session = client.server_session(
+                kb_ids[i % len(kb_ids)], config={"process_predictions": predictions}, ttl_seconds=6 * 3600
+            )
             if warm is not None:
                 session.observe_sequence([{"strings": [warm.word()]} for _ in range(5)])
             ids.append(session.session_id)
@@ -474,17 +537,39 @@ def quantile(sorted_values: list[float], q: float) -> float:
 
 
 class Runner:
-    def __init__(self, ghz: str, protoset: Path, work: Path, seconds: float, keep_raw: Path | None,
-                 quiet_wait: float = 0.0) -> None:
+    def __init__(
+        self, ghz: str, protoset: Path, work: Path, seconds: float, keep_raw: Path | None, quiet_wait: float = 0.0
+    ) -> None:
         self.ghz, self.protoset, self.work, self.seconds, self.keep_raw = ghz, protoset, work, seconds, keep_raw
         self.quiet_wait = quiet_wait
 
-    def _ghz_command(self, load: Load, target: str, data_file: Path, out_file: Path,
-                     seconds: float = 0.0) -> list[str]:
-        return [self.ghz, "--insecure", "--protoset", str(self.protoset), "--call", load.call,
-                "--data-file", str(data_file), "-c", str(load.concurrency), "--connections", str(load.connections),
-                "-z", f"{seconds or self.seconds}s", "--duration-stop", "wait", "-t", "30s",
-                *(["--rps", str(load.rps)] if load.rps else []), "-O", "json", "-o", str(out_file), target]
+    def _ghz_command(self, load: Load, target: str, data_file: Path, out_file: Path, seconds: float = 0.0) -> list[str]:
+        return [
+            self.ghz,
+            "--insecure",
+            "--protoset",
+            str(self.protoset),
+            "--call",
+            load.call,
+            "--data-file",
+            str(data_file),
+            "-c",
+            str(load.concurrency),
+            "--connections",
+            str(load.connections),
+            "-z",
+            f"{seconds or self.seconds}s",
+            "--duration-stop",
+            "wait",
+            "-t",
+            "30s",
+            *(["--rps", str(load.rps)] if load.rps else []),
+            "-O",
+            "json",
+            "-o",
+            str(out_file),
+            target,
+        ]
 
     def run(self, scenario: Scenario, server: Server, redis: Redis) -> Result:
         if scenario.calibrate:
@@ -498,17 +583,21 @@ class Runner:
                 load.rps = 0
             probe = self._run(scenario, server, redis, seconds=probe_seconds)
             total = probe.rps
-            steps = [f"unthrottled {total:,.0f} ok/s ("
-                     + ", ".join(f"{p['call']} {p['share']:.0%}" for p in probe.per_load) + ")"]
+            steps = [
+                f"unthrottled {total:,.0f} ok/s ("
+                + ", ".join(f"{p['call']} {p['share']:.0%}" for p in probe.per_load)
+                + ")"
+            ]
             best = 0.0
             for _ in range(6):
                 for load in scenario.loads:
                     load.rps = max(1, round(load.share * total))
                 probe = self._run(scenario, server, redis, seconds=probe_seconds)
-                reached = min(p["rps"] / load.rps for p, load in zip(probe.per_load, scenario.loads))
+                reached = min(p["rps"] / load.rps for p, load in zip(probe.per_load, scenario.loads, strict=False))
                 busy = probe.server_cores / server.workers  # 1.0: every server process saturated
-                steps.append(f"offered {total:,.0f}/s: slowest method at {reached:.0%} of its rate, server "
-                             f"{busy:.0%} busy")
+                steps.append(
+                    f"offered {total:,.0f}/s: slowest method at {reached:.0%} of its rate, server {busy:.0%} busy"
+                )
                 if reached >= 0.95:  # sustained: go up unless the server is nearly saturated
                     best = total
                     if busy >= 0.85:
@@ -543,18 +632,22 @@ class Runner:
         server_cpu0, redis_cpu0, busy0 = cpu_seconds(server.all_pids), cpu_seconds(redis.pids), machine_busy_seconds()
         each0 = [cpu_seconds([pid]) for pid in server.pids]
         wall0 = time.perf_counter()
-        running = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    preexec_fn=_niced) for _, _, cmd in procs]
+        running = [
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_niced)
+            for _, _, cmd in procs
+        ]
         if scenario.during is not None:
             scenario.during(seconds or self.seconds)
         outputs = [p.communicate() for p in running]
         wall = time.perf_counter() - wall0
         server_cpu = cpu_seconds(server.all_pids) - server_cpu0
-        each = [(cpu_seconds([pid]) - c0) / wall for pid, c0 in zip(server.pids, each0)]
+        each = [(cpu_seconds([pid]) - c0) / wall for pid, c0 in zip(server.pids, each0, strict=False)]
         redis_cpu = cpu_seconds(redis.pids) - redis_cpu0
         busy = machine_busy_seconds() - busy0
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        ghz_cpu = (children_after.ru_utime + children_after.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
+        ghz_cpu = (children_after.ru_utime + children_after.ru_stime) - (
+            children_before.ru_utime + children_before.ru_stime
+        )
         peak_kb = sum(status_kb(pid, "VmHWM") for pid in server.pids)
 
         latencies: list[float] = []
@@ -563,7 +656,7 @@ class Runner:
         status: dict[str, int] = {}
         per_load = []
         span = 0.0
-        for (load, out_file, cmd), proc, (stdout, stderr) in zip(procs, running, outputs):
+        for (load, out_file, cmd), proc, (stdout, stderr) in zip(procs, running, outputs, strict=False):
             if proc.returncode != 0 and not out_file.exists():
                 raise RuntimeError(f"ghz failed ({scenario.name}): {' '.join(cmd)}\n{stdout}\n{stderr}")
             report = json.loads(out_file.read_text())
@@ -573,12 +666,22 @@ class Runner:
             seconds = report["total"] / 1e9
             for code, n in (report.get("statusCodeDistribution") or {}).items():
                 status[code] = status.get(code, 0) + n
-            per_load.append({"call": load.call.split("/")[-1], "label": load.label, "concurrency": load.concurrency,
-                             "rps_limit": load.rps,
-                             "ok": n_ok, "errors": n_err, "rps": n_ok / seconds,
-                             "per_s": n_ok * load.per_call / seconds,
-                             "p50": quantile(lat, 0.50), "p95": quantile(lat, 0.95), "p99": quantile(lat, 0.99),
-                             "errorDistribution": report.get("errorDistribution") or {}})
+            per_load.append(
+                {
+                    "call": load.call.split("/")[-1],
+                    "label": load.label,
+                    "concurrency": load.concurrency,
+                    "rps_limit": load.rps,
+                    "ok": n_ok,
+                    "errors": n_err,
+                    "rps": n_ok / seconds,
+                    "per_s": n_ok * load.per_call / seconds,
+                    "p50": quantile(lat, 0.50),
+                    "p95": quantile(lat, 0.95),
+                    "p99": quantile(lat, 0.99),
+                    "errorDistribution": report.get("errorDistribution") or {},
+                }
+            )
             latencies.extend(lat)
             ok, errors, rps, span = ok + n_ok, errors + n_err, rps + n_ok / seconds, max(span, seconds)
             if self.keep_raw:
@@ -588,12 +691,28 @@ class Runner:
         latencies.sort()
         own = server_cpu + redis_cpu + ghz_cpu
         result = Result(
-            name=scenario.name, stack=scenario.stack, workers=server.workers,
-            concurrency=sum(load.concurrency for load in scenario.loads), ok=ok, errors=errors, seconds=span,
-            rps=rps, p50=quantile(latencies, 0.50), p95=quantile(latencies, 0.95), p99=quantile(latencies, 0.99),
-            server_cores=server_cpu / wall, redis_cores=redis_cpu / wall, ghz_cores=ghz_cpu / wall,
-            other_cores=max(0.0, busy - own) / wall, peak_rss_mb=peak_kb / 1024, rss_reset=rss_reset,
-            status=status, per_load=per_load, baseline=scenario.baseline, note=scenario.note)
+            name=scenario.name,
+            stack=scenario.stack,
+            workers=server.workers,
+            concurrency=sum(load.concurrency for load in scenario.loads),
+            ok=ok,
+            errors=errors,
+            seconds=span,
+            rps=rps,
+            p50=quantile(latencies, 0.50),
+            p95=quantile(latencies, 0.95),
+            p99=quantile(latencies, 0.99),
+            server_cores=server_cpu / wall,
+            redis_cores=redis_cpu / wall,
+            ghz_cores=ghz_cpu / wall,
+            other_cores=max(0.0, busy - own) / wall,
+            peak_rss_mb=peak_kb / 1024,
+            rss_reset=rss_reset,
+            status=status,
+            per_load=per_load,
+            baseline=scenario.baseline,
+            note=scenario.note,
+        )
         if len(each) > 1:
             result.note += f" Server CPU per process: {' / '.join(f'{c:.2f}' for c in each)} cores."
         for p in per_load:
@@ -632,11 +751,19 @@ def isolation_check(target: str, session_ids: list[str], max_stm_events: int):
                     seen.add(k)
         exact = capped == 0
         return {
-            "sessions": len(session_ids), "ok_calls": result.ok, "failed_calls": result.errors,
-            "stm_events": events, "leaks": leaks, "duplicates": duplicates, "malformed": malformed,
-            "sessions_at_cap": capped, "max_stm_events": max_stm_events,
-            "passed": leaks == 0 and duplicates == 0 and malformed == 0
-                      and (events == result.ok if exact else events <= result.ok),
+            "sessions": len(session_ids),
+            "ok_calls": result.ok,
+            "failed_calls": result.errors,
+            "stm_events": events,
+            "leaks": leaks,
+            "duplicates": duplicates,
+            "malformed": malformed,
+            "sessions_at_cap": capped,
+            "max_stm_events": max_stm_events,
+            "passed": leaks == 0
+            and duplicates == 0
+            and malformed == 0
+            and (events == result.ok if exact else events <= result.ok),
         }
 
     return verify
@@ -667,7 +794,7 @@ def write_plot(results: list[Result], path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 0.42 * len(results) + 2.2), sharey=True)
     colors = ["#9e9e9e" if r.name.startswith("baseline") else "#1f77b4" for r in results]
     ax1.barh(y, [r.rps for r in results], color=colors)
-    for yi, r in zip(y, results):
+    for yi, r in zip(y, results, strict=False):
         ax1.text(r.rps, yi, f" {r.rps:,.0f}", va="center", fontsize=8)
     ax1.set_xlabel("successful calls / s")
     ax1.set_title("Throughput (grey: baselines, grpc.health.v1.Health/Check)")
@@ -677,16 +804,19 @@ def write_plot(results: list[Result], path: Path) -> None:
     ax1.set_xlim(0, max(r.rps for r in results) * 1.18)
     h = 0.27
     for offset, key, color in ((-h, "p50", "#2ca02c"), (0, "p95", "#ff7f0e"), (h, "p99", "#d62728")):
-        ax2.barh([yi + offset for yi in y], [max(getattr(r, key), 1e-3) for r in results], height=h,
-                 color=color, label=key)
+        ax2.barh(
+            [yi + offset for yi in y], [max(getattr(r, key), 1e-3) for r in results], height=h, color=color, label=key
+        )
     ax2.set_xscale("log")
     ax2.set_xlabel("latency, ms (log scale)")
     ax2.set_title("Latency percentiles of successful calls")
     ax2.legend(loc="lower right", fontsize=8)
     ax2.grid(axis="x", which="both", alpha=0.3)
     ax1.grid(axis="x", alpha=0.3)
-    fig.suptitle("KATO gRPC load tests (ghz, loopback; A: 1 worker, B: 2 workers SO_REUSEPORT, C: 1 worker, STM cap 1000)",
-                 fontsize=10)
+    fig.suptitle(
+        "KATO gRPC load tests (ghz, loopback; A: 1 worker, B: 2 workers SO_REUSEPORT, C: 1 worker, STM cap 1000)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -695,8 +825,15 @@ def write_plot(results: list[Result], path: Path) -> None:
 def target_rows(by_name: dict[str, Result]) -> list[tuple[str, str, str, str]]:
     rows = []
 
-    def add(label: str, measured: str, target: str, ok: bool | None, value: float = float("nan"),
-            limit: float = float("nan"), at_least: bool = True) -> None:
+    def add(
+        label: str,
+        measured: str,
+        target: str,
+        ok: bool | None,
+        value: float = float("nan"),
+        limit: float = float("nan"),
+        at_least: bool = True,
+    ) -> None:
         """`value` and `limit` (both given, same unit) let a miss say by how much: the factor
         the measured value must still gain (at_least) or shed (an upper bound)."""
         verdict = "–" if ok is None else ("**met**" if ok else "**missed**")
@@ -711,50 +848,106 @@ def target_rows(by_name: dict[str, Result]) -> list[tuple[str, str, str, str]]:
         pred_sparse = by_name.get(f"observe-client-pred-sparse{suffix}")
         where = "1 worker" if stack == "A" else "2 workers"
         if nopred:
-            add(f"Observe client-held, no predictions / baseline ({where})", f"{nopred.ratio:.0%}", "≥ 50%",
-                nopred.ratio >= 0.5, nopred.ratio, 0.5)
+            add(
+                f"Observe client-held, no predictions / baseline ({where})",
+                f"{nopred.ratio:.0%}",
+                "≥ 50%",
+                nopred.ratio >= 0.5,
+                nopred.ratio,
+                0.5,
+            )
         for r, label in ((pred, "dense"), (pred_sparse, "sparse")):
             if r:
-                add(f"Observe client-held, predictions on the {label} 10k KB / baseline ({where})", f"{r.ratio:.0%}",
-                    "≥ 25%", r.ratio >= 0.25, r.ratio, 0.25)
-        for r, label in ((nopred, "no predictions"), (pred, "predictions, dense KB"),
-                         (pred_sparse, "predictions, sparse KB")):
+                add(
+                    f"Observe client-held, predictions on the {label} 10k KB / baseline ({where})",
+                    f"{r.ratio:.0%}",
+                    "≥ 25%",
+                    r.ratio >= 0.25,
+                    r.ratio,
+                    0.25,
+                )
+        for r, label in (
+            (nopred, "no predictions"),
+            (pred, "predictions, dense KB"),
+            (pred_sparse, "predictions, sparse KB"),
+        ):
             if r:
-                add(f"Observe client-held, {label}, vs KATO's 204 obs/s ({where})",
-                    f"{r.rps / PUBLISHED_KATO_OBS_PER_S:.1f}x ({r.rps:,.0f}/s)", "≥ 10x (2,040/s)",
-                    r.rps >= 10 * PUBLISHED_KATO_OBS_PER_S, r.rps, 10 * PUBLISHED_KATO_OBS_PER_S)
-                add(f"Observe client-held, {label}, p99 / baseline p99 ({where})", f"{r.p99_ratio:.2f}x", "≤ 2x",
-                    r.p99_ratio <= 2, r.p99_ratio, 2, at_least=False)
+                add(
+                    f"Observe client-held, {label}, vs KATO's 204 obs/s ({where})",
+                    f"{r.rps / PUBLISHED_KATO_OBS_PER_S:.1f}x ({r.rps:,.0f}/s)",
+                    "≥ 10x (2,040/s)",
+                    r.rps >= 10 * PUBLISHED_KATO_OBS_PER_S,
+                    r.rps,
+                    10 * PUBLISHED_KATO_OBS_PER_S,
+                )
+                add(
+                    f"Observe client-held, {label}, p99 / baseline p99 ({where})",
+                    f"{r.p99_ratio:.2f}x",
+                    "≤ 2x",
+                    r.p99_ratio <= 2,
+                    r.p99_ratio,
+                    2,
+                    at_least=False,
+                )
     mixed, base = by_name.get("mixed-70-20-10"), _faster(by_name, "baseline")
     if mixed and base:
         observe = next(p for p in mixed.per_load if p["call"] == "Observe")
         ratio = observe["p99"] / base.p99
-        add("Mixed 70/20/10: Observe p99 / baseline p99 (1 worker)",
-            f"{ratio:.2f}x ({observe['p99']:,.1f} / {base.p99:,.1f} ms)", "≤ 2x", ratio <= 2, ratio, 2, at_least=False)
+        add(
+            "Mixed 70/20/10: Observe p99 / baseline p99 (1 worker)",
+            f"{ratio:.2f}x ({observe['p99']:,.1f} / {base.p99:,.1f} ms)",
+            "≤ 2x",
+            ratio <= 2,
+            ratio,
+            2,
+            at_least=False,
+        )
     calm, paused = by_name.get("pause-none"), by_name.get("pause-redis")
     if calm and paused:
         for call, label in (("Check", "health"), ("Observe", "client-held Observe")):
             before = next(p for p in calm.per_load if p["call"] == call)
             during = next(p for p in paused.per_load if p["call"] == call)
             ratio = during["p99"] / before["p99"]
-            add(f"Redis paused: {label} p99 / its p99 without a pause (1 worker)",
+            add(
+                f"Redis paused: {label} p99 / its p99 without a pause (1 worker)",
                 f"{ratio:.2f}x ({during['p99']:,.1f} / {before['p99']:,.1f} ms)",
-                "≤ 2x" if call == "Check" else "–", ratio <= 2 if call == "Check" else None, ratio, 2, at_least=False)
+                "≤ 2x" if call == "Check" else "–",
+                ratio <= 2 if call == "Check" else None,
+                ratio,
+                2,
+                at_least=False,
+            )
     one, two = by_name.get("observe-client-nopred"), by_name.get("observe-client-nopred-w2")
     if one and two:
-        add("Observe client-held, no predictions: 2 workers / 1 worker", f"{two.rps / one.rps:.2f}x "
-            f"({two.rps:,.0f} / {one.rps:,.0f}/s)", "≥ 1.7x", two.rps / one.rps >= 1.7, two.rps / one.rps, 1.7)
+        add(
+            "Observe client-held, no predictions: 2 workers / 1 worker",
+            f"{two.rps / one.rps:.2f}x ({two.rps:,.0f} / {one.rps:,.0f}/s)",
+            "≥ 1.7x",
+            two.rps / one.rps >= 1.7,
+            two.rps / one.rps,
+            1.7,
+        )
     threads1, threads2 = by_name.get("observe-client-pred-sparse-t1"), by_name.get("observe-client-pred-sparse")
     if threads1 and threads2:
-        add("Observe with predictions (sparse): --cpu-threads 2 / --cpu-threads 1 (1 worker)",
-            f"{threads2.rps / threads1.rps:.2f}x ({threads2.rps:,.0f} / {threads1.rps:,.0f}/s)", "–", None)
+        add(
+            "Observe with predictions (sparse): --cpu-threads 2 / --cpu-threads 1 (1 worker)",
+            f"{threads2.rps / threads1.rps:.2f}x ({threads2.rps:,.0f} / {threads1.rps:,.0f}/s)",
+            "–",
+            None,
+        )
     stream = by_name.get("stream-observations")
     if stream:
         streamed = next(p for p in stream.per_load if p["call"] == "StreamObservations")
         unary = next(p for p in stream.per_load if p["call"] == "Observe")
         ratio = streamed["per_s"] / unary["per_s"]
-        add("StreamObservations obs/s / unary Observe obs/s (same run, 1 worker)",
-            f"{ratio:.2f}x ({streamed['per_s']:,.0f} / {unary['per_s']:,.0f}/s)", "≥ 2x", ratio >= 2, ratio, 2)
+        add(
+            "StreamObservations obs/s / unary Observe obs/s (same run, 1 worker)",
+            f"{ratio:.2f}x ({streamed['per_s']:,.0f} / {unary['per_s']:,.0f}/s)",
+            "≥ 2x",
+            ratio >= 2,
+            ratio,
+            2,
+        )
     return rows
 
 
@@ -801,8 +994,11 @@ def write_report(results: list[Result], path: Path, meta: dict) -> None:
         "busy for the whole run) for the server "
         "process(es), Redis and ghz; *other* is CPU used by unrelated processes on the machine during the run "
         "(a high value means the figures are depressed by outside load); peak RSS is the server's VmHWM "
-        + ("reset before each scenario." if all(r.rss_reset for r in results) else
-           "over the server's life so far (the kernel refused a reset)."),
+        + (
+            "reset before each scenario."
+            if all(r.rss_reset for r in results)
+            else "over the server's life so far (the kernel refused a reset)."
+        ),
         "",
         "| scenario | stack | workers (ghz) | calls/s | p50 ms | p95 ms | p99 ms | errors | vs base | p99 vs base "
         "| server CPU | redis CPU | ghz CPU | other CPU | server peak RSS MB | baseline |",
@@ -815,26 +1011,41 @@ def write_report(results: list[Result], path: Path, meta: dict) -> None:
             f"| {'–' if r.ratio != r.ratio else f'{r.ratio:.0%}'} "
             f"| {'–' if r.p99_ratio != r.p99_ratio else f'{r.p99_ratio:.2f}x'} "
             f"| {r.server_cores:.2f} | {r.redis_cores:.2f} | {r.ghz_cores:.2f} | {r.other_cores:.2f} "
-            f"| {r.peak_rss_mb:,.0f} | {r.baseline} |")
+            f"| {r.peak_rss_mb:,.0f} | {r.baseline} |"
+        )
     noisy = [r.name for r in results if r.other_cores >= 0.3]
     if noisy:
-        lines += ["", f"**Outside load**: other processes used ≥ 0.3 cores (of {meta['cpus']}) during "
-                      f"{', '.join(noisy)}; those figures are depressed by it, ratios to a baseline measured under "
-                      "different outside load are skewed either way."]
-    lines += ["", "![throughput and latency per scenario](report.png)", "", "## Targets", "",
-              "| target | measured | wanted | |", "|---|--:|--:|---|"]
+        lines += [
+            "",
+            f"**Outside load**: other processes used ≥ 0.3 cores (of {meta['cpus']}) during "
+            f"{', '.join(noisy)}; those figures are depressed by it, ratios to a baseline measured under "
+            "different outside load are skewed either way.",
+        ]
+    lines += [
+        "",
+        "![throughput and latency per scenario](report.png)",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | wanted | |",
+        "|---|--:|--:|---|",
+    ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in target_rows(by_name)]
     lines += ["", "## Scenarios", ""]
     for r in results:
-        lines.append(f"- **{r.name}** ({r.ok:,} ok, {r.errors:,} failed in {r.seconds:.1f}s; "
-                     f"status {', '.join(f'{k} {v:,}' for k, v in sorted(r.status.items()))}): {r.note}")
+        lines.append(
+            f"- **{r.name}** ({r.ok:,} ok, {r.errors:,} failed in {r.seconds:.1f}s; "
+            f"status {', '.join(f'{k} {v:,}' for k, v in sorted(r.status.items()))}): {r.note}"
+        )
         if len(r.per_load) > 1:
             for p in r.per_load:
                 limit = f", --rps {p['rps_limit']}" if p["rps_limit"] else ""
                 per = f" ({p['per_s']:,.0f} observations/s)" if p["per_s"] != p["rps"] else ""
-                lines.append(f"  - {p['call']} ({p['concurrency']} workers{limit}): {p['share']:.0%} of calls, "
-                             f"{p['rps']:,.0f} ok/s{per}, p50 "
-                             f"{fmt(p['p50'], 2)} ms, p99 {fmt(p['p99'], 2)} ms, {p['errors']:,} failed")
+                lines.append(
+                    f"  - {p['call']} ({p['concurrency']} workers{limit}): {p['share']:.0%} of calls, "
+                    f"{p['rps']:,.0f} ok/s{per}, p50 "
+                    f"{fmt(p['p50'], 2)} ms, p99 {fmt(p['p99'], 2)} ms, {p['errors']:,} failed"
+                )
         for p in r.per_load:
             for message, n in sorted(p["errorDistribution"].items(), key=lambda kv: -kv[1])[:3]:
                 lines.append(f"  - error ×{n:,}: `{message[:160]}`")
@@ -844,18 +1055,24 @@ def write_report(results: list[Result], path: Path, meta: dict) -> None:
                 f"  - verification with GetStm (Python client): {v['sessions']} sessions, {v['stm_events']:,} STM "
                 f"events for {v['ok_calls']:,} successful calls ({v['failed_calls']:,} failed); leaks {v['leaks']}, "
                 f"duplicates {v['duplicates']}, malformed {v['malformed']}, sessions at the STM cap "
-                f"({v['max_stm_events']}) {v['sessions_at_cap']}: **{'passed' if v['passed'] else 'FAILED'}**")
-    lines += ["", "## How the data reaches ghz", "",
-              "ghz (this version: " + meta["ghz"] + ") takes each scenario's requests as a JSON array (`--data-file`) "
-              "and gives request number *n* element *n* mod length: round-robin over requests, not a fixed element "
-              "per worker. Session scenarios therefore put session *k* mod *S* in element *k*, so every session gets "
-              "1/*S* of the calls and at most a few are in flight at once per session (two when one call is slow), "
-              "which the server's compare-and-set resolves. The isolation stress uses ghz's template "
-              "`{{.RequestNumber}}` to put a per-request symbol `req-<n>` next to the session's own `iso-<i>`, so "
-              "afterwards every STM event says which call wrote it. The mixed workload is three concurrent ghz "
-              "processes (Observe 70 workers, Predict 20, Learn 10, one method each) on the same 100 sessions; its "
-              "Learn calls that find an STM emptied by the previous Learn get FAILED_PRECONDITION, an expected "
-              "answer counted in the error column (rare once the shares are throttled with --rps).", ""]
+                f"({v['max_stm_events']}) {v['sessions_at_cap']}: **{'passed' if v['passed'] else 'FAILED'}**"
+            )
+    lines += [
+        "",
+        "## How the data reaches ghz",
+        "",
+        "ghz (this version: " + meta["ghz"] + ") takes each scenario's requests as a JSON array (`--data-file`) "
+        "and gives request number *n* element *n* mod length: round-robin over requests, not a fixed element "
+        "per worker. Session scenarios therefore put session *k* mod *S* in element *k*, so every session gets "
+        "1/*S* of the calls and at most a few are in flight at once per session (two when one call is slow), "
+        "which the server's compare-and-set resolves. The isolation stress uses ghz's template "
+        "`{{.RequestNumber}}` to put a per-request symbol `req-<n>` next to the session's own `iso-<i>`, so "
+        "afterwards every STM event says which call wrote it. The mixed workload is three concurrent ghz "
+        "processes (Observe 70 workers, Predict 20, Learn 10, one method each) on the same 100 sessions; its "
+        "Learn calls that find an STM emptied by the previous Learn get FAILED_PRECONDITION, an expected "
+        "answer counted in the error column (rare once the shares are throttled with --rps).",
+        "",
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -878,41 +1095,71 @@ def meta_info(ghz: str, args, seed_seconds: float) -> dict:
         except OSError:
             return "?"
 
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "?")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
     redis_v = re.search(r"v=(\S+)", run([shutil.which("redis-server") or "/usr/bin/redis-server", "--version"]))
     dirty = run(["git", "status", "--porcelain", "--", "kato_grpc"])
     return {
         "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "commit": (run(["git", "rev-parse", "--short", "HEAD"]) or "?") + (" + uncommitted changes" if dirty else ""),
-        "cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(), "python": platform.python_version(),
-        "grpcio": grpc.__version__, "ghz": ghz_version(ghz), "redis": redis_v.group(1) if redis_v else "?",
-        "patterns": args.patterns, "vocabulary": args.vocabulary, "seed_seconds": seed_seconds,
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "ghz": ghz_version(ghz),
+        "redis": redis_v.group(1) if redis_v else "?",
+        "patterns": args.patterns,
+        "vocabulary": args.vocabulary,
+        "seed_seconds": seed_seconds,
         "duration_note": f"Each scenario runs {args.seconds:g}s"
-                         + (f", after waiting up to {args.quiet_wait:g}s for other processes to go quiet "
-                            "(< 0.3 cores)" if args.quiet_wait > 0 else "")
-                         + (f"; redis-server, the server(s) and ghz ran at niceness {args.nice} (`--nice`) to keep "
-                            "other processes of this shared machine from taking their cores." if args.nice else "."),
+        + (
+            f", after waiting up to {args.quiet_wait:g}s for other processes to go quiet (< 0.3 cores)"
+            if args.quiet_wait > 0
+            else ""
+        )
+        + (
+            f"; redis-server, the server(s) and ghz ran at niceness {args.nice} (`--nice`) to keep "
+            "other processes of this shared machine from taking their cores."
+            if args.nice
+            else "."
+        ),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="ghz duration per scenario")
     parser.add_argument("--patterns", type=int, default=10_000, help="patterns in the knowledge base kb10k")
     parser.add_argument("--vocabulary", type=int, default=1_000, help="symbols the patterns draw from")
     parser.add_argument("--out", type=Path, default=HERE, help="directory for report.md and report.png")
     parser.add_argument("--keep-raw", type=Path, default=None, help="copy ghz's JSON reports here")
     parser.add_argument("--only", default="", help="comma-separated scenario name prefixes to run (baselines kept)")
-    parser.add_argument("--quiet-wait", type=float, default=6.0,
-                        help="before each scenario, wait up to this many seconds for other processes to use < 0.3 "
-                             "cores (a shared machine depresses every figure); 0 turns it off")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="run redis-server, the server(s) and ghz at this niceness (e.g. -10, needs root) so "
-                             "that other load on a shared machine disturbs the figures less")
-    parser.add_argument("--smoke", action="store_true",
-                        help="2s per scenario, 500 patterns, report into a temporary directory (CI)")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=6.0,
+        help="before each scenario, wait up to this many seconds for other processes to use < 0.3 "
+        "cores (a shared machine depresses every figure); 0 turns it off",
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run redis-server, the server(s) and ghz at this niceness (e.g. -10, needs root) so "
+        "that other load on a shared machine disturbs the figures less",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="2s per scenario, 500 patterns, report into a temporary directory (CI)"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.patterns, args.quiet_wait = min(args.seconds, 2.0), min(args.patterns, 500), 0.0
@@ -946,21 +1193,32 @@ def main() -> None:
         def run(scenario: Scenario, server: Server) -> None:
             if not wanted(scenario.name):
                 return
-            log(f"{scenario.name} ({sum(l.concurrency for l in scenario.loads)} workers, stack {scenario.stack})")
+            log(f"{scenario.name} ({sum(load.concurrency for load in scenario.loads)} workers, stack {scenario.stack})")
             r = runner.run(scenario, server, redis)
             results.append(r)
             set_ratios(results)
-            log(f"  {r.rps:,.0f} ok/s  p50 {r.p50:.2f}  p95 {r.p95:.2f}  p99 {r.p99:.2f} ms  errors "
+            log(
+                f"  {r.rps:,.0f} ok/s  p50 {r.p50:.2f}  p95 {r.p95:.2f}  p99 {r.p99:.2f} ms  errors "
                 f"{r.error_rate:.2%}  server {r.server_cores:.2f} cores  other {r.other_cores:.2f}  "
-                + (f"vs base {r.ratio:.0%}" if r.ratio == r.ratio else "") + (f"  verify {r.verify}" if r.verify else ""))
+                + (f"vs base {r.ratio:.0%}" if r.ratio == r.ratio else "")
+                + (f"  verify {r.verify}" if r.verify else "")
+            )
 
         def health(name: str, c: int, stack: str, repeat: bool = False) -> Scenario:
             note = f"grpc.health.v1.Health/Check, {c} workers: the stack's no-op ceiling."
             if repeat:
-                note = (f"{name} again, after the stack's other scenarios; ratios use the faster of the two runs "
-                        "(outside load may have depressed one).")
-            return Scenario(name + ("-repeat" if repeat else ""), stack, [Load(HEALTH, {}, c)], baseline=name,
-                            group="baseline", note=note)
+                note = (
+                    f"{name} again, after the stack's other scenarios; ratios use the faster of the two runs "
+                    "(outside load may have depressed one)."
+                )
+            return Scenario(
+                name + ("-repeat" if repeat else ""),
+                stack,
+                [Load(HEALTH, {}, c)],
+                baseline=name,
+                group="baseline",
+                note=note,
+            )
 
         try:
             # ---------------- stack A: 1 worker, STM cap 6 -----------------------------------
@@ -972,72 +1230,167 @@ def main() -> None:
             if wanted("observe-client-pred-sparse"):
                 log(f"seeded {KB10K_SPARSE} in {seed_kb(a.target, KB10K_SPARSE, sparse.kb_patterns):.1f}s")
             run(health("baseline", 100, "A"), a)
-            run(Scenario("observe-client-nopred", "A", [Load(KATO + "Observe", data.observe_client(1000, False), 100)],
-                         "baseline", "Observe, client-held STM of 5 events, process_predictions false, 100 workers."), a)
-            run(Scenario("observe-client-pred", "A", [Load(KATO + "Observe", data.observe_client(1000, True), 100)],
-                         "baseline", f"Observe, client-held STM of 5 events, predictions on the {args.patterns:,}-"
-                                     "pattern KB (return_predictions true), 100 workers."), a)
-            run(Scenario("observe-client-pred-sparse", "A",
-                         [Load(KATO + "Observe", sparse.observe_client(1000, True), 100)], "baseline",
-                         f"As observe-client-pred on {KB10K_SPARSE}: {args.patterns:,} patterns over "
-                         f"{sparse.vocabulary:,} symbols (each symbol in ~{5 * args.patterns // sparse.vocabulary} "
-                         "patterns, so ~10x fewer candidates per prediction)."), a)
+            run(
+                Scenario(
+                    "observe-client-nopred",
+                    "A",
+                    [Load(KATO + "Observe", data.observe_client(1000, False), 100)],
+                    "baseline",
+                    "Observe, client-held STM of 5 events, process_predictions false, 100 workers.",
+                ),
+                a,
+            )
+            run(
+                Scenario(
+                    "observe-client-pred",
+                    "A",
+                    [Load(KATO + "Observe", data.observe_client(1000, True), 100)],
+                    "baseline",
+                    f"Observe, client-held STM of 5 events, predictions on the {args.patterns:,}-"
+                    "pattern KB (return_predictions true), 100 workers.",
+                ),
+                a,
+            )
+            run(
+                Scenario(
+                    "observe-client-pred-sparse",
+                    "A",
+                    [Load(KATO + "Observe", sparse.observe_client(1000, True), 100)],
+                    "baseline",
+                    f"As observe-client-pred on {KB10K_SPARSE}: {args.patterns:,} patterns over "
+                    f"{sparse.vocabulary:,} symbols (each symbol in ~{5 * args.patterns // sparse.vocabulary} "
+                    "patterns, so ~10x fewer candidates per prediction).",
+                ),
+                a,
+            )
 
-            sessions = create_sessions(a.target, [KB10K], 100, False, data) if any(
-                wanted(n) for n in ("observe-sessions-1kb", "scaling")) else []
-            sessions_pred = create_sessions(a.target, [KB10K], 100, True, data) if wanted(
-                "observe-sessions-1kb-pred") else []
-            sessions_100kb = create_sessions(a.target, [f"kb-{i:03d}" for i in range(100)], 100, False, data) if wanted(
-                "observe-sessions-100kb") else []
-            run(Scenario("observe-sessions-1kb", "A", [Load(KATO + "Observe", data.by_session(sessions, 10), 100)],
-                         "baseline", "Observe, server-held sessions in Redis: 100 sessions on kb10k (one per ghz "
-                                     "worker, round-robin), STM kept at 6 events, process_predictions false."), a)
-            run(Scenario("observe-sessions-1kb-pred", "A",
-                         [Load(KATO + "Observe", data.by_session(sessions_pred, 10), 100)], "baseline",
-                         "As observe-sessions-1kb with process_predictions true (predictions kept in the session, "
-                         "not returned)."), a)
-            run(Scenario("observe-sessions-100kb", "A",
-                         [Load(KATO + "Observe", data.by_session(sessions_100kb, 10), 100)], "baseline",
-                         "Observe, 100 server-held sessions on 100 different kb ids (empty KBs; predictions off)."), a)
-            run(Scenario("learn-client-1kb", "A", [Load(KATO + "Learn", data.learn_client(1000, ["learn-1"]), 100)],
-                         "baseline", "Learn of a client-held STM of 3 events (random symbols, 1,000 variants) "
-                                     "into one kb id; each is a durable SQLite commit."), a)
-            run(Scenario("learn-client-100kb", "A",
-                         [Load(KATO + "Learn", data.learn_client(1000, [f"learn-{i:03d}" for i in range(100)]), 100)],
-                         "baseline", "As learn-client-1kb, spread over 100 kb ids."), a)
+            sessions = (
+                create_sessions(a.target, [KB10K], 100, False, data)
+                if any(wanted(n) for n in ("observe-sessions-1kb", "scaling"))
+                else []
+            )
+            sessions_pred = (
+                create_sessions(a.target, [KB10K], 100, True, data) if wanted("observe-sessions-1kb-pred") else []
+            )
+            sessions_100kb = (
+                create_sessions(a.target, [f"kb-{i:03d}" for i in range(100)], 100, False, data)
+                if wanted("observe-sessions-100kb")
+                else []
+            )
+            run(
+                Scenario(
+                    "observe-sessions-1kb",
+                    "A",
+                    [Load(KATO + "Observe", data.by_session(sessions, 10), 100)],
+                    "baseline",
+                    "Observe, server-held sessions in Redis: 100 sessions on kb10k (one per ghz "
+                    "worker, round-robin), STM kept at 6 events, process_predictions false.",
+                ),
+                a,
+            )
+            run(
+                Scenario(
+                    "observe-sessions-1kb-pred",
+                    "A",
+                    [Load(KATO + "Observe", data.by_session(sessions_pred, 10), 100)],
+                    "baseline",
+                    "As observe-sessions-1kb with process_predictions true (predictions kept in the session, "
+                    "not returned).",
+                ),
+                a,
+            )
+            run(
+                Scenario(
+                    "observe-sessions-100kb",
+                    "A",
+                    [Load(KATO + "Observe", data.by_session(sessions_100kb, 10), 100)],
+                    "baseline",
+                    "Observe, 100 server-held sessions on 100 different kb ids (empty KBs; predictions off).",
+                ),
+                a,
+            )
+            run(
+                Scenario(
+                    "learn-client-1kb",
+                    "A",
+                    [Load(KATO + "Learn", data.learn_client(1000, ["learn-1"]), 100)],
+                    "baseline",
+                    "Learn of a client-held STM of 3 events (random symbols, 1,000 variants) "
+                    "into one kb id; each is a durable SQLite commit.",
+                ),
+                a,
+            )
+            run(
+                Scenario(
+                    "learn-client-100kb",
+                    "A",
+                    [Load(KATO + "Learn", data.learn_client(1000, [f"learn-{i:03d}" for i in range(100)]), 100)],
+                    "baseline",
+                    "As learn-client-1kb, spread over 100 kb ids.",
+                ),
+                a,
+            )
             if wanted("scaling"):
                 for c in (1, 10):
                     run(health(f"baseline-c{c}", c, "A"), a)
                 for c in (1, 10, 100):
-                    run(Scenario(f"scaling-sessions-{c}", "A",
-                                 [Load(KATO + "Observe", data.by_session(sessions[:c], max(10, 1000 // c)), c)],
-                                 "baseline" if c == 100 else f"baseline-c{c}",
-                                 f"Observe on {c} server-held session(s) (kb10k, predictions off), {c} ghz "
-                                 "worker(s): one call in flight per session."), a)
+                    run(
+                        Scenario(
+                            f"scaling-sessions-{c}",
+                            "A",
+                            [Load(KATO + "Observe", data.by_session(sessions[:c], max(10, 1000 // c)), c)],
+                            "baseline" if c == 100 else f"baseline-c{c}",
+                            f"Observe on {c} server-held session(s) (kb10k, predictions off), {c} ghz "
+                            "worker(s): one call in flight per session.",
+                        ),
+                        a,
+                    )
             if wanted("pause"):
                 pause_sessions = create_sessions(a.target, [KB10K], 10, False, data)
 
                 def pause_loads() -> list[Load]:
-                    return [Load(HEALTH, {}, 10, "health"),
-                            Load(KATO + "Observe", data.observe_client(1000, False), 50, "client-held"),
-                            Load(KATO + "Observe", data.by_session(pause_sessions, 10), 10, "server-held")]
+                    return [
+                        Load(HEALTH, {}, 10, "health"),
+                        Load(KATO + "Observe", data.observe_client(1000, False), 50, "client-held"),
+                        Load(KATO + "Observe", data.by_session(pause_sessions, 10), 10, "server-held"),
+                    ]
 
-                note = ("Three concurrent ghz processes: health checks (10 workers), client-held Observe without "
-                        "predictions (50 workers, needs no Redis) and server-held Observe (10 workers, needs Redis)")
+                note = (
+                    "Three concurrent ghz processes: health checks (10 workers), client-held Observe without "
+                    "predictions (50 workers, needs no Redis) and server-held Observe (10 workers, needs Redis)"
+                )
                 run(Scenario("pause-none", "A", pause_loads(), "baseline", note + "; Redis answers throughout."), a)
                 pause_at, pause_for = args.seconds * 0.2, args.seconds * 0.6
-                run(Scenario("pause-redis", "A", pause_loads(), "baseline",
-                             note + f"; Redis is paused (SIGSTOP) from {pause_at:g}s for {pause_for:g}s. Server-held "
-                             "calls then fail (UNAVAILABLE at --redis-timeout-seconds, default 5s), the others should "
-                             "not notice.", during=lambda seconds: redis.pause_during(seconds, pause_at, pause_for)), a)
+                run(
+                    Scenario(
+                        "pause-redis",
+                        "A",
+                        pause_loads(),
+                        "baseline",
+                        note + f"; Redis is paused (SIGSTOP) from {pause_at:g}s for {pause_for:g}s. Server-held "
+                        "calls then fail (UNAVAILABLE at --redis-timeout-seconds, default 5s), the others should "
+                        "not notice.",
+                        during=lambda seconds: redis.pause_during(seconds, pause_at, pause_for),
+                    ),
+                    a,
+                )
             if wanted("stream"):
-                run(Scenario("stream-observations", "A", [
-                    Load(KATO + "StreamObservations", data.stream(100), 20, "stream", per_call=100),
-                    Load(KATO + "Observe", data.observe_client(1000, False), 50, "unary"),
-                ], "baseline", "Two concurrent ghz processes on one server: StreamObservations (20 workers, each call "
-                               "one stream: open a client-held state, 100 observations, predictions off) and unary "
-                               "client-held Observe (50 workers, predictions off). Observations/s compare the two "
-                               "feeds under the same load."), a)
+                run(
+                    Scenario(
+                        "stream-observations",
+                        "A",
+                        [
+                            Load(KATO + "StreamObservations", data.stream(100), 20, "stream", per_call=100),
+                            Load(KATO + "Observe", data.observe_client(1000, False), 50, "unary"),
+                        ],
+                        "baseline",
+                        "Two concurrent ghz processes on one server: StreamObservations (20 workers, each call "
+                        "one stream: open a client-held state, 100 observations, predictions off) and unary "
+                        "client-held Observe (50 workers, predictions off). Observations/s compare the two "
+                        "feeds under the same load.",
+                    ),
+                    a,
+                )
             run(health("baseline", 100, "A", repeat=True), a)
             a.stop()
 
@@ -1046,28 +1399,59 @@ def main() -> None:
                 a1 = Server("A1", data_dir, redis.url, 1, ("--max-stm-events", "6", "--cpu-threads", "1"))
                 servers.append(a1)
                 log(f"stack A1 at {a1.target} (pid {a1.pids[0]})")
-                run(Scenario("observe-client-pred-sparse-t1", "A1",
-                             [Load(KATO + "Observe", sparse.observe_client(1000, True), 100)], "baseline",
-                             "observe-client-pred-sparse with --cpu-threads 1 (stack A runs the default, one thread "
-                             "per core: 2): the Python engine holds the GIL, so a second thread should not add "
-                             "throughput until the native engine releases it."), a1)
+                run(
+                    Scenario(
+                        "observe-client-pred-sparse-t1",
+                        "A1",
+                        [Load(KATO + "Observe", sparse.observe_client(1000, True), 100)],
+                        "baseline",
+                        "observe-client-pred-sparse with --cpu-threads 1 (stack A runs the default, one thread "
+                        "per core: 2): the Python engine holds the GIL, so a second thread should not add "
+                        "throughput until the native engine releases it.",
+                    ),
+                    a1,
+                )
                 a1.stop()
 
             # ---------------- stack B: 2 workers, SO_REUSEPORT ----------------------------------
-            if any(wanted(n) for n in ("observe-client-nopred-w2", "observe-client-pred-w2", "observe-client-pred-sparse-w2")):
+            if any(
+                wanted(n)
+                for n in ("observe-client-nopred-w2", "observe-client-pred-w2", "observe-client-pred-sparse-w2")
+            ):
                 b = Server("B", data_dir, redis.url, 2, ("--max-stm-events", "6"))
                 servers.append(b)
                 log(f"stack B at {b.target} (pids {b.pids})")
                 run(health("baseline-w2", 100, "B"), b)
-                run(Scenario("observe-client-nopred-w2", "B",
-                             [Load(KATO + "Observe", data.observe_client(1000, False), 100)], "baseline-w2",
-                             "observe-client-nopred on 2 server processes."), b)
-                run(Scenario("observe-client-pred-w2", "B",
-                             [Load(KATO + "Observe", data.observe_client(1000, True), 100)], "baseline-w2",
-                             "observe-client-pred on 2 server processes."), b)
-                run(Scenario("observe-client-pred-sparse-w2", "B",
-                             [Load(KATO + "Observe", sparse.observe_client(1000, True), 100)], "baseline-w2",
-                             "observe-client-pred-sparse on 2 server processes."), b)
+                run(
+                    Scenario(
+                        "observe-client-nopred-w2",
+                        "B",
+                        [Load(KATO + "Observe", data.observe_client(1000, False), 100)],
+                        "baseline-w2",
+                        "observe-client-nopred on 2 server processes.",
+                    ),
+                    b,
+                )
+                run(
+                    Scenario(
+                        "observe-client-pred-w2",
+                        "B",
+                        [Load(KATO + "Observe", data.observe_client(1000, True), 100)],
+                        "baseline-w2",
+                        "observe-client-pred on 2 server processes.",
+                    ),
+                    b,
+                )
+                run(
+                    Scenario(
+                        "observe-client-pred-sparse-w2",
+                        "B",
+                        [Load(KATO + "Observe", sparse.observe_client(1000, True), 100)],
+                        "baseline-w2",
+                        "observe-client-pred-sparse on 2 server processes.",
+                    ),
+                    b,
+                )
                 run(health("baseline-w2", 100, "B", repeat=True), b)
                 b.stop()
 
@@ -1079,21 +1463,41 @@ def main() -> None:
                 log(f"stack C at {c_srv.target} (pid {c_srv.pids[0]})")
                 if wanted("mixed"):
                     mixed = create_sessions(c_srv.target, [KB10K], 100, False, data)
-                    run(Scenario("mixed-70-20-10", "C", [
-                        Load(KATO + "Observe", data.by_session(mixed, 10), 70, "70%", share=0.7),
-                        Load(KATO + "Predict", data.by_session(mixed, 1, observe=False), 20, "20%", share=0.2),
-                        Load(KATO + "Learn", data.by_session(mixed, 1, observe=False), 10, "10%", share=0.1),
-                    ], "baseline", "Three concurrent ghz processes (one method each) on the same 100 server-held "
-                                     "sessions of kb10k (predictions off for Observe): Observe 70 workers, Predict 20, "
-                                     "Learn 10, each offered its share of the calls with ghz --rps.",
-                        calibrate=True), c_srv)
+                    run(
+                        Scenario(
+                            "mixed-70-20-10",
+                            "C",
+                            [
+                                Load(KATO + "Observe", data.by_session(mixed, 10), 70, "70%", share=0.7),
+                                Load(KATO + "Predict", data.by_session(mixed, 1, observe=False), 20, "20%", share=0.2),
+                                Load(KATO + "Learn", data.by_session(mixed, 1, observe=False), 10, "10%", share=0.1),
+                            ],
+                            "baseline",
+                            "Three concurrent ghz processes (one method each) on the same 100 server-held "
+                            "sessions of kb10k (predictions off for Observe): Observe 70 workers, Predict 20, "
+                            "Learn 10, each offered its share of the calls with ghz --rps.",
+                            calibrate=True,
+                        ),
+                        c_srv,
+                    )
                 if wanted("isolation"):
                     iso = create_sessions(c_srv.target, ["iso"], 100, False, None)
-                    iso_data = [{"session_id": sid, "observation": {"strings": [f"iso-{i}", "req-{{.RequestNumber}}"]}}
-                                for i, sid in enumerate(iso)]
-                    run(Scenario("isolation-100-sessions", "C", [Load(KATO + "Observe", iso_data, 100)], "baseline",
-                                 "100 server-held sessions on one kb id under load; afterwards GetStm of every session "
-                                 "is checked.", verify=isolation_check(c_srv.target, iso, cap)), c_srv)
+                    iso_data = [
+                        {"session_id": sid, "observation": {"strings": [f"iso-{i}", "req-{{.RequestNumber}}"]}}
+                        for i, sid in enumerate(iso)
+                    ]
+                    run(
+                        Scenario(
+                            "isolation-100-sessions",
+                            "C",
+                            [Load(KATO + "Observe", iso_data, 100)],
+                            "baseline",
+                            "100 server-held sessions on one kb id under load; afterwards GetStm of every session "
+                            "is checked.",
+                            verify=isolation_check(c_srv.target, iso, cap),
+                        ),
+                        c_srv,
+                    )
                 c_srv.stop()
         finally:
             for s in servers:

@@ -10,7 +10,7 @@ picked up by tests/conformance/test_conformance.py with no other change.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -25,7 +25,9 @@ def _core_backend(request: pytest.FixtureRequest) -> Callable[[], object]:
     return CoreAdapter
 
 
-def _grpc_backend(mode: str, server_fixture: str = "kato_server") -> Callable[[pytest.FixtureRequest], Callable[[], object]]:
+def _grpc_backend(
+    mode: str, server_fixture: str = "kato_server"
+) -> Callable[[pytest.FixtureRequest], Callable[[], object]]:
     def backend(request: pytest.FixtureRequest) -> Callable[[], object]:
         from tests.conformance.grpc_adapter import GrpcAdapter
 
@@ -114,8 +116,9 @@ def kato_redis_server(shared_redis_server, tmp_path_factory: pytest.TempPathFact
     """One real server process keeping its sessions in `shared_redis_server`."""
     from tests.support.server import ServerProcess
 
-    server = ServerProcess(["--data-dir", str(tmp_path_factory.mktemp("kato-redis-data")),
-                            "--redis-url", shared_redis_server.url]).start()
+    server = ServerProcess(
+        ["--data-dir", str(tmp_path_factory.mktemp("kato-redis-data")), "--redis-url", shared_redis_server.url]
+    ).start()
     yield server
     server.stop()
 
@@ -166,7 +169,13 @@ def kato_clickhouse_server(shared_clickhouse_server, tmp_path_factory: pytest.Te
     """One real server process keeping its knowledge bases in `shared_clickhouse_server`."""
     from tests.support.server import ServerProcess
 
-    server = ServerProcess(["--data-dir", str(tmp_path_factory.mktemp("kato-clickhouse-data")),
-                            "--clickhouse-url", shared_clickhouse_server.url_for("kato_conformance")]).start()
+    server = ServerProcess(
+        [
+            "--data-dir",
+            str(tmp_path_factory.mktemp("kato-clickhouse-data")),
+            "--clickhouse-url",
+            shared_clickhouse_server.url_for("kato_conformance"),
+        ]
+    ).start()
     yield server
     server.stop()

@@ -8,7 +8,7 @@ knowledge base (SPEC.md §2). JSON-like values (metadata) are plain Python
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -145,8 +145,8 @@ class FuturePotential:
 
 @dataclass(frozen=True)
 class PredictResult:
-    predictions: tuple[Prediction, ...] = ()
-    future_potentials: tuple[FuturePotential, ...] = ()
+    predictions: Sequence[Prediction] = ()
+    future_potentials: Sequence[FuturePotential] = ()
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ class SessionState:
     pending_vectors: tuple[tuple[str, tuple[float, ...]], ...] = ()
     time: int = 0
     percept: Percept | None = None
-    last_predictions: tuple[Prediction, ...] = ()
+    last_predictions: Sequence[Prediction] = ()
     version: int = 0
 
 
@@ -202,8 +202,8 @@ class ObserveResult:
     time: int
     unique_id: str
     auto_learned_pattern: str = ""
-    predictions: tuple[Prediction, ...] = ()
-    future_potentials: tuple[FuturePotential, ...] = ()
+    predictions: Sequence[Prediction] = ()
+    future_potentials: Sequence[FuturePotential] = ()
 
 
 @dataclass(frozen=True)

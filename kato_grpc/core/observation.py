@@ -16,7 +16,12 @@ from kato_grpc.core.knowledge import KnowledgeView
 from kato_grpc.core.model import Event, Limits, Observation, SessionState
 
 __all__ = [
-    "parse_observation", "validate_observation", "validate_state", "vector_name", "vector_symbols", "build_event",
+    "parse_observation",
+    "validate_observation",
+    "validate_state",
+    "vector_name",
+    "vector_symbols",
+    "build_event",
 ]
 
 
@@ -178,7 +183,9 @@ def _symbol_violations(symbols: Sequence[str], limits: Limits, field: str, vecto
     for j, symbol in enumerate(symbols):
         size = len(symbol.encode("utf-8", "surrogatepass"))
         if size > limits.max_symbol_bytes and not (vector_names and _VECTOR_NAME.fullmatch(symbol)):
-            out.append(FieldViolation(f"{field}[{j}]", f"{size} bytes exceed max_symbol_bytes={limits.max_symbol_bytes}"))
+            out.append(
+                FieldViolation(f"{field}[{j}]", f"{size} bytes exceed max_symbol_bytes={limits.max_symbol_bytes}")
+            )
     return out
 
 
@@ -212,31 +219,43 @@ def validate_state(state: SessionState, limits: Limits, kb_dim: int | None, pref
 
     The signature already proves a state is the server's; this is defence in depth, for
     what would reach the shared knowledge base. `last_predictions` and the percept's
-    emotive means are not checked: they are derived, and only go back to the same client. Raises `LimitExceeded` or `ValidationError`.
+    emotive means are not checked: they are derived, and only go back to the same client.
+    Raises `LimitExceeded` or `ValidationError`.
     """
     over: list[FieldViolation] = []
     bad: list[FieldViolation] = []
     p = prefix
     if len(state.stm) > limits.max_stm_events:
-        over.append(FieldViolation(f"{p}.stm", f"{len(state.stm)} events exceed max_stm_events={limits.max_stm_events}"))
+        over.append(
+            FieldViolation(f"{p}.stm", f"{len(state.stm)} events exceed max_stm_events={limits.max_stm_events}")
+        )
     per_event = limits.max_symbols_per_event + limits.max_vectors_per_observation
     # One pass in C over the whole STM first; the per-event loop below names the culprit.
     longest = max(map(len, chain.from_iterable(state.stm)), default=0)
-    suspect = state.stm and (not all(state.stm) or max(map(len, state.stm)) > per_event
-                             or longest * 4 > limits.max_symbol_bytes)
+    suspect = state.stm and (
+        not all(state.stm) or max(map(len, state.stm)) > per_event or longest * 4 > limits.max_symbol_bytes
+    )
     for i, event in enumerate(state.stm if suspect else ()):
         if not event:
             bad.append(FieldViolation(f"{p}.stm[{i}]", "an event must hold at least one symbol"))
         elif len(event) > per_event:
-            over.append(FieldViolation(f"{p}.stm[{i}].symbols", f"{len(event)} symbols exceed max_symbols_per_event"
-                                       f" + max_vectors_per_observation={per_event}"))
+            over.append(
+                FieldViolation(
+                    f"{p}.stm[{i}].symbols",
+                    f"{len(event)} symbols exceed max_symbols_per_event + max_vectors_per_observation={per_event}",
+                )
+            )
         else:
             over.extend(_symbol_violations(event, limits, f"{p}.stm[{i}].symbols", vector_names=True))
     for name in ("emotive_acc", "metadata_acc"):
         entries = getattr(state, name)
         if len(entries) > limits.max_accumulator_entries:
-            over.append(FieldViolation(f"{p}.{name}", f"{len(entries)} entries exceed max_accumulator_entries="
-                                       f"{limits.max_accumulator_entries}"))
+            over.append(
+                FieldViolation(
+                    f"{p}.{name}",
+                    f"{len(entries)} entries exceed max_accumulator_entries={limits.max_accumulator_entries}",
+                )
+            )
         for i, entry in enumerate(entries):
             if not entry:
                 bad.append(FieldViolation(f"{p}.{name}[{i}]", "an accumulator entry must not be empty"))
@@ -252,20 +271,33 @@ def validate_state(state: SessionState, limits: Limits, kb_dim: int | None, pref
         if dim is None:
             dim = len(values)
         elif len(values) != dim:
-            bad.append(FieldViolation(f"{field}.values", f"dimension {len(values)} differs from the expected dimension {dim}"))
+            bad.append(
+                FieldViolation(f"{field}.values", f"dimension {len(values)} differs from the expected dimension {dim}")
+            )
         if name != vector_name(values):
-            bad.append(FieldViolation(f"{field}.name", f"{name[:60]!r} is not the name of its values ({vector_name(values)})"))
+            bad.append(
+                FieldViolation(f"{field}.name", f"{name[:60]!r} is not the name of its values ({vector_name(values)})")
+            )
     if state.time < 0:
         bad.append(FieldViolation(f"{p}.time", f"{state.time} must not be negative"))
     if state.percept is not None:
         percept = state.percept
         if len(percept.strings) > limits.max_symbols_per_event:
-            over.append(FieldViolation(f"{p}.percept.strings", f"{len(percept.strings)} symbols exceed "
-                                       f"max_symbols_per_event={limits.max_symbols_per_event}"))
+            over.append(
+                FieldViolation(
+                    f"{p}.percept.strings",
+                    f"{len(percept.strings)} symbols exceed max_symbols_per_event={limits.max_symbols_per_event}",
+                )
+            )
         over.extend(_symbol_violations(percept.strings, limits, f"{p}.percept.strings", vector_names=False))
         if len(percept.vectors) > limits.max_vectors_per_observation:
-            over.append(FieldViolation(f"{p}.percept.vectors", f"{len(percept.vectors)} vectors exceed "
-                                       f"max_vectors_per_observation={limits.max_vectors_per_observation}"))
+            over.append(
+                FieldViolation(
+                    f"{p}.percept.vectors",
+                    f"{len(percept.vectors)} vectors exceed "
+                    f"max_vectors_per_observation={limits.max_vectors_per_observation}",
+                )
+            )
         for i, vector in enumerate(percept.vectors):
             bad.extend(_vector_violations(vector, limits, f"{p}.percept.vectors[{i}]"))
         # percept.emotives is a mean the server computed, and may overflow where its terms did not.

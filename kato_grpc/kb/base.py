@@ -10,8 +10,9 @@ Pattern names are bare 40-hex SHA-1 names; a ``PTRN|`` prefix is tolerated.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 from kato_grpc.core.knowledge import KnowledgeView
 from kato_grpc.core.model import Effect, PatternRecord

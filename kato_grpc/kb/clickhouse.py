@@ -79,9 +79,10 @@ import random
 import re
 import threading
 import time
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from kato_grpc.core.errors import NotFoundError
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
@@ -122,8 +123,10 @@ _OPS = "Enum8('none' = 0, 'learn' = 1, 'put' = 2, 'update' = 3, 'delete' = 4)"
 # {db} is the database of the URL. Views run in name order on an INSERT: data first, the
 # change log last, so a reader who sees a version finds its rows.
 MIGRATIONS: list[tuple[str, list[str]]] = [
-    ("knowledge bases: kb_writes fanned out to patterns, vectors, applied, kb_clears, kb_changes", [
-        f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_writes (
+    (
+        "knowledge bases: kb_writes fanned out to patterns, vectors, applied, kb_clears, kb_changes",
+        [
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_writes (
             kb_id String,
             kind {_KINDS},
             key String,
@@ -138,7 +141,7 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             session_version UInt64,
             announces UInt64
         ) ENGINE = Null""",
-        """CREATE TABLE IF NOT EXISTS {db}.patterns (
+            """CREATE TABLE IF NOT EXISTS {db}.patterns (
             kb_id String,
             name String,
             version UInt64,
@@ -149,43 +152,46 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             metadata String,
             affinity_contrib String
         ) ENGINE = ReplacingMergeTree(version) ORDER BY (kb_id, name)""",
-        """CREATE TABLE IF NOT EXISTS {db}.vectors (
+            """CREATE TABLE IF NOT EXISTS {db}.vectors (
             kb_id String,
             name String,
             version UInt64,
             vector Array(Float64)
         ) ENGINE = ReplacingMergeTree(version) ORDER BY (kb_id, name)""",
-        """CREATE TABLE IF NOT EXISTS {db}.applied (
+            """CREATE TABLE IF NOT EXISTS {db}.applied (
             kb_id String,
             session_id String,
             session_version UInt64,
             version UInt64
         ) ENGINE = ReplacingMergeTree(session_version) ORDER BY (kb_id, session_id)""",
-        """CREATE TABLE IF NOT EXISTS {db}.kb_clears (
+            """CREATE TABLE IF NOT EXISTS {db}.kb_clears (
             kb_id String,
             version UInt64
         ) ENGINE = ReplacingMergeTree(version) ORDER BY kb_id""",
-        f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_changes (
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_changes (
             kb_id String,
             version UInt64,
             kind {_KINDS},
             key String,
             announces UInt64
         ) ENGINE = MergeTree ORDER BY (kb_id, version)""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_1_patterns TO {db}.patterns AS
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_1_patterns TO {db}.patterns AS
             SELECT kb_id, key AS name, version, deleted, events, frequency, emotives, metadata, affinity_contrib
             FROM {db}.kb_writes WHERE kind = 'pattern'""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_2_vectors TO {db}.vectors AS
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_2_vectors TO {db}.vectors AS
             SELECT kb_id, key AS name, version, vector FROM {db}.kb_writes WHERE kind = 'vector'""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_3_applied TO {db}.applied AS
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_3_applied TO {db}.applied AS
             SELECT kb_id, key AS session_id, session_version, version FROM {db}.kb_writes WHERE kind = 'applied'""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_4_clears TO {db}.kb_clears AS
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_4_clears TO {db}.kb_clears AS
             SELECT kb_id, version FROM {db}.kb_writes WHERE kind = 'clear'""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_8_changes TO {db}.kb_changes AS
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_8_changes TO {db}.kb_changes AS
             SELECT kb_id, version, kind, key, announces FROM {db}.kb_writes WHERE kind != 'applied'""",
-    ]),
-    ("pattern operations (exact counts under contention), hourly partitioned change log with floors", [
-        f"""CREATE TABLE IF NOT EXISTS {{db}}.pattern_ops (
+        ],
+    ),
+    (
+        "pattern operations (exact counts under contention), hourly partitioned change log with floors",
+        [
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.pattern_ops (
             kb_id String,
             name String,
             version UInt64,
@@ -198,7 +204,7 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             affinity_contrib String,
             persistence UInt32
         ) ENGINE = MergeTree ORDER BY (kb_id, name, version, seq)""",
-        f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_log (
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_log (
             kb_id String,
             version UInt64,
             seq UInt32,
@@ -215,11 +221,11 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             vector Array(Float64),
             hour UInt32
         ) ENGINE = MergeTree PARTITION BY hour ORDER BY (kb_id, version, seq)""",
-        """CREATE TABLE IF NOT EXISTS {db}.kb_log_floor (
+            """CREATE TABLE IF NOT EXISTS {db}.kb_log_floor (
             kb_id String,
             floor UInt64
         ) ENGINE = ReplacingMergeTree(floor) ORDER BY kb_id""",
-        f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_writes_v2 (
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_writes_v2 (
             kb_id String,
             kind {_KINDS},
             key String,
@@ -236,37 +242,38 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             session_version UInt64,
             announces UInt64
         ) ENGINE = Null""",
-        # The version-1 write path stops here: its record rows become `put` operations below.
-        "DROP TABLE IF EXISTS {db}.kb_writes_1_patterns",
-        "DROP TABLE IF EXISTS {db}.kb_writes_2_vectors",
-        "DROP TABLE IF EXISTS {db}.kb_writes_3_applied",
-        "DROP TABLE IF EXISTS {db}.kb_writes_4_clears",
-        "DROP TABLE IF EXISTS {db}.kb_writes_8_changes",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_1_ops TO {db}.pattern_ops AS
+            # The version-1 write path stops here: its record rows become `put` operations below.
+            "DROP TABLE IF EXISTS {db}.kb_writes_1_patterns",
+            "DROP TABLE IF EXISTS {db}.kb_writes_2_vectors",
+            "DROP TABLE IF EXISTS {db}.kb_writes_3_applied",
+            "DROP TABLE IF EXISTS {db}.kb_writes_4_clears",
+            "DROP TABLE IF EXISTS {db}.kb_writes_8_changes",
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_1_ops TO {db}.pattern_ops AS
             SELECT kb_id, key AS name, version, seq, op, events, frequency, emotives, metadata, affinity_contrib,
                    persistence
             FROM {db}.kb_writes_v2 WHERE kind = 'pattern'""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_2_vectors TO {db}.vectors AS
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_2_vectors TO {db}.vectors AS
             SELECT kb_id, key AS name, version, vector FROM {db}.kb_writes_v2 WHERE kind = 'vector'""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_3_applied TO {db}.applied AS
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_3_applied TO {db}.applied AS
             SELECT kb_id, key AS session_id, session_version, version FROM {db}.kb_writes_v2 WHERE kind = 'applied'""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_4_clears TO {db}.kb_clears AS
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_4_clears TO {db}.kb_clears AS
             SELECT kb_id, version FROM {db}.kb_writes_v2 WHERE kind = 'clear'""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_8_log TO {db}.kb_log AS
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_8_log TO {db}.kb_log AS
             SELECT kb_id, version, seq, kind, key, announces, op, events, frequency, emotives, metadata,
                    affinity_contrib, persistence, vector, intDiv(toUInt32(now()), 3600) AS hour
             FROM {db}.kb_writes_v2 WHERE kind != 'applied'""",
-        # Version-1 records as `put` operations (tombstones as `delete`). Re-running this
-        # after an interruption duplicates rows, which folds to the same records.
-        f"""INSERT INTO {{db}}.pattern_ops
+            # Version-1 records as `put` operations (tombstones as `delete`). Re-running this
+            # after an interruption duplicates rows, which folds to the same records.
+            f"""INSERT INTO {{db}}.pattern_ops
             SELECT kb_id, name, version, 0, CAST(if(deleted = 1, 'delete', 'put') AS {_OPS}),
                    events, frequency, emotives, metadata, affinity_contrib, 0
             FROM {{db}}.patterns""",
-        # Carry each KB's head over, so new versions sort after the migrated ones.
-        """INSERT INTO {db}.kb_log (kb_id, version, kind, hour)
+            # Carry each KB's head over, so new versions sort after the migrated ones.
+            """INSERT INTO {db}.kb_log (kb_id, version, kind, hour)
             SELECT kb_id, max(version), 'notice', intDiv(toUInt32(now()), 3600)
             FROM {db}.kb_changes GROUP BY kb_id""",
-    ]),
+        ],
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -275,34 +282,51 @@ _WRITE_COLUMNS = (
     " vector, session_version, announces"
 )
 _OP_COLUMNS = "name, version, seq, op, events, frequency, emotives, metadata, affinity_contrib, persistence"
-_LOG_COLUMNS = ("version, seq, CAST(kind AS String), key, announces, CAST(op AS String), events, frequency, emotives,"
-                " metadata, affinity_contrib, persistence, vector")
-_FLOOR_ROW = ("max(floor), toUInt32(0), 'floor', '', toUInt64(0), 'none', '', toUInt64(0), '', '', '', toUInt32(0),"
-              " emptyArrayFloat64()")
+_LOG_COLUMNS = (
+    "version, seq, CAST(kind AS String), key, announces, CAST(op AS String), events, frequency, emotives,"
+    " metadata, affinity_contrib, persistence, vector"
+)
+_FLOOR_ROW = (
+    "max(floor), toUInt32(0), 'floor', '', toUInt64(0), 'none', '', toUInt64(0), '', '', '', toUInt32(0),"
+    " emptyArrayFloat64()"
+)
 _DATABASE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Server error codes that mean "try again later", not "this request is wrong".
-_TRANSIENT_CODES = frozenset({
-    159,  # TIMEOUT_EXCEEDED
-    164,  # READONLY
-    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
-    209,  # SOCKET_TIMEOUT
-    210,  # NETWORK_ERROR
-    242,  # TABLE_IS_READ_ONLY
-    252,  # TOO_MANY_PARTS
-    279,  # ALL_CONNECTION_TRIES_FAILED
-    285,  # TOO_FEW_LIVE_REPLICAS
-    286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE
-    319,  # UNKNOWN_STATUS_OF_INSERT
-})
+_TRANSIENT_CODES = frozenset(
+    {
+        159,  # TIMEOUT_EXCEEDED
+        164,  # READONLY
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        242,  # TABLE_IS_READ_ONLY
+        252,  # TOO_MANY_PARTS
+        279,  # ALL_CONNECTION_TRIES_FAILED
+        285,  # TOO_FEW_LIVE_REPLICAS
+        286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE
+        319,  # UNKNOWN_STATUS_OF_INSERT
+    }
+)
 
 
 def _write_row(kb_id: str, kind: str, key: str, version: int, seq: int = 0, **values: Any) -> tuple:
     return (
-        kb_id, kind, key, version, seq, values.get("op", "none"),
-        values.get("events", ""), values.get("frequency", 0), values.get("emotives", ""),
-        values.get("metadata", ""), values.get("affinity_contrib", ""), values.get("persistence", 0),
-        values.get("vector", []), values.get("session_version", 0), values.get("announces", 0),
+        kb_id,
+        kind,
+        key,
+        version,
+        seq,
+        values.get("op", "none"),
+        values.get("events", ""),
+        values.get("frequency", 0),
+        values.get("emotives", ""),
+        values.get("metadata", ""),
+        values.get("affinity_contrib", ""),
+        values.get("persistence", 0),
+        values.get("vector", []),
+        values.get("session_version", 0),
+        values.get("announces", 0),
     )
 
 
@@ -358,7 +382,7 @@ class _Folded:
 
 def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
-        yield list(items[start:start + size])
+        yield list(items[start : start + size])
 
 
 @dataclass
@@ -367,7 +391,7 @@ class _Write:
     its KB and returns the call's result (or raises, adding nothing)."""
 
     kb_id: str
-    plan: Callable[["_KbBatch"], Any]
+    plan: Callable[[_KbBatch], Any]
 
 
 @dataclass
@@ -422,7 +446,9 @@ class _KbBatch:
             raise NotFoundError(f"pattern {name!r} not found in knowledge base {self.kb_id!r}")
         emotives = None if emotives is None else tuple(dict(m) for m in emotives)
         metadata = None if metadata is None else {k: tuple(sorted(set(metadata[k]))) for k in sorted(metadata)}
-        return self._op(PatternOp("update", name, frequency=frequency, emotives=emotives, metadata=metadata))
+        updated = self._op(PatternOp("update", name, frequency=frequency, emotives=emotives, metadata=metadata))
+        assert updated is not None  # the pattern exists (checked above), so an update keeps it
+        return updated
 
     def delete(self, name: str) -> None:
         if self.current(name) is None:
@@ -431,7 +457,9 @@ class _KbBatch:
 
     def index_vectors(self, entries: Iterable[tuple[str, Sequence[float]]]) -> None:
         if self._known is None:
-            self._known, self._dim = ({}, None) if self.cleared else (self.index.vectors(), self.index.vector_dimension())
+            self._known, self._dim = (
+                ({}, None) if self.cleared else (self.index.vectors(), self.index.vector_dimension())
+            )
         for name, vector in entries:
             # SPEC §5.2 step 3: skip a known name or a vector of another dimension;
             # the first vector of an empty index fixes the dimension.
@@ -466,18 +494,34 @@ class _KbBatch:
             self._row("applied", origin[0], session_version=origin[1])
 
     def savepoint(self) -> tuple:
-        return (list(self.rows), dict(self.overlay), dict(self.vectors), self.cleared, self.cleared_at, self._known,
-                self._dim, dict(self.applied_before))
+        return (
+            list(self.rows),
+            dict(self.overlay),
+            dict(self.vectors),
+            self.cleared,
+            self.cleared_at,
+            self._known,
+            self._dim,
+            dict(self.applied_before),
+        )
 
     def rollback(self, saved: tuple) -> None:
         """Back to `savepoint()`: a call whose planning failed adds nothing."""
-        (self.rows, self.overlay, self.vectors, self.cleared, self.cleared_at, self._known, self._dim,
-         self.applied_before) = saved
+        (
+            self.rows,
+            self.overlay,
+            self.vectors,
+            self.cleared,
+            self.cleared_at,
+            self._known,
+            self._dim,
+            self.applied_before,
+        ) = saved
 
     def changes_data(self) -> bool:
         return any(row[1] != "applied" for row in self.rows)
 
-    def show(self, index: MemoryKnowledgeBase, folded: "_Folded") -> None:
+    def show(self, index: MemoryKnowledgeBase, folded: _Folded) -> None:
         """Apply the committed batch to the index, and note what it folded in."""
         if self.cleared:
             index.clear()
@@ -585,10 +629,8 @@ class ClickHouseStore(IndexedStore):
     def _reset(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
+            with suppress(Exception):
                 client.disconnect()
-            except Exception:  # noqa: BLE001 - the connection is already broken
-                pass
 
     def _scalar(self, query: str, params: Any = None) -> Any:
         return self._execute(query, params)[0][0]
@@ -603,14 +645,19 @@ class ClickHouseStore(IndexedStore):
             self._execute(
                 f"CREATE TABLE IF NOT EXISTS {self._t('schema_migrations')} ("
                 " version UInt32, description String, applied_at DateTime"
-                ") ENGINE = ReplacingMergeTree ORDER BY version", what="schema")
+                ") ENGINE = ReplacingMergeTree ORDER BY version",
+                what="schema",
+            )
             applied = self._scalar(f"SELECT max(version) FROM {self._t('schema_migrations')}")
             for number, (description, statements) in enumerate(MIGRATIONS[applied:], start=applied + 1):
                 for statement in statements:
                     self._execute(statement.format(db=f"`{self.database}`"), what="schema")
                 self._execute(
                     f"INSERT INTO {self._t('schema_migrations')} (version, description, applied_at)"
-                    " SELECT %(v)s, %(d)s, now()", {"v": number, "d": description}, what="schema")
+                    " SELECT %(v)s, %(d)s, now()",
+                    {"v": number, "d": description},
+                    what="schema",
+                )
                 log.info("ClickHouse schema of %s migrated to version %d", self.database, number)
             self._schema_ready = True
 
@@ -637,7 +684,8 @@ class ClickHouseStore(IndexedStore):
             " PREWHERE kb_id = %(kb)s AND version > %(low)s"
             + (" AND version NOT IN %(applied)s" if applied else "")
             + f" UNION ALL SELECT {_FLOOR_ROW} FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s",
-            {"kb": kb_id, "low": low, "applied": applied})
+            {"kb": kb_id, "low": low, "applied": applied},
+        )
         floor = max((row[0] for row in rows if row[2] == "floor"), default=0)
         return [row for row in rows if row[2] != "floor"], floor
 
@@ -646,21 +694,28 @@ class ClickHouseStore(IndexedStore):
         return self._execute(
             f"SELECT greatest((SELECT max(version) FROM {self._t('kb_log')} WHERE kb_id = %(kb)s),"
             f" (SELECT max(floor) FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s)),"
-            f" (SELECT max(version) FROM {self._t('kb_clears')} WHERE kb_id = %(kb)s)", {"kb": kb_id})[0]
+            f" (SELECT max(version) FROM {self._t('kb_clears')} WHERE kb_id = %(kb)s)",
+            {"kb": kb_id},
+        )[0]
 
-    def _read_patterns(self, kb_id: str, since: int, upto: int,
-                       names: Sequence[str]) -> dict[str, tuple[PatternRecord | None, tuple]]:
+    def _read_patterns(
+        self, kb_id: str, since: int, upto: int, names: Sequence[str]
+    ) -> dict[str, tuple[PatternRecord | None, tuple]]:
         """Each of `names` folded from its history between versions `since` and `upto`:
         (record or None, key of the newest operation read).
 
         Never past `upto` (the head just read from the log): an operation above it may
         sort after this replica's next write, and is folded on top once the log shows it."""
-        query = (f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')}"
-                 " WHERE kb_id = %(kb)s AND version >= %(since)s AND version <= %(upto)s")
+        query = (
+            f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')}"
+            " WHERE kb_id = %(kb)s AND version >= %(since)s AND version <= %(upto)s"
+        )
         out: dict[str, tuple[PatternRecord | None, tuple]] = {name: (None, (0, 0)) for name in names}
         for chunk in _chunks(sorted(names)):
-            rows = self._execute(query + " AND name IN %(names)s ORDER BY name, version, seq",
-                                 {"kb": kb_id, "since": since, "upto": upto, "names": tuple(chunk)})
+            rows = self._execute(
+                query + " AND name IN %(names)s ORDER BY name, version, seq",
+                {"kb": kb_id, "since": since, "upto": upto, "names": tuple(chunk)},
+            )
             newest = {row[0]: (row[1], row[2]) for row in rows}  # sorted: the last row per name
             for name, record in _fold_rows(rows):
                 out[name] = (record, newest[name])
@@ -674,10 +729,11 @@ class ClickHouseStore(IndexedStore):
             rows = self._execute(query, {"kb": kb_id, "since": since})
         else:
             for chunk in _chunks(sorted(names)):
-                rows += self._execute(query + " AND name IN %(names)s",
-                                      {"kb": kb_id, "since": since, "names": tuple(chunk)})
-        first = {}
-        for name, version, vector in sorted(rows, key=lambda row: (row[1], row[0])):
+                rows += self._execute(
+                    query + " AND name IN %(names)s", {"kb": kb_id, "since": since, "names": tuple(chunk)}
+                )
+        first: dict[str, tuple[float, ...]] = {}
+        for name, _version, vector in sorted(rows, key=lambda row: (row[1], row[0])):
             first.setdefault(name, tuple(vector))
         return list(first.items())
 
@@ -688,7 +744,9 @@ class ClickHouseStore(IndexedStore):
         _, cleared = self._head(kb_id)
         rows = self._stream(
             f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')} WHERE kb_id = %(kb)s AND version >= %(since)s"
-            " ORDER BY name, version, seq", {"kb": kb_id, "since": cleared})
+            " ORDER BY name, version, seq",
+            {"kb": kb_id, "since": cleared},
+        )
         return (record for _, record in _fold_rows(rows) if record is not None)
 
     # --- the index -------------------------------------------------------------------------
@@ -697,16 +755,21 @@ class ClickHouseStore(IndexedStore):
         self._ensure_schema()
         head, cleared = self._head(kb_id)
         # The log's re-read window, as far as it has landed: all in what is streamed next.
-        window = {v for (v,) in self._execute(
-            f"SELECT DISTINCT version FROM {self._t('kb_log')} WHERE kb_id = %(kb)s"
-            " AND version > %(low)s AND version <= %(head)s",
-            {"kb": kb_id, "low": ((head >> TAG_BITS) - OVERLAP) << TAG_BITS, "head": head})}
+        window = {
+            v
+            for (v,) in self._execute(
+                f"SELECT DISTINCT version FROM {self._t('kb_log')} WHERE kb_id = %(kb)s"
+                " AND version > %(low)s AND version <= %(head)s",
+                {"kb": kb_id, "low": ((head >> TAG_BITS) - OVERLAP) << TAG_BITS, "head": head},
+            )
+        }
         index = self._new_index()
         # Up to the head only: what lands later is caught up from the log, exactly once.
         rows = self._stream(
             f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')} WHERE kb_id = %(kb)s"
             " AND version >= %(since)s AND version <= %(head)s ORDER BY name, version, seq",
-            {"kb": kb_id, "since": cleared, "head": head})
+            {"kb": kb_id, "since": cleared, "head": head},
+        )
         index.put_patterns(record for _, record in _fold_rows(rows) if record is not None)
         index.index_vectors(self._read_vectors(kb_id, cleared, None))
         self._seen[kb_id], self._cleared_at[kb_id] = head, cleared
@@ -742,13 +805,21 @@ class ClickHouseStore(IndexedStore):
         if late:  # versions re-announced by writers that landed after a reader moved on
             changes += self._execute(
                 f"SELECT {_LOG_COLUMNS} FROM {self._t('kb_log')} WHERE kb_id = %(kb)s AND version IN %(late)s",
-                {"kb": kb_id, "late": tuple(late)})
+                {"kb": kb_id, "late": tuple(late)},
+            )
         cleared = self._cleared_at.get(kb_id, 0)
-        fresh = sorted({row[:2]: row for row in changes  # each (version, seq) once, in write order
-                        if row[0] >= cleared and row[0] not in folded.versions}.values())
+        fresh = sorted(
+            {
+                row[:2]: row
+                for row in changes  # each (version, seq) once, in write order
+                if row[0] >= cleared and row[0] not in folded.versions
+            }.values()
+        )
         patterns = {row[3] for row in fresh if row[2] == "pattern"}
-        if (any(row[2] == "clear" for row in fresh)  # cleared elsewhere
-                or len(patterns) > max(RELOAD_AT, index.pattern_count() // 2)):  # cheaper to read it all
+        if (
+            any(row[2] == "clear" for row in fresh)  # cleared elsewhere
+            or len(patterns) > max(RELOAD_AT, index.pattern_count() // 2)
+        ):  # cheaper to read it all
             index = self._reload(kb_id)
             self._seen[kb_id] = max(self._seen[kb_id], head)
             return index
@@ -789,10 +860,13 @@ class ClickHouseStore(IndexedStore):
     def _applied_before(self, kb_id: str, sessions: Sequence[str]) -> dict[str, int]:
         if not sessions:
             return {}
-        return dict(self._execute(
-            f"SELECT session_id, max(session_version) FROM {self._t('applied')}"
-            " WHERE kb_id = %(kb)s AND session_id IN %(sids)s GROUP BY session_id",
-            {"kb": kb_id, "sids": tuple(sorted(set(sessions)))}))
+        return dict(
+            self._execute(
+                f"SELECT session_id, max(session_version) FROM {self._t('applied')}"
+                " WHERE kb_id = %(kb)s AND session_id IN %(sids)s GROUP BY session_id",
+                {"kb": kb_id, "sids": tuple(sorted(set(sessions)))},
+            )
+        )
 
     def _commit_batch(self, items: list[Pending[_Write]]) -> None:
         """Plan every waiting write against its KB's caught-up index, send them all as ONE
@@ -808,7 +882,7 @@ class ClickHouseStore(IndexedStore):
                     index = self._index(kb_id)
                     sessions = [s for item in kb_items for s in getattr(item.work.plan, "sessions", ())]
                     batch = _KbBatch(kb_id, index, self._next_version(kb_id), self._applied_before(kb_id, sessions))
-                except Exception as exc:  # noqa: BLE001 - this KB's writes fail, the others go on
+                except Exception as exc:
                     for item in kb_items:
                         item.error = exc
                     continue
@@ -816,7 +890,7 @@ class ClickHouseStore(IndexedStore):
                     saved = batch.savepoint()
                     try:
                         results[id(item)] = item.work.plan(batch)
-                    except Exception as exc:  # noqa: BLE001 - NotFound & co: this call fails, adding nothing
+                    except Exception as exc:
                         batch.rollback(saved)
                         item.error = exc
                 batches.append(batch)
@@ -861,9 +935,15 @@ class ClickHouseStore(IndexedStore):
         plan.sessions = (origin[0],) if origin else ()  # type: ignore[attr-defined]
         self._submit(kb_id, plan)
 
-    def update_pattern(self, kb_id: str, name: str, *, frequency: int | None = None,
-                       emotives: Sequence[Mapping[str, float]] | None = None,
-                       metadata: Mapping[str, Sequence[str]] | None = None) -> PatternRecord:
+    def update_pattern(
+        self,
+        kb_id: str,
+        name: str,
+        *,
+        frequency: int | None = None,
+        emotives: Sequence[Mapping[str, float]] | None = None,
+        metadata: Mapping[str, Sequence[str]] | None = None,
+    ) -> PatternRecord:
         check_frequency(frequency)
         name = strip_prefix(name)
         return self._submit(kb_id, lambda batch: batch.update(name, frequency, emotives, metadata))
@@ -875,8 +955,9 @@ class ClickHouseStore(IndexedStore):
     def clear(self, kb_id: str) -> None:
         self._submit(kb_id, lambda batch: batch.clear())
 
-    def put_records(self, kb_id: str, records: Sequence[PatternRecord],
-                    vectors: Sequence[tuple[str, Sequence[float]]] = ()) -> None:
+    def put_records(
+        self, kb_id: str, records: Sequence[PatternRecord], vectors: Sequence[tuple[str, Sequence[float]]] = ()
+    ) -> None:
         """Store whole records as they are (`put` operations) and index the vectors by
         the usual rule, in one INSERT: how a KB is copied or imported."""
 
@@ -897,14 +978,19 @@ class ClickHouseStore(IndexedStore):
         self._ensure_schema()
         return self._scalar(
             f"SELECT uniqExact(name) FROM {self._t('pattern_ops')} WHERE kb_id = %(kb)s AND version >= %(since)s",
-            {"kb": kb_id, "since": self._head(kb_id)[1]})
+            {"kb": kb_id, "since": self._head(kb_id)[1]},
+        )
 
     def _insert(self, rows: list[tuple]) -> None:
         """A synchronous INSERT: it returns once ClickHouse has the rows (all of them, in
         every table its views feed; with insert_quorum in the URL, on that many replicas).
         `insert_distributed_sync` makes that hold when the tables are Distributed, too."""
-        self._execute(f"INSERT INTO {self._t('kb_writes_v2')} ({_WRITE_COLUMNS}) VALUES", rows, what="write",
-                      settings={"insert_distributed_sync": 1})
+        self._execute(
+            f"INSERT INTO {self._t('kb_writes_v2')} ({_WRITE_COLUMNS}) VALUES",
+            rows,
+            what="write",
+            settings={"insert_distributed_sync": 1},
+        )
 
     def _announce(self, kb_id: str, base: int, versions: Sequence[int]) -> None:
         """Make sure no replica can have moved past one of our `versions` without reading it.
@@ -921,7 +1007,9 @@ class ClickHouseStore(IndexedStore):
         for _ in range(NOTICE_ATTEMPTS):
             head, others = self._execute(
                 f"SELECT max(version), maxIf(version, version NOT IN %(ours)s) FROM {self._t('kb_log')}"
-                " WHERE kb_id = %(kb)s AND version > %(base)s", {"kb": kb_id, "base": base, "ours": ours})[0]
+                " WHERE kb_id = %(kb)s AND version > %(base)s",
+                {"kb": kb_id, "base": base, "ours": ours},
+            )[0]
             if head == ours[-1]:
                 self._seen[kb_id] = head
             if (others >> TAG_BITS) - (ours[0] >> TAG_BITS) < OVERLAP // 2:
@@ -940,14 +1028,20 @@ class ClickHouseStore(IndexedStore):
             return
         for table in ("pattern_ops", "vectors"):
             try:
-                self._execute(f"ALTER TABLE {self._t(table)} DELETE WHERE kb_id = %(kb)s AND version < %(v)s",
-                              {"kb": kb_id, "v": cleared})
-            except Exception as exc:  # noqa: BLE001 - dead rows are ignored by readers anyway
+                self._execute(
+                    f"ALTER TABLE {self._t(table)} DELETE WHERE kb_id = %(kb)s AND version < %(v)s",
+                    {"kb": kb_id, "v": cleared},
+                )
+            except Exception as exc:
                 first_line = str(exc).strip().splitlines()[:2]
                 if getattr(exc, "code", None) == 48:  # NOT_IMPLEMENTED: not a MergeTree (Distributed)
                     self._purge_supported = False
-                    log.info("%s.%s takes no mutations (Distributed?): rows dead after a clear are left to the"
-                             " operator's purge", self.database, table)
+                    log.info(
+                        "%s.%s takes no mutations (Distributed?): rows dead after a clear are left to the"
+                        " operator's purge",
+                        self.database,
+                        table,
+                    )
                     return
                 log.warning("kb %r: purging %s after a clear failed: %s", kb_id, table, " ".join(first_line))
 
@@ -961,7 +1055,7 @@ class ClickHouseStore(IndexedStore):
     def _trim_quietly(self) -> None:
         try:
             self.trim_change_log()
-        except Exception as exc:  # noqa: BLE001 - the next round tries again; readers are unaffected
+        except Exception as exc:
             log.warning("trimming the change log of %s failed: %s", self.database, exc)
 
     def trim_change_log(self, retention: float | None = None, grace: float = TRIM_GRACE) -> int:
@@ -972,15 +1066,22 @@ class ClickHouseStore(IndexedStore):
         retention = self.log_retention if retention is None else retention
         self._ensure_schema()
         cutoff = int(self._scalar("SELECT toUInt32(now())") - retention) // 3600
-        hours = sorted(int(p) for (p,) in self._execute(
-            "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = 'kb_log' AND active",
-            {"db": self.database}) if int(p) < cutoff)
+        hours = sorted(
+            int(p)
+            for (p,) in self._execute(
+                "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = 'kb_log' AND active",
+                {"db": self.database},
+            )
+            if int(p) < cutoff
+        )
         if not hours:
             return 0
         self._execute(
             f"INSERT INTO {self._t('kb_log_floor')} (kb_id, floor)"
             f" SELECT kb_id, max(version) FROM {self._t('kb_log')} WHERE hour IN %(hours)s GROUP BY kb_id",
-            {"hours": tuple(hours)}, what="write")
+            {"hours": tuple(hours)},
+            what="write",
+        )
         time.sleep(grace)
         for hour in hours:
             self._execute(f"ALTER TABLE {self._t('kb_log')} DROP PARTITION {hour}", what="write")

@@ -8,8 +8,9 @@ equal to it bit for bit and much faster.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Union
 
 from kato_grpc.core.engine import Predictor
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
@@ -20,10 +21,17 @@ __all__ = ["ENGINES", "Engine", "engine_named"]
 ENGINES = ("native", "python")
 
 
+if TYPE_CHECKING:
+    from kato_grpc.kb.native import NativeKnowledgeBase
+
+Index = Union[MemoryKnowledgeBase, "NativeKnowledgeBase"]
+"""A knowledge base's in-process index: the two classes share one API."""
+
+
 @dataclass(frozen=True)
 class Engine:
     name: str
-    new_index: Callable[[], MemoryKnowledgeBase]
+    new_index: Callable[[], Index]
     predictor: Predictor
 
 

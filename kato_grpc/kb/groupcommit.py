@@ -12,7 +12,8 @@ only once its own item's commit has finished, so an acknowledgement still means 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 __all__ = ["GroupCommit", "Pending"]
 
@@ -22,7 +23,7 @@ W = TypeVar("W")
 class Pending(Generic[W]):
     """One submitted piece of work; the commit sets `result` or `error`."""
 
-    __slots__ = ("work", "result", "error", "done")
+    __slots__ = ("done", "error", "result", "work")
 
     def __init__(self, work: W) -> None:
         self.work = work

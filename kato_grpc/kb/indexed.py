@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import Callable, ContextManager, Mapping, Sequence
 
 from kato_grpc.core.errors import NotFoundError
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
@@ -90,10 +91,10 @@ class IndexedStore:
         self._lock = threading.RLock()
         # Set by `guard_index_writes`: then writers take turns on `_writers`, and a committed
         # change reaches the index after `_lock` is released, inside the guard.
-        self._index_writes: Callable[[str], ContextManager] | None = None
+        self._index_writes: Callable[[str], AbstractContextManager] | None = None
         self._writers = threading.Lock()
 
-    def guard_index_writes(self, lock_for: Callable[[str], ContextManager]) -> None:
+    def guard_index_writes(self, lock_for: Callable[[str], AbstractContextManager]) -> None:
         """Change a KB's loaded index only inside ``lock_for(kb_id)``: the server reads
         indexes from other threads and holds the other side of that lock meanwhile.
 
@@ -172,8 +173,9 @@ class IndexedStore:
         self._write(kb_id, make_change)
         self._applied[(kb_id, origin[0])] = max(origin[1], self._applied.get((kb_id, origin[0]), -1))
 
-    def put_records(self, kb_id: str, records: Sequence[PatternRecord],
-                    vectors: Sequence[tuple[str, Vector]] = ()) -> None:
+    def put_records(
+        self, kb_id: str, records: Sequence[PatternRecord], vectors: Sequence[tuple[str, Vector]] = ()
+    ) -> None:
         """Store whole records as they are (replacing any of the same name) and index the
         vectors by the usual rule, in one atomic write: how a KB is copied or imported."""
 

@@ -10,11 +10,14 @@ docs/architecture-decisions/ADR-003-native-engine.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields
-from typing import Iterable, Iterator, Sequence, overload
+from types import ModuleType
+from typing import overload
 
 from kato_grpc.core.config import SessionConfig
 from kato_grpc.core.knowledge import KnowledgeView, PendingView, VectorIndex
+from kato_grpc.core.learning import learned_record
 from kato_grpc.core.model import (
     Anomaly,
     ClearKnowledgeBase,
@@ -27,8 +30,8 @@ from kato_grpc.core.model import (
     Prediction,
     PredictResult,
 )
-from kato_grpc.core.learning import learned_record
 
+_native: ModuleType | None
 try:
     from kato_grpc import _native
 except ImportError as exc:  # pragma: no cover - depends on the build
@@ -103,7 +106,7 @@ def _prediction(values: tuple) -> Prediction:
     # The frozen dataclass's __init__ sets 35 fields one setattr at a time; filling the
     # instance dict directly is ~5x faster and gives an equal object.
     prediction = object.__new__(Prediction)
-    prediction.__dict__.update(zip(_PREDICTION_FIELDS, (*values, "prototypical")))
+    prediction.__dict__.update(zip(_PREDICTION_FIELDS, (*values, "prototypical"), strict=True))
     return prediction
 
 
@@ -112,7 +115,7 @@ class _NativeSequence(Sequence):
     on first read; `wire` gives the protobuf encoding without building them (the
     server's path: kato_grpc/server/convert.py)."""
 
-    __slots__ = ("_outcome", "_items")
+    __slots__ = ("_items", "_outcome")
 
     def __init__(self, outcome) -> None:
         self._outcome = outcome
@@ -191,6 +194,7 @@ class NativeKnowledgeBase:
 
     def __init__(self) -> None:
         require_native()
+        assert _native is not None
         self._patterns = _native.PatternIndex()
         self._vectors = VectorIndex()
 
@@ -294,7 +298,8 @@ def native_predict(stm: Sequence[Event], config: SessionConfig, kb: KnowledgeVie
     `predict_patterns`): `kb` is a `NativeKnowledgeBase`, or a `PendingView` over one."""
     pending: Sequence[PatternRecord] = ()
     if isinstance(kb, PendingView):
-        kb, pending = kb.base, kb.pending_records()
+        pending = kb.pending_records()
+        kb = kb.base
     if not isinstance(kb, NativeKnowledgeBase):
         raise TypeError(f"the native engine reads a NativeKnowledgeBase, not {type(kb).__name__}")
     return kb.predict(stm, config, pending)

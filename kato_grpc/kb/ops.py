@@ -19,8 +19,8 @@ record, bit for bit, on every replica.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping, Sequence
 
 from kato_grpc.core.errors import FieldViolation, ValidationError
 from kato_grpc.core.learning import learned_record
@@ -48,14 +48,22 @@ class PatternOp:
     persistence: int = 0  # learn
 
     @classmethod
-    def learn(cls, effect: LearnPattern, accumulated: Metadata) -> "PatternOp":
-        return cls("learn", effect.name, effect.events, None, tuple(effect.emotives), accumulated,
-                   None, effect.persistence)
+    def learn(cls, effect: LearnPattern, accumulated: Metadata) -> PatternOp:
+        return cls(
+            "learn", effect.name, effect.events, None, tuple(effect.emotives), accumulated, None, effect.persistence
+        )
 
     @classmethod
-    def put(cls, record: PatternRecord) -> "PatternOp":
-        return cls("put", record.name, record.events, record.frequency, tuple(record.emotives),
-                   dict(record.metadata), dict(record.affinity_contrib))
+    def put(cls, record: PatternRecord) -> PatternOp:
+        return cls(
+            "put",
+            record.name,
+            record.events,
+            record.frequency,
+            tuple(record.emotives),
+            dict(record.metadata),
+            dict(record.affinity_contrib),
+        )
 
     # --- as stored: text columns (JSON keeps key order and writes floats bit-exact) --------
     def columns(self) -> dict[str, object]:
@@ -70,10 +78,20 @@ class PatternOp:
         }
 
     @classmethod
-    def from_columns(cls, kind: str, name: str, events: str, frequency: int, emotives: str, metadata: str,
-                     contrib: str, persistence: int) -> "PatternOp":
+    def from_columns(
+        cls,
+        kind: str,
+        name: str,
+        events: str,
+        frequency: int,
+        emotives: str,
+        metadata: str,
+        contrib: str,
+        persistence: int,
+    ) -> PatternOp:
         return cls(
-            kind, name,
+            kind,
+            name,
             tuple(tuple(e) for e in json.loads(events)) if events else None,
             frequency or None,
             tuple(json.loads(emotives)) if emotives else None,
@@ -115,8 +133,14 @@ def fold(record: PatternRecord | None, op: PatternOp) -> PatternRecord | None:
         effect = LearnPattern(op.name, op.events or (), op.emotives or (), maps, op.persistence)
         return learned_record(record, effect)
     if op.kind == "put":
-        return PatternRecord(op.name, op.events or (), op.frequency or 1, op.emotives or (),
-                             dict(op.metadata or {}), dict(op.affinity_contrib or {}))
+        return PatternRecord(
+            op.name,
+            op.events or (),
+            op.frequency or 1,
+            op.emotives or (),
+            dict(op.metadata or {}),
+            dict(op.affinity_contrib or {}),
+        )
     if op.kind == "update":
         return None if record is None else updated_record(record, op.frequency, op.emotives, op.metadata)
     if op.kind == "delete":

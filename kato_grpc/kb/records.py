@@ -6,7 +6,8 @@ JSON keeps key order (emotive maps) and writes floats so they read back bit-exac
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from kato_grpc.core.model import PatternRecord
 
@@ -29,7 +30,9 @@ def record_columns(r: PatternRecord) -> dict[str, Any]:
     }
 
 
-def record_from_columns(name: str, events: str, frequency: int, emotives: str, metadata: str, contrib: str) -> PatternRecord:
+def record_from_columns(
+    name: str, events: str, frequency: int, emotives: str, metadata: str, contrib: str
+) -> PatternRecord:
     return PatternRecord(
         name=name,
         events=tuple(tuple(event) for event in json.loads(events)),

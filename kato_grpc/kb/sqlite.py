@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.model import PatternRecord
-from kato_grpc.kb.records import dumps, load_rows, record_columns, record_from_columns
 from kato_grpc.kb.indexed import Change, IndexedStore, apply_to_index
+from kato_grpc.kb.records import dumps, load_rows, record_columns, record_from_columns
 
 __all__ = ["SqliteStore", "SCHEMA_VERSION"]
 
@@ -63,7 +63,9 @@ def _pattern_row(kb_id: str, r: PatternRecord) -> tuple:
 class SqliteStore(IndexedStore):
     """Durable knowledge bases in ``<data_dir>/kato.db``."""
 
-    def __init__(self, data_dir: str | Path, new_index: Callable[[], MemoryKnowledgeBase] = MemoryKnowledgeBase) -> None:
+    def __init__(
+        self, data_dir: str | Path, new_index: Callable[[], MemoryKnowledgeBase] = MemoryKnowledgeBase
+    ) -> None:
         super().__init__(new_index)
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)
@@ -153,7 +155,9 @@ class SqliteStore(IndexedStore):
         try:
             rows = reader.execute(
                 "SELECT name, events, frequency, emotives, metadata, affinity_contrib"
-                " FROM patterns WHERE kb_id = ? ORDER BY name", (kb_id,))
+                " FROM patterns WHERE kb_id = ? ORDER BY name",
+                (kb_id,),
+            )
             for row in rows:
                 yield record_from_columns(*row)
         finally:
@@ -175,9 +179,7 @@ class SqliteStore(IndexedStore):
             conn.execute("DELETE FROM patterns WHERE kb_id = ?", (kb_id,))
             conn.execute("DELETE FROM vectors WHERE kb_id = ?", (kb_id,))
         if change.deleted:
-            conn.executemany(
-                "DELETE FROM patterns WHERE kb_id = ? AND name = ?", [(kb_id, n) for n in change.deleted]
-            )
+            conn.executemany("DELETE FROM patterns WHERE kb_id = ? AND name = ?", [(kb_id, n) for n in change.deleted])
         if patterns:
             conn.executemany("INSERT OR REPLACE INTO patterns VALUES (?, ?, ?, ?, ?, ?, ?)", patterns)
         if vectors:

@@ -37,8 +37,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 from kato_grpc.core.model import PatternRecord
 
@@ -64,7 +65,7 @@ def open_store(url: str):
         return ClickHouseStore(url)
     from kato_grpc.kb.sqlite import SqliteStore
 
-    path = url[len("sqlite://"):] if url.startswith("sqlite://") else url
+    path = url[len("sqlite://") :] if url.startswith("sqlite://") else url
     if not path:
         raise TransferError(f"{url!r}: name the data directory, e.g. sqlite:///var/lib/kato")
     return SqliteStore(Path(path))
@@ -98,17 +99,26 @@ def _line(value: dict) -> str:
 
 
 def pattern_line(r: PatternRecord) -> str:
-    return _line({
-        "type": "pattern", "name": r.name, "events": [list(e) for e in r.events], "frequency": r.frequency,
-        "emotives": [dict(m) for m in r.emotives], "metadata": {k: list(v) for k, v in r.metadata.items()},
-        "affinity_contrib": dict(r.affinity_contrib),
-    })
+    return _line(
+        {
+            "type": "pattern",
+            "name": r.name,
+            "events": [list(e) for e in r.events],
+            "frequency": r.frequency,
+            "emotives": [dict(m) for m in r.emotives],
+            "metadata": {k: list(v) for k, v in r.metadata.items()},
+            "affinity_contrib": dict(r.affinity_contrib),
+        }
+    )
 
 
 def pattern_from(obj: dict) -> PatternRecord:
     return PatternRecord(
-        name=obj["name"], events=tuple(tuple(e) for e in obj["events"]), frequency=obj["frequency"],
-        emotives=tuple(obj["emotives"]), metadata={k: tuple(v) for k, v in obj["metadata"].items()},
+        name=obj["name"],
+        events=tuple(tuple(e) for e in obj["events"]),
+        frequency=obj["frequency"],
+        emotives=tuple(obj["emotives"]),
+        metadata={k: tuple(v) for k, v in obj["metadata"].items()},
         affinity_contrib=obj["affinity_contrib"],
     )
 
@@ -138,7 +148,9 @@ def read_header(lines: Iterator[str]) -> dict:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise TransferError(f"not a {FORMAT} file: the first line must be its header")
     if header.get("version") != FORMAT_VERSION:
-        raise TransferError(f"{FORMAT} version {header.get('version')!r} is not supported (this reads {FORMAT_VERSION})")
+        raise TransferError(
+            f"{FORMAT} version {header.get('version')!r} is not supported (this reads {FORMAT_VERSION})"
+        )
     return header
 
 
@@ -157,8 +169,10 @@ def parse_body(lines: Iterable[str]) -> Iterator[PatternRecord | tuple[str, Vect
             yield obj["name"], tuple(obj["vector"])
         elif kind == "end":
             if (obj.get("patterns"), obj.get("vectors")) != (patterns, vectors):
-                raise TransferError(f"line {number}: the trailer counts {obj.get('patterns')} patterns and"
-                                    f" {obj.get('vectors')} vectors, the file holds {patterns} and {vectors}")
+                raise TransferError(
+                    f"line {number}: the trailer counts {obj.get('patterns')} patterns and"
+                    f" {obj.get('vectors')} vectors, the file holds {patterns} and {vectors}"
+                )
             return
         else:
             raise TransferError(f"line {number}: unknown line type {kind!r}")
@@ -166,8 +180,9 @@ def parse_body(lines: Iterable[str]) -> Iterator[PatternRecord | tuple[str, Vect
 
 
 # --- writing a store ---------------------------------------------------------------------
-def write_kb(store, kb_id: str, items: Iterable[PatternRecord | tuple[str, Vector]], *, resume: bool = False,
-             progress=None) -> tuple[int, int]:
+def write_kb(
+    store, kb_id: str, items: Iterable[PatternRecord | tuple[str, Vector]], *, resume: bool = False, progress=None
+) -> tuple[int, int]:
     """Put whole records (and vectors) into the KB, `CHUNK` per commit; with `resume`,
     skip records the KB already holds identically. (patterns, vectors) written."""
     view = store.view(kb_id)
@@ -201,15 +216,17 @@ def write_kb(store, kb_id: str, items: Iterable[PatternRecord | tuple[str, Vecto
     return written[0], written[1]
 
 
-def import_kb(store, lines: Iterable[str], kb_id: str | None = None, *, resume: bool = False,
-              progress=None) -> tuple[int, int]:
+def import_kb(
+    store, lines: Iterable[str], kb_id: str | None = None, *, resume: bool = False, progress=None
+) -> tuple[int, int]:
     lines = iter(lines)
     header = read_header(lines)
     return write_kb(store, kb_id or header["kb_id"], parse_body(lines), resume=resume, progress=progress)
 
 
-def copy_kb(source, target, kb_id: str, to_kb: str | None = None, *, resume: bool = False,
-            progress=None) -> tuple[int, int]:
+def copy_kb(
+    source, target, kb_id: str, to_kb: str | None = None, *, resume: bool = False, progress=None
+) -> tuple[int, int]:
     def items() -> Iterator[PatternRecord | tuple[str, Vector]]:
         yield from records_of(source, kb_id)
         yield from vectors_of(source, kb_id)
@@ -219,8 +236,12 @@ def copy_kb(source, target, kb_id: str, to_kb: str | None = None, *, resume: boo
 
 # --- the command line --------------------------------------------------------------------
 def add_cli(sub: argparse._SubParsersAction) -> None:
-    kb = sub.add_parser("kb", help="export, import or copy knowledge bases between stores",
-                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    kb = sub.add_parser(
+        "kb",
+        help="export, import or copy knowledge bases between stores",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     verbs = kb.add_subparsers(dest="kb_command", required=True)
     export = verbs.add_parser("export", help="write one KB as kato-kb JSON lines")
     export.add_argument("--from", dest="source", required=True, help="store URL")
@@ -244,8 +265,15 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 def _progress(args, total: int | None, what: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=" patterns", desc=what, disable=args.no_progress, file=sys.stderr,
-                unit_scale=True, mininterval=0.5)
+    return tqdm(
+        total=total,
+        unit=" patterns",
+        desc=what,
+        disable=args.no_progress,
+        file=sys.stderr,
+        unit_scale=True,
+        mininterval=0.5,
+    )
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -259,7 +287,7 @@ def run_cli(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.kb_command == "export":
         store = open_store(args.source)
-        out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
+        out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
         try:
             with _progress(args, count_of(store, args.kb), f"export {args.kb}") as bar:
                 patterns, vectors = export_kb(store, args.kb, out, bar)
@@ -271,7 +299,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.kb_command == "import":
         store = open_store(args.target)
-        source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
+        source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115 (closed below)
         try:
             with _progress(args, None, "import") as bar:
                 patterns, vectors = import_kb(store, source, args.kb, resume=args.resume, progress=bar)
@@ -293,4 +321,3 @@ def _run(args: argparse.Namespace) -> int:
         source.close()
         target.close()
     return 0
-

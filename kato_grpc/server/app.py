@@ -20,15 +20,14 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2, kato_service_pb2_grpc
 from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.kb.engines import engine_named
 from kato_grpc.kb.sqlite import SqliteStore
-from kato_grpc.server import reflection
-from kato_grpc.server import auth, request_context, state_signing, state_size, tls
+from kato_grpc.server import auth, reflection, request_context, state_signing, state_size, tls
 from kato_grpc.server.backends import BackendWatch, probes_for
 from kato_grpc.server.execution import InlineSessionStore, KbGuard, Lane, OffloadedSessionStore
 from kato_grpc.server.interceptors import build_interceptors, check_settings
 from kato_grpc.server.metrics import Metrics
 from kato_grpc.server.servicer import KatoServicer
-from kato_grpc.server.state_codec import STATE_CODEC
 from kato_grpc.server.settings import Settings
+from kato_grpc.server.state_codec import STATE_CODEC
 from kato_grpc.sessions.base import SessionStore
 from kato_grpc.sessions.memory import MemorySessionStore
 from kato_grpc.sessions.request_ids import MemoryLedger, RedisLedger, RequestLedger
@@ -64,9 +63,11 @@ def build_stores(settings: Settings) -> Stores:
 
         # The socket timeouts are the call's ceiling: a stalled ClickHouse frees the thread then
         # (sync_request_timeout bounds the ping clickhouse-driver sends before each query).
-        kb = ClickHouseStore(_with_query(settings.clickhouse_url, sync_request_timeout=settings.kb_timeout_seconds),
-                             send_receive_timeout=settings.kb_timeout_seconds,
-                             new_index=engine_named(settings.engine).new_index)
+        kb = ClickHouseStore(
+            _with_query(settings.clickhouse_url, sync_request_timeout=settings.kb_timeout_seconds),
+            send_receive_timeout=settings.kb_timeout_seconds,
+            new_index=engine_named(settings.engine).new_index,
+        )
     else:
         kb = SqliteStore(settings.data_dir, new_index=engine_named(settings.engine).new_index)
     sessions: SessionStore
@@ -78,8 +79,13 @@ def build_stores(settings: Settings) -> Stores:
     else:
         sessions = MemorySessionStore()
         request_ids = MemoryLedger()
-    return Stores(kb=kb, sessions=sessions, request_ids=request_ids, kb_refreshes_on_read=bool(settings.clickhouse_url),
-                  sessions_block=bool(settings.redis_url))
+    return Stores(
+        kb=kb,
+        sessions=sessions,
+        request_ids=request_ids,
+        kb_refreshes_on_read=bool(settings.clickhouse_url),
+        sessions_block=bool(settings.redis_url),
+    )
 
 
 def _with_query(url: str, **defaults: float) -> str:
@@ -100,11 +106,15 @@ class Lanes:
     sessions: Lane
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Lanes":
+    def from_settings(cls, settings: Settings) -> Lanes:
         return cls(
             cpu=Lane("cpu", settings.cpu_threads, None, "the engine"),
-            kb=Lane("kb", settings.kb_threads, settings.kb_timeout_seconds,
-                    "ClickHouse" if settings.clickhouse_url else "the knowledge store"),
+            kb=Lane(
+                "kb",
+                settings.kb_threads,
+                settings.kb_timeout_seconds,
+                "ClickHouse" if settings.clickhouse_url else "the knowledge store",
+            ),
             sessions=Lane("session", settings.session_threads, settings.redis_timeout_seconds, "Redis"),
         )
 
@@ -117,28 +127,49 @@ class Lanes:
 
 
 async def create_server(
-    settings: Settings, stores: Stores, *, keys: auth.KeyRing | None = None, metrics: Metrics | None = None,
+    settings: Settings,
+    stores: Stores,
+    *,
+    keys: auth.KeyRing | None = None,
+    metrics: Metrics | None = None,
     lanes: Lanes | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """`keys` defaults to the settings' API keys (None: auth off); `metrics` None = no metrics;
     `lanes` defaults to new ones from the settings."""
     lanes = lanes or Lanes.from_settings(settings)
-    sessions = OffloadedSessionStore(stores.sessions, lanes.sessions) if stores.sessions_block \
+    sessions = (
+        OffloadedSessionStore(stores.sessions, lanes.sessions)
+        if stores.sessions_block
         else InlineSessionStore(stores.sessions)
-    server = grpc.aio.server(interceptors=build_interceptors(settings, sessions, keys, metrics), options=[
-        # Requests only: a response over a send limit would fail after its effects were applied.
-        ("grpc.max_receive_message_length", settings.max_request_bytes),
-        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
-    ])
+    )
+    server = grpc.aio.server(
+        interceptors=build_interceptors(settings, sessions, keys, metrics),
+        options=[
+            # Requests only: a response over a send limit would fail after its effects were applied.
+            ("grpc.max_receive_message_length", settings.max_request_bytes),
+            ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+        ],
+    )
     guard = KbGuard(stores.kb_refreshes_on_read)
     if not stores.kb_refreshes_on_read:
         stores.kb.guard_index_writes(guard.writing)
-    servicer = KatoServicer(stores.kb, None, settings.limits, cpu=lanes.cpu, kb_lane=lanes.kb, guard=guard,
-                            predictor=engine_named(settings.engine).predictor)
+    servicer = KatoServicer(
+        stores.kb,
+        None,
+        settings.limits,
+        cpu=lanes.cpu,
+        kb_lane=lanes.kb,
+        guard=guard,
+        predictor=engine_named(settings.engine).predictor,
+    )
     runner = SessionRunner(
-        sessions, servicer.apply_effects, state_size.measuring_codec(STATE_CODEC),
-        default_ttl=settings.session_ttl_seconds, auto_extend=settings.session_auto_extend,
-        owner_of_call=auth.current_owner, request_ids=stores.request_ids,
+        sessions,
+        servicer.apply_effects,
+        state_size.measuring_codec(STATE_CODEC),
+        default_ttl=settings.session_ttl_seconds,
+        auto_extend=settings.session_auto_extend,
+        owner_of_call=auth.current_owner,
+        request_ids=stores.request_ids,
         request_window_seconds=settings.request_id_window_seconds,
     )
     servicer.use_sessions(runner)
@@ -150,7 +181,8 @@ async def create_server(
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
+    )
     address = f"{settings.host}:{settings.port}"
     if tls.tls_enabled(settings):
         port = server.add_secure_port(address, tls.server_credentials(settings))
@@ -185,8 +217,12 @@ async def _serve_one(settings: Settings, worker: int = 0) -> None:
             metrics.note_session_persistence(persistence.mode)
     lanes = Lanes.from_settings(settings)
     server, port, health_servicer = await create_server(settings, stores, keys=keys, metrics=metrics, lanes=lanes)
-    watch = BackendWatch(probes_for(settings, settings.health_probe_seconds), health_servicer, SERVICE_NAME,
-                         settings.health_probe_seconds)
+    watch = BackendWatch(
+        probes_for(settings, settings.health_probe_seconds),
+        health_servicer,
+        SERVICE_NAME,
+        settings.health_probe_seconds,
+    )
     await server.start()
     watch.start()
     if metrics is not None:
@@ -220,9 +256,11 @@ def serve(settings: Settings) -> None:
     request_context.configure_logging(settings.log_level, settings.log_format)
     state_signing.load_state_keys(settings)  # the default ring is created once, before any worker forks
     if settings.workers > 1 and not settings.redis_url:
-        log.warning("--workers %d without --redis-url: server-held sessions live in one worker's memory "
-                    "and other workers answer NOT_FOUND for them; client-held state works everywhere",
-                    settings.workers)
+        log.warning(
+            "--workers %d without --redis-url: server-held sessions live in one worker's memory "
+            "and other workers answer NOT_FOUND for them; client-held state works everywhere",
+            settings.workers,
+        )
     if settings.workers <= 1:
         asyncio.run(_serve_one(settings))
         return

@@ -60,13 +60,14 @@ import json
 import logging
 import re
 import time
-import tomllib
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 import grpc
+import tomllib
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 from kato_grpc.server import request_context
@@ -77,17 +78,33 @@ from kato_grpc.sessions.base import StoreUnavailable
 from kato_grpc.sessions.runner import SessionNotFound
 
 __all__ = [
-    "Role", "ApiKey", "KeyRing", "KeyFileError", "AuthUnavailable", "AuthInterceptor", "METHOD_ROLES",
-    "OPEN_SERVICES", "REDIS_KEYS_HASH", "hash_key", "load_keys_file", "parse_keys", "current_owner",
-    "session_owner_from", "keyring_from_settings",
+    "Role",
+    "ApiKey",
+    "KeyRing",
+    "KeyFileError",
+    "AuthUnavailable",
+    "AuthInterceptor",
+    "METHOD_ROLES",
+    "OPEN_SERVICES",
+    "REDIS_KEYS_HASH",
+    "hash_key",
+    "load_keys_file",
+    "parse_keys",
+    "current_owner",
+    "session_owner_from",
+    "keyring_from_settings",
 ]
 
 log = logging.getLogger("kato_grpc.auth")
 
 KATO_SERVICE = api.DESCRIPTOR.services_by_name["KatoService"].full_name
-OPEN_SERVICES = frozenset({
-    "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
-})
+OPEN_SERVICES = frozenset(
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
+)
 REDIS_KEYS_HASH = "kato:auth:keys"
 REDIS_CACHE_SECONDS = 5.0
 REDIS_CACHE_ENTRIES = 10_000
@@ -101,21 +118,46 @@ class Role(enum.IntEnum):
     ADMIN = 3
 
     @classmethod
-    def parse(cls, text: Any) -> "Role":
+    def parse(cls, text: Any) -> Role:
         try:
             return cls[str(text).upper()]
         except KeyError:
             raise ValueError(f"role {text!r} must be read, write or admin") from None
 
 
-_READ = ("Predict", "GetStm", "GetPerceptData", "GetCognitionData", "GetConfig", "GetPattern", "ListPatterns",
-         "GetSymbolStats", "GetSymbolAffinity", "GetSession", "SessionExists")
-_WRITE = ("Observe", "ObserveSequence", "StreamObservations", "Learn", "ClearStm", "UpdateConfig", "UpdatePattern",
-          "DeletePattern", "FinalizeTraining", "CreateSession", "DeleteSession", "ExtendSession",
-          "UpdateSessionConfig")
+_READ = (
+    "Predict",
+    "GetStm",
+    "GetPerceptData",
+    "GetCognitionData",
+    "GetConfig",
+    "GetPattern",
+    "ListPatterns",
+    "GetSymbolStats",
+    "GetSymbolAffinity",
+    "GetSession",
+    "SessionExists",
+)
+_WRITE = (
+    "Observe",
+    "ObserveSequence",
+    "StreamObservations",
+    "Learn",
+    "ClearStm",
+    "UpdateConfig",
+    "UpdatePattern",
+    "DeletePattern",
+    "FinalizeTraining",
+    "CreateSession",
+    "DeleteSession",
+    "ExtendSession",
+    "UpdateSessionConfig",
+)
 _ADMIN = ("ClearKnowledgeBase", "ClearAll")
 METHOD_ROLES: dict[str, Role] = {
-    **{m: Role.READ for m in _READ}, **{m: Role.WRITE for m in _WRITE}, **{m: Role.ADMIN for m in _ADMIN},
+    **{m: Role.READ for m in _READ},
+    **{m: Role.WRITE for m in _WRITE},
+    **{m: Role.ADMIN for m in _ADMIN},
 }
 
 
@@ -161,10 +203,11 @@ def _parse_entry(entry: Any, where: str, *, digest: str | None = None) -> tuple[
     if digest is None:
         digest = str(entry.get("key_sha256", "")).lower()
         if not _DIGEST.fullmatch(digest):
-            raise KeyFileError(f"{where} ({name}): key_sha256 must be 64 hex digits (the SHA-256 of the key, not the key)")
+            raise KeyFileError(
+                f"{where} ({name}): key_sha256 must be 64 hex digits (the SHA-256 of the key, not the key)"
+            )
     patterns = entry.get("kb_ids")
-    if (not isinstance(patterns, list) or not patterns
-            or not all(isinstance(p, str) and p for p in patterns)):
+    if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) and p for p in patterns):
         raise KeyFileError(f"{where} ({name}): kb_ids must be a non-empty list of kb ids or patterns")
     try:
         role = Role.parse(entry.get("role"))
@@ -198,11 +241,15 @@ def load_keys_file(path: str | Path) -> dict[str, ApiKey]:
     try:
         data: Any = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise KeyFileError(f"keys file {str(path)!r} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from None
+        raise KeyFileError(
+            f"keys file {str(path)!r} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}"
+        ) from None
     if isinstance(data, dict):
         extra = sorted(set(data) - {"keys"})
         if extra:
-            raise KeyFileError(f"keys file {str(path)!r}: unknown top-level field(s) {', '.join(extra)}; expected `keys`")
+            raise KeyFileError(
+                f"keys file {str(path)!r}: unknown top-level field(s) {', '.join(extra)}; expected `keys`"
+            )
         data = data.get("keys", [])
     if not isinstance(data, list):
         raise KeyFileError(f"keys file {str(path)!r}: expected a list of keys")
@@ -215,8 +262,15 @@ def load_keys_file(path: str | Path) -> dict[str, ApiKey]:
 class KeyRing:
     """Where keys are looked up: the keys file (reloaded on SIGHUP), then Redis."""
 
-    def __init__(self, path: str = "", redis_client: Any = None, *, where: str = "redis",
-                 cache_seconds: float = REDIS_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        path: str = "",
+        redis_client: Any = None,
+        *,
+        where: str = "redis",
+        cache_seconds: float = REDIS_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._path = path
         self._file_keys: dict[str, ApiKey] = load_keys_file(path) if path else {}
         self._redis = redis_client
@@ -277,8 +331,10 @@ class KeyRing:
         try:
             raw = self._redis.hget(REDIS_KEYS_HASH, digest)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            raise AuthUnavailable(f"API key store unavailable: Redis at {self._where} did not answer "
-                                  f"({type(exc).__name__}); retry the call") from None
+            raise AuthUnavailable(
+                f"API key store unavailable: Redis at {self._where} did not answer "
+                f"({type(exc).__name__}); retry the call"
+            ) from None
         if raw is None:
             return None
         try:
@@ -342,6 +398,7 @@ def _target_reader(method: str) -> Callable[[Any], Target | None]:
     if descriptor is None:
         return lambda request: None
     if "session" in descriptor.oneofs_by_name:
+
         def from_oneof(request) -> Target | None:
             held = request.WhichOneof("session")
             if held == "state":
@@ -399,11 +456,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> ApiKey:
         token = _bearer(context.invocation_metadata())
         if token is None:
-            await _deny(context, grpc.StatusCode.UNAUTHENTICATED, "API_KEY_MISSING",
-                        "missing API key: send metadata `authorization: Bearer <key>`")
+            await _deny(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "API_KEY_MISSING",
+                "missing API key: send metadata `authorization: Bearer <key>`",
+            )
         if not token:
-            await _deny(context, grpc.StatusCode.UNAUTHENTICATED, "API_KEY_MALFORMED",
-                        "the authorization metadata must read `Bearer <key>`")
+            await _deny(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "API_KEY_MALFORMED",
+                "the authorization metadata must read `Bearer <key>`",
+            )
         try:
             known, key = self._keys.lookup_local(token)
             if not known:  # ask Redis off the event loop
@@ -414,13 +479,18 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             await _deny(context, grpc.StatusCode.UNAUTHENTICATED, "API_KEY_INVALID", "unknown API key")
         return key
 
-    async def _authorize(self, key: ApiKey, method: str, required: Role, target: Target | None,
-                         context: grpc.aio.ServicerContext) -> None:
+    async def _authorize(
+        self, key: ApiKey, method: str, required: Role, target: Target | None, context: grpc.aio.ServicerContext
+    ) -> None:
         """Return if `key` may make this call; abort otherwise, or raise `_Hidden`."""
         if key.role < required:
-            await _deny(context, grpc.StatusCode.PERMISSION_DENIED, "ROLE_INSUFFICIENT",
-                        f"API key {key.name!r} has role {key.role.name.lower()}; {method} needs "
-                        f"{required.name.lower()}", {"keyName": key.name, "requiredRole": required.name.lower()})
+            await _deny(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "ROLE_INSUFFICIENT",
+                f"API key {key.name!r} has role {key.role.name.lower()}; {method} needs {required.name.lower()}",
+                {"keyName": key.name, "requiredRole": required.name.lower()},
+            )
         kb_id, check_kb = "", target is not None
         if target is not None:
             kind, value = target
@@ -438,9 +508,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             else:
                 kb_id = value
             if check_kb and not key.allows_kb(kb_id):
-                await _deny(context, grpc.StatusCode.PERMISSION_DENIED, "KB_NOT_ALLOWED",
-                            f"API key {key.name!r} may not use knowledge base {kb_id[:128]!r}",
-                            {"keyName": key.name, "kbId": kb_id[:128]})
+                await _deny(
+                    context,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "KB_NOT_ALLOWED",
+                    f"API key {key.name!r} may not use knowledge base {kb_id[:128]!r}",
+                    {"keyName": key.name, "kbId": kb_id[:128]},
+                )
         _OWNER.set(key.name)
         info = request_context.current()
         if info is not None:
@@ -461,6 +535,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         def wrap(behavior, kind: str):
             if kind == "unary_unary":
+
                 async def unary(request, context):
                     key = await self._authenticate(context)
                     try:
@@ -471,6 +546,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
                 return unary
             if kind == "stream_stream" and method == "StreamObservations":
+
                 async def stream(request_iterator, context):
                     key = await self._authenticate(context)
                     messages = request_iterator.__aiter__()
@@ -495,6 +571,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 return stream
             # Any other shape: the key and its role are checked; there is no kb id to read.
             if inspect.isasyncgenfunction(behavior):
+
                 async def streaming(request, context):
                     key = await self._authenticate(context)
                     await self._authorize(key, method, required, None, context)
@@ -513,6 +590,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return wrap_handler(handler, wrap)
 
 
-async def _deny(context: grpc.aio.ServicerContext, code: grpc.StatusCode, reason: str, message: str,
-                metadata: dict[str, str] | None = None):
+async def _deny(
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    reason: str,
+    message: str,
+    metadata: dict[str, str] | None = None,
+):
     await context.abort_with_status(rich_status(KatoError(code, reason, message, metadata=metadata)))

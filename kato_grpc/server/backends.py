@@ -12,9 +12,10 @@ answers "can this back end be reached", not "is our pool busy".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from grpc_health.v1 import health, health_pb2
 
@@ -64,8 +65,9 @@ def probes_for(settings, timeout: float) -> dict[str, Probe]:
 class BackendWatch:
     """Probes each back end every `interval` seconds and keeps `service`'s status in step."""
 
-    def __init__(self, probes: dict[str, Probe], servicer: health.aio.HealthServicer, service: str,
-                 interval: float) -> None:
+    def __init__(
+        self, probes: dict[str, Probe], servicer: health.aio.HealthServicer, service: str, interval: float
+    ) -> None:
         self._probes = probes
         self._servicer = servicer
         self._service = service
@@ -94,22 +96,22 @@ class BackendWatch:
         while True:
             names = list(self._probes)
             results = await asyncio.gather(*(self._probe(name, self._probes[name]) for name in names))
-            for name, ok in zip(names, results):
+            for name, ok in zip(names, results, strict=True):
                 if ok and not self.up[name]:
                     log.warning("%s is reachable again", name)
                 self.up[name] = ok
             now = all(results)
             if now != serving:
                 serving = now
-                await self._servicer.set(self._service, health_pb2.HealthCheckResponse.SERVING if now
-                                         else health_pb2.HealthCheckResponse.NOT_SERVING)
+                await self._servicer.set(
+                    self._service,
+                    health_pb2.HealthCheckResponse.SERVING if now else health_pb2.HealthCheckResponse.NOT_SERVING,
+                )
             await asyncio.sleep(self._interval)
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self._threads.shutdown(wait=False, cancel_futures=True)

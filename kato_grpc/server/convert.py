@@ -21,15 +21,15 @@ metadata text (SPEC.md §5.3) prints both the same way.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from google.protobuf import struct_pb2
 
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.core.config import SessionConfig, apply_overrides
-from kato_grpc.kb.native import NativeFuturePotentials, NativePredictions
 from kato_grpc.core.model import (
     Anomaly,
     Event,
@@ -40,6 +40,7 @@ from kato_grpc.core.model import (
     Prediction,
     SessionState,
 )
+from kato_grpc.kb.native import NativeFuturePotentials, NativePredictions
 
 __all__ = [
     "PATTERN_PREFIX",

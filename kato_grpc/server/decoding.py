@@ -39,10 +39,17 @@ class Undecodable:
     reason: str
 
     def error(self, type_name: str) -> KatoError:
-        message = f"the request is not a valid {type_name}: {self.field}: {self.reason}" if self.field \
+        message = (
+            f"the request is not a valid {type_name}: {self.field}: {self.reason}"
+            if self.field
             else f"the request is not a valid {type_name}: {self.reason}"
-        return KatoError(grpc.StatusCode.INVALID_ARGUMENT, "UNDECODABLE_REQUEST", message,
-                         (FieldViolation(self.field or "(request)", self.reason),))
+        )
+        return KatoError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "UNDECODABLE_REQUEST",
+            message,
+            (FieldViolation(self.field or "(request)", self.reason),),
+        )
 
 
 class _Malformed(Exception):
@@ -64,8 +71,9 @@ def _varint(data: bytes, pos: int, end: int, field: str) -> tuple[int, int]:
     raise _Malformed(field, "is truncated or malformed (a varint runs past its end)")
 
 
-def _walk(descriptor: Descriptor | None, data: bytes, pos: int, end: int, path: str, depth: int,
-          group: int | None = None) -> int:
+def _walk(
+    descriptor: Descriptor | None, data: bytes, pos: int, end: int, path: str, depth: int, group: int | None = None
+) -> int:
     """Check the fields in data[pos:end] (or up to the end of `group`); the position reached."""
     if depth > MAX_DEPTH:
         raise _Malformed(path, f"messages are nested deeper than {MAX_DEPTH} levels")
@@ -93,7 +101,7 @@ def _walk(descriptor: Descriptor | None, data: bytes, pos: int, end: int, path: 
                 raise _Malformed(where, f"is truncated: {length} bytes announced, {end - pos} left")
             if field is not None and field.type == FieldDescriptor.TYPE_STRING:
                 try:
-                    data[pos:pos + length].decode("utf-8")
+                    data[pos : pos + length].decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise _Malformed(where, f"is not valid UTF-8 (byte {exc.start} of the string)") from None
             elif field is not None and field.type == FieldDescriptor.TYPE_MESSAGE:
@@ -125,7 +133,7 @@ def _safe_deserializer(message_class):
     def deserialize(data: bytes):
         try:
             return message_class.FromString(data)
-        except Exception:  # noqa: BLE001 - whatever the parser refused, the client sent it
+        except Exception:
             return diagnose(message_class.DESCRIPTOR, data)
 
     return deserialize
@@ -156,6 +164,7 @@ class DecodeInterceptor(grpc.aio.ServerInterceptor):
         def wrap(behavior, kind: str):
             if not handler.request_streaming:
                 if handler.response_streaming:
+
                     async def unary_stream(request, context):
                         if isinstance(request, Undecodable):
                             await refuse(context, request)
@@ -179,6 +188,7 @@ class DecodeInterceptor(grpc.aio.ServerInterceptor):
                     yield request
 
             if handler.response_streaming:
+
                 async def stream_stream(requests, context):
                     async with contextlib.aclosing(behavior(checked(requests, context), context)) as responses:
                         async for response in responses:

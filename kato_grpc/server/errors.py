@@ -7,7 +7,7 @@ Every rejection carries a message naming the field and the reason, a
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import grpc
 from google.protobuf import any_pb2
@@ -55,10 +55,16 @@ def status_message(error: KatoError) -> status_pb2.Status:
     """The `google.rpc.Status` of an error, with BadRequest and ErrorInfo details."""
     details = []
     if error.violations:
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
-        ])))
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                        for v in error.violations
+                    ]
+                )
+            )
+        )
     details.append(_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)))
     return status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message, details=details)
 

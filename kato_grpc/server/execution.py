@@ -30,15 +30,23 @@ import itertools
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 __all__ = [
-    "Budget", "Lane", "KbGuard", "DeadlineExceeded", "BackendTimeout", "start_budget", "check_budget",
-    "OffloadedSessionStore", "InlineSessionStore",
+    "Budget",
+    "Lane",
+    "KbGuard",
+    "DeadlineExceeded",
+    "BackendTimeout",
+    "start_budget",
+    "check_budget",
+    "OffloadedSessionStore",
+    "InlineSessionStore",
 ]
 
 # Our own DEADLINE_EXCEEDED must reach the client before its deadline fires there.
@@ -63,7 +71,7 @@ class Budget:
         return None if self.expires is None else self.expires - time.monotonic()
 
 
-_BUDGET: ContextVar[Budget] = ContextVar("kato_budget", default=Budget(None))
+_BUDGET: ContextVar[Budget] = ContextVar("kato_budget", default=Budget(None))  # noqa: B039 (frozen: immutable)
 
 
 def start_budget(time_remaining: float | None) -> Budget:
@@ -119,7 +127,7 @@ class Lane:
                 continue  # withdrawn by its caller (counted there)
             try:
                 future.set_result(self._run(expires, fn, args, kwargs))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            except BaseException as exc:
                 future.set_exception(exc)
 
     def _run(self, expires: float | None, fn: Callable, args: tuple, kwargs: dict) -> Any:
@@ -166,8 +174,10 @@ class Lane:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             if by_deadline:
-                raise DeadlineExceeded(f"deadline passed while waiting for {self.what}; "
-                                       "nothing was applied unless it was already being written") from None
+                raise DeadlineExceeded(
+                    f"deadline passed while waiting for {self.what}; "
+                    "nothing was applied unless it was already being written"
+                ) from None
             raise BackendTimeout(f"{self.what} did not answer within {self.ceiling:g}s; retry the call") from None
 
     def close(self) -> None:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -47,8 +48,11 @@ def split_method(full_method: str) -> tuple[str, str]:
     return service, method
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, wrap: Callable[[Behavior, str], Behavior],
-                 request_deserializer: Callable[[bytes], Any] | None = None) -> grpc.RpcMethodHandler:
+def wrap_handler(
+    handler: grpc.RpcMethodHandler,
+    wrap: Callable[[Behavior, str], Behavior],
+    request_deserializer: Callable[[bytes], Any] | None = None,
+) -> grpc.RpcMethodHandler:
     """A copy of `handler` whose behavior is `wrap(behavior, kind)` (same shape), and
     whose request deserializer is `request_deserializer` when given."""
     kind = kind_of(handler)
@@ -91,6 +95,7 @@ def around(
 
     def wrap(behavior: Behavior, kind: str) -> Behavior:
         if inspect.isasyncgenfunction(behavior):
+
             async def streaming(request: Any, context: grpc.aio.ServicerContext):
                 call = _Call(context, await start(context), finish)
                 try:
@@ -122,7 +127,7 @@ def around(
 class _Call:
     """One call of an `around` wrapper: runs its `finish` exactly once."""
 
-    __slots__ = ("_outer", "_token", "_finish", "_done")
+    __slots__ = ("_done", "_finish", "_outer", "_token")
 
     def __init__(self, outer: grpc.aio.ServicerContext, token: Any, finish: Callable) -> None:
         self._outer, self._token, self._finish, self._done = outer, token, finish, False
@@ -132,7 +137,7 @@ class _Call:
             self._done = True
             self._finish(self._outer, self._token, code)
 
-    def context(self, inner_context: Callable | None) -> "_FinishBeforeAbort":
+    def context(self, inner_context: Callable | None) -> _FinishBeforeAbort:
         inner = inner_context(self._outer, self._token) if inner_context is not None else self._outer
         return _FinishBeforeAbort(inner, self)
 
@@ -140,7 +145,7 @@ class _Call:
 class _FinishBeforeAbort:
     """The behavior's context: ``abort`` sends the status at once, so finish first."""
 
-    __slots__ = ("_context", "_call")
+    __slots__ = ("_call", "_context")
 
     def __init__(self, context: Any, call: _Call) -> None:
         self._context, self._call = context, call

@@ -29,14 +29,19 @@ from kato_grpc.server.metrics import Metrics, MetricsInterceptor
 __all__ = ["build_interceptors", "check_settings"]
 
 
-def build_interceptors(settings: Any, sessions: Any, keys: auth.KeyRing | None = None,
-                       metrics: Metrics | None = None,
-                       state_keys: state_signing.StateKeyRing | None = None) -> list[grpc.aio.ServerInterceptor]:
+def build_interceptors(
+    settings: Any,
+    sessions: Any,
+    keys: auth.KeyRing | None = None,
+    metrics: Metrics | None = None,
+    state_keys: state_signing.StateKeyRing | None = None,
+) -> list[grpc.aio.ServerInterceptor]:
     """The chain for these settings; `keys` defaults to the settings' key ring (None = auth off),
     `state_keys` to the settings' state signing keys; `sessions` is the (async) session store
     auth reads a session's owner from."""
     chain: list[grpc.aio.ServerInterceptor] = [
-        request_context.RequestContextInterceptor(every_call=getattr(settings, "access_log", False))]
+        request_context.RequestContextInterceptor(every_call=getattr(settings, "access_log", False))
+    ]
     if metrics is not None:
         chain.append(MetricsInterceptor(metrics))
     chain.append(decoding.DecodeInterceptor())
@@ -52,7 +57,9 @@ def build_interceptors(settings: Any, sessions: Any, keys: auth.KeyRing | None =
 def check_settings(settings: Any) -> None:
     """Fail fast, before any process starts, on flags that cannot work (ValueError says why)."""
     if settings.log_format not in request_context.LOG_FORMATS:
-        raise ValueError(f"--log-format {settings.log_format!r} must be one of {', '.join(request_context.LOG_FORMATS)}")
+        raise ValueError(
+            f"--log-format {settings.log_format!r} must be one of {', '.join(request_context.LOG_FORMATS)}"
+        )
     if settings.workers > 1 and settings.port == 0:
         raise ValueError("--port 0 with --workers > 1 would give every worker its own port: choose a port")
     if not 0 <= settings.metrics_port <= 65535:

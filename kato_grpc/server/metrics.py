@@ -37,11 +37,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import grpc
 from prometheus_client import (
-    CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector, ProcessCollector, disable_created_metrics,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
     start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -55,7 +63,7 @@ __all__ = ["Metrics", "MetricsInterceptor", "StoreCollector", "BackendCollector"
 log = logging.getLogger("kato_grpc.metrics")
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-STATE_BUCKETS = tuple(float(2 ** n) for n in range(8, 25, 2))  # 256 B … 16 MiB
+STATE_BUCKETS = tuple(float(2**n) for n in range(8, 25, 2))  # 256 B … 16 MiB
 _LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
 
@@ -71,24 +79,43 @@ class Metrics:
             GCCollector(registry=self.registry)
         r = self.registry
         self.started = Counter("grpc_server_started", "RPCs started on the server.", _LABELS, registry=r)
-        self.handled = Counter("grpc_server_handled", "RPCs completed on the server, by status code.",
-                               (*_LABELS, "grpc_code"), registry=r)
-        self.latency = Histogram("grpc_server_handling_seconds", "Time to handle an RPC, to its status.",
-                                 _LABELS, buckets=LATENCY_BUCKETS, registry=r)
+        self.handled = Counter(
+            "grpc_server_handled", "RPCs completed on the server, by status code.", (*_LABELS, "grpc_code"), registry=r
+        )
+        self.latency = Histogram(
+            "grpc_server_handling_seconds",
+            "Time to handle an RPC, to its status.",
+            _LABELS,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.in_flight = Gauge("kato_grpc_in_flight_calls", "RPCs being served now.", _LABELS[1:], registry=r)
-        self.state_bytes = Histogram("kato_session_state_bytes",
-                                     "Serialized SessionState size each session call ended with, in bytes.",
-                                     ("grpc_method",), buckets=STATE_BUCKETS, registry=r)
-        self.unavailable = Counter("kato_backend_unavailable", "Calls answered UNAVAILABLE (a back end did not answer).",
-                                   ("grpc_method",), registry=r)
-        self.cas_exhausted = Counter("kato_session_cas_exhausted",
-                                     "Calls on a server-held session that ran out of compare-and-set retries (ABORTED).",
-                                     ("grpc_method",), registry=r)
+        self.state_bytes = Histogram(
+            "kato_session_state_bytes",
+            "Serialized SessionState size each session call ended with, in bytes.",
+            ("grpc_method",),
+            buckets=STATE_BUCKETS,
+            registry=r,
+        )
+        self.unavailable = Counter(
+            "kato_backend_unavailable",
+            "Calls answered UNAVAILABLE (a back end did not answer).",
+            ("grpc_method",),
+            registry=r,
+        )
+        self.cas_exhausted = Counter(
+            "kato_session_cas_exhausted",
+            "Calls on a server-held session that ran out of compare-and-set retries (ABORTED).",
+            ("grpc_method",),
+            registry=r,
+        )
         self.session_persistence = Gauge(
             "kato_session_store_persistence",
             "1 for the persistence mode of the Redis keeping server-held sessions, read at start-up "
             "(aof-always, aof-everysec, aof-no, rdb, none, unknown); absent without --redis-url.",
-            ("mode",), registry=r)
+            ("mode",),
+            registry=r,
+        )
         self._server = None
 
     def note_session_persistence(self, mode: str) -> None:
@@ -126,21 +153,27 @@ class StoreCollector(Collector):
         return []
 
     def collect(self) -> Iterable[Any]:
-        patterns = GaugeMetricFamily("kato_kb_patterns", "Patterns stored per knowledge base (loaded ones).",
-                                     labels=("kb_id",))
+        patterns = GaugeMetricFamily(
+            "kato_kb_patterns", "Patterns stored per knowledge base (loaded ones).", labels=("kb_id",)
+        )
         loaded = getattr(self._kb, "loaded_pattern_counts", None)
         for kb_id, count in (loaded() if loaded is not None else {}).items():
             patterns.add_metric((kb_id,), count)
         yield patterns
         conflicts = CounterMetricFamily(
-            "kato_session_cas_conflicts", "Compare-and-set attempts that lost to a concurrent writer and were retried.")
+            "kato_session_cas_conflicts", "Compare-and-set attempts that lost to a concurrent writer and were retried."
+        )
         conflicts.add_metric((), getattr(self._runner, "conflicts", 0))
         yield conflicts
-        threads = GaugeMetricFamily("kato_lane_threads", "Threads of each lane (--cpu-threads, --kb-threads,"
-                                    " --session-threads).", labels=("lane",))
+        threads = GaugeMetricFamily(
+            "kato_lane_threads",
+            "Threads of each lane (--cpu-threads, --kb-threads, --session-threads).",
+            labels=("lane",),
+        )
         busy = GaugeMetricFamily("kato_lane_busy_threads", "Threads of each lane running work now.", labels=("lane",))
-        queued = GaugeMetricFamily("kato_lane_queued_tasks", "Work waiting for a thread of each lane.",
-                                   labels=("lane",))
+        queued = GaugeMetricFamily(
+            "kato_lane_queued_tasks", "Work waiting for a thread of each lane.", labels=("lane",)
+        )
         for lane in self._lanes:
             threads.add_metric((lane.name,), lane.threads)
             busy.add_metric((lane.name,), lane.busy)
@@ -160,8 +193,9 @@ class BackendCollector(Collector):
         return []
 
     def collect(self) -> Iterable[Any]:
-        up = GaugeMetricFamily("kato_backend_up", "1 while the back end answers its health probe, else 0.",
-                               labels=("backend",))
+        up = GaugeMetricFamily(
+            "kato_backend_up", "1 while the back end answers its health probe, else 0.", labels=("backend",)
+        )
         for name, ok in sorted(self._watch.up.items()):
             up.add_metric((name,), 1.0 if ok else 0.0)
         yield up

@@ -18,11 +18,10 @@ file descriptor is the v1alpha one renamed.
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 import grpc
-from google.protobuf import descriptor_pb2
-from google.protobuf import duration_pb2
+from google.protobuf import descriptor_pb2, duration_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2 as ref
@@ -52,7 +51,10 @@ def _v1_reflection_file() -> FileProto:
     for field in (f for message in file.message_type for f in message.field if f.type_name):
         field.type_name = field.type_name.replace(old, new)
     for method in (m for service in file.service for m in service.method):
-        method.input_type, method.output_type = method.input_type.replace(old, new), method.output_type.replace(old, new)
+        method.input_type, method.output_type = (
+            method.input_type.replace(old, new),
+            method.output_type.replace(old, new),
+        )
     return file
 
 
@@ -83,6 +85,7 @@ def _symbols(file: FileProto) -> Iterator[str]:
 
 def _extensions(file: FileProto) -> Iterator[tuple[str, int]]:
     """(extended message, field number) of every extension a file declares."""
+
     def nested(items) -> Iterator[descriptor_pb2.FieldDescriptorProto]:
         for message in items:
             yield from message.extension
@@ -110,11 +113,16 @@ class DescriptorIndex:
             self._by_extension.update(dict.fromkeys(_extensions(file), file.name))
 
     @classmethod
-    def default(cls) -> "DescriptorIndex":
+    def default(cls) -> DescriptorIndex:
         """Our protos with comments, then the health and reflection protos, and the
         error-detail protos so clients (grpcurl) can decode BadRequest and ErrorInfo."""
-        extra = (_file_of(health_pb2.DESCRIPTOR), _file_of(ref.DESCRIPTOR), _v1_reflection_file(),
-                 _file_of(duration_pb2.DESCRIPTOR), _file_of(error_details_pb2.DESCRIPTOR))
+        extra = (
+            _file_of(health_pb2.DESCRIPTOR),
+            _file_of(ref.DESCRIPTOR),
+            _v1_reflection_file(),
+            _file_of(duration_pb2.DESCRIPTOR),
+            _file_of(error_details_pb2.DESCRIPTOR),
+        )
         return cls([*serialized_files().values(), *(f.SerializeToString(deterministic=True) for f in extra)])
 
     def _with_dependencies(self, name: str) -> list[str]:
@@ -148,7 +156,8 @@ class DescriptorIndex:
 
 def _error(request: ref.ServerReflectionRequest, code: grpc.StatusCode, message: str) -> ref.ServerReflectionResponse:
     return ref.ServerReflectionResponse(
-        original_request=request, error_response=ref.ErrorResponse(error_code=code.value[0], error_message=message))
+        original_request=request, error_response=ref.ErrorResponse(error_code=code.value[0], error_message=message)
+    )
 
 
 class ReflectionServicer:
@@ -162,16 +171,29 @@ class ReflectionServicer:
         """The response to one reflection request."""
         kind = request.WhichOneof("message_request")
         if kind == "list_services":
-            return ref.ServerReflectionResponse(original_request=request, list_services_response=ref.ListServiceResponse(
-                service=[ref.ServiceResponse(name=name) for name in self._services]))
+            return ref.ServerReflectionResponse(
+                original_request=request,
+                list_services_response=ref.ListServiceResponse(
+                    service=[ref.ServiceResponse(name=name) for name in self._services]
+                ),
+            )
         if kind == "all_extension_numbers_of_type":
             base = request.all_extension_numbers_of_type
-            return ref.ServerReflectionResponse(original_request=request, all_extension_numbers_response=(
-                ref.ExtensionNumberResponse(base_type_name=base, extension_number=self._index.extension_numbers(base))))
+            return ref.ServerReflectionResponse(
+                original_request=request,
+                all_extension_numbers_response=(
+                    ref.ExtensionNumberResponse(
+                        base_type_name=base, extension_number=self._index.extension_numbers(base)
+                    )
+                ),
+            )
         if kind == "file_by_filename":
             names, wanted = self._index.file_by_filename(request.file_by_filename), request.file_by_filename
         elif kind == "file_containing_symbol":
-            names, wanted = self._index.file_containing_symbol(request.file_containing_symbol), request.file_containing_symbol
+            names, wanted = (
+                self._index.file_containing_symbol(request.file_containing_symbol),
+                request.file_containing_symbol,
+            )
         elif kind == "file_containing_extension":
             ext = request.file_containing_extension
             names = self._index.file_containing_extension(ext.containing_type, ext.extension_number)
@@ -180,11 +202,14 @@ class ReflectionServicer:
             return _error(request, grpc.StatusCode.INVALID_ARGUMENT, "no request set in message_request")
         if not names:
             return _error(request, grpc.StatusCode.NOT_FOUND, f"{wanted} not found")
-        return ref.ServerReflectionResponse(original_request=request, file_descriptor_response=ref.FileDescriptorResponse(
-            file_descriptor_proto=self._index.serialized(names)))
+        return ref.ServerReflectionResponse(
+            original_request=request,
+            file_descriptor_response=ref.FileDescriptorResponse(file_descriptor_proto=self._index.serialized(names)),
+        )
 
-    async def ServerReflectionInfo(self, requests: AsyncIterator[ref.ServerReflectionRequest], context
-                                   ) -> AsyncIterator[ref.ServerReflectionResponse]:
+    async def ServerReflectionInfo(
+        self, requests: AsyncIterator[ref.ServerReflectionRequest], context
+    ) -> AsyncIterator[ref.ServerReflectionResponse]:
         async for request in requests:
             yield self.answer(request)
 
@@ -195,7 +220,9 @@ def enable_server_reflection(service_names: Iterable[str], server: grpc.aio.Serv
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=ref.ServerReflectionRequest.FromString,
-        response_serializer=ref.ServerReflectionResponse.SerializeToString)
-    server.add_generic_rpc_handlers(tuple(
-        grpc.method_handlers_generic_handler(name, {"ServerReflectionInfo": handler}) for name in SERVICE_NAMES))
+        response_serializer=ref.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        tuple(grpc.method_handlers_generic_handler(name, {"ServerReflectionInfo": handler}) for name in SERVICE_NAMES)
+    )
     return servicer

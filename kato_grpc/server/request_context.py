@@ -43,27 +43,54 @@ import grpc
 from kato_grpc.server.handlers import CachedWrapper, around, split_method
 
 __all__ = [
-    "CallInfo", "current", "current_request_id", "RequestContextInterceptor", "configure_logging",
-    "JsonFormatter", "REQUEST_ID_HEADER", "LOG_FORMATS", "LOGGED_METADATA_KEYS",
+    "CallInfo",
+    "current",
+    "current_request_id",
+    "RequestContextInterceptor",
+    "configure_logging",
+    "JsonFormatter",
+    "REQUEST_ID_HEADER",
+    "LOG_FORMATS",
+    "LOGGED_METADATA_KEYS",
 ]
 
 REQUEST_ID_HEADER = "x-request-id"
 MAX_REQUEST_ID = 128
 LOG_FORMATS = ("text", "json")
-QUIET_SERVICES = frozenset({
-    "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
-})
+QUIET_SERVICES = frozenset(
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
+)
 # Call metadata logged at DEBUG: only these keys show their values. Any other key
 # (authorization, x-api-key, cookies, a proxy's own token header...) shows `[redacted]`:
 # an allow-list, because a deny-list cannot know every name a credential travels under.
-LOGGED_METADATA_KEYS = frozenset({
-    REQUEST_ID_HEADER, "user-agent", "grpc-accept-encoding", "grpc-encoding", "grpc-timeout", "content-type",
-    "te", ":authority", "x-forwarded-for", "x-real-ip",
-})
-SERVER_FAILURES = frozenset({
-    grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS,
-    grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
-})
+LOGGED_METADATA_KEYS = frozenset(
+    {
+        REQUEST_ID_HEADER,
+        "user-agent",
+        "grpc-accept-encoding",
+        "grpc-encoding",
+        "grpc-timeout",
+        "content-type",
+        "te",
+        ":authority",
+        "x-forwarded-for",
+        "x-real-ip",
+    }
+)
+SERVER_FAILURES = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+    }
+)
 
 access_log = logging.getLogger("kato_grpc.access")
 
@@ -105,9 +132,15 @@ def _incoming_request_id(metadata) -> str:
 
 def _safe_metadata(metadata) -> list[tuple[str, str]]:
     """The call's metadata for a log line: values of `LOGGED_METADATA_KEYS` only."""
-    return [(key, (value if isinstance(value, str) else f"<{len(value)} bytes>")
-             if key in LOGGED_METADATA_KEYS else "[redacted]")
-            for key, value in metadata or ()]
+    return [
+        (
+            key,
+            (value if isinstance(value, str) else f"<{len(value)} bytes>")
+            if key in LOGGED_METADATA_KEYS
+            else "[redacted]",
+        )
+        for key, value in metadata or ()
+    ]
 
 
 class RequestContextInterceptor(grpc.aio.ServerInterceptor):
@@ -131,8 +164,10 @@ class RequestContextInterceptor(grpc.aio.ServerInterceptor):
             info = CallInfo(request_id=_incoming_request_id(metadata), method=method)
             _CALL.set(info)
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("call started", extra={"method": method, "metadata": _safe_metadata(metadata),
-                                                  "peer": context.peer()})
+                log.debug(
+                    "call started",
+                    extra={"method": method, "metadata": _safe_metadata(metadata), "peer": context.peer()},
+                )
             return info, time.perf_counter()
 
         def inner_context(context: grpc.aio.ServicerContext, token) -> _KeepingContext:
@@ -144,7 +179,9 @@ class RequestContextInterceptor(grpc.aio.ServerInterceptor):
             if not log.isEnabledFor(line_level):
                 return
             fields: dict[str, Any] = {
-                "method": method, "code": code.name, "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "method": method,
+                "code": code.name,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             }
             if info.principal:
                 fields["key_name"] = info.principal
@@ -218,8 +255,11 @@ class _TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        fields = [f"{key}={value}" for key, value in record.__dict__.items()
-                  if key not in _STANDARD_ATTRS and not key.startswith("_")]
+        fields = [
+            f"{key}={value}"
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD_ATTRS and not key.startswith("_")
+        ]
         request_id = current_request_id()
         if request_id and "request_id" not in record.__dict__:
             fields.insert(0, f"request_id={request_id}")

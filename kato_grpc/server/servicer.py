@@ -18,16 +18,15 @@ import hashlib
 import json
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2, timestamp_pb2
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.core import engine
-from kato_grpc.core.config import SessionConfig, config_to_dict
 from kato_grpc.core.engine import Predictor
 from kato_grpc.core.errors import EmptyStmError, FieldViolation, NotFoundError, ValidationError
 from kato_grpc.core.learning import PATTERN_PREFIX, strip_prefix
@@ -38,11 +37,18 @@ from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.server import convert
 from kato_grpc.server.errors import KatoError, rich_status, status_for_exception, status_message
 from kato_grpc.server.execution import (
-    NORMAL, URGENT, BackendTimeout, DeadlineExceeded, KbGuard, Lane, check_budget, start_budget,
+    NORMAL,
+    URGENT,
+    BackendTimeout,
+    DeadlineExceeded,
+    KbGuard,
+    Lane,
+    check_budget,
+    start_budget,
 )
+from kato_grpc.sessions.base import StoreUnavailable
 from kato_grpc.sessions.request_ids import RequestAlreadyApplied
 from kato_grpc.sessions.runner import ConflictExhausted, SessionRunner
-from kato_grpc.sessions.base import StoreUnavailable
 
 __all__ = ["KatoServicer", "validate_kb_id"]
 
@@ -56,15 +62,16 @@ MAX_REQUEST_ID_CHARS = 128
 
 def validate_kb_id(kb_id: str, field: str = "kb_id") -> str:
     if not _KB_ID.fullmatch(kb_id or ""):
-        raise ValidationError(FieldViolation(
-            field, f"{kb_id[:40]!r} must be 1-128 characters of A-Z a-z 0-9 _ . : -"))
+        raise ValidationError(FieldViolation(field, f"{kb_id[:40]!r} must be 1-128 characters of A-Z a-z 0-9 _ . : -"))
     return kb_id
 
 
 def _pattern_name(name: str, field: str = "name") -> str:
     bare = strip_prefix(name)
     if not _NAME.fullmatch(bare):
-        raise ValidationError(FieldViolation(field, f"{name[:60]!r} must be 40 lowercase hex digits, optionally prefixed PTRN|"))
+        raise ValidationError(
+            FieldViolation(field, f"{name[:60]!r} must be 40 lowercase hex digits, optionally prefixed PTRN|")
+        )
     return bare
 
 
@@ -91,7 +98,7 @@ def _rpc(method: Callable) -> Callable:
         start_budget(remaining)
         try:
             return await method(self, request, context)
-        except Exception as exc:  # noqa: BLE001 - mapped or re-raised below
+        except Exception as exc:
             error = _map_exception(exc)
             if error is None:
                 raise
@@ -104,8 +111,11 @@ def _request_id(request) -> str:
     """The request's `request_id` ("" for none or a request without one), at most 128 characters."""
     request_id = getattr(request, "request_id", "")
     if len(request_id) > MAX_REQUEST_ID_CHARS:
-        raise ValidationError(FieldViolation(
-            "request_id", f"{len(request_id)} characters exceed {MAX_REQUEST_ID_CHARS} (a UUID4 is recommended)"))
+        raise ValidationError(
+            FieldViolation(
+                "request_id", f"{len(request_id)} characters exceed {MAX_REQUEST_ID_CHARS} (a UUID4 is recommended)"
+            )
+        )
     return request_id
 
 
@@ -128,8 +138,17 @@ Step = Callable[[SessionState, Any], Outcome]
 
 
 class KatoServicer(api_grpc.KatoServiceServicer):
-    def __init__(self, kb: KnowledgeStore, sessions: SessionRunner | None, limits: Limits, *,
-                 cpu: Lane, kb_lane: Lane, guard: KbGuard, predictor: Predictor = predict_patterns) -> None:
+    def __init__(
+        self,
+        kb: KnowledgeStore,
+        sessions: SessionRunner | None,
+        limits: Limits,
+        *,
+        cpu: Lane,
+        kb_lane: Lane,
+        guard: KbGuard,
+        predictor: Predictor = predict_patterns,
+    ) -> None:
         self._kb = kb
         self._sessions = sessions
         self._limits = limits
@@ -212,11 +231,21 @@ class KatoServicer(api_grpc.KatoServiceServicer):
 
     def _session_id(self, request) -> str:
         if request.WhichOneof("session") is None:
-            raise ValidationError(FieldViolation("session", "set either state (client-held) or session_id (server-held)"))
+            raise ValidationError(
+                FieldViolation("session", "set either state (client-held) or session_id (server-held)")
+            )
         return request.session_id
 
-    async def _transition(self, request, step: Step, respond: Callable[[Outcome, bool], Any], response_type,
-                          keeps_predictions: bool = True, reads_kb: bool = True, short: bool = False):
+    async def _transition(
+        self,
+        request,
+        step: Step,
+        respond: Callable[[Outcome, bool], Any],
+        response_type,
+        keeps_predictions: bool = True,
+        reads_kb: bool = True,
+        short: bool = False,
+    ):
         """Run a state-changing step on whichever state the request names (`short`: see `_run_step`)."""
         request_id = _request_id(request)
         if request.WhichOneof("session") == "state":
@@ -225,7 +254,8 @@ class KatoServicer(api_grpc.KatoServiceServicer):
                 view = await self._view(state.kb_id)
                 priority = URGENT if short and not state.config.process_predictions else NORMAL
                 outcome, response = await self._cpu_lane.run(
-                    priority, self._step_and_respond, (step, respond, state, view), {})
+                    priority, self._step_and_respond, (step, respond, state, view), {}
+                )
             else:
                 outcome = step(state, None)
                 response = respond(outcome, True)
@@ -259,8 +289,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     # --- session operations ----------------------------------------------------------
     @_rpc
     async def Observe(self, request: api.ObserveRequest, context):
-        observation = convert.observation_from_proto(
-            request.observation if request.HasField("observation") else None)
+        observation = convert.observation_from_proto(request.observation if request.HasField("observation") else None)
 
         def step(state: SessionState, view) -> Outcome:
             return engine.observe(state, observation, view, self._limits, self._predictor)
@@ -274,47 +303,65 @@ class KatoServicer(api_grpc.KatoServiceServicer):
                 convert.state_to_proto(outcome.state, response.state, predictions=encoded)
             return response
 
-        return await self._transition(request, step, respond, api.ObserveResponse, keeps_predictions=False,
-                                      short=True)
+        return await self._transition(request, step, respond, api.ObserveResponse, keeps_predictions=False, short=True)
 
     @_rpc
     async def ObserveSequence(self, request: api.ObserveSequenceRequest, context):
         if len(request.observations) > self._limits.max_observations_per_sequence:
             from kato_grpc.core.errors import LimitExceeded
 
-            raise LimitExceeded(FieldViolation(
-                "observations", f"{len(request.observations)} observations exceed max_observations_per_sequence="
-                f"{self._limits.max_observations_per_sequence}"))
+            raise LimitExceeded(
+                FieldViolation(
+                    "observations",
+                    f"{len(request.observations)} observations exceed max_observations_per_sequence="
+                    f"{self._limits.max_observations_per_sequence}",
+                )
+            )
         observations = [convert.observation_from_proto(o) for o in request.observations]
 
         def step(state: SessionState, view) -> Outcome:
             return engine.observe_sequence(
-                state, observations, view,
-                learn_after_each=request.learn_after_each, learn_at_end=request.learn_at_end,
-                clear_stm_between=request.clear_stm_between, limits=self._limits, predictor=self._predictor)
+                state,
+                observations,
+                view,
+                learn_after_each=request.learn_after_each,
+                learn_at_end=request.learn_at_end,
+                clear_stm_between=request.clear_stm_between,
+                limits=self._limits,
+                predictor=self._predictor,
+            )
 
         def respond(outcome: Outcome, include_state: bool) -> api.ObserveSequenceResponse:
             r = outcome.result
             response = api.ObserveSequenceResponse(
-                observations_processed=r.observations_processed, initial_stm_length=r.initial_stm_length,
-                final_stm_length=r.final_stm_length, auto_learned_patterns=list(r.auto_learned_patterns),
-                final_learned_pattern=r.final_learned_pattern)
+                observations_processed=r.observations_processed,
+                initial_stm_length=r.initial_stm_length,
+                final_stm_length=r.final_stm_length,
+                auto_learned_patterns=list(r.auto_learned_patterns),
+                final_learned_pattern=r.final_learned_pattern,
+            )
             for item in r.results:
                 response.results.add(
-                    sequence_position=item.sequence_position, stm_length=item.stm_length, time=item.time,
-                    unique_id=item.unique_id, auto_learned_pattern=item.auto_learned_pattern)
+                    sequence_position=item.sequence_position,
+                    stm_length=item.stm_length,
+                    time=item.time,
+                    unique_id=item.unique_id,
+                    auto_learned_pattern=item.auto_learned_pattern,
+                )
             return self._with_state(response, outcome, include_state)
 
-        return await self._transition(request, step, respond, api.ObserveSequenceResponse,
-                                      keeps_predictions=not request.observations)
+        return await self._transition(
+            request, step, respond, api.ObserveSequenceResponse, keeps_predictions=not request.observations
+        )
 
     @_rpc
     async def Learn(self, request: api.LearnRequest, context):
         def respond(outcome: Outcome, include_state: bool) -> api.LearnResponse:
             return self._with_state(api.LearnResponse(pattern_name=outcome.result), outcome, include_state)
 
-        return await self._transition(request, lambda s, _view: engine.learn(s), respond, api.LearnResponse,
-                                      reads_kb=False)
+        return await self._transition(
+            request, lambda s, _view: engine.learn(s), respond, api.LearnResponse, reads_kb=False
+        )
 
     @_rpc
     async def Predict(self, request: api.PredictRequest, context):
@@ -327,16 +374,28 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         def respond(outcome: Outcome, include_state: bool) -> api.ClearStmResponse:
             return self._with_state(api.ClearStmResponse(), outcome, include_state)
 
-        return await self._transition(request, lambda s, _view: Outcome(state=engine.clear_stm(s)), respond,
-                                      api.ClearStmResponse, keeps_predictions=False, reads_kb=False)
+        return await self._transition(
+            request,
+            lambda s, _view: Outcome(state=engine.clear_stm(s)),
+            respond,
+            api.ClearStmResponse,
+            keeps_predictions=False,
+            reads_kb=False,
+        )
 
     @_rpc
     async def ClearAll(self, request: api.ClearAllRequest, context):
         def respond(outcome: Outcome, include_state: bool) -> api.ClearAllResponse:
             return self._with_state(api.ClearAllResponse(), outcome, include_state)
 
-        return await self._transition(request, lambda s, _view: engine.clear_all(s), respond, api.ClearAllResponse,
-                                      keeps_predictions=False, reads_kb=False)
+        return await self._transition(
+            request,
+            lambda s, _view: engine.clear_all(s),
+            respond,
+            api.ClearAllResponse,
+            keeps_predictions=False,
+            reads_kb=False,
+        )
 
     @_rpc
     async def GetStm(self, request: api.GetStmRequest, context):
@@ -356,8 +415,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     async def GetCognitionData(self, request: api.GetCognitionDataRequest, context):
         state = await self._read_state(request, with_predictions=True)
         data = engine.cognition_data(state)
-        response = api.GetCognitionDataResponse(
-            emotives=data["emotives"], symbols=data["symbols"], time=data["time"])
+        response = api.GetCognitionDataResponse(emotives=data["emotives"], symbols=data["symbols"], time=data["time"])
         convert.predictions_to_proto(state.last_predictions, response, "predictions")
         convert.events_to_proto(state.stm, response.short_term_memory)
         return response
@@ -371,8 +429,13 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             convert.config_to_proto(outcome.state.config, response.config)
             return self._with_state(response, outcome, include_state)
 
-        return await self._transition(request, lambda s, _view: Outcome(state=engine.update_config(s, overrides)),
-                                      respond, api.UpdateConfigResponse, reads_kb=False)
+        return await self._transition(
+            request,
+            lambda s, _view: Outcome(state=engine.update_config(s, overrides)),
+            respond,
+            api.UpdateConfigResponse,
+            reads_kb=False,
+        )
 
     @_rpc
     async def GetConfig(self, request: api.GetConfigRequest, context):
@@ -411,14 +474,26 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     async def UpdatePattern(self, request: api.UpdatePatternRequest, context):
         kb_id = validate_kb_id(request.kb_id)
         name = _pattern_name(request.name)
-        paths = set(request.update_mask.paths) if request.HasField("update_mask") else {
-            path for path, present in (("frequency", request.frequency != 0), ("emotives", len(request.emotives) > 0),
-                                       ("metadata", len(request.metadata) > 0)) if present}
+        paths = (
+            set(request.update_mask.paths)
+            if request.HasField("update_mask")
+            else {
+                path
+                for path, present in (
+                    ("frequency", request.frequency != 0),
+                    ("emotives", len(request.emotives) > 0),
+                    ("metadata", len(request.metadata) > 0),
+                )
+                if present
+            }
+        )
         if "*" in paths:  # the proto documents `*` as all three
             paths = paths - {"*"} | {"frequency", "emotives", "metadata"}
         unknown = paths - {"frequency", "emotives", "metadata"}
-        violations = [FieldViolation("update_mask", f"unknown path {p!r}; paths are frequency, emotives, metadata or *")
-                      for p in sorted(unknown)]
+        violations = [
+            FieldViolation("update_mask", f"unknown path {p!r}; paths are frequency, emotives, metadata or *")
+            for p in sorted(unknown)
+        ]
         if "frequency" in paths and request.frequency < 1:
             violations.append(FieldViolation("frequency", f"{request.frequency} must be >= 1"))
         if "emotives" in paths:
@@ -427,13 +502,19 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             for i, entry in enumerate(request.emotives):
                 for key, value in entry.values.items():
                     if not key or not math.isfinite(value):
-                        violations.append(FieldViolation(f"emotives[{i}]", f"{key!r}: {value!r} needs a non-empty name and a finite value"))
+                        violations.append(
+                            FieldViolation(
+                                f"emotives[{i}]", f"{key!r}: {value!r} needs a non-empty name and a finite value"
+                            )
+                        )
         if not paths:
             violations.append(FieldViolation("update_mask", "nothing to update: set frequency, emotives or metadata"))
         if violations:
             raise ValidationError(violations)
         update = functools.partial(
-            self._kb.update_pattern, kb_id, name,
+            self._kb.update_pattern,
+            kb_id,
+            name,
             frequency=request.frequency if "frequency" in paths else None,
             emotives=[convert.emotives_from_proto(e.values) for e in request.emotives] if "emotives" in paths else None,
             metadata={k: list(v.values) for k, v in request.metadata.items()} if "metadata" in paths else None,
@@ -463,7 +544,8 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         response = api.GetSymbolStatsResponse(
             total_unique_patterns=stats.total_unique_patterns,
             total_pattern_frequencies=stats.total_pattern_frequencies,
-            total_symbols_in_patterns_frequencies=stats.total_symbols_in_patterns_frequencies)
+            total_symbols_in_patterns_frequencies=stats.total_symbols_in_patterns_frequencies,
+        )
         for symbol, frequency, pmf in stats.symbols:
             response.symbol_stats.add(symbol=symbol, frequency=frequency, pattern_member_frequency=pmf)
         return response
@@ -473,7 +555,9 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         kb_id = validate_kb_id(request.kb_id)
         response = api.GetSymbolAffinityResponse()
         if request.HasField("symbol"):
-            affinities = {request.symbol: await self._store_read(kb_id, self._kb.symbol_affinity, kb_id, request.symbol)}
+            affinities = {
+                request.symbol: await self._store_read(kb_id, self._kb.symbol_affinity, kb_id, request.symbol)
+            }
         else:
             affinities = await self._store_read(kb_id, self._kb.symbol_affinity, kb_id, None)
         for symbol, values in affinities.items():
@@ -533,7 +617,9 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     @_rpc
     async def ExtendSession(self, request: api.ExtendSessionRequest, context):
         if not 1 <= request.ttl_seconds <= MAX_TTL_SECONDS:
-            raise ValidationError(FieldViolation("ttl_seconds", f"{request.ttl_seconds} must be in [1, {MAX_TTL_SECONDS}]"))
+            raise ValidationError(
+                FieldViolation("ttl_seconds", f"{request.ttl_seconds} must be in [1, {MAX_TTL_SECONDS}]")
+            )
         record = await self._sessions.extend(request.session_id, request.ttl_seconds)
         response = api.ExtendSessionResponse()
         self._session_message(record, response.session)
@@ -551,14 +637,13 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         async def step(state: SessionState) -> Outcome:
             return Outcome(state=engine.update_config(state, overrides))
 
-        response, replay = await self._sessions.transact(request.session_id, step, respond)
+        response, _replay = await self._sessions.transact(request.session_id, step, respond)
         return response
 
     @_rpc
     async def SessionExists(self, request: api.SessionExistsRequest, context):
         status = await self._sessions.exists(request.session_id)
         return api.SessionExistsResponse(exists=status.exists, expired=status.expired)
-
 
     # --- streaming -----------------------------------------------------------------------
     async def StreamObservations(self, request_iterator, context: grpc.aio.ServicerContext):
@@ -575,9 +660,10 @@ class KatoServicer(api_grpc.KatoServiceServicer):
                     # A rejected step changed nothing: answer it in-band, keep the feed going.
                     yield api.StreamObservationsResponse(error=status_message(_map_exception(exc)))
             if stream.client_state is not None:
-                yield api.StreamObservationsResponse(closed=api.StreamClosed(
-                    state=convert.state_to_proto(stream.client_state)))
-        except Exception as exc:  # noqa: BLE001 - mapped or re-raised below
+                yield api.StreamObservationsResponse(
+                    closed=api.StreamClosed(state=convert.state_to_proto(stream.client_state))
+                )
+        except Exception as exc:
             error = _map_exception(exc)
             if error is None:
                 raise
@@ -611,19 +697,24 @@ class _Stream:
                 return engine.observe(state, observation, view, servicer._limits, servicer._predictor)
 
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
-                return api.StreamObservationsResponse(observed=observe_response(outcome.result, self._return_predictions))
+                return api.StreamObservationsResponse(
+                    observed=observe_response(outcome.result, self._return_predictions)
+                )
         elif kind == "learn":
+
             def step(state: SessionState, _view) -> Outcome:
                 return engine.learn(state)
 
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
                 return api.StreamObservationsResponse(learned=api.LearnResponse(pattern_name=outcome.result))
         else:
+
             def step(state: SessionState, _view) -> Outcome:
                 return Outcome(state=engine.clear_stm(state))
 
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
                 return api.StreamObservationsResponse(cleared=api.ClearStmResponse())
+
         async def stepped(state: SessionState) -> Outcome:
             outcome = await servicer._run_step(step, state, reads_kb, short=True)
             check_budget()
@@ -666,8 +757,11 @@ def predict_response(state: SessionState, view, predictor: Predictor) -> api.Pre
 def observe_response(result, return_predictions: bool) -> api.ObserveResponse:
     """An ObserveResponse without state: the result, and the predictions when asked."""
     response = api.ObserveResponse(
-        stm_length=result.stm_length, time=result.time, unique_id=result.unique_id,
-        auto_learned_pattern=result.auto_learned_pattern)
+        stm_length=result.stm_length,
+        time=result.time,
+        unique_id=result.unique_id,
+        auto_learned_pattern=result.auto_learned_pattern,
+    )
     if return_predictions:
         convert.predictions_to_proto(result.predictions, response, "predictions")
         convert.future_potentials_to_proto(result.future_potentials, response, "future_potentials")
@@ -675,9 +769,12 @@ def observe_response(result, return_predictions: bool) -> api.ObserveResponse:
 
 
 def _pattern_not_found(kb_id: str, name: str) -> KatoError:
-    return KatoError(grpc.StatusCode.NOT_FOUND, "PATTERN_NOT_FOUND",
-                     f"pattern {PATTERN_PREFIX}{name} is not in knowledge base {kb_id!r}",
-                     metadata={"kbId": kb_id, "patternName": name})
+    return KatoError(
+        grpc.StatusCode.NOT_FOUND,
+        "PATTERN_NOT_FOUND",
+        f"pattern {PATTERN_PREFIX}{name} is not in knowledge base {kb_id!r}",
+        metadata={"kbId": kb_id, "patternName": name},
+    )
 
 
 def _page_token(kb_id: str, after: str) -> str:
@@ -693,5 +790,8 @@ def _read_page_token(token: str, kb_id: str) -> str:
             return str(data["after"])
     except (ValueError, KeyError, TypeError):
         pass
-    raise ValidationError(FieldViolation(
-        "page_token", f"is not a token this server issued for kb_id {kb_id!r}; pass next_page_token unchanged"))
+    raise ValidationError(
+        FieldViolation(
+            "page_token", f"is not a token this server issued for kb_id {kb_id!r}; pass next_page_token unchanged"
+        )
+    )

@@ -57,35 +57,34 @@ _HELP = {
     "grace_seconds": "on SIGTERM, how long in-flight calls may finish before the server stops",
     "redis_url": "redis://host:port/db for server-held sessions (default: in-process memory)",
     "clickhouse_url": "clickhouse://host:9000/db to keep knowledge bases in ClickHouse, shared by every replica;"
-                      " settings such as ?insert_quorum=2 ride along (default: the embedded store in data_dir)",
+    " settings such as ?insert_quorum=2 ride along (default: the embedded store in data_dir)",
     "session_ttl_seconds": "default TTL of a server-held session",
     "session_auto_extend": "whether each session access slides its expiry",
     "request_id_window_seconds": "how long a server-held session remembers an applied request_id, so a retry is"
-                                 " answered and not applied twice (never less than the session's TTL)",
+    " answered and not applied twice (never less than the session's TTL)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (symbols and metadata are logged only at DEBUG)",
     "log_format": "text, or json for one JSON object per line (with the call's request id)",
     "access_log": "log every call at INFO (method, code, duration, request id); otherwise only server-side"
-                  " failures are logged, at WARNING",
+    " failures are logged, at WARNING",
     "auth_keys_file": "JSON or TOML file of API keys (SHA-256 digests, kb id patterns, roles); turns auth on;"
-                      " re-read on SIGHUP (default: auth off)",
+    " re-read on SIGHUP (default: auth off)",
     "auth_redis_keys": "also look API keys up in the hash kato:auth:keys of --redis-url; turns auth on",
     "tls_cert": "PEM certificate chain of the server; with --tls-key the port speaks TLS only",
     "tls_key": "PEM private key of --tls-cert",
     "tls_client_ca": "PEM CA bundle: require client certificates signed by it (mutual TLS)",
-    "metrics_port": "serve Prometheus /metrics on --host at this port (worker i of --workers uses port + i;"
-                    " 0 = off)",
+    "metrics_port": "serve Prometheus /metrics on --host at this port (worker i of --workers uses port + i; 0 = off)",
     "cpu_threads": "threads running the engine (observe, predict); calls beyond them queue",
     "kb_threads": "threads calling the knowledge store (SQLite commits, ClickHouse queries)",
     "session_threads": "threads calling Redis for server-held sessions (with --redis-url)",
     "kb_timeout_seconds": "longest a call waits for the knowledge store before UNAVAILABLE (also ClickHouse's"
-                          " socket timeout)",
+    " socket timeout)",
     "redis_timeout_seconds": "longest a call waits for Redis before UNAVAILABLE (also Redis's socket timeout)",
     "health_probe_seconds": "how often Redis and ClickHouse are probed for the kato.v1.KatoService health"
-                            " status (NOT_SERVING while one does not answer within this time)",
+    " status (NOT_SERVING while one does not answer within this time)",
     "engine": "prediction engine: native (compiled, the default) or python (the readable reference core)",
     "state_keys_file": "JSON file of the HMAC keys that sign client-held session states (the first signs, all"
-                       " verify); give every replica the same file (default: <data-dir>/state-keys.json, created"
-                       " with a random key on first start)",
+    " verify); give every replica the same file (default: <data-dir>/state-keys.json, created"
+    " with a random key on first start)",
     "max_stm_events": "STM events kept per session; the oldest are dropped",
     "max_accumulator_entries": "emotive / metadata accumulator entries kept; the oldest are dropped",
     "max_symbols_per_event": "symbols allowed in one observation",
@@ -134,14 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(Limits):
         _add(serve, f.name, getattr(defaults.limits, f.name))
     health = sub.add_parser("health", help="check a server's gRPC health (exit 0 when SERVING)")
-    health.add_argument("--target", default=os.environ.get("KATO_HEALTH_TARGET", "127.0.0.1:50051"),
-                        help="host:port to check (env KATO_HEALTH_TARGET; default 127.0.0.1:50051)")
+    health.add_argument(
+        "--target",
+        default=os.environ.get("KATO_HEALTH_TARGET", "127.0.0.1:50051"),
+        help="host:port to check (env KATO_HEALTH_TARGET; default 127.0.0.1:50051)",
+    )
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
-    for flag, env, what in (("--tls-ca", "KATO_HEALTH_TLS_CA", "PEM CA bundle: check over TLS, trusting it"),
-                            ("--tls-cert", "KATO_HEALTH_TLS_CERT", "PEM client certificate (mutual TLS)"),
-                            ("--tls-key", "KATO_HEALTH_TLS_KEY", "PEM key of --tls-cert"),
-                            ("--tls-server-name", "KATO_HEALTH_TLS_SERVER_NAME",
-                             "name the server certificate must carry, if not the target's host")):
+    for flag, env, what in (
+        ("--tls-ca", "KATO_HEALTH_TLS_CA", "PEM CA bundle: check over TLS, trusting it"),
+        ("--tls-cert", "KATO_HEALTH_TLS_CERT", "PEM client certificate (mutual TLS)"),
+        ("--tls-key", "KATO_HEALTH_TLS_KEY", "PEM key of --tls-cert"),
+        (
+            "--tls-server-name",
+            "KATO_HEALTH_TLS_SERVER_NAME",
+            "name the server certificate must carry, if not the target's host",
+        ),
+    ):
         health.add_argument(flag, default=os.environ.get(env, ""), help=f"{what} (env {env})")
     from kato_grpc.kb.transfer import add_cli
 

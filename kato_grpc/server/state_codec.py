@@ -11,8 +11,8 @@ call (about 2 ms each way for 20 predictions).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.core.model import SessionState
@@ -25,7 +25,7 @@ __all__ = ["STATE_CODEC", "encode_state", "decode_state", "decode_for_step", "en
 class _StoredPredictions(tuple):
     """An empty tuple standing for the stored `last_predictions`, kept as messages."""
 
-    def __new__(cls, messages: Sequence[pb.Prediction]) -> "_StoredPredictions":
+    def __new__(cls, messages: Sequence[pb.Prediction]) -> _StoredPredictions:
         self = super().__new__(cls)
         self.messages = messages
         return self
@@ -57,5 +57,6 @@ def encode_after_step(state: SessionState) -> bytes:
     return encode_state(state)
 
 
-STATE_CODEC = Codec(encode=encode_state, decode=decode_state,
-                    decode_for_step=decode_for_step, encode_after_step=encode_after_step)
+STATE_CODEC = Codec(
+    encode=encode_state, decode=decode_state, decode_for_step=decode_for_step, encode_after_step=encode_after_step
+)

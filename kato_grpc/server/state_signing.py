@@ -52,8 +52,8 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import grpc
 
@@ -64,7 +64,11 @@ from kato_grpc.server.errors import KatoError, rich_status
 from kato_grpc.server.handlers import CachedWrapper, split_method, wrap_handler
 
 __all__ = [
-    "StateKeyRing", "StateSignatureInterceptor", "is_fresh", "load_state_keys", "DEFAULT_KEYS_FILE",
+    "StateKeyRing",
+    "StateSignatureInterceptor",
+    "is_fresh",
+    "load_state_keys",
+    "DEFAULT_KEYS_FILE",
     "MIN_SECRET_BYTES",
 ]
 
@@ -99,12 +103,14 @@ class StateKeyRing:
             if not key_id:
                 raise ValueError("a state key id must not be empty")
             if len(secret) < MIN_SECRET_BYTES:
-                raise ValueError(f"state key {key_id!r} has {len(secret)} bytes; at least {MIN_SECRET_BYTES} are needed")
+                raise ValueError(
+                    f"state key {key_id!r} has {len(secret)} bytes; at least {MIN_SECRET_BYTES} are needed"
+                )
         self._keys = dict(keys)
         self.signing_key_id = ids[0]
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "StateKeyRing":
+    def from_file(cls, path: str | Path) -> StateKeyRing:
         """The ring of a keys file; ValueError saying what is wrong with it."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -134,9 +140,12 @@ class StateKeyRing:
         if not key_id and not signature:
             if is_fresh(state):
                 return
-            raise _refusal("STATE_SIGNATURE_MISSING", f"{field}.signature",
-                           "is missing: send back the state the server returned (only a fresh state, "
-                           "kb_id and config alone, may be unsigned)")
+            raise _refusal(
+                "STATE_SIGNATURE_MISSING",
+                f"{field}.signature",
+                "is missing: send back the state the server returned (only a fresh state, "
+                "kb_id and config alone, may be unsigned)",
+            )
         for name in _SIGNATURE_FIELDS:
             state.ClearField(name)
         try:
@@ -148,16 +157,24 @@ class StateKeyRing:
         if is_fresh(state):
             return
         if not signature:
-            raise _refusal("STATE_SIGNATURE_MISSING", f"{field}.signature",
-                           "is missing: send back the state the server returned (only a fresh state, "
-                           "kb_id and config alone, may be unsigned)")
+            raise _refusal(
+                "STATE_SIGNATURE_MISSING",
+                f"{field}.signature",
+                "is missing: send back the state the server returned (only a fresh state, "
+                "kb_id and config alone, may be unsigned)",
+            )
         if key_id not in self._keys:
-            raise _refusal("STATE_KEY_UNKNOWN", f"{field}.signature_key_id",
-                           f"{key_id[:40]!r} is not a key of this server (retired or another deployment's): "
-                           "start a new session")
+            raise _refusal(
+                "STATE_KEY_UNKNOWN",
+                f"{field}.signature_key_id",
+                f"{key_id[:40]!r} is not a key of this server (retired or another deployment's): start a new session",
+            )
         if not hmac.compare_digest(signature, self._mac(key_id, state)):
-            raise _refusal("STATE_SIGNATURE_INVALID", f"{field}.signature",
-                           "does not match the state: it was altered after the server returned it")
+            raise _refusal(
+                "STATE_SIGNATURE_INVALID",
+                f"{field}.signature",
+                "does not match the state: it was altered after the server returned it",
+            )
 
 
 def _refusal(reason: str, field: str, why: str) -> KatoError:
@@ -177,8 +194,11 @@ def _create_default_keys(path: Path) -> None:
             os.fsync(out.fileno())
         with contextlib.suppress(FileExistsError):  # another process made it first: keep theirs
             _publish(temporary, path)
-            log.warning("created a state signing key in %s: give every replica the same file "
-                        "(--state-keys-file) so they accept each other's client-held states", path)
+            log.warning(
+                "created a state signing key in %s: give every replica the same file "
+                "(--state-keys-file) so they accept each other's client-held states",
+                path,
+            )
     finally:
         os.unlink(temporary)
 
@@ -225,6 +245,7 @@ class StateSignatureInterceptor(grpc.aio.ServerInterceptor):
 
         def wrap(behavior, kind: str):
             if kind == "unary_unary":
+
                 async def unary(request, context):
                     if takes_state and request.WhichOneof("session") == "state":
                         try:
@@ -238,12 +259,16 @@ class StateSignatureInterceptor(grpc.aio.ServerInterceptor):
 
                 return unary
             if kind == "stream_stream":
+
                 async def stream(request_iterator, context):
                     async def verified():
                         first = True
                         async for message in request_iterator:
-                            if first and message.WhichOneof("step") == "open" \
-                                    and message.open.WhichOneof("session") == "state":
+                            if (
+                                first
+                                and message.WhichOneof("step") == "open"
+                                and message.open.WhichOneof("session") == "state"
+                            ):
                                 try:
                                     keys.verify(message.open.state, "open.state")
                                 except KatoError as error:

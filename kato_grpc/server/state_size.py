@@ -47,20 +47,29 @@ def state_violations(state, limits: Limits, prefix: str = "state") -> list[Field
     """Every way a `kato.v1.SessionState` message exceeds `limits` (empty if none)."""
     violations = []
     if len(state.stm) > limits.max_stm_events:
-        violations.append(FieldViolation(
-            f"{prefix}.stm", f"{len(state.stm)} events exceed max_stm_events={limits.max_stm_events}"))
+        violations.append(
+            FieldViolation(f"{prefix}.stm", f"{len(state.stm)} events exceed max_stm_events={limits.max_stm_events}")
+        )
     # An event holds the observation's strings plus one `VCTR|…` name per vector.
     per_event = limits.max_symbols_per_event + limits.max_vectors_per_observation
     for i, event in enumerate(state.stm):
         if len(event.symbols) > per_event:
-            violations.append(FieldViolation(
-                f"{prefix}.stm[{i}].symbols",
-                f"{len(event.symbols)} symbols exceed max_symbols_per_event + max_vectors_per_observation={per_event}"))
+            violations.append(
+                FieldViolation(
+                    f"{prefix}.stm[{i}].symbols",
+                    f"{len(event.symbols)} symbols exceed"
+                    f" max_symbols_per_event + max_vectors_per_observation={per_event}",
+                )
+            )
     for name in ("emotive_acc", "metadata_acc"):
         count = len(getattr(state, name))
         if count > limits.max_accumulator_entries:
-            violations.append(FieldViolation(
-                f"{prefix}.{name}", f"{count} entries exceed max_accumulator_entries={limits.max_accumulator_entries}"))
+            violations.append(
+                FieldViolation(
+                    f"{prefix}.{name}",
+                    f"{count} entries exceed max_accumulator_entries={limits.max_accumulator_entries}",
+                )
+            )
     return violations
 
 
@@ -139,8 +148,10 @@ class StateSizeInterceptor(grpc.aio.ServerInterceptor):
 
         def wrap(behavior, kind: str):
             if kind == "unary_unary":
-                holds_state = "session" in api.DESCRIPTOR.services_by_name["KatoService"].methods_by_name[
-                    method].input_type.oneofs_by_name
+                holds_state = (
+                    "session"
+                    in api.DESCRIPTOR.services_by_name["KatoService"].methods_by_name[method].input_type.oneofs_by_name
+                )
 
                 async def unary(request, context):
                     if holds_state and request.WhichOneof("session") == "state":
@@ -153,14 +164,18 @@ class StateSizeInterceptor(grpc.aio.ServerInterceptor):
 
                 return unary
             if kind == "stream_stream":
+
                 async def stream(request_iterator, context):
                     messages = request_iterator.__aiter__()
                     try:
                         first = await messages.__anext__()
                     except StopAsyncIteration:
                         return
-                    if (isinstance(first, api.StreamObservationsRequest) and first.WhichOneof("step") == "open"
-                            and first.open.WhichOneof("session") == "state"):
+                    if (
+                        isinstance(first, api.StreamObservationsRequest)
+                        and first.WhichOneof("step") == "open"
+                        and first.open.WhichOneof("session") == "state"
+                    ):
                         violations = state_violations(first.open.state, limits, "open.state")
                         if violations:
                             await _reject(context, violations)

@@ -43,4 +43,5 @@ def server_credentials(settings: Any) -> grpc.ServerCredentials:
     key = _read(settings.tls_key, "--tls-key")
     client_ca = _read(settings.tls_client_ca, "--tls-client-ca") if settings.tls_client_ca else None
     return grpc.ssl_server_credentials(
-        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None)
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )

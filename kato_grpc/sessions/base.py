@@ -6,8 +6,9 @@ version still equals the one the writer read. No store takes a lock per session.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Protocol
+from typing import Protocol
 
 __all__ = ["SessionRecord", "SessionStore", "SessionStatus", "StoreUnavailable"]
 
@@ -41,7 +42,7 @@ class SessionRecord:
     owner: str = ""  # name of the API key that created the session ("" with auth off); set once
     replies: Mapping[str, bytes] = field(default_factory=dict)
 
-    def evolve(self, **changes) -> "SessionRecord":
+    def evolve(self, **changes) -> SessionRecord:
         return replace(self, **changes)
 
 

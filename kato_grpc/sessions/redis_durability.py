@@ -61,8 +61,9 @@ def persistence_of(appendonly: str, appendfsync: str, save: str) -> Persistence:
         mode = "rdb"
     else:
         mode = "none"
-    return Persistence(mode, f"appendonly {appendonly}, appendfsync {appendfsync}, save {save!r}: "
-                             f"{_WHAT_IS_LOST[mode]}")
+    return Persistence(
+        mode, f"appendonly {appendonly}, appendfsync {appendfsync}, save {save!r}: {_WHAT_IS_LOST[mode]}"
+    )
 
 
 def check_persistence(client: redis.Redis, where: str) -> Persistence:
@@ -70,18 +71,28 @@ def check_persistence(client: redis.Redis, where: str) -> Persistence:
     try:
         config = {}
         for key in ("appendonly", "appendfsync", "save"):
-            config.update({k if isinstance(k, str) else k.decode(): v if isinstance(v, str) else v.decode()
-                           for k, v in client.config_get(key).items()})
-        persistence = persistence_of(config.get("appendonly", "no"), config.get("appendfsync", ""),
-                                     config.get("save", ""))
+            config.update(
+                {
+                    k if isinstance(k, str) else k.decode(): v if isinstance(v, str) else v.decode()
+                    for k, v in client.config_get(key).items()
+                }
+            )
+        persistence = persistence_of(
+            config.get("appendonly", "no"), config.get("appendfsync", ""), config.get("save", "")
+        )
     except redis.exceptions.RedisError as exc:
-        persistence = Persistence("unknown", f"CONFIG GET failed ({type(exc).__name__}): cannot tell whether "
-                                             "sessions survive a Redis restart")
+        persistence = Persistence(
+            "unknown", f"CONFIG GET failed ({type(exc).__name__}): cannot tell whether sessions survive a Redis restart"
+        )
         log.warning("session store Redis at %s: %s", where, persistence.detail)
         return persistence
     if persistence.durable:
         log.info("session store Redis at %s: %s", where, persistence.detail)
     else:
-        log.warning("session store Redis at %s has no append-only file (%s); for durable sessions set "
-                    "`appendonly yes` and `appendfsync everysec` (or `always`)", where, persistence.detail)
+        log.warning(
+            "session store Redis at %s has no append-only file (%s); for durable sessions set "
+            "`appendonly yes` and `appendfsync everysec` (or `always`)",
+            where,
+            persistence.detail,
+        )
     return persistence

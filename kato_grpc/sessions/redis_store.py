@@ -48,8 +48,8 @@ import itertools
 import json
 import secrets
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import redis
@@ -65,8 +65,18 @@ TOMBSTONE_SECONDS = 86400  # how long after expiry SessionExists still says "exp
 SOCKET_CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 5.0
 
-_READ_FIELDS = ("state", "version", "kb_id", "ttl_seconds", "expires_at", "created_at", "metadata", "outbox",
-                "replies", "owner")
+_READ_FIELDS = (
+    "state",
+    "version",
+    "kb_id",
+    "ttl_seconds",
+    "expires_at",
+    "created_at",
+    "metadata",
+    "outbox",
+    "replies",
+    "owner",
+)
 _UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ReadOnlyError)
 
 
@@ -172,7 +182,7 @@ class RedisSessionStore:
         self._status = client.register_script(_STATUS)
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Callable[[], float] = time.time, **options) -> "RedisSessionStore":
+    def from_url(cls, url: str, *, clock: Callable[[], float] = time.time, **options) -> RedisSessionStore:
         """A store on ``redis://[user:password@]host:port/db`` (also ``rediss://``, ``unix://``).
 
         Connects lazily: a server started while Redis is down answers UNAVAILABLE until
@@ -213,22 +223,33 @@ class RedisSessionStore:
     def _mutable_fields(record: SessionRecord, writer: str) -> list[bytes | str]:
         """What a transition may change; kb_id, created_at, metadata and owner are set at creation."""
         return [
-            "state", record.state,
-            "version", str(record.version),
-            "ttl_seconds", str(record.ttl_seconds),
-            "expires_at", repr(float(record.expires_at)),
-            "outbox", record.outbox,
-            "replies", _encode_replies(record.replies),
-            "writer", writer,
+            "state",
+            record.state,
+            "version",
+            str(record.version),
+            "ttl_seconds",
+            str(record.ttl_seconds),
+            "expires_at",
+            repr(float(record.expires_at)),
+            "outbox",
+            record.outbox,
+            "replies",
+            _encode_replies(record.replies),
+            "writer",
+            writer,
         ]
 
     @classmethod
     def _all_fields(cls, record: SessionRecord, writer: str) -> list[bytes | str]:
         return [
-            "kb_id", record.kb_id,
-            "created_at", repr(float(record.created_at)),
-            "metadata", record.metadata,
-            "owner", record.owner,
+            "kb_id",
+            record.kb_id,
+            "created_at",
+            repr(float(record.created_at)),
+            "metadata",
+            record.metadata,
+            "owner",
+            record.owner,
             *cls._mutable_fields(record, writer),
         ]
 
@@ -279,8 +300,7 @@ class RedisSessionStore:
         writer = self._new_writer()
         ms, tomb_ms = self._expiry_ms(record.expires_at)
         keys = [session_key(record.session_id), tombstone_key(record.session_id)]
-        args = [str(expected_version), str(record.version), writer, ms, tomb_ms,
-                *self._mutable_fields(record, writer)]
+        args = [str(expected_version), str(record.version), writer, ms, tomb_ms, *self._mutable_fields(record, writer)]
         with self._reachable():
             return bool(self._cas(keys=keys, args=args))
 

@@ -28,17 +28,26 @@ import struct
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, Protocol
+from typing import Protocol
 
 import redis
 
 from kato_grpc.sessions.base import StoreUnavailable
 
 __all__ = [
-    "Applied", "RequestLedger", "MemoryLedger", "RedisLedger", "RequestAlreadyApplied", "recall", "remember",
-    "RECENT_REPLIES", "DEFAULT_WINDOW_SECONDS", "MAX_LEDGER_REPLY_BYTES",
+    "Applied",
+    "RequestLedger",
+    "MemoryLedger",
+    "RedisLedger",
+    "RequestAlreadyApplied",
+    "recall",
+    "remember",
+    "RECENT_REPLIES",
+    "DEFAULT_WINDOW_SECONDS",
+    "MAX_LEDGER_REPLY_BYTES",
 ]
 
 RECENT_REPLIES = 16
@@ -60,8 +69,10 @@ class RequestAlreadyApplied(Exception):
 
     def __init__(self, session_id: str, request_id: str, applied_at: float) -> None:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(applied_at))
-        super().__init__(f"request_id {request_id[:64]!r} was already applied to session {session_id!r} at {when};"
-                         " its reply is no longer kept, so it is not applied again: read the session instead")
+        super().__init__(
+            f"request_id {request_id[:64]!r} was already applied to session {session_id!r} at {when};"
+            " its reply is no longer kept, so it is not applied again: read the session instead"
+        )
         self.metadata = {"sessionId": session_id, "requestId": request_id[:128], "appliedAt": when}
 
 
@@ -89,8 +100,9 @@ class RequestLedger(Protocol):
         """Release connections."""
 
 
-def recall(replies: Mapping[str, bytes], ledger: RequestLedger, session_id: str, request_id: str,
-           now: float) -> bytes | None:
+def recall(
+    replies: Mapping[str, bytes], ledger: RequestLedger, session_id: str, request_id: str, now: float
+) -> bytes | None:
     """The first reply to `request_id` if it was applied; None if it never was.
 
     Raises `RequestAlreadyApplied` when it was applied but its reply is no longer kept.
@@ -108,10 +120,17 @@ def recall(replies: Mapping[str, bytes], ledger: RequestLedger, session_id: str,
     return earlier.reply
 
 
-def remember(replies: Mapping[str, bytes], ledger: RequestLedger, session_id: str, request_id: str,
-             reply: bytes, now: float, window_seconds: float) -> dict[str, bytes]:
+def remember(
+    replies: Mapping[str, bytes],
+    ledger: RequestLedger,
+    session_id: str,
+    request_id: str,
+    reply: bytes,
+    now: float,
+    window_seconds: float,
+) -> dict[str, bytes]:
     """The record's new `replies` with `request_id` added; ids pushed out go to the ledger first."""
-    kept = list(replies.items()) + [(request_id, _pack(Applied(now, reply)))]
+    kept = [*replies.items(), (request_id, _pack(Applied(now, reply)))]
     evicted, kept = kept[:-RECENT_REPLIES], kept[-RECENT_REPLIES:]
     if evicted:
         entries = {}
@@ -168,7 +187,7 @@ class RedisLedger:
         self._where = where
 
     @classmethod
-    def from_url(cls, url: str, where: str) -> "RedisLedger":
+    def from_url(cls, url: str, where: str) -> RedisLedger:
         """A ledger with a connection pool of its own on the session store's Redis (lazy connect)."""
         return cls(redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0), where)
 
@@ -184,8 +203,10 @@ class RedisLedger:
         try:
             yield
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ReadOnlyError) as exc:
-            raise StoreUnavailable(f"session store unavailable: Redis at {self._where} did not answer "
-                                   f"({type(exc).__name__}); nothing was applied, retry the call") from None
+            raise StoreUnavailable(
+                f"session store unavailable: Redis at {self._where} did not answer "
+                f"({type(exc).__name__}); nothing was applied, retry the call"
+            ) from None
 
     def get(self, session_id: str, request_id: str) -> Applied | None:
         with self._reachable():

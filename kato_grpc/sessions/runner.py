@@ -16,14 +16,14 @@ a stated window (request_ids.py).
 from __future__ import annotations
 
 import asyncio
-
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
-from kato_grpc.core.model import Outcome, SessionState
 from kato_grpc.core.errors import NotFoundError
+from kato_grpc.core.model import Outcome, SessionState
 from kato_grpc.sessions.base import SessionRecord, SessionStatus
 from kato_grpc.sessions.effects_codec import decode_effects, encode_effects
 from kato_grpc.sessions.request_ids import (
@@ -150,7 +150,8 @@ class SessionRunner:
             off_loop = len(record.replies) >= RECENT_REPLIES
             if request_id:
                 earlier = await self._maybe_off_loop(
-                    off_loop, recall, record.replies, self._request_ids, session_id, request_id, self._clock())
+                    off_loop, recall, record.replies, self._request_ids, session_id, request_id, self._clock()
+                )
                 if earlier is not None:
                     return None, earlier
             state = decode(record.state)
@@ -160,9 +161,16 @@ class SessionRunner:
             replies: Mapping[str, bytes] = record.replies
             if request_id:
                 replies = await self._maybe_off_loop(
-                    off_loop, remember, replies, self._request_ids, session_id, request_id,
-                    response.SerializeToString(deterministic=True), self._clock(),
-                    max(self._request_window, record.ttl_seconds))
+                    off_loop,
+                    remember,
+                    replies,
+                    self._request_ids,
+                    session_id,
+                    request_id,
+                    response.SerializeToString(deterministic=True),
+                    self._clock(),
+                    max(self._request_window, record.ttl_seconds),
+                )
             ttl = ttl_seconds if ttl_seconds is not None else record.ttl_seconds
             updated = record.evolve(
                 state=encode(replace(outcome.state, version=version)),
@@ -213,5 +221,3 @@ class SessionRunner:
         if not await self._store.delete(session_id):
             await self.load(session_id)  # raises the right NOT_FOUND message
             raise SessionNotFound(session_id, False, "does not exist")
-
-

@@ -32,15 +32,16 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from kato_grpc.core import engine, errors
 from kato_grpc.core.config import config_to_dict
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
-from kato_grpc.kb.engines import engine_named
 from kato_grpc.core.model import Limits, SessionState
+from kato_grpc.kb.engines import engine_named
 from tests.conformance.runner import AdapterRejected
 
 __all__ = ["CoreAdapter", "to_plain"]
@@ -71,7 +72,7 @@ def _prediction(prediction: Any) -> dict[str, Any]:
     plain = to_plain(prediction)
     name = plain.get("name")
     if isinstance(name, str) and name.startswith(PTRN):
-        plain["name"] = name[len(PTRN):]
+        plain["name"] = name[len(PTRN) :]
     return plain
 
 
@@ -304,8 +305,12 @@ class CoreAdapter:
         with _rejections():
             observations = [engine.parse_observation(item, f"observations[{k}].") for k, item in enumerate(items)]
             outcome = engine.observe_sequence(
-                session.state, observations, self._kb(session), limits=self._limits,
-                predictor=self._engine.predictor, **flags
+                session.state,
+                observations,
+                self._kb(session),
+                limits=self._limits,
+                predictor=self._engine.predictor,
+                **flags,
             )
         result = self._commit(session, outcome)
         return {
@@ -372,7 +377,7 @@ class CoreAdapter:
             return None  # the label holds no learned name
         if not isinstance(name, str):
             raise _invalid("name", f"{name!r} must be a string")
-        bare = name[len(PTRN):] if name.startswith(PTRN) else name
+        bare = name[len(PTRN) :] if name.startswith(PTRN) else name
         record = self._kb(session).get_pattern(bare)
         if record is None:
             return None

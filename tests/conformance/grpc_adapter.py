@@ -19,14 +19,14 @@ import itertools
 import json
 import time
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-import grpc
 import pytest
-
 from kato_client import KatoClient
 from kato_client.client import ServerSession, Session, config_message, observation
 from kato_client.errors import FailedPrecondition, InvalidArgument, KatoClientError, NotFound, ResourceExhausted
+
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.core.config import config_to_dict
 from kato_grpc.server import convert
@@ -61,8 +61,7 @@ def _observation(raw: Any) -> pb.Observation:
     unique_id = raw.get("unique_id") or ""
     if not isinstance(strings, list) or not all(isinstance(s, str) for s in strings):
         raise AdapterRejected("validation", f"strings: {strings!r} is not a list of strings")
-    if not isinstance(vectors, list) or not all(
-            isinstance(v, list) and all(_is_number(x) for x in v) for v in vectors):
+    if not isinstance(vectors, list) or not all(isinstance(v, list) and all(_is_number(x) for x in v) for v in vectors):
         raise AdapterRejected("validation", f"vectors: {vectors!r} is not a list of number lists")
     if not isinstance(emotives, Mapping) or not all(_is_number(v) for v in emotives.values()):
         raise AdapterRejected("validation", f"emotives: {emotives!r} is not a map of numbers")
@@ -151,7 +150,12 @@ class GrpcAdapter:
                 raise AdapterRejected("validation", f"node_id: {node!r} must be a non-empty string")
             ttl, metadata, config = raw.get("ttl_seconds"), raw.get("metadata"), raw.get("config")
         else:
-            node, ttl, metadata, config = step.get("node"), step.get("ttl_seconds"), step.get("metadata"), step.get("config")
+            node, ttl, metadata, config = (
+                step.get("node"),
+                step.get("ttl_seconds"),
+                step.get("metadata"),
+                step.get("config"),
+            )
         if ttl is not None and (not _is_number(ttl) or (isinstance(ttl, float) and not ttl.is_integer())):
             raise AdapterRejected("validation", f"ttl_seconds: {ttl!r} is not an integer")
         if ttl is not None and not -(2**31) <= ttl < 2**31:
@@ -161,8 +165,12 @@ class GrpcAdapter:
         if self._mode == "client" and ttl is not None and not 1 <= ttl <= 2_592_000:
             raise AdapterRejected("validation", f"ttl_seconds: {ttl!r} out of range")
         self._create(alias, self._kb_id(node), config or {}, None if ttl is None else int(ttl), metadata)
-        return {"session_id": alias, "node_id": node, "ttl_seconds": ttl if ttl is not None else DEFAULT_TTL,
-                "metadata": to_plain(metadata or {})}
+        return {
+            "session_id": alias,
+            "node_id": node,
+            "ttl_seconds": ttl if ttl is not None else DEFAULT_TTL,
+            "metadata": to_plain(metadata or {}),
+        }
 
     def delete_session(self, alias: str, step: Mapping[str, Any]) -> dict[str, Any]:
         session = self._session(alias)
@@ -174,7 +182,10 @@ class GrpcAdapter:
     def session_info(self, alias: str, step: Mapping[str, Any]) -> dict[str, Any]:
         session = self._session(alias)
         state_config = self._call(session.config)
-        info: dict[str, Any] = {"session_id": alias, "config": to_plain(config_to_dict(convert.config_from_proto(state_config)))}
+        info: dict[str, Any] = {
+            "session_id": alias,
+            "config": to_plain(config_to_dict(convert.config_from_proto(state_config))),
+        }
         if isinstance(session, ServerSession):
             message = self._call(session.info_now)
             info.update(ttl_seconds=message.ttl_seconds, metadata=convert.struct_to_dict(message.metadata))
@@ -203,14 +214,27 @@ class GrpcAdapter:
     # --- observing and learning -------------------------------------------------------
     def observe(self, alias: str, step: Mapping[str, Any]) -> dict[str, Any]:
         session = self._session(alias)
-        raw = step["raw"] if "raw" in step else {
-            k: step[k] for k in ("strings", "vectors", "emotives", "metadata", "unique_id") if k in step}
+        raw = (
+            step["raw"]
+            if "raw" in step
+            else {k: step[k] for k in ("strings", "vectors", "emotives", "metadata", "unique_id") if k in step}
+        )
         obs = _observation(raw)
-        response = self._call(self._client.call, "Observe", session._request(
-            __import__("kato_grpc._proto.kato.v1.kato_service_pb2", fromlist=["x"]).ObserveRequest, observation=obs))
+        response = self._call(
+            self._client.call,
+            "Observe",
+            session._request(
+                __import__("kato_grpc._proto.kato.v1.kato_service_pb2", fromlist=["x"]).ObserveRequest, observation=obs
+            ),
+        )
         session._keep(response)
-        return {"status": "okay", "stm_length": response.stm_length, "time": response.time,
-                "unique_id": response.unique_id, "auto_learned_pattern": response.auto_learned_pattern or None}
+        return {
+            "status": "okay",
+            "stm_length": response.stm_length,
+            "time": response.time,
+            "unique_id": response.unique_id,
+            "auto_learned_pattern": response.auto_learned_pattern or None,
+        }
 
     def observe_raw(self, alias: str, step: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -225,16 +249,29 @@ class GrpcAdapter:
         if not isinstance(items, list):
             raise AdapterRejected("validation", "observations must be a list")
         messages = [_observation(item) for item in items]
-        r = self._call(session.observe_sequence, messages, learn_after_each=bool(step.get("learn_after_each")),
-                       learn_at_end=bool(step.get("learn_at_end")), clear_stm_between=bool(step.get("clear_stm_between")))
+        r = self._call(
+            session.observe_sequence,
+            messages,
+            learn_after_each=bool(step.get("learn_after_each")),
+            learn_at_end=bool(step.get("learn_at_end")),
+            clear_stm_between=bool(step.get("clear_stm_between")),
+        )
         return {
             "status": "okay",
             "observations_processed": r.observations_processed,
             "initial_stm_length": r.initial_stm_length,
             "final_stm_length": r.final_stm_length,
-            "results": [{"status": "okay", "sequence_position": i.sequence_position, "stm_length": i.stm_length,
-                         "time": i.time, "unique_id": i.unique_id,
-                         "auto_learned_pattern": i.auto_learned_pattern or None} for i in r.results],
+            "results": [
+                {
+                    "status": "okay",
+                    "sequence_position": i.sequence_position,
+                    "stm_length": i.stm_length,
+                    "time": i.time,
+                    "unique_id": i.unique_id,
+                    "auto_learned_pattern": i.auto_learned_pattern or None,
+                }
+                for i in r.results
+            ],
             "auto_learned_patterns": list(r.auto_learned_patterns),
             "final_learned_pattern": r.final_learned_pattern or None,
         }
@@ -283,8 +320,11 @@ class GrpcAdapter:
         except KatoClientError as exc:
             raise _reject(exc) from exc
         record = {
-            "name": p.name, "pattern_data": [list(e.symbols) for e in p.events], "length": p.length,
-            "frequency": p.frequency, "emotives": [dict(e.values) for e in p.emotives],
+            "name": p.name,
+            "pattern_data": [list(e.symbols) for e in p.events],
+            "length": p.length,
+            "frequency": p.frequency,
+            "emotives": [dict(e.values) for e in p.emotives],
             "metadata": {k: list(v.values) for k, v in sorted(p.metadata.items())},
         }
         return record
@@ -295,17 +335,26 @@ class GrpcAdapter:
 
     def percept_data(self, alias: str, step: Mapping[str, Any]) -> dict[str, Any]:
         session = self._session(alias)
-        response = self._call(self._client.call, "GetPerceptData", session._request(
-            __import__("kato_grpc._proto.kato.v1.kato_service_pb2", fromlist=["x"]).GetPerceptDataRequest))
+        response = self._call(
+            self._client.call,
+            "GetPerceptData",
+            session._request(
+                __import__("kato_grpc._proto.kato.v1.kato_service_pb2", fromlist=["x"]).GetPerceptDataRequest
+            ),
+        )
         if not response.HasField("percept"):
             return {}
         return to_plain(convert.percept_from_proto(response.percept))
 
     def cognition_data(self, alias: str, step: Mapping[str, Any]) -> dict[str, Any]:
         r = self._call(self._session(alias).cognition)
-        return {"predictions": [_prediction(p) for p in r.predictions], "emotives": dict(r.emotives),
-                "symbols": list(r.symbols), "short_term_memory": [list(e.symbols) for e in r.short_term_memory],
-                "time": r.time}
+        return {
+            "predictions": [_prediction(p) for p in r.predictions],
+            "emotives": dict(r.emotives),
+            "symbols": list(r.symbols),
+            "short_term_memory": [list(e.symbols) for e in r.short_term_memory],
+            "time": r.time,
+        }
 
     def symbol_affinity(self, alias: str, step: Mapping[str, Any]) -> dict[str, Any]:
         kb_id = self._kb_of(self._session(alias))

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = [
     "ABSENT",
@@ -55,9 +56,9 @@ PTRN_PREFIX = "PTRN|"
 class _Absent:
     """The value of a field that an object does not have."""
 
-    _instance: "_Absent | None" = None
+    _instance: _Absent | None = None
 
-    def __new__(cls) -> "_Absent":
+    def __new__(cls) -> _Absent:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -84,7 +85,7 @@ class Scope:
     labels: Mapping[str, Any] = field(default_factory=dict)
     enclosing: Any = None
 
-    def inside(self, obj: Any) -> "Scope":
+    def inside(self, obj: Any) -> Scope:
         return Scope(self.labels, obj)
 
 
@@ -109,7 +110,7 @@ def _is_number(value: Any) -> bool:
 def bare_name(value: Any) -> Any:
     """A pattern name without its ``PTRN|`` prefix; other values are returned as they are."""
     if isinstance(value, str) and value.startswith(PTRN_PREFIX):
-        return value[len(PTRN_PREFIX):]
+        return value[len(PTRN_PREFIX) :]
     return value
 
 
@@ -126,7 +127,7 @@ def json_equal(a: Any, b: Any, tol: float = LITERAL_TOL) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(json_equal(x, y, tol) for x, y in zip(a, b))
+        return len(a) == len(b) and all(json_equal(x, y, tol) for x, y in zip(a, b, strict=False))
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(json_equal(a[k], b[k], tol) for k in a)
     if isinstance(a, (list, tuple, Mapping)) or isinstance(b, (list, tuple, Mapping)):
@@ -152,11 +153,7 @@ def _json_type(value: Any) -> str:
 
 def is_operator_object(spec: Any) -> bool:
     """True for a non-empty object whose keys all start with ``$``."""
-    return (
-        isinstance(spec, Mapping)
-        and len(spec) > 0
-        and all(isinstance(k, str) and k.startswith("$") for k in spec)
-    )
+    return isinstance(spec, Mapping) and len(spec) > 0 and all(isinstance(k, str) and k.startswith("$") for k in spec)
 
 
 def resolve_label(labels: Mapping[str, Any], ref: str) -> Any:
@@ -485,8 +482,11 @@ def _op_len_of_field(actual, arg, spec, scope, path):
         raise _fail(path, f"$len_of_field: the enclosing object has no field {arg!r}")
     mine, theirs = _length(actual, path, "$len_of_field"), _length(other, path, "$len_of_field")
     if mine != theirs:
-        raise _fail(path, f"$len_of_field: length {mine} differs from length {theirs} of field {arg!r} "
-                          f"({_short(actual, 120)} vs {_short(other, 120)})")
+        raise _fail(
+            path,
+            f"$len_of_field: length {mine} differs from length {theirs} of field {arg!r} "
+            f"({_short(actual, 120)} vs {_short(other, 120)})",
+        )
 
 
 VALUE_OPERATORS: dict[str, Callable[[Any, Any, Mapping[str, Any], Scope, str], None]] = {
@@ -577,16 +577,44 @@ def satisfies_object(obj: Any, spec: Mapping[str, Any], scope: Scope | None = No
 # Prediction-list assertions (README §5.1)
 # --------------------------------------------------------------------------------------
 
-PREDICTION_ASSERTION_KEYS = frozenset({
-    "count", "min_count", "max_count", "contains", "not_contains", "all", "first", "at",
-    "where", "then", "required", "count_where", "sorted_by", "order", "unique_field",
-    "sum", "max_by", "same_as", "comment",
-})
+PREDICTION_ASSERTION_KEYS = frozenset(
+    {
+        "count",
+        "min_count",
+        "max_count",
+        "contains",
+        "not_contains",
+        "all",
+        "first",
+        "at",
+        "where",
+        "then",
+        "required",
+        "count_where",
+        "sorted_by",
+        "order",
+        "unique_field",
+        "sum",
+        "max_by",
+        "same_as",
+        "comment",
+    }
+)
 
 
 def _summary(predictions: list, limit: int = 6) -> str:
-    shown = ("name", "frequency", "similarity", "potential", "matches", "past", "present",
-             "future", "missing", "extras")
+    shown = (
+        "name",
+        "frequency",
+        "similarity",
+        "potential",
+        "matches",
+        "past",
+        "present",
+        "future",
+        "missing",
+        "extras",
+    )
     brief = [{k: p[k] for k in shown if isinstance(p, Mapping) and k in p} for p in predictions[:limit]]
     more = f" ... ({len(predictions)} in all)" if len(predictions) > limit else ""
     return _short(brief, 1200) + more
@@ -599,8 +627,9 @@ def _numeric_field(prediction: Any, name: str, path: str, what: str) -> float:
     return float(value)
 
 
-def check_predictions(predictions: Any, assertion: Mapping[str, Any], scope: Scope | None = None,
-                      path: str = "$") -> None:
+def check_predictions(
+    predictions: Any, assertion: Mapping[str, Any], scope: Scope | None = None, path: str = "$"
+) -> None:
     """Raise :class:`MatchError` unless ``predictions`` (a list of prediction objects)
     satisfies every key of ``assertion`` (README §5.1)."""
     scope = scope if scope is not None else Scope()
@@ -620,11 +649,13 @@ def check_predictions(predictions: Any, assertion: Mapping[str, Any], scope: Sco
     if "count" in assertion and n != assertion["count"]:
         raise _fail(path, f"count: expected {assertion['count']} predictions, got {n}: {_summary(preds)}")
     if "min_count" in assertion and n < assertion["min_count"]:
-        raise _fail(path, f"min_count: expected at least {assertion['min_count']} predictions, got {n}: "
-                          f"{_summary(preds)}")
+        raise _fail(
+            path, f"min_count: expected at least {assertion['min_count']} predictions, got {n}: {_summary(preds)}"
+        )
     if "max_count" in assertion and n > assertion["max_count"]:
-        raise _fail(path, f"max_count: expected at most {assertion['max_count']} predictions, got {n}: "
-                          f"{_summary(preds)}")
+        raise _fail(
+            path, f"max_count: expected at most {assertion['max_count']} predictions, got {n}: {_summary(preds)}"
+        )
 
     if "contains" in assertion:
         spec = assertion["contains"]
@@ -702,10 +733,13 @@ def check_predictions(predictions: Any, assertion: Mapping[str, Any], scope: Sco
             raise _fail(path, "max_by: there are no predictions")
         values = [_numeric_field(p, spec["field"], element(i), "max_by") for i, p in enumerate(preds)]
         best = max(values)
-        top = [p for p, v in zip(preds, values) if abs(v - best) <= LITERAL_TOL]
+        top = [p for p, v in zip(preds, values, strict=False) if abs(v - best) <= LITERAL_TOL]
         if not any(satisfies_object(p, spec["match"], scope) for p in top):
-            raise _fail(path, f"max_by {spec['field']}: no prediction with the maximum {best} matches "
-                              f"{_short(spec['match'])}: {_summary(top)}")
+            raise _fail(
+                path,
+                f"max_by {spec['field']}: no prediction with the maximum {best} matches "
+                f"{_short(spec['match'])}: {_summary(top)}",
+            )
 
     if "same_as" in assertion:
         _check_same_as(preds, assertion["same_as"], scope, path)
@@ -721,8 +755,10 @@ def _check_same_as(preds: list, spec: Mapping[str, Any], scope: Scope, path: str
     mine, theirs = list(preds), list(saved)
     order = spec.get("order", "exact")
     if order == "by_name":
+
         def by_name(p: Any) -> str:
             return str(bare_name(p.get("name"))) if isinstance(p, Mapping) else ""
+
         mine.sort(key=by_name)
         theirs.sort(key=by_name)
     elif order != "exact":
@@ -730,14 +766,17 @@ def _check_same_as(preds: list, spec: Mapping[str, Any], scope: Scope, path: str
     if len(mine) != len(theirs):
         raise _fail(path, f"same_as {ref}: {len(mine)} predictions, but {len(theirs)} were saved")
     fields = spec.get("fields")
-    for i, (a, b) in enumerate(zip(mine, theirs)):
+    for i, (a, b) in enumerate(zip(mine, theirs, strict=False)):
         names = fields if fields is not None else sorted(set(a) | set(b))
         for name in names:
             left, right = a.get(name, ABSENT), b.get(name, ABSENT)
             if left is ABSENT or right is ABSENT:
                 if left is not right:
-                    raise _fail(f"{path}[{i}].{name}", f"same_as {ref}: field present on one side only "
-                                                       f"({_short(left, 120)} vs saved {_short(right, 120)})")
+                    raise _fail(
+                        f"{path}[{i}].{name}",
+                        f"same_as {ref}: field present on one side only "
+                        f"({_short(left, 120)} vs saved {_short(right, 120)})",
+                    )
                 continue
             if not json_equal(left, right):
                 raise _fail(f"{path}[{i}].{name}", f"same_as {ref}: {_short(left, 200)} != saved {_short(right, 200)}")

@@ -35,9 +35,10 @@ Adapter contract, in short:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tests.conformance.matchers import (
     MatchError,
@@ -67,17 +68,43 @@ __all__ = [
 REJECTION_KINDS = frozenset({"validation", "not_found", "other"})
 
 OPERATIONS = (
-    "observe", "observe_sequence", "learn", "clear_stm", "clear_all", "stm", "predictions",
-    "get_pattern", "configure", "get_config", "percept_data", "cognition_data",
-    "create_session", "delete_session", "session_info", "session_exists", "extend_session",
-    "sleep", "symbol_affinity", "observe_raw",
+    "observe",
+    "observe_sequence",
+    "learn",
+    "clear_stm",
+    "clear_all",
+    "stm",
+    "predictions",
+    "get_pattern",
+    "configure",
+    "get_config",
+    "percept_data",
+    "cognition_data",
+    "create_session",
+    "delete_session",
+    "session_info",
+    "session_exists",
+    "extend_session",
+    "sleep",
+    "symbol_affinity",
+    "observe_raw",
 )
 """Every operation of README §3; each is a method of :class:`EngineAdapter`."""
 
-OBJECT_RESULT_OPS = frozenset({
-    "observe", "observe_sequence", "get_config", "percept_data", "cognition_data",
-    "session_info", "session_exists", "extend_session", "create_session", "delete_session",
-})
+OBJECT_RESULT_OPS = frozenset(
+    {
+        "observe",
+        "observe_sequence",
+        "get_config",
+        "percept_data",
+        "cognition_data",
+        "session_info",
+        "session_exists",
+        "extend_session",
+        "create_session",
+        "delete_session",
+    }
+)
 """Operations whose plain-object ``expect`` is a partial match (README §3)."""
 
 MAIN = "main"
@@ -245,8 +272,10 @@ def _run_steps(case: Case, adapter: EngineAdapter) -> None:
     try:
         adapter.create_session(MAIN, setup)
     except AdapterRejected as rejection:
-        raise MatchError(f"{case.test_id}: creating the initial session with config "
-                         f"{json.dumps(case.config)} was rejected: {rejection}") from None
+        raise MatchError(
+            f"{case.test_id}: creating the initial session with config "
+            f"{json.dumps(case.config)} was rejected: {rejection}"
+        ) from None
     for index, step in enumerate(case.steps):
         try:
             _run_step(adapter, step, labels)
@@ -281,14 +310,16 @@ def _run_step(adapter: EngineAdapter, step: Mapping[str, Any], labels: dict[str,
             raise MatchError(f"expected a {expect_error!r} rejection, got {rejection}") from None
         after = _stm_snapshot(adapter, session)
         if not _unchanged(before, after):
-            raise MatchError(f"the rejected operation changed the session's STM: {before!r} -> {after!r}")
+            raise MatchError(f"the rejected operation changed the session's STM: {before!r} -> {after!r}") from None
         if "save_as" in step:
             labels[step["save_as"]] = None
         return
 
     if expect_error is not None:
-        raise MatchError(f"expected a {expect_error!r} rejection, but the operation returned "
-                         f"{json.dumps(result, default=repr)[:300]}")
+        raise MatchError(
+            f"expected a {expect_error!r} rejection, but the operation returned "
+            f"{json.dumps(result, default=repr)[:300]}"
+        )
     if "expect" in step:
         _check_expect(op, result, step["expect"], Scope(labels))
     if "save_as" in step:

@@ -13,7 +13,8 @@ every metric, auto-learn, fuzzy tokens, affinity and several rank keys.
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
@@ -46,9 +47,18 @@ def script() -> list[Message]:
     return [
         configure(recall_threshold=0.05, max_predictions=20, persistence=3),
         # two patterns that differ only in their last event tie on every metric: ranked by name
-        observe("t1"), observe("t2"), observe("x"), learn,
-        observe("t1"), observe("t2"), observe("y"), learn,
-        observe("t1"), observe("t2"), predict, api.ClearStmRequest(),
+        observe("t1"),
+        observe("t2"),
+        observe("x"),
+        learn,
+        observe("t1"),
+        observe("t2"),
+        observe("y"),
+        learn,
+        observe("t1"),
+        observe("t2"),
+        predict,
+        api.ClearStmRequest(),
         # many-symbol events in scrambled orders, emotives, metadata, vectors
         observe("a", emotives={"joy": 0.5, "fear": 0.25}, metadata={"source": "one", "tags": ["y", "x"]}),
         observe(*SCRAMBLED, vectors=[[0.1, 0.2, 0.3]]),
@@ -63,10 +73,16 @@ def script() -> list[Message]:
         predict,
         observe("b", "a"),
         learn,
-        api.ObserveSequenceRequest(observations=[
-            observation(["e", "a"], emotives={"joy": 1.0}), observation(["f"]),
-            observation(["a"], vectors=[[0.3, 0.2, 0.1]]), observation(["g", *SCRAMBLED[:5]]),
-        ], learn_after_each=True, learn_at_end=True),
+        api.ObserveSequenceRequest(
+            observations=[
+                observation(["e", "a"], emotives={"joy": 1.0}),
+                observation(["f"]),
+                observation(["a"], vectors=[[0.3, 0.2, 0.1]]),
+                observation(["g", *SCRAMBLED[:5]]),
+            ],
+            learn_after_each=True,
+            learn_at_end=True,
+        ),
         observe("a"),
         observe(*SCRAMBLED[3:9]),
         predict,
@@ -94,23 +110,35 @@ def run_core(requests: list[Message]) -> Iterator[Message]:
         if isinstance(request, api.ObserveRequest):
             outcome = engine.observe(current, convert.observation_from_proto(request.observation), kb)
             r = outcome.result
-            response = api.ObserveResponse(stm_length=r.stm_length, time=r.time, unique_id=r.unique_id,
-                                           auto_learned_pattern=r.auto_learned_pattern)
+            response = api.ObserveResponse(
+                stm_length=r.stm_length, time=r.time, unique_id=r.unique_id, auto_learned_pattern=r.auto_learned_pattern
+            )
             convert.predictions_to_proto(r.predictions, response, "predictions")
             convert.future_potentials_to_proto(r.future_potentials, response, "future_potentials")
         elif isinstance(request, api.ObserveSequenceRequest):
             outcome = engine.observe_sequence(
-                current, [convert.observation_from_proto(o) for o in request.observations], kb,
-                learn_after_each=request.learn_after_each, learn_at_end=request.learn_at_end)
+                current,
+                [convert.observation_from_proto(o) for o in request.observations],
+                kb,
+                learn_after_each=request.learn_after_each,
+                learn_at_end=request.learn_at_end,
+            )
             r = outcome.result
             response = api.ObserveSequenceResponse(
-                observations_processed=r.observations_processed, initial_stm_length=r.initial_stm_length,
-                final_stm_length=r.final_stm_length, auto_learned_patterns=list(r.auto_learned_patterns),
-                final_learned_pattern=r.final_learned_pattern)
+                observations_processed=r.observations_processed,
+                initial_stm_length=r.initial_stm_length,
+                final_stm_length=r.final_stm_length,
+                auto_learned_patterns=list(r.auto_learned_patterns),
+                final_learned_pattern=r.final_learned_pattern,
+            )
             for item in r.results:
-                response.results.add(sequence_position=item.sequence_position, stm_length=item.stm_length,
-                                     time=item.time, unique_id=item.unique_id,
-                                     auto_learned_pattern=item.auto_learned_pattern)
+                response.results.add(
+                    sequence_position=item.sequence_position,
+                    stm_length=item.stm_length,
+                    time=item.time,
+                    unique_id=item.unique_id,
+                    auto_learned_pattern=item.auto_learned_pattern,
+                )
         elif isinstance(request, api.LearnRequest):
             outcome = engine.learn(current)
             response = api.LearnResponse(pattern_name=outcome.result)
@@ -139,8 +167,14 @@ def run_core(requests: list[Message]) -> Iterator[Message]:
         yield convert.pattern_to_proto(record)
 
 
-METHODS = {api.ObserveRequest: "Observe", api.ObserveSequenceRequest: "ObserveSequence", api.LearnRequest: "Learn",
-           api.PredictRequest: "Predict", api.UpdateConfigRequest: "UpdateConfig", api.ClearStmRequest: "ClearStm"}
+METHODS = {
+    api.ObserveRequest: "Observe",
+    api.ObserveSequenceRequest: "ObserveSequence",
+    api.LearnRequest: "Learn",
+    api.PredictRequest: "Predict",
+    api.UpdateConfigRequest: "UpdateConfig",
+    api.ClearStmRequest: "ClearStm",
+}
 
 
 def run_server(target: str, requests: list[Message]) -> Iterator[Message]:
@@ -163,8 +197,9 @@ def run_server(target: str, requests: list[Message]) -> Iterator[Message]:
             sent.CopyFrom(request)
             sent.session_id = session_id
             if isinstance(request, api.UpdateConfigRequest):
-                yield stub.UpdateSessionConfig(api.UpdateSessionConfigRequest(
-                    session_id=session_id, config=request.config), timeout=60)
+                yield stub.UpdateSessionConfig(
+                    api.UpdateSessionConfigRequest(session_id=session_id, config=request.config), timeout=60
+                )
             else:
                 yield getattr(stub, METHODS[type(request)])(sent, timeout=60)
         for kb_id in (KB_ID, KB_ID + "-held"):

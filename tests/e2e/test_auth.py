@@ -46,8 +46,12 @@ class Key:
     kb_ids: tuple[str, ...]
 
     def entry(self) -> dict:
-        return {"name": self.name, "key_sha256": hashlib.sha256(self.secret.encode()).hexdigest(),
-                "kb_ids": list(self.kb_ids), "role": self.role}
+        return {
+            "name": self.name,
+            "key_sha256": hashlib.sha256(self.secret.encode()).hexdigest(),
+            "kb_ids": list(self.kb_ids),
+            "role": self.role,
+        }
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -59,7 +63,8 @@ def make_key(name: str, role: str, *kb_ids: str) -> Key:
 
 
 KEYS = {
-    key.name: key for key in (
+    key.name: key
+    for key in (
         make_key("reader-a", "read", "team-a-*"),
         make_key("writer-a", "write", "team-a-*", "shared"),
         make_key("writer-a2", "write", "team-a-*"),
@@ -81,8 +86,18 @@ def auth_server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("auth")
     keys_file = write_keys(workdir / "keys.json", KEYS.values())
     STATE_KEYS[:] = [write_state_keys(workdir / "state-keys.json", "auth-test")]
-    server = ServerProcess(["--data-dir", str(workdir / "data"), "--auth-keys-file", str(keys_file),
-                            "--state-keys-file", str(workdir / "state-keys.json"), "--log-level", "DEBUG"]).start()
+    server = ServerProcess(
+        [
+            "--data-dir",
+            str(workdir / "data"),
+            "--auth-keys-file",
+            str(keys_file),
+            "--state-keys-file",
+            str(workdir / "state-keys.json"),
+            "--log-level",
+            "DEBUG",
+        ]
+    ).start()
     yield server
     server.stop()
 
@@ -160,7 +175,8 @@ def request_for(method: str, kb_id: str, session_id: str = "no-such-session"):
         "DeleteSession": lambda: api.DeleteSessionRequest(session_id=session_id),
         "ExtendSession": lambda: api.ExtendSessionRequest(session_id=session_id, ttl_seconds=60),
         "UpdateSessionConfig": lambda: api.UpdateSessionConfigRequest(
-            session_id=session_id, config=pb.SessionConfig(max_predictions=5)),
+            session_id=session_id, config=pb.SessionConfig(max_predictions=5)
+        ),
         "SessionExists": lambda: api.SessionExistsRequest(session_id=session_id),
     }
     return builders[method]()
@@ -208,8 +224,9 @@ def test_a_call_without_a_key_is_unauthenticated(stub):
 
 def test_an_unknown_key_is_unauthenticated_and_not_echoed(stub):
     secret = "kato-guessed-" + secrets.token_hex(12)
-    error = call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb()),
-                 metadata=[("authorization", f"Bearer {secret}")])
+    error = call(
+        stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb()), metadata=[("authorization", f"Bearer {secret}")]
+    )
     assert code(error) is UNAUTHENTICATED
     assert reason(error) == "API_KEY_INVALID"
     assert secret not in error.details()
@@ -218,8 +235,9 @@ def test_an_unknown_key_is_unauthenticated_and_not_echoed(stub):
 
 def test_a_malformed_authorization_header_is_unauthenticated(stub):
     key = KEYS["writer-a"]
-    error = call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb()),
-                 metadata=[("authorization", f"Basic {key.secret}")])
+    error = call(
+        stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb()), metadata=[("authorization", f"Basic {key.secret}")]
+    )
     assert code(error) is UNAUTHENTICATED
     assert reason(error) == "API_KEY_MALFORMED"
     assert key.secret not in error.details()
@@ -238,8 +256,13 @@ def test_the_key_is_never_echoed_or_logged(stub, auth_server):
         call(stub, "GetSession", api.GetSessionRequest(session_id="x"), key),  # not found
     ]
     other_secret = f"kato-other-{secrets.token_urlsafe(18)}"  # a credential under a header auth does not read
-    call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb()), key,
-         metadata=[("x-api-key", other_secret), ("x-request-id", "req-logged")])
+    call(
+        stub,
+        "ListPatterns",
+        api.ListPatternsRequest(kb_id=kb()),
+        key,
+        metadata=[("x-api-key", other_secret), ("x-request-id", "req-logged")],
+    )
     for outcome in outcomes:
         assert isinstance(outcome, grpc.RpcError)
         assert key.secret not in outcome.details()
@@ -285,9 +308,13 @@ def test_the_write_role_learns_and_the_admin_role_clears_the_knowledge_base(stub
     kb_id = kb()
     learned = call(stub, "Learn", api.LearnRequest(state=state(kb_id, ["a"], ["b"])), KEYS["writer-a"])
     assert learned.pattern_name
-    assert code(call(stub, "ClearKnowledgeBase", api.ClearKnowledgeBaseRequest(kb_id=kb_id), KEYS["writer-a"])) is DENIED
-    assert code(call(stub, "ClearKnowledgeBase", api.ClearKnowledgeBaseRequest(kb_id=kb_id), KEYS["admin-a"])) \
+    assert (
+        code(call(stub, "ClearKnowledgeBase", api.ClearKnowledgeBaseRequest(kb_id=kb_id), KEYS["writer-a"])) is DENIED
+    )
+    assert (
+        code(call(stub, "ClearKnowledgeBase", api.ClearKnowledgeBaseRequest(kb_id=kb_id), KEYS["admin-a"]))
         is grpc.StatusCode.OK
+    )
     stats = call(stub, "GetSymbolStats", api.GetSymbolStatsRequest(kb_id=kb_id), KEYS["reader-a"])
     assert stats.total_unique_patterns == 0
 
@@ -357,15 +384,20 @@ def test_a_session_is_its_creators(stub):
     owner = KEYS["writer-a"]
     kb_id = kb()
     session_id = create_session(stub, owner, kb_id)
-    observed = call(stub, "Observe", api.ObserveRequest(session_id=session_id,
-                                                        observation=pb.Observation(strings=["a"])), owner)
+    observed = call(
+        stub, "Observe", api.ObserveRequest(session_id=session_id, observation=pb.Observation(strings=["a"])), owner
+    )
     assert observed.stm_length == 1
     assert call(stub, "GetSession", api.GetSessionRequest(session_id=session_id), owner).session.kb_id == kb_id
     assert call(stub, "SessionExists", api.SessionExistsRequest(session_id=session_id), owner).exists
-    assert [list(e.symbols) for e in call(stub, "GetStm", api.GetStmRequest(session_id=session_id), owner).stm] == [["a"]]
+    assert [list(e.symbols) for e in call(stub, "GetStm", api.GetStmRequest(session_id=session_id), owner).stm] == [
+        ["a"]
+    ]
     answers = stream(stub, owner, api.StreamOpen(session_id=session_id), observation("b"))
     assert [a.WhichOneof("answer") for a in answers] == ["opened", "observed"]
-    assert code(call(stub, "DeleteSession", api.DeleteSessionRequest(session_id=session_id), owner)) is grpc.StatusCode.OK
+    assert (
+        code(call(stub, "DeleteSession", api.DeleteSessionRequest(session_id=session_id), owner)) is grpc.StatusCode.OK
+    )
 
 
 @pytest.mark.parametrize("other", ["writer-a2", "admin-a"])
@@ -381,8 +413,9 @@ def test_another_key_cannot_read_change_or_delete_a_session(stub, other):
         "Observe": api.ObserveRequest(session_id=session_id, observation=pb.Observation(strings=["evil"])),
         "Learn": api.LearnRequest(session_id=session_id),
         "ClearStm": api.ClearStmRequest(session_id=session_id),
-        "UpdateSessionConfig": api.UpdateSessionConfigRequest(session_id=session_id,
-                                                              config=pb.SessionConfig(max_predictions=1)),
+        "UpdateSessionConfig": api.UpdateSessionConfigRequest(
+            session_id=session_id, config=pb.SessionConfig(max_predictions=1)
+        ),
         "ExtendSession": api.ExtendSessionRequest(session_id=session_id, ttl_seconds=5),
         "DeleteSession": api.DeleteSessionRequest(session_id=session_id),
     }
@@ -441,8 +474,9 @@ def test_sighup_reloads_the_keys_without_dropping_the_connection(tmp_path):
 
             write_keys(keys_file, [new])
             server.process.send_signal(signal.SIGHUP)
-            wait_for(lambda: code(call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb_id), old))
-                     is UNAUTHENTICATED)
+            wait_for(
+                lambda: code(call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb_id), old)) is UNAUTHENTICATED
+            )
             assert code(call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb_id), new)) is grpc.StatusCode.OK
             # The connection was never dropped: the stream opened before the reload still answers.
             pending.put(observation("after-reload"))
@@ -474,16 +508,18 @@ def test_a_reload_narrowing_a_keys_patterns_applies_to_its_sessions(tmp_path):
             session_id = create_session(stub, key, kb("team-a"))
             write_keys(keys_file, [Key(key.name, key.secret, key.role, ("team-z-*",))])
             server.process.send_signal(signal.SIGHUP)
-            wait_for(lambda: code(call(stub, "GetSession", api.GetSessionRequest(session_id=session_id), key))
-                     is DENIED)
+            wait_for(
+                lambda: code(call(stub, "GetSession", api.GetSessionRequest(session_id=session_id), key)) is DENIED
+            )
     finally:
         server.stop()
 
 
 def test_an_invalid_keys_file_stops_the_server_at_start(tmp_path):
     keys_file = tmp_path / "keys.json"
-    keys_file.write_text(json.dumps({"keys": [{"name": "x", "key_sha256": "not-a-digest", "kb_ids": ["*"],
-                                               "role": "read"}]}))
+    keys_file.write_text(
+        json.dumps({"keys": [{"name": "x", "key_sha256": "not-a-digest", "kb_ids": ["*"], "role": "read"}]})
+    )
     with pytest.raises(RuntimeError, match="key_sha256 must be 64 hex digits"):
         ServerProcess(["--data-dir", str(tmp_path / "data"), "--auth-keys-file", str(keys_file)]).start(timeout=20)
 
@@ -492,8 +528,10 @@ def test_a_toml_keys_file_works(tmp_path):
     key = make_key("toml-key", "read", "team-a-*")
     entry = key.entry()
     keys_file = tmp_path / "keys.toml"
-    keys_file.write_text(f'[[keys]]\nname = "{entry["name"]}"\nkey_sha256 = "{entry["key_sha256"]}"\n'
-                         f'kb_ids = ["team-a-*"]\nrole = "read"\n')
+    keys_file.write_text(
+        f'[[keys]]\nname = "{entry["name"]}"\nkey_sha256 = "{entry["key_sha256"]}"\n'
+        f'kb_ids = ["team-a-*"]\nrole = "read"\n'
+    )
     server = ServerProcess(["--data-dir", str(tmp_path / "data"), "--auth-keys-file", str(keys_file)]).start()
     try:
         with grpc.insecure_channel(server.target) as channel:
@@ -522,10 +560,12 @@ def test_keys_in_redis(shared_redis_server, tmp_path):
     other = make_key("redis-writer-2", "write", "team-r-*")
     for k in (key, other):
         entry = k.entry()
-        r.hset(REDIS_KEYS_HASH, entry["key_sha256"], json.dumps({"name": k.name, "kb_ids": list(k.kb_ids),
-                                                                  "role": k.role}))
-    server = ServerProcess(["--data-dir", str(tmp_path / "data"), "--redis-url", shared_redis_server.url,
-                            "--auth-redis-keys", "true"]).start()
+        r.hset(
+            REDIS_KEYS_HASH, entry["key_sha256"], json.dumps({"name": k.name, "kb_ids": list(k.kb_ids), "role": k.role})
+        )
+    server = ServerProcess(
+        ["--data-dir", str(tmp_path / "data"), "--redis-url", shared_redis_server.url, "--auth-redis-keys", "true"]
+    ).start()
     try:
         with grpc.insecure_channel(server.target) as channel:
             stub = api_grpc.KatoServiceStub(channel)
@@ -536,14 +576,18 @@ def test_keys_in_redis(shared_redis_server, tmp_path):
             assert code(call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb_id), unknown)) is UNAUTHENTICATED
             # Sessions live in the same Redis and keep their owner there.
             session_id = create_session(stub, key, kb_id)
-            assert code(call(stub, "GetSession", api.GetSessionRequest(session_id=session_id), key)) is grpc.StatusCode.OK
+            assert (
+                code(call(stub, "GetSession", api.GetSessionRequest(session_id=session_id), key)) is grpc.StatusCode.OK
+            )
             not_found_like_an_unknown_id(
-                stub, call(stub, "GetSession", api.GetSessionRequest(session_id=session_id), other), session_id, other)
+                stub, call(stub, "GetSession", api.GetSessionRequest(session_id=session_id), other), session_id, other
+            )
             # Revoked in Redis: refused once the cache entry lapses (SIGHUP empties the cache at once).
             r.hdel(REDIS_KEYS_HASH, key.entry()["key_sha256"])
             server.process.send_signal(signal.SIGHUP)
-            wait_for(lambda: code(call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb_id), key))
-                     is UNAUTHENTICATED)
+            wait_for(
+                lambda: code(call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb_id), key)) is UNAUTHENTICATED
+            )
     finally:
         server.stop()
         r.hdel(REDIS_KEYS_HASH, other.entry()["key_sha256"])
@@ -559,15 +603,30 @@ def test_sighup_reaches_every_worker(tmp_path):
         port = s.getsockname()[1]
     old, new = make_key("workers-old", "read", "team-a-*"), make_key("workers-new", "read", "team-a-*")
     keys_file = write_keys(tmp_path / "keys.json", [old])
-    server = ServerProcess(["--data-dir", str(tmp_path / "data"), "--auth-keys-file", str(keys_file),
-                            "--workers", "2", "--port", str(port)]).start()
+    server = ServerProcess(
+        [
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--auth-keys-file",
+            str(keys_file),
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+        ]
+    ).start()
 
     def fresh_calls(key: Key, n: int = 12) -> set[grpc.StatusCode]:
         codes = set()
         for _ in range(n):  # a new connection each time: the kernel spreads them over the workers
             with grpc.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
-                codes.add(code(call(api_grpc.KatoServiceStub(channel), "ListPatterns",
-                                    api.ListPatternsRequest(kb_id=kb()), key)))
+                codes.add(
+                    code(
+                        call(
+                            api_grpc.KatoServiceStub(channel), "ListPatterns", api.ListPatternsRequest(kb_id=kb()), key
+                        )
+                    )
+                )
         return codes
 
     try:

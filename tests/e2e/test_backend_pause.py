@@ -11,7 +11,6 @@ No assertion reads a clock: each bound is a call's own deadline.
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,14 +29,19 @@ ORDINARY = 10.0  # deadline of a call that must keep working (seconds; generous 
 
 
 def status(channel: grpc.Channel, service: str = "") -> int:
-    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
-                                                     timeout=ORDINARY).status
+    return (
+        health_pb2_grpc.HealthStub(channel)
+        .Check(health_pb2.HealthCheckRequest(service=service), timeout=ORDINARY)
+        .status
+    )
 
 
 def wait_for_status(channel: grpc.Channel, wanted: int, within: float = 30.0) -> None:
     give_up = time.monotonic() + within
     while status(channel, SERVICE) != wanted:
-        assert time.monotonic() < give_up, f"{SERVICE} never became {health_pb2.HealthCheckResponse.ServingStatus.Name(wanted)}"
+        assert time.monotonic() < give_up, (
+            f"{SERVICE} never became {health_pb2.HealthCheckResponse.ServingStatus.Name(wanted)}"
+        )
         time.sleep(0.1)
 
 
@@ -54,8 +58,9 @@ def answered_by_server(error: grpc.RpcError, back_end: str) -> bool:
 
 
 def test_a_paused_redis_fails_only_the_calls_that_need_it(redis_server, start_server):
-    server = start_server("--redis-url", redis_server.url, "--redis-timeout-seconds", "2",
-                          "--health-probe-seconds", "0.5")
+    server = start_server(
+        "--redis-url", redis_server.url, "--redis-timeout-seconds", "2", "--health-probe-seconds", "0.5"
+    )
     with grpc.insecure_channel(server.target) as channel:
         stub = api_grpc.KatoServiceStub(channel)
         session = stub.CreateSession(api.CreateSessionRequest(kb_id="pause-redis"), timeout=ORDINARY).session
@@ -101,11 +106,21 @@ def test_a_paused_redis_fails_only_the_calls_that_need_it(redis_server, start_se
 
 
 def test_a_paused_clickhouse_fails_only_the_calls_that_need_it(clickhouse_server, start_server):
-    server = start_server("--clickhouse-url", clickhouse_server.url_for("kato_pause"), "--kb-timeout-seconds", "2",
-                          "--health-probe-seconds", "0.5")
+    server = start_server(
+        "--clickhouse-url",
+        clickhouse_server.url_for("kato_pause"),
+        "--kb-timeout-seconds",
+        "2",
+        "--health-probe-seconds",
+        "0.5",
+    )
     # Hand-made states with an STM: signed with the server's key, as a state it returned would be.
-    learned_before = server.sign(pb.SessionState(kb_id="pause-ch", stm=[pb.Event(symbols=["a"]), pb.Event(symbols=["b"])]))
-    learned_during = server.sign(pb.SessionState(kb_id="pause-ch", stm=[pb.Event(symbols=["c"]), pb.Event(symbols=["d"])]))
+    learned_before = server.sign(
+        pb.SessionState(kb_id="pause-ch", stm=[pb.Event(symbols=["a"]), pb.Event(symbols=["b"])])
+    )
+    learned_during = server.sign(
+        pb.SessionState(kb_id="pause-ch", stm=[pb.Event(symbols=["c"]), pb.Event(symbols=["d"])])
+    )
     with grpc.insecure_channel(server.target) as channel:
         stub = api_grpc.KatoServiceStub(channel)
         stub.Learn(api.LearnRequest(state=learned_before), timeout=ORDINARY)
@@ -117,8 +132,7 @@ def test_a_paused_clickhouse_fails_only_the_calls_that_need_it(clickhouse_server
 
             # Server-held sessions live in process memory here: they need no ClickHouse.
             session = stub.CreateSession(api.CreateSessionRequest(kb_id="pause-ch"), timeout=ORDINARY).session
-            assert stub.SessionExists(api.SessionExistsRequest(session_id=session.session_id),
-                                      timeout=ORDINARY).exists
+            assert stub.SessionExists(api.SessionExistsRequest(session_id=session.session_id), timeout=ORDINARY).exists
 
             with pytest.raises(grpc.RpcError) as raised:
                 stub.Learn(api.LearnRequest(state=learned_during), timeout=1.5)
@@ -127,12 +141,15 @@ def test_a_paused_clickhouse_fails_only_the_calls_that_need_it(clickhouse_server
                 stub.Predict(api.PredictRequest(state=learned_before), timeout=60)
             assert raised.value.code() is grpc.StatusCode.UNAVAILABLE, raised.value
             assert answered_by_server(raised.value, "ClickHouse")
-            assert stub.SessionExists(api.SessionExistsRequest(session_id=session.session_id),
-                                      timeout=ORDINARY).exists
+            assert stub.SessionExists(api.SessionExistsRequest(session_id=session.session_id), timeout=ORDINARY).exists
         finally:
             clickhouse_server.resume()
         wait_for_status(channel, SERVING)
-        names = [p.name for p in stub.ListPatterns(api.ListPatternsRequest(kb_id="pause-ch"), timeout=ORDINARY).patterns]
+        names = [
+            p.name for p in stub.ListPatterns(api.ListPatternsRequest(kb_id="pause-ch"), timeout=ORDINARY).patterns
+        ]
         assert len(names) == 1  # the learn that failed during the pause changed nothing
         name = stub.Learn(api.LearnRequest(state=learned_during), timeout=ORDINARY).pattern_name
-        assert stub.GetPattern(api.GetPatternRequest(kb_id="pause-ch", name=name), timeout=ORDINARY).pattern.frequency == 1
+        assert (
+            stub.GetPattern(api.GetPatternRequest(kb_id="pause-ch", name=name), timeout=ORDINARY).pattern.frequency == 1
+        )

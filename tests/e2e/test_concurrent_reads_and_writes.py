@@ -21,15 +21,20 @@ def test_learns_and_predicts_racing_on_one_kb_all_succeed(kato_server, kb_id):
         stub = api_grpc.KatoServiceStub(channel)
 
         def learn(i: int) -> str:
-            return stub.Learn(api.LearnRequest(state=state([f"s{i % 7}"], [f"t{i}"], [f"u{i % 5}"])),
-                              timeout=60).pattern_name
+            return stub.Learn(
+                api.LearnRequest(state=state([f"s{i % 7}"], [f"t{i}"], [f"u{i % 5}"])), timeout=60
+            ).pattern_name
 
         def predict(i: int) -> int:
             return len(stub.Predict(api.PredictRequest(state=state([f"s{i % 7}"], [f"t{i}"])), timeout=60).predictions)
 
         def observe(i: int) -> int:
-            observed = stub.Observe(api.ObserveRequest(state=state([f"s{i % 7}"]), observation=pb.Observation(
-                strings=[f"t{i}"]), return_predictions=True), timeout=60)
+            observed = stub.Observe(
+                api.ObserveRequest(
+                    state=state([f"s{i % 7}"]), observation=pb.Observation(strings=[f"t{i}"]), return_predictions=True
+                ),
+                timeout=60,
+            )
             return len(observed.predictions)
 
         with ThreadPoolExecutor(12) as pool:

@@ -20,8 +20,7 @@ SEEDS = ("1", "12345")
 
 
 def run(args: list[str], seed: str) -> str:
-    env = {**os.environ, "PYTHONHASHSEED": seed,
-           "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'clients' / 'python'}"}
+    env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'clients' / 'python'}"}
     done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -40,10 +39,16 @@ def test_the_seeds_do_change_set_order():
 def assert_meaningful(lines: list[str]) -> None:
     """The transcript is long and holds a prediction tie broken by ascending name."""
     assert len(lines) > 40
-    predicts = [api.PredictResponse.FromString(bytes.fromhex(line.split()[1]))
-                for line in lines if line.startswith("PredictResponse ")]
-    tied = [r.predictions for r in predicts
-            if len(r.predictions) >= 2 and r.predictions[0].potential == r.predictions[1].potential]
+    predicts = [
+        api.PredictResponse.FromString(bytes.fromhex(line.split()[1]))
+        for line in lines
+        if line.startswith("PredictResponse ")
+    ]
+    tied = [
+        r.predictions
+        for r in predicts
+        if len(r.predictions) >= 2 and r.predictions[0].potential == r.predictions[1].potential
+    ]
     assert tied and all(p[0].name < p[1].name for p in tied)
 
 

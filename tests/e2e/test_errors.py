@@ -9,8 +9,8 @@ exactly as before the call.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 from kato_client import KatoClient
@@ -33,7 +33,7 @@ class World:
     pattern: str
 
     @classmethod
-    def build(cls, client: KatoClient, kb_id: str) -> "World":
+    def build(cls, client: KatoClient, kb_id: str) -> World:
         local = client.session(kb_id, config={"recall_threshold": 0.2})
         local.observe(["a"], emotives={"joy": 1.0}, metadata={"source": "test"})
         local.observe(["b"], vectors=[[0.5, 0.25]])
@@ -46,6 +46,7 @@ class World:
 
     def snapshot(self) -> dict[str, object]:
         """Everything a rejected call must leave unchanged, as bytes."""
+
         def raw(message) -> bytes:
             return message.SerializeToString(deterministic=True)
 
@@ -65,13 +66,15 @@ class Rejection:
     call: Callable[[World], object]
     error: type[KatoClientError]
     reason: str
-    field: str | None = None   # the BadRequest field violation, also named in the message
-    names: str | None = None   # a value the message must name (when there is no field)
+    field: str | None = None  # the BadRequest field violation, also named in the message
+    names: str | None = None  # a value the message must name (when there is no field)
 
 
 def list_patterns(kb_id: str, page_size: int = 0, page_token: str = "") -> Callable[[World], object]:
-    return lambda w: w.client.call("ListPatterns", api.ListPatternsRequest(
-        kb_id=w.kb_id if kb_id == "" else kb_id, page_size=page_size, page_token=page_token))
+    return lambda w: w.client.call(
+        "ListPatterns",
+        api.ListPatternsRequest(kb_id=w.kb_id if kb_id == "" else kb_id, page_size=page_size, page_token=page_token),
+    )
 
 
 def token_of_another_kb(w: World) -> str:
@@ -85,78 +88,140 @@ def token_of_another_kb(w: World) -> str:
 
 CASES = {
     "config value, client-held": Rejection(
-        lambda w: w.local.configure({"recall_threshold": 1.5}), InvalidArgument, "INVALID_ARGUMENT",
-        "config.recall_threshold"),
+        lambda w: w.local.configure({"recall_threshold": 1.5}),
+        InvalidArgument,
+        "INVALID_ARGUMENT",
+        "config.recall_threshold",
+    ),
     "config value, server-held": Rejection(
-        lambda w: w.held.configure({"recall_threshold": -0.1}), InvalidArgument, "INVALID_ARGUMENT",
-        "config.recall_threshold"),
+        lambda w: w.held.configure({"recall_threshold": -0.1}),
+        InvalidArgument,
+        "INVALID_ARGUMENT",
+        "config.recall_threshold",
+    ),
     "config value at CreateSession": Rejection(
-        lambda w: w.client.server_session(w.kb_id, config={"recall_threshold": math.nan}), InvalidArgument,
-        "INVALID_ARGUMENT", "config.recall_threshold"),
+        lambda w: w.client.server_session(w.kb_id, config={"recall_threshold": math.nan}),
+        InvalidArgument,
+        "INVALID_ARGUMENT",
+        "config.recall_threshold",
+    ),
     "config enum": Rejection(
-        lambda w: w.local.configure({"stm_mode": "SIDEWAYS"}), InvalidArgument, "INVALID_ARGUMENT", "config.stm_mode"),
+        lambda w: w.local.configure({"stm_mode": "SIDEWAYS"}), InvalidArgument, "INVALID_ARGUMENT", "config.stm_mode"
+    ),
     "kb_id of a KB call": Rejection(
-        lambda w: w.client.symbol_stats("no spaces"), InvalidArgument, "INVALID_ARGUMENT", "kb_id"),
+        lambda w: w.client.symbol_stats("no spaces"), InvalidArgument, "INVALID_ARGUMENT", "kb_id"
+    ),
     "kb_id of a client-held state": Rejection(
-        lambda w: w.client.session("a/b").observe(["x"]), InvalidArgument, "INVALID_ARGUMENT", "state.kb_id"),
+        lambda w: w.client.session("a/b").observe(["x"]), InvalidArgument, "INVALID_ARGUMENT", "state.kb_id"
+    ),
     "kb_id at CreateSession": Rejection(
-        lambda w: w.client.server_session("k" * 129), InvalidArgument, "INVALID_ARGUMENT", "kb_id"),
+        lambda w: w.client.server_session("k" * 129), InvalidArgument, "INVALID_ARGUMENT", "kb_id"
+    ),
     "non-finite vector, client-held": Rejection(
-        lambda w: w.local.observe(["c"], vectors=[[0.5, math.inf]]), InvalidArgument, "INVALID_ARGUMENT",
-        "observation.vectors[0]"),
+        lambda w: w.local.observe(["c"], vectors=[[0.5, math.inf]]),
+        InvalidArgument,
+        "INVALID_ARGUMENT",
+        "observation.vectors[0]",
+    ),
     "non-finite vector, server-held": Rejection(
-        lambda w: w.held.observe(["c"], vectors=[[math.nan, 1.0]]), InvalidArgument, "INVALID_ARGUMENT",
-        "observation.vectors[0]"),
+        lambda w: w.held.observe(["c"], vectors=[[math.nan, 1.0]]),
+        InvalidArgument,
+        "INVALID_ARGUMENT",
+        "observation.vectors[0]",
+    ),
     "vector of another dimension": Rejection(
-        lambda w: w.local.observe(["c"], vectors=[[1.0, 2.0, 3.0]]), InvalidArgument, "INVALID_ARGUMENT",
-        "observation.vectors[0]"),
+        lambda w: w.local.observe(["c"], vectors=[[1.0, 2.0, 3.0]]),
+        InvalidArgument,
+        "INVALID_ARGUMENT",
+        "observation.vectors[0]",
+    ),
     "non-finite emotive": Rejection(
-        lambda w: w.held.observe(["c"], emotives={"joy": math.nan}), InvalidArgument, "INVALID_ARGUMENT",
-        "observation.emotives['joy']"),
+        lambda w: w.held.observe(["c"], emotives={"joy": math.nan}),
+        InvalidArgument,
+        "INVALID_ARGUMENT",
+        "observation.emotives['joy']",
+    ),
     "one bad item of ObserveSequence": Rejection(
         lambda w: w.local.observe_sequence(
             [{"strings": ["c"]}, {"strings": ["d"]}, {"strings": ["e"], "vectors": [[math.nan, 0.0]]}],
-            learn_after_each=True, learn_at_end=True),
-        InvalidArgument, "INVALID_ARGUMENT", "observations[2].vectors[0]"),
+            learn_after_each=True,
+            learn_at_end=True,
+        ),
+        InvalidArgument,
+        "INVALID_ARGUMENT",
+        "observations[2].vectors[0]",
+    ),
     "neither state nor session_id": Rejection(
-        lambda w: w.client.call("Observe", api.ObserveRequest()), InvalidArgument, "INVALID_ARGUMENT", "session"),
+        lambda w: w.client.call("Observe", api.ObserveRequest()), InvalidArgument, "INVALID_ARGUMENT", "session"
+    ),
     "Learn on an empty STM": Rejection(
-        lambda w: w.client.session(w.kb_id).learn(), FailedPrecondition, "EMPTY_STM", names="empty"),
+        lambda w: w.client.session(w.kb_id).learn(), FailedPrecondition, "EMPTY_STM", names="empty"
+    ),
     "Learn on an empty STM, server-held": Rejection(
-        lambda w: w.client.server_session(w.kb_id).learn(), FailedPrecondition, "EMPTY_STM", names="empty"),
+        lambda w: w.client.server_session(w.kb_id).learn(), FailedPrecondition, "EMPTY_STM", names="empty"
+    ),
     "GetPattern of an unknown pattern": Rejection(
-        lambda w: w.client.get_pattern(w.kb_id, ABSENT), NotFound, "PATTERN_NOT_FOUND", names=ABSENT),
+        lambda w: w.client.get_pattern(w.kb_id, ABSENT), NotFound, "PATTERN_NOT_FOUND", names=ABSENT
+    ),
     "DeletePattern of an unknown pattern": Rejection(
-        lambda w: w.client.delete_pattern(w.kb_id, "PTRN|" + ABSENT), NotFound, "PATTERN_NOT_FOUND", names=ABSENT),
+        lambda w: w.client.delete_pattern(w.kb_id, "PTRN|" + ABSENT), NotFound, "PATTERN_NOT_FOUND", names=ABSENT
+    ),
     "UpdatePattern of an unknown pattern": Rejection(
-        lambda w: w.client.update_pattern(w.kb_id, ABSENT, frequency=3), NotFound, "PATTERN_NOT_FOUND", names=ABSENT),
+        lambda w: w.client.update_pattern(w.kb_id, ABSENT, frequency=3), NotFound, "PATTERN_NOT_FOUND", names=ABSENT
+    ),
     "bad pattern name": Rejection(
-        lambda w: w.client.get_pattern(w.kb_id, "PTRN|xyz"), InvalidArgument, "INVALID_ARGUMENT", "name"),
+        lambda w: w.client.get_pattern(w.kb_id, "PTRN|xyz"), InvalidArgument, "INVALID_ARGUMENT", "name"
+    ),
     "upper-case pattern name": Rejection(
-        lambda w: w.client.delete_pattern(w.kb_id, w.pattern.upper()), InvalidArgument, "INVALID_ARGUMENT", "name"),
+        lambda w: w.client.delete_pattern(w.kb_id, w.pattern.upper()), InvalidArgument, "INVALID_ARGUMENT", "name"
+    ),
     "UpdatePattern frequency 0": Rejection(
-        lambda w: w.client.update_pattern(w.kb_id, w.pattern, frequency=0), InvalidArgument, "INVALID_ARGUMENT",
-        "frequency"),
+        lambda w: w.client.update_pattern(w.kb_id, w.pattern, frequency=0),
+        InvalidArgument,
+        "INVALID_ARGUMENT",
+        "frequency",
+    ),
     "UpdatePattern unknown mask path": Rejection(
-        lambda w: w.client.call("UpdatePattern", api.UpdatePatternRequest(
-            kb_id=w.kb_id, name=w.pattern, frequency=2, update_mask={"paths": ["frequency", "name"]})),
-        InvalidArgument, "INVALID_ARGUMENT", "update_mask"),
+        lambda w: w.client.call(
+            "UpdatePattern",
+            api.UpdatePatternRequest(
+                kb_id=w.kb_id, name=w.pattern, frequency=2, update_mask={"paths": ["frequency", "name"]}
+            ),
+        ),
+        InvalidArgument,
+        "INVALID_ARGUMENT",
+        "update_mask",
+    ),
     "ListPatterns negative page_size": Rejection(
-        list_patterns("", page_size=-1), InvalidArgument, "INVALID_ARGUMENT", "page_size"),
+        list_patterns("", page_size=-1), InvalidArgument, "INVALID_ARGUMENT", "page_size"
+    ),
     "ListPatterns garbage page_token": Rejection(
-        list_patterns("", page_token="not-a-token"), InvalidArgument, "INVALID_ARGUMENT", "page_token"),
+        list_patterns("", page_token="not-a-token"), InvalidArgument, "INVALID_ARGUMENT", "page_token"
+    ),
     "ListPatterns page_token of another KB": Rejection(
-        lambda w: list_patterns("", page_token=token_of_another_kb(w))(w), InvalidArgument, "INVALID_ARGUMENT",
-        "page_token"),
+        lambda w: list_patterns("", page_token=token_of_another_kb(w))(w),
+        InvalidArgument,
+        "INVALID_ARGUMENT",
+        "page_token",
+    ),
     "Observe on an unknown session": Rejection(
-        lambda w: ServerSession(w.client, "no-such-session").observe(["c"]), NotFound, "SESSION_NOT_FOUND",
-        names="no-such-session"),
+        lambda w: ServerSession(w.client, "no-such-session").observe(["c"]),
+        NotFound,
+        "SESSION_NOT_FOUND",
+        names="no-such-session",
+    ),
     "Predict on an unknown session": Rejection(
-        lambda w: ServerSession(w.client, "no-such-session").predict(), NotFound, "SESSION_NOT_FOUND",
-        names="no-such-session"),
+        lambda w: ServerSession(w.client, "no-such-session").predict(),
+        NotFound,
+        "SESSION_NOT_FOUND",
+        names="no-such-session",
+    ),
     "DeleteSession of an unknown session": Rejection(
-        lambda w: ServerSession(w.client, "no-such-session").delete(), NotFound, "SESSION_NOT_FOUND",
-        names="no-such-session"),
+        lambda w: ServerSession(w.client, "no-such-session").delete(),
+        NotFound,
+        "SESSION_NOT_FOUND",
+        names="no-such-session",
+    ),
 }
 
 
@@ -224,16 +289,28 @@ def test_symbol_at_the_byte_limit_is_accepted(limited_world):
 @pytest.mark.parametrize("held", [False, True], ids=["client-held", "server-held"])
 def test_symbol_over_max_symbol_bytes_is_resource_exhausted(limited_world, held):
     session = limited_world.held if held else limited_world.local
-    error = check_rejected(limited_world, Rejection(
-        lambda w: session.observe(["ok", "é" * 8 + "a"]), ResourceExhausted, "LIMIT_EXCEEDED",
-        "observation.strings[1]"))
+    error = check_rejected(
+        limited_world,
+        Rejection(
+            lambda w: session.observe(["ok", "é" * 8 + "a"]),
+            ResourceExhausted,
+            "LIMIT_EXCEEDED",
+            "observation.strings[1]",
+        ),
+    )
     assert "17 bytes" in error.message and "max_symbol_bytes=16" in error.message
 
 
 def test_sequence_over_max_observations_per_sequence_is_resource_exhausted(limited_world):
-    error = check_rejected(limited_world, Rejection(
-        lambda w: w.local.observe_sequence([{"strings": [s]} for s in "cdef"], learn_at_end=True),
-        ResourceExhausted, "LIMIT_EXCEEDED", "observations"))
+    error = check_rejected(
+        limited_world,
+        Rejection(
+            lambda w: w.local.observe_sequence([{"strings": [s]} for s in "cdef"], learn_at_end=True),
+            ResourceExhausted,
+            "LIMIT_EXCEEDED",
+            "observations",
+        ),
+    )
     assert "max_observations_per_sequence=3" in error.message
 
 
@@ -242,8 +319,9 @@ def test_request_over_max_request_bytes_is_resource_exhausted(limited_world):
     with pytest.raises(ResourceExhausted) as caught:
         limited_world.held.observe(symbols)
     assert "larger than max" in caught.value.message
-    check_rejected(limited_world, Rejection(
-        lambda w: w.local.observe(symbols), ResourceExhausted, "", names="larger than max"))
+    check_rejected(
+        limited_world, Rejection(lambda w: w.local.observe(symbols), ResourceExhausted, "", names="larger than max")
+    )
 
 
 def test_a_response_may_be_larger_than_max_request_bytes(limited_world):

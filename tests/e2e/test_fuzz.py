@@ -32,8 +32,13 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 
 FORBIDDEN = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 class World:
@@ -49,19 +54,33 @@ class World:
 
     def _populate(self, kb_id: str) -> tuple[pb.SessionState, str]:
         state = pb.SessionState(kb_id=kb_id)
-        observations = [pb.Observation(strings=["a", "b"], emotives={"joy": 0.5}), pb.Observation(strings=["c"]),
-                        pb.Observation(strings=["d"], vectors=[pb.Vector(values=[0.5, 0.25])])]
-        learned = self.stub.ObserveSequence(api.ObserveSequenceRequest(
-            state=state, observations=observations, learn_at_end=True), timeout=30)
-        state = self.stub.Observe(api.ObserveRequest(state=learned.state, observation=pb.Observation(
-            strings=["a"], metadata=json_format.ParseDict({"k": [1, "x"]}, pb.Observation().metadata))),
-            timeout=30).state
+        observations = [
+            pb.Observation(strings=["a", "b"], emotives={"joy": 0.5}),
+            pb.Observation(strings=["c"]),
+            pb.Observation(strings=["d"], vectors=[pb.Vector(values=[0.5, 0.25])]),
+        ]
+        learned = self.stub.ObserveSequence(
+            api.ObserveSequenceRequest(state=state, observations=observations, learn_at_end=True), timeout=30
+        )
+        state = self.stub.Observe(
+            api.ObserveRequest(
+                state=learned.state,
+                observation=pb.Observation(
+                    strings=["a"], metadata=json_format.ParseDict({"k": [1, "x"]}, pb.Observation().metadata)
+                ),
+            ),
+            timeout=30,
+        ).state
         return state, learned.final_learned_pattern
 
     def _session(self, kb_id: str) -> str:
         session_id = self.stub.CreateSession(api.CreateSessionRequest(kb_id=kb_id), timeout=30).session.session_id
-        self.stub.Observe(api.ObserveRequest(session_id=session_id, observation=pb.Observation(
-            strings=["a", "b"], emotives={"calm": 1.0})), timeout=30)
+        self.stub.Observe(
+            api.ObserveRequest(
+                session_id=session_id, observation=pb.Observation(strings=["a", "b"], emotives={"calm": 1.0})
+            ),
+            timeout=30,
+        )
         return session_id
 
     def snapshot(self) -> list[bytes]:
@@ -82,9 +101,13 @@ class World:
 
     # The valid requests the mutations start from, by RPC group.
     def session_calls(self) -> list[tuple[str, bytes]]:
-        obs = pb.Observation(strings=["a", "z"], vectors=[pb.Vector(values=[0.25, 0.5])], emotives={"joy": 1.0},
-                             metadata=json_format.ParseDict({"m": {"n": [1, 2]}}, pb.Observation().metadata),
-                             unique_id="u")
+        obs = pb.Observation(
+            strings=["a", "z"],
+            vectors=[pb.Vector(values=[0.25, 0.5])],
+            emotives={"joy": 1.0},
+            metadata=json_format.ParseDict({"m": {"n": [1, 2]}}, pb.Observation().metadata),
+            unique_id="u",
+        )
         calls = []
         for holder in ({"state": self.state}, {"session_id": self.session}):
             calls += [
@@ -96,8 +119,13 @@ class World:
                 ("GetStm", api.GetStmRequest(**holder)),
                 ("GetPerceptData", api.GetPerceptDataRequest(**holder)),
                 ("GetCognitionData", api.GetCognitionDataRequest(**holder)),
-                ("UpdateConfig", api.UpdateConfigRequest(config=pb.SessionConfig(
-                    recall_threshold=0.3, filter_pipeline=pb.StringList(values=["length"])), **holder)),
+                (
+                    "UpdateConfig",
+                    api.UpdateConfigRequest(
+                        config=pb.SessionConfig(recall_threshold=0.3, filter_pipeline=pb.StringList(values=["length"])),
+                        **holder,
+                    ),
+                ),
                 ("GetConfig", api.GetConfigRequest(**holder)),
             ]
         calls.append(("ClearAll", api.ClearAllRequest(state=self.victim_state)))
@@ -110,9 +138,16 @@ class World:
             ("GetSymbolStats", api.GetSymbolStatsRequest(kb_id=self.kb)),
             ("GetSymbolAffinity", api.GetSymbolAffinityRequest(kb_id=self.kb, symbol="a")),
             ("FinalizeTraining", api.FinalizeTrainingRequest(kb_id=self.kb)),
-            ("UpdatePattern", api.UpdatePatternRequest(
-                kb_id=self.victim_kb, name=self.victim_pattern, frequency=3,
-                emotives=[pb.EmotiveMap(values={"joy": 0.25})], metadata={"k": pb.StringList(values=["v"])})),
+            (
+                "UpdatePattern",
+                api.UpdatePatternRequest(
+                    kb_id=self.victim_kb,
+                    name=self.victim_pattern,
+                    frequency=3,
+                    emotives=[pb.EmotiveMap(values={"joy": 0.25})],
+                    metadata={"k": pb.StringList(values=["v"])},
+                ),
+            ),
             ("DeletePattern", api.DeletePatternRequest(kb_id=self.victim_kb, name=self.victim_pattern)),
             ("ClearKnowledgeBase", api.ClearKnowledgeBaseRequest(kb_id=self.victim_kb)),
         ]
@@ -120,14 +155,22 @@ class World:
 
     def lifecycle_calls(self) -> list[tuple[str, bytes]]:
         calls = [
-            ("CreateSession", api.CreateSessionRequest(
-                kb_id=self.kb, ttl_seconds=60, config=pb.SessionConfig(max_predictions=5),
-                metadata=json_format.ParseDict({"owner": "fuzz"}, pb.Observation().metadata))),
+            (
+                "CreateSession",
+                api.CreateSessionRequest(
+                    kb_id=self.kb,
+                    ttl_seconds=60,
+                    config=pb.SessionConfig(max_predictions=5),
+                    metadata=json_format.ParseDict({"owner": "fuzz"}, pb.Observation().metadata),
+                ),
+            ),
             ("GetSession", api.GetSessionRequest(session_id=self.session)),
             ("SessionExists", api.SessionExistsRequest(session_id=self.session)),
             ("ExtendSession", api.ExtendSessionRequest(session_id=self.victim_session, ttl_seconds=600)),
-            ("UpdateSessionConfig", api.UpdateSessionConfigRequest(
-                session_id=self.victim_session, config=pb.SessionConfig(persistence=7))),
+            (
+                "UpdateSessionConfig",
+                api.UpdateSessionConfigRequest(session_id=self.victim_session, config=pb.SessionConfig(persistence=7)),
+            ),
             ("DeleteSession", api.DeleteSessionRequest(session_id=self.victim_session)),
         ]
         return [(method, request.SerializeToString()) for method, request in calls]
@@ -183,7 +226,7 @@ def mutated(draw, body: bytes) -> bytes:
     elif kind == "insert":
         data[at:at] = draw(st.binary(min_size=1, max_size=8))
     elif kind == "delete":
-        del data[at:at + draw(st.integers(1, 8))]
+        del data[at : at + draw(st.integers(1, 8))]
     elif kind == "truncate":
         del data[at:]
     elif kind == "utf8":  # a byte that never starts valid UTF-8, where a string's text is
@@ -197,8 +240,7 @@ def mutated(draw, body: bytes) -> bytes:
 
 def call_and_check(world: World, channel, method: str, body: bytes) -> None:
     before = world.snapshot()
-    call = channel.unary_unary(f"/kato.v1.KatoService/{method}", request_serializer=None,
-                               response_deserializer=None)
+    call = channel.unary_unary(f"/kato.v1.KatoService/{method}", request_serializer=None, response_deserializer=None)
     try:
         call(body, timeout=30)
     except grpc.RpcError as error:
@@ -226,8 +268,9 @@ def test_deeply_nested_metadata_is_refused_or_accepted_never_unknown(world, chan
     if where == "Observe":
         body = api.ObserveRequest(state=world.state).SerializeToString() + _len_field(3, _len_field(4, struct))
     elif where == "ObserveSequence":
-        body = api.ObserveSequenceRequest(session_id=world.session).SerializeToString() \
-            + _len_field(3, _len_field(4, struct))
+        body = api.ObserveSequenceRequest(session_id=world.session).SerializeToString() + _len_field(
+            3, _len_field(4, struct)
+        )
     else:
         body = api.CreateSessionRequest(kb_id=world.kb).SerializeToString() + _len_field(4, struct)
     call_and_check(world, channel, where, body)
@@ -236,17 +279,22 @@ def test_deeply_nested_metadata_is_refused_or_accepted_never_unknown(world, chan
 @FUZZ
 @given(data=st.data())
 def test_mutated_stream_messages_end_the_stream_clearly(world, channel, data):
-    opening = api.StreamObservationsRequest(open=api.StreamOpen(
-        session_id=world.session) if data.draw(st.booleans()) else api.StreamOpen(state=world.state))
-    steps = [opening.SerializeToString(),
-             api.StreamObservationsRequest(observation=pb.Observation(strings=["s"], emotives={"joy": 1.0}))
-             .SerializeToString(),
-             api.StreamObservationsRequest(learn=api.StreamLearn()).SerializeToString()]
+    opening = api.StreamObservationsRequest(
+        open=api.StreamOpen(session_id=world.session) if data.draw(st.booleans()) else api.StreamOpen(state=world.state)
+    )
+    steps = [
+        opening.SerializeToString(),
+        api.StreamObservationsRequest(
+            observation=pb.Observation(strings=["s"], emotives={"joy": 1.0})
+        ).SerializeToString(),
+        api.StreamObservationsRequest(learn=api.StreamLearn()).SerializeToString(),
+    ]
     k = data.draw(st.integers(0, len(steps) - 1))
     steps[k] = data.draw(mutated(steps[k]))
     before = world.snapshot()
-    stream = channel.stream_stream("/kato.v1.KatoService/StreamObservations", request_serializer=None,
-                                   response_deserializer=None)
+    stream = channel.stream_stream(
+        "/kato.v1.KatoService/StreamObservations", request_serializer=None, response_deserializer=None
+    )
     answers = []
     try:
         answers = [api.StreamObservationsResponse.FromString(r) for r in stream(iter(steps), timeout=30)]

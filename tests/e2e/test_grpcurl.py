@@ -26,7 +26,8 @@ GRPCURL = find_tool("grpcurl")
 pytestmark = pytest.mark.skipif(
     GRPCURL is None,
     reason="grpcurl not found on PATH or in ~/go/bin; install it with "
-           "`go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest` (make test does)")
+    "`go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest` (make test does)",
+)
 
 
 def grpcurl(target: str, *args: str, data: str | None = None) -> str:
@@ -48,15 +49,24 @@ def test_walkthrough_prints_the_learned_pattern_and_its_predictions(kato_server)
     if find_tool("jq") is None:
         pytest.skip("jq not found on PATH; the walkthrough threads the client-held state with jq")
     env = {**os.environ, "PATH": f"{Path(GRPCURL).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    done = subprocess.run(["bash", str(WALKTHROUGH), kato_server.target], capture_output=True, text=True,
-                          env=env, timeout=120)
+    done = subprocess.run(
+        ["bash", str(WALKTHROUGH), kato_server.target], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
     name = pattern_name((("hello",), ("world",)))
 
     def prediction(frequency: int) -> str:
-        return json.dumps({"name": name, "frequency": str(frequency), "emotives": {"joy": 0.5},
-                           "present": [["hello"]], "future": [["world"]]}, separators=(",", ":"))
+        return json.dumps(
+            {
+                "name": name,
+                "frequency": str(frequency),
+                "emotives": {"joy": 0.5},
+                "present": [["hello"]],
+                "future": [["world"]],
+            },
+            separators=(",", ":"),
+        )
 
     assert done.stdout.splitlines() == [
         "# start from an empty knowledge base",
@@ -75,8 +85,12 @@ def test_walkthrough_prints_the_learned_pattern_and_its_predictions(kato_server)
 def test_list_shows_every_service(kato_server):
     services = grpcurl(kato_server.target, "list").split()
     assert services == sorted(services)
-    assert {"kato.v1.KatoService", "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= set(services)
+    assert {
+        "kato.v1.KatoService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= set(services)
 
 
 def test_describe_service_shows_its_comment_and_methods(kato_server):
@@ -103,13 +117,18 @@ def test_describe_message_shows_field_comments(kato_server):
 
 
 def test_describe_unknown_symbol_fails_cleanly(kato_server):
-    done = subprocess.run([GRPCURL, "-plaintext", kato_server.target, "describe", "kato.v1.NoSuchThing"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [GRPCURL, "-plaintext", kato_server.target, "describe", "kato.v1.NoSuchThing"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "kato.v1.NoSuchThing" in done.stderr
 
 
 def test_health_check_through_grpcurl(kato_server):
-    reply = json.loads(grpcurl(kato_server.target, "grpc.health.v1.Health/Check",
-                               data='{"service": "kato.v1.KatoService"}'))
+    reply = json.loads(
+        grpcurl(kato_server.target, "grpc.health.v1.Health/Check", data='{"service": "kato.v1.KatoService"}')
+    )
     assert reply == {"status": "SERVING"}

@@ -28,8 +28,11 @@ def free_port() -> int:
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of /metrics, keyed by (name, sorted labels)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def value(samples, name: str, **labels: str) -> float:
@@ -43,8 +46,9 @@ def rpc(method: str, code: str = "OK", kind: str = "UNARY_UNARY") -> dict[str, s
 @pytest.fixture(scope="module")
 def metrics_server(tmp_path_factory):
     port = free_port()
-    server = ServerProcess(["--data-dir", str(tmp_path_factory.mktemp("metrics-data")),
-                            "--metrics-port", str(port)]).start()
+    server = ServerProcess(
+        ["--data-dir", str(tmp_path_factory.mktemp("metrics-data")), "--metrics-port", str(port)]
+    ).start()
     server.metrics_port = port
     yield server
     server.stop()
@@ -105,20 +109,23 @@ def test_patterns_per_kb_follow_learn_delete_and_clear(metrics_server, stub):
 def test_server_held_sessions_report_their_stored_size(metrics_server, stub):
     before = scrape(metrics_server.metrics_port)
     session = stub.CreateSession(api.CreateSessionRequest(kb_id=f"metrics-{uuid.uuid4().hex[:8]}"), timeout=30).session
-    stub.Observe(api.ObserveRequest(session_id=session.session_id, observation=pb.Observation(strings=["x"])),
-                 timeout=30)
+    stub.Observe(
+        api.ObserveRequest(session_id=session.session_id, observation=pb.Observation(strings=["x"])), timeout=30
+    )
     after = scrape(metrics_server.metrics_port)
     for method in ("CreateSession", "Observe"):
-        assert value(after, "kato_session_state_bytes_count", grpc_method=method) > \
-            value(before, "kato_session_state_bytes_count", grpc_method=method)
+        assert value(after, "kato_session_state_bytes_count", grpc_method=method) > value(
+            before, "kato_session_state_bytes_count", grpc_method=method
+        )
 
 
 def test_an_unreachable_back_end_is_counted(tmp_path):
     """Sessions in a Redis nobody listens on: UNAVAILABLE, counted as a back-end error,
     and counted before the status is sent: a scrape right after each reply sees it."""
     port, dead = free_port(), free_port()
-    server = ServerProcess(["--data-dir", str(tmp_path), "--metrics-port", str(port),
-                            "--redis-url", f"redis://127.0.0.1:{dead}/0"]).start()
+    server = ServerProcess(
+        ["--data-dir", str(tmp_path), "--metrics-port", str(port), "--redis-url", f"redis://127.0.0.1:{dead}/0"]
+    ).start()
     try:
         with grpc.insecure_channel(server.target) as channel:
             stub = api_grpc.KatoServiceStub(channel)
@@ -139,15 +146,23 @@ def test_a_scrape_right_after_any_reply_sees_the_call(metrics_server, stub):
     kb_id = f"metrics-loop-{uuid.uuid4().hex[:8]}"
     outcomes = [
         ("Observe", "OK", lambda: observe(stub, pb.SessionState(kb_id=kb_id), "a")),
-        ("Learn", "INVALID_ARGUMENT", lambda: stub.Learn(api.LearnRequest(state=pb.SessionState(kb_id="bad kb!")),
-                                                         timeout=30)),
-        ("Learn", "FAILED_PRECONDITION", lambda: stub.Learn(api.LearnRequest(state=pb.SessionState(kb_id=kb_id)),
-                                                            timeout=30)),
+        (
+            "Learn",
+            "INVALID_ARGUMENT",
+            lambda: stub.Learn(api.LearnRequest(state=pb.SessionState(kb_id="bad kb!")), timeout=30),
+        ),
+        (
+            "Learn",
+            "FAILED_PRECONDITION",
+            lambda: stub.Learn(api.LearnRequest(state=pb.SessionState(kb_id=kb_id)), timeout=30),
+        ),
         ("GetSession", "NOT_FOUND", lambda: stub.GetSession(api.GetSessionRequest(session_id="no-such"), timeout=30)),
         ("ListPatterns", "OK", lambda: stub.ListPatterns(api.ListPatternsRequest(kb_id=kb_id), timeout=30)),
     ]
-    counted = {(method, code): value(scrape(metrics_server.metrics_port), "grpc_server_handled_total",
-                                     **rpc(method, code)) for method, code, _ in outcomes}
+    counted = {
+        (method, code): value(scrape(metrics_server.metrics_port), "grpc_server_handled_total", **rpc(method, code))
+        for method, code, _ in outcomes
+    }
     for round_ in range(40):
         for method, code, call in outcomes:
             try:
@@ -165,16 +180,17 @@ def test_auth_refusals_are_counted(tmp_path):
     port = free_port()
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps({"keys": []}))
-    server = ServerProcess(["--data-dir", str(tmp_path / "data"), "--metrics-port", str(port),
-                            "--auth-keys-file", str(keys)]).start()
+    server = ServerProcess(
+        ["--data-dir", str(tmp_path / "data"), "--metrics-port", str(port), "--auth-keys-file", str(keys)]
+    ).start()
     try:
-        with grpc.insecure_channel(server.target) as channel:
-            with pytest.raises(grpc.RpcError) as raised:
-                api_grpc.KatoServiceStub(channel).ListPatterns(api.ListPatternsRequest(kb_id="x"), timeout=30)
+        with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError) as raised:
+            api_grpc.KatoServiceStub(channel).ListPatterns(api.ListPatternsRequest(kb_id="x"), timeout=30)
         assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED, raised.value
         samples = scrape(port)
-        assert value(samples, "grpc_server_handled_total", **rpc("ListPatterns", "UNAUTHENTICATED")) == 1, \
-            sorted(key for key in samples if key[0] == "grpc_server_handled_total")
+        assert value(samples, "grpc_server_handled_total", **rpc("ListPatterns", "UNAUTHENTICATED")) == 1, sorted(
+            key for key in samples if key[0] == "grpc_server_handled_total"
+        )
     finally:
         server.stop()
 
@@ -187,8 +203,9 @@ def test_each_worker_serves_its_own_metrics_port(tmp_path):
     grpc_port, port = free_port(), free_port()
     while port + 1 == grpc_port:
         port = free_port()
-    server = ServerProcess(["--data-dir", str(tmp_path), "--workers", "2", "--port", str(grpc_port),
-                            "--metrics-port", str(port)]).start()
+    server = ServerProcess(
+        ["--data-dir", str(tmp_path), "--workers", "2", "--port", str(grpc_port), "--metrics-port", str(port)]
+    ).start()
     try:
         for worker_port in (port, port + 1):
             deadline = time.monotonic() + 20

@@ -30,13 +30,17 @@ MIN_CASES = 30
 
 GO = shutil.which("go") or next((str(p) for p in [Path("/usr/local/go/bin/go")] if p.is_file()), None)
 NODE, NPM = shutil.which("node"), shutil.which("npm")
-needs_go = pytest.mark.skipif(GO is None, reason="Go toolchain not found (neither `go` on PATH nor /usr/local/go/bin/go)")
+needs_go = pytest.mark.skipif(
+    GO is None, reason="Go toolchain not found (neither `go` on PATH nor /usr/local/go/bin/go)"
+)
 needs_node = pytest.mark.skipif(NODE is None or NPM is None, reason="node and npm not found on PATH")
 _SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$", re.MULTILINE)
 
 
 def _run(args: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
 
 
 def _listed(path: Path) -> list[str]:
@@ -64,10 +68,13 @@ def _files(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize(("target", "variable", "committed", "subdir"), [
-    ("proto-go", "GO_CLIENT", GO_CLIENT, "katov1"),
-    ("proto-node", "NODE_CLIENT", NODE_CLIENT, "third_party"),
-])
+@pytest.mark.parametrize(
+    ("target", "variable", "committed", "subdir"),
+    [
+        ("proto-go", "GO_CLIENT", GO_CLIENT, "katov1"),
+        ("proto-node", "NODE_CLIENT", NODE_CLIENT, "third_party"),
+    ],
+)
 def test_committed_stubs_match_the_protos(tmp_path, target, variable, committed, subdir):
     """`make proto-go` / `make proto-node` into a scratch directory give the committed files."""
     if shutil.which("make") is None:
@@ -76,7 +83,9 @@ def test_committed_stubs_match_the_protos(tmp_path, target, variable, committed,
     if done.returncode != 0 and "needs protoc-gen-go" in done.stdout:
         pytest.skip(done.stdout.strip())
     assert done.returncode == 0, done.stdout + done.stderr
-    assert _files(tmp_path / subdir) == _files(committed / subdir), f"{committed / subdir} is stale: run `make {target}`"
+    assert _files(tmp_path / subdir) == _files(committed / subdir), (
+        f"{committed / subdir} is stale: run `make {target}`"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +99,11 @@ def go_binaries(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @needs_go
 def test_go_client_passes_the_conformance_subset(go_binaries, kato_server):
-    done = _run([str(go_binaries / "conformance"), "-target", kato_server.target, "-vectors", str(VECTORS)],
-                GO_CLIENT, timeout=300)
+    done = _run(
+        [str(go_binaries / "conformance"), "-target", kato_server.target, "-vectors", str(VECTORS)],
+        GO_CLIENT,
+        timeout=300,
+    )
     assert _assert_all_passed(done) == len(_listed(GO_CASES))
 
 
@@ -117,8 +129,9 @@ def node_modules() -> Path:
 
 @needs_node
 def test_node_client_passes_the_conformance_subset(node_modules, kato_server):
-    done = _run([NODE, "conformance.js", "--target", kato_server.target, "--vectors", str(VECTORS)],
-                NODE_CLIENT, timeout=300)
+    done = _run(
+        [NODE, "conformance.js", "--target", kato_server.target, "--vectors", str(VECTORS)], NODE_CLIENT, timeout=300
+    )
     assert _assert_all_passed(done) == len(_listed(NODE_CASES))
 
 

@@ -24,8 +24,12 @@ def observe(target: str, request_id: str | None = None, symbol: str = SECRET_SYM
     with grpc.insecure_channel(target) as channel:
         stub = api_grpc.KatoServiceStub(channel)
         return stub.Observe.with_call(
-            api.ObserveRequest(state=pb.SessionState(kb_id=f"log-{uuid.uuid4().hex[:8]}"),
-                               observation=pb.Observation(strings=[symbol])), metadata=metadata, timeout=30)
+            api.ObserveRequest(
+                state=pb.SessionState(kb_id=f"log-{uuid.uuid4().hex[:8]}"), observation=pb.Observation(strings=[symbol])
+            ),
+            metadata=metadata,
+            timeout=30,
+        )
 
 
 def json_lines(server: ServerProcess) -> list[dict]:
@@ -41,8 +45,9 @@ def wait_for_line(server: ServerProcess, needle: str, timeout: float = 10.0) -> 
 
 @pytest.fixture(scope="module")
 def json_server(tmp_path_factory):
-    server = ServerProcess(["--data-dir", str(tmp_path_factory.mktemp("json-logs")), "--log-format", "json",
-                            "--access-log", "true"]).start()
+    server = ServerProcess(
+        ["--data-dir", str(tmp_path_factory.mktemp("json-logs")), "--log-format", "json", "--access-log", "true"]
+    ).start()
     yield server
     server.stop()
 
@@ -61,10 +66,10 @@ def test_the_callers_request_id_is_kept(kato_server):
 
 
 def test_a_failed_call_returns_its_request_id_too(kato_server):
-    with grpc.insecure_channel(kato_server.target) as channel:
-        with pytest.raises(grpc.RpcError) as raised:
-            api_grpc.KatoServiceStub(channel).ListPatterns(
-                api.ListPatternsRequest(kb_id="no spaces allowed"), metadata=[("x-request-id", "req-failed-1")])
+    with grpc.insecure_channel(kato_server.target) as channel, pytest.raises(grpc.RpcError) as raised:
+        api_grpc.KatoServiceStub(channel).ListPatterns(
+            api.ListPatternsRequest(kb_id="no spaces allowed"), metadata=[("x-request-id", "req-failed-1")]
+        )
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert ("x-request-id", "req-failed-1") in [tuple(m) for m in raised.value.trailing_metadata()]
     # The rich error details are still there.
@@ -74,8 +79,10 @@ def test_a_failed_call_returns_its_request_id_too(kato_server):
 
 def test_a_stream_returns_its_request_id(kato_server):
     with grpc.insecure_channel(kato_server.target) as channel:
-        call = api_grpc.KatoServiceStub(channel).StreamObservations(iter([api.StreamObservationsRequest(
-            open=api.StreamOpen(state=pb.SessionState(kb_id="log-stream")))]), metadata=[("x-request-id", "req-s")])
+        call = api_grpc.KatoServiceStub(channel).StreamObservations(
+            iter([api.StreamObservationsRequest(open=api.StreamOpen(state=pb.SessionState(kb_id="log-stream")))]),
+            metadata=[("x-request-id", "req-s")],
+        )
         assert [a.WhichOneof("answer") for a in call] == ["opened", "closed"]
         assert ("x-request-id", "req-s") in [tuple(m) for m in call.trailing_metadata()]
 
@@ -112,13 +119,14 @@ def test_error_details_are_logged_only_at_debug(tmp_path):
     """A status message may quote user input: INFO logs the code, DEBUG the message too."""
     bad = "x" * 20 + " not a kb id"
     for level, expect in (("INFO", False), ("DEBUG", True)):
-        server = ServerProcess(["--data-dir", str(tmp_path / level), "--log-level", level,
-                                "--access-log", "true"]).start()
+        server = ServerProcess(
+            ["--data-dir", str(tmp_path / level), "--log-level", level, "--access-log", "true"]
+        ).start()
         try:
-            with grpc.insecure_channel(server.target) as channel:
-                with pytest.raises(grpc.RpcError):
-                    api_grpc.KatoServiceStub(channel).ListPatterns(
-                        api.ListPatternsRequest(kb_id=bad), metadata=[("x-request-id", f"req-{level}")])
+            with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError):
+                api_grpc.KatoServiceStub(channel).ListPatterns(
+                    api.ListPatternsRequest(kb_id=bad), metadata=[("x-request-id", f"req-{level}")]
+                )
             wait_for_line(server, f"req-{level}")
             time.sleep(0.1)
             assert (bad in "".join(server.output)) is expect
@@ -141,10 +149,10 @@ def test_without_the_access_log_only_server_failures_are_logged(tmp_path):
     server = ServerProcess(["--data-dir", str(tmp_path), "--redis-url", f"redis://127.0.0.1:{dead}/0"]).start()
     try:
         observe(server.target, "req-quiet")
-        with grpc.insecure_channel(server.target) as channel:
-            with pytest.raises(grpc.RpcError) as raised:
-                api_grpc.KatoServiceStub(channel).CreateSession(
-                    api.CreateSessionRequest(kb_id="log-dead"), metadata=[("x-request-id", "req-down")], timeout=20)
+        with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError) as raised:
+            api_grpc.KatoServiceStub(channel).CreateSession(
+                api.CreateSessionRequest(kb_id="log-dead"), metadata=[("x-request-id", "req-down")], timeout=20
+            )
         assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
         wait_for_line(server, "req-down")
         (line,) = [line for line in server.output if "req-down" in line]

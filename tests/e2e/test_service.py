@@ -71,7 +71,7 @@ def test_sessions_on_one_kb_never_see_each_others_stm(client, kb_id):
 # --- ListPatterns -----------------------------------------------------------------------
 def test_list_patterns_pages_through_names_in_ascending_order(client, kb_id):
     session = client.session(kb_id)
-    names = sorted(learn(session, [f"p{i}"], [f"q{i}"])[len("PTRN|"):] for i in range(5))
+    names = sorted(learn(session, [f"p{i}"], [f"q{i}"])[len("PTRN|") :] for i in range(5))
 
     pages, token = [], ""
     while True:
@@ -107,7 +107,11 @@ def test_symbol_stats_are_functions_of_the_stored_patterns(client, kb_id, small_
     stats = client.symbol_stats(kb_id)
     # freq(s) = sum over patterns of occurrences x frequency; pmf(s) = patterns holding s
     assert [(s.symbol, s.frequency, s.pattern_member_frequency) for s in stats.symbol_stats] == [
-        ("a", 1 * 2 + 1 * 1, 2), ("b", 1 * 2 + 2 * 1, 2), ("c", 1, 1), ("d", 1, 1)]
+        ("a", 1 * 2 + 1 * 1, 2),
+        ("b", 1 * 2 + 2 * 1, 2),
+        ("c", 1, 1),
+        ("d", 1, 1),
+    ]
     assert stats.total_unique_patterns == 3
     assert stats.total_pattern_frequencies == 3
     assert stats.total_symbols_in_patterns_frequencies == 2 * 2 + 2 * 1 + 3 * 1
@@ -134,7 +138,9 @@ def test_update_mask_says_which_fields_are_replaced(client, kb_id, small_kb):
     client.update_pattern(kb_id, name, metadata={"tag": ["x"]}, emotives=[{"joy": 1.0}])
     request = api.UpdatePatternRequest(kb_id=kb_id, name=name, frequency=9, update_mask={"paths": ["metadata"]})
     pattern = client.call("UpdatePattern", request).pattern  # metadata replaced by the empty map
-    assert pattern.frequency == 2 and not pattern.metadata and [dict(e.values) for e in pattern.emotives] == [{"joy": 1.0}]
+    assert (
+        pattern.frequency == 2 and not pattern.metadata and [dict(e.values) for e in pattern.emotives] == [{"joy": 1.0}]
+    )
 
     request = api.UpdatePatternRequest(kb_id=kb_id, name=name, frequency=3, update_mask={"paths": ["*"]})
     pattern = client.call("UpdatePattern", request).pattern  # all three: frequency 3, no emotives, no metadata
@@ -195,7 +201,8 @@ def test_observe_returns_predictions_only_when_asked(client, kb_id):
 def test_observe_sequence_learns_and_later_items_see_earlier_patterns(client, kb_id):
     session = client.session(kb_id)
     result = session.observe_sequence(
-        [{"strings": ["a", "b"]}, {"strings": ["c", "d"]}, {"strings": ["a", "b"]}], learn_after_each=True)
+        [{"strings": ["a", "b"]}, {"strings": ["c", "d"]}, {"strings": ["a", "b"]}], learn_after_each=True
+    )
     assert result.observations_processed == 3
     ab, cd = pattern_name((("a", "b"),)), pattern_name((("c", "d"),))
     assert list(result.auto_learned_patterns) == [f"PTRN|{ab}", f"PTRN|{cd}", f"PTRN|{ab}"]
@@ -210,7 +217,9 @@ def test_observe_sequence_with_a_bad_item_applies_nothing(client, kb_id):
     with pytest.raises(InvalidArgument) as caught:
         session.observe_sequence(
             [{"strings": ["a", "b"]}, {"strings": ["c", "d"]}, {"strings": ["e"], "emotives": {"": 1.0}}],
-            learn_after_each=True, learn_at_end=True)
+            learn_after_each=True,
+            learn_at_end=True,
+        )
     assert [v.field for v in caught.value.field_violations] == ["observations[2].emotives"]
     assert raw(session.cognition()) == before  # STM, time and predictions unchanged
     assert list(client.list_patterns(kb_id)) == []
@@ -290,11 +299,19 @@ def test_health_reports_serving(kato_server):
 
 def test_serve_help_lists_every_flag_with_its_environment_variable():
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'clients' / 'python'}"}
-    done = subprocess.run([sys.executable, "-m", "kato_grpc", "serve", "--help"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "kato_grpc", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
-    blocks = {match.group(1): " ".join(match.group(2).split())
-              for match in re.finditer(r"^  (--[a-z-]+)(.*?)(?=^  -|\Z)", done.stdout, re.M | re.S)}
+    blocks = {
+        match.group(1): " ".join(match.group(2).split())
+        for match in re.finditer(r"^  (--[a-z-]+)(.*?)(?=^  -|\Z)", done.stdout, re.M | re.S)
+    }
     names = [f.name for f in fields(Settings) if f.name != "limits"] + [f.name for f in fields(Limits)]
     for name in names:
         flag = "--" + name.replace("_", "-")

@@ -19,9 +19,22 @@ from tests.support.server import ServerProcess
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory):
     """A server with tiny limits: 3 STM events, 2 accumulator entries, 3 symbols and 1 vector per event."""
-    server = ServerProcess(["--data-dir", str(tmp_path_factory.mktemp("state-size")), "--max-stm-events", "3",
-                            "--max-accumulator-entries", "2", "--max-symbols-per-event", "3",
-                            "--max-vectors-per-observation", "1", "--max-symbol-bytes", "8"]).start()
+    server = ServerProcess(
+        [
+            "--data-dir",
+            str(tmp_path_factory.mktemp("state-size")),
+            "--max-stm-events",
+            "3",
+            "--max-accumulator-entries",
+            "2",
+            "--max-symbols-per-event",
+            "3",
+            "--max-vectors-per-observation",
+            "1",
+            "--max-symbol-bytes",
+            "8",
+        ]
+    ).start()
     yield server
     server.stop()
 
@@ -55,7 +68,9 @@ def test_client_held_calls_report_the_size_of_the_returned_state(stub):
     state = pb.SessionState(kb_id=kb())
     sizes = []
     for symbols in (["a"], ["b", "c"], ["d"]):
-        response, call = stub.Observe.with_call(api.ObserveRequest(state=state, observation=pb.Observation(strings=symbols)))
+        response, call = stub.Observe.with_call(
+            api.ObserveRequest(state=state, observation=pb.Observation(strings=symbols))
+        )
         assert state_bytes(call) == response.state.ByteSize()
         sizes.append(state_bytes(call))
         state = response.state
@@ -68,7 +83,9 @@ def test_server_held_calls_report_the_size_of_the_stored_state(stub):
     session, call = stub.CreateSession.with_call(api.CreateSessionRequest(kb_id=kb()))
     created = state_bytes(call)
     session_id = session.session.session_id
-    _, call = stub.Observe.with_call(api.ObserveRequest(session_id=session_id, observation=pb.Observation(strings=["a", "b"])))
+    _, call = stub.Observe.with_call(
+        api.ObserveRequest(session_id=session_id, observation=pb.Observation(strings=["a", "b"]))
+    )
     observed = state_bytes(call)
     assert observed > created
     _, call = stub.GetStm.with_call(api.GetStmRequest(session_id=session_id))
@@ -78,8 +95,10 @@ def test_server_held_calls_report_the_size_of_the_stored_state(stub):
 
 
 def test_a_stream_reports_the_final_state_size(stub):
-    requests = [api.StreamObservationsRequest(open=api.StreamOpen(state=pb.SessionState(kb_id=kb()))),
-                api.StreamObservationsRequest(observation=pb.Observation(strings=["a"]))]
+    requests = [
+        api.StreamObservationsRequest(open=api.StreamOpen(state=pb.SessionState(kb_id=kb()))),
+        api.StreamObservationsRequest(observation=pb.Observation(strings=["a"])),
+    ]
     call = stub.StreamObservations(iter(requests))
     answers = list(call)
     assert state_bytes(call) == answers[-1].closed.state.ByteSize()
@@ -93,22 +112,28 @@ def test_knowledge_base_calls_report_no_state_size(stub):
 def test_the_engine_keeps_a_state_within_the_limits(stub):
     state = pb.SessionState(kb_id=kb())
     for i in range(5):
-        state = stub.Observe(api.ObserveRequest(state=state, observation=pb.Observation(
-            strings=[f"s{i}"], emotives={"joy": 0.5}))).state
+        state = stub.Observe(
+            api.ObserveRequest(state=state, observation=pb.Observation(strings=[f"s{i}"], emotives={"joy": 0.5}))
+        ).state
     assert len(state.stm) == 3
     assert len(state.emotive_acc) == 2
 
 
-@pytest.mark.parametrize("field, state", [
-    ("state.stm", pb.SessionState(stm=[pb.Event(symbols=["a"])] * 4)),
-    ("state.stm[0].symbols", pb.SessionState(stm=[pb.Event(symbols=["a", "b", "c", "d", "e"])])),
-    ("state.emotive_acc", pb.SessionState(emotive_acc=[pb.EmotiveMap(values={"joy": 1.0})] * 3)),
-    ("state.metadata_acc", pb.SessionState(metadata_acc=[{}] * 3)),
-])
+@pytest.mark.parametrize(
+    "field, state",
+    [
+        ("state.stm", pb.SessionState(stm=[pb.Event(symbols=["a"])] * 4)),
+        ("state.stm[0].symbols", pb.SessionState(stm=[pb.Event(symbols=["a", "b", "c", "d", "e"])])),
+        ("state.emotive_acc", pb.SessionState(emotive_acc=[pb.EmotiveMap(values={"joy": 1.0})] * 3)),
+        ("state.metadata_acc", pb.SessionState(metadata_acc=[{}] * 3)),
+    ],
+)
 def test_a_client_held_state_over_the_limits_is_refused(stub, field, state):
     state.kb_id = kb()
-    for method, request in (("Observe", api.ObserveRequest(state=state, observation=pb.Observation(strings=["x"]))),
-                            ("Predict", api.PredictRequest(state=state))):
+    for method, request in (
+        ("Observe", api.ObserveRequest(state=state, observation=pb.Observation(strings=["x"]))),
+        ("Predict", api.PredictRequest(state=state)),
+    ):
         with pytest.raises(grpc.RpcError) as raised:
             getattr(stub, method)(request)
         assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -127,13 +152,22 @@ def test_a_state_the_engine_wrote_is_accepted(stub):
     """Three strings and a vector name (45 bytes, over max_symbol_bytes) in one event."""
     state = pb.SessionState(kb_id=kb())
     for _ in range(4):
-        state = stub.Observe(api.ObserveRequest(state=state, observation=pb.Observation(
-            strings=["a", "b", "c"], vectors=[pb.Vector(values=[0.5, 0.25])]))).state
+        state = stub.Observe(
+            api.ObserveRequest(
+                state=state,
+                observation=pb.Observation(strings=["a", "b", "c"], vectors=[pb.Vector(values=[0.5, 0.25])]),
+            )
+        ).state
     assert len(state.stm) == 3 and len(state.stm[0].symbols) == 4
     assert stub.Predict(api.PredictRequest(state=state)) is not None
 
 
 def test_a_state_at_the_limits_is_accepted(small_server, stub):
-    state = small_server.sign(pb.SessionState(kb_id=kb(), stm=[pb.Event(symbols=["a", "b", "c", "d"])] * 3,
-                                              emotive_acc=[pb.EmotiveMap(values={"joy": 1.0})] * 2))
+    state = small_server.sign(
+        pb.SessionState(
+            kb_id=kb(),
+            stm=[pb.Event(symbols=["a", "b", "c", "d"])] * 3,
+            emotive_acc=[pb.EmotiveMap(values={"joy": 1.0})] * 2,
+        )
+    )
     assert stub.Predict(api.PredictRequest(state=state)) is not None

@@ -3,7 +3,6 @@
 import uuid
 
 import pytest
-
 from kato_client import KatoClient
 from kato_client.client import observation
 
@@ -58,8 +57,9 @@ def test_rejected_step_is_answered_in_band_and_changes_nothing(client):
 
 
 def test_first_message_must_open(client):
-    from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
     import grpc
+
+    from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 
     with pytest.raises(grpc.RpcError) as caught:
         list(client.stub.StreamObservations(iter([api.StreamObservationsRequest(learn=api.StreamLearn())])))

@@ -21,7 +21,6 @@ from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from tests.support.certs import Pki, issue, make_ca, make_pki
 from tests.support.server import ServerProcess, find_tool
 
-
 GRPCURL = find_tool("grpcurl")
 needs_grpcurl = pytest.mark.skipif(GRPCURL is None, reason="grpcurl not found on PATH or in ~/go/bin")
 
@@ -43,13 +42,20 @@ def credentials(pki: Pki, client: tuple[Path, Path] | None = None) -> grpc.Chann
     chain = key = None
     if client is not None:
         chain, key = client[0].read_bytes(), client[1].read_bytes()
-    return grpc.ssl_channel_credentials(root_certificates=pki.ca_cert.read_bytes(), private_key=key,
-                                        certificate_chain=chain)
+    return grpc.ssl_channel_credentials(
+        root_certificates=pki.ca_cert.read_bytes(), private_key=key, certificate_chain=chain
+    )
 
 
 def start(tmp_path_factory, pki: Pki, *, client_ca: bool) -> ServerProcess:
-    flags = ["--data-dir", str(tmp_path_factory.mktemp("tls-data")),
-             "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
+    flags = [
+        "--data-dir",
+        str(tmp_path_factory.mktemp("tls-data")),
+        "--tls-cert",
+        str(pki.server_cert),
+        "--tls-key",
+        str(pki.server_key),
+    ]
     if client_ca:
         flags += ["--tls-client-ca", str(pki.ca_cert)]
     server = ServerProcess(flags)
@@ -73,8 +79,10 @@ def mtls_server(tmp_path_factory, pki):
 
 def observe_once(channel: grpc.Channel) -> api.ObserveResponse:
     stub = api_grpc.KatoServiceStub(channel)
-    return stub.Observe(api.ObserveRequest(state=pb.SessionState(kb_id="tls-kb"),
-                                           observation=pb.Observation(strings=["hello"])), timeout=10)
+    return stub.Observe(
+        api.ObserveRequest(state=pb.SessionState(kb_id="tls-kb"), observation=pb.Observation(strings=["hello"])),
+        timeout=10,
+    )
 
 
 def refused(channel: grpc.Channel) -> grpc.RpcError:
@@ -154,16 +162,27 @@ def test_grpcurl_plaintext_is_refused_by_a_tls_server(tls_server):
 
 @needs_grpcurl
 def test_grpcurl_with_a_client_certificate(mtls_server, pki):
-    done = grpcurl("-cacert", str(pki.ca_cert), "-cert", str(pki.client_cert), "-key", str(pki.client_key),
-                   "-d", "{}", mtls_server.target, "grpc.health.v1.Health/Check")
+    done = grpcurl(
+        "-cacert",
+        str(pki.ca_cert),
+        "-cert",
+        str(pki.client_cert),
+        "-key",
+        str(pki.client_key),
+        "-d",
+        "{}",
+        mtls_server.target,
+        "grpc.health.v1.Health/Check",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "SERVING"
 
 
 @needs_grpcurl
 def test_grpcurl_without_a_client_certificate_is_refused(mtls_server, pki):
-    done = grpcurl("-cacert", str(pki.ca_cert), "-max-time", "5", "-d", "{}", mtls_server.target,
-                   "grpc.health.v1.Health/Check")
+    done = grpcurl(
+        "-cacert", str(pki.ca_cert), "-max-time", "5", "-d", "{}", mtls_server.target, "grpc.health.v1.Health/Check"
+    )
     assert done.returncode != 0
     assert "SERVING" not in done.stdout
 
@@ -174,13 +193,30 @@ def kato_health(*args: str) -> subprocess.CompletedProcess:
     from tests.support.server import ROOT
 
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'clients' / 'python'}"}
-    return subprocess.run([sys.executable, "-m", "kato_grpc", "health", *args], capture_output=True, text=True,
-                          timeout=60, env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "kato_grpc", "health", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def test_the_health_command_over_tls(tls_server, mtls_server, pki):
     assert kato_health("--target", tls_server.target, "--tls-ca", str(pki.ca_cert)).returncode == 0
     assert kato_health("--target", tls_server.target).returncode == 1  # plaintext to a TLS port
-    assert kato_health("--target", mtls_server.target, "--tls-ca", str(pki.ca_cert), "--tls-cert",
-                       str(pki.client_cert), "--tls-key", str(pki.client_key)).returncode == 0
+    assert (
+        kato_health(
+            "--target",
+            mtls_server.target,
+            "--tls-ca",
+            str(pki.ca_cert),
+            "--tls-cert",
+            str(pki.client_cert),
+            "--tls-key",
+            str(pki.client_key),
+        ).returncode
+        == 0
+    )
     assert kato_health("--target", mtls_server.target, "--tls-ca", str(pki.ca_cert)).returncode == 1

@@ -42,7 +42,9 @@ def nested_metadata(levels: int) -> bytes:
 
 def bad_utf8_strings() -> bytes:
     observation = _len_field(1, b"fine") + _len_field(1, b"\xc3\x28")
-    return api.ObserveRequest(state=pb.SessionState(kb_id="undecodable")).SerializeToString() + _len_field(3, observation)
+    return api.ObserveRequest(state=pb.SessionState(kb_id="undecodable")).SerializeToString() + _len_field(
+        3, observation
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +68,19 @@ def violations(error: grpc.RpcError) -> list[tuple[str, str]]:
     return []
 
 
-@pytest.mark.parametrize("method, body, field, why", [
-    ("/kato.v1.KatoService/Observe", bad_utf8_strings(), "observation.strings[1]", "not valid UTF-8"),
-    ("/kato.v1.KatoService/GetPattern", _len_field(1, b"kb\xff"), "kb_id", "not valid UTF-8"),
-    ("/kato.v1.KatoService/Observe", nested_metadata(60), "observation.metadata", "nested deeper than 100"),
-    ("/kato.v1.KatoService/Observe", nested_metadata(5000), "observation.metadata", "nested deeper than 100"),
-    ("/kato.v1.KatoService/Learn", b"\xff\xff\xff\xff", "", "truncated or malformed"),
-    ("/kato.v1.KatoService/Learn", _len_field(1, b"\x0a\x05ab"), "state.kb_id", "truncated"),
-    ("/kato.v1.KatoService/CreateSession", b"\x0b\x14", "kb_id", "never started"),
-    ("/grpc.health.v1.Health/Check", b"\x0a\x01\xff", "service", "not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    "method, body, field, why",
+    [
+        ("/kato.v1.KatoService/Observe", bad_utf8_strings(), "observation.strings[1]", "not valid UTF-8"),
+        ("/kato.v1.KatoService/GetPattern", _len_field(1, b"kb\xff"), "kb_id", "not valid UTF-8"),
+        ("/kato.v1.KatoService/Observe", nested_metadata(60), "observation.metadata", "nested deeper than 100"),
+        ("/kato.v1.KatoService/Observe", nested_metadata(5000), "observation.metadata", "nested deeper than 100"),
+        ("/kato.v1.KatoService/Learn", b"\xff\xff\xff\xff", "", "truncated or malformed"),
+        ("/kato.v1.KatoService/Learn", _len_field(1, b"\x0a\x05ab"), "state.kb_id", "truncated"),
+        ("/kato.v1.KatoService/CreateSession", b"\x0b\x14", "kb_id", "never started"),
+        ("/grpc.health.v1.Health/Check", b"\x0a\x01\xff", "service", "not valid UTF-8"),
+    ],
+)
 def test_an_undecodable_request_is_invalid_argument_naming_what_failed(channel, method, body, field, why):
     error = raw_call(channel, method, body)
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
@@ -85,8 +90,9 @@ def test_an_undecodable_request_is_invalid_argument_naming_what_failed(channel, 
 
 
 def test_an_undecodable_stream_message_ends_the_stream_with_invalid_argument(channel):
-    stream = channel.stream_stream("/kato.v1.KatoService/StreamObservations",
-                                   request_serializer=None, response_deserializer=None)
+    stream = channel.stream_stream(
+        "/kato.v1.KatoService/StreamObservations", request_serializer=None, response_deserializer=None
+    )
     opening = api.StreamObservationsRequest(open=api.StreamOpen(state=pb.SessionState(kb_id="undecodable")))
     bad = _len_field(2, _len_field(1, b"\xed\xa0\x80"))  # observation.strings[0]: a UTF-16 surrogate
     responses = stream(iter([opening.SerializeToString(), bad]), timeout=30)

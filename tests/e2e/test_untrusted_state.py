@@ -38,8 +38,9 @@ def ring_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, ring_file):
-    started = ServerProcess(["--data-dir", str(tmp_path_factory.mktemp("untrusted")),
-                             "--state-keys-file", str(ring_file)]).start()
+    started = ServerProcess(
+        ["--data-dir", str(tmp_path_factory.mktemp("untrusted")), "--state-keys-file", str(ring_file)]
+    ).start()
     yield started
     started.stop()
 
@@ -74,19 +75,29 @@ def refused(call, request) -> grpc.RpcError:
 
 def rich_state(stub, kb_id: str) -> pb.SessionState:
     """A signed state with every field set: a pattern learned, then observed into again."""
-    state = stub.UpdateConfig(api.UpdateConfigRequest(
-        state=pb.SessionState(kb_id=kb_id), config=pb.SessionConfig(recall_threshold=0.2)), timeout=30).state
+    state = stub.UpdateConfig(
+        api.UpdateConfigRequest(state=pb.SessionState(kb_id=kb_id), config=pb.SessionConfig(recall_threshold=0.2)),
+        timeout=30,
+    ).state
     for strings in (["a"], ["b"]):
-        state = stub.Observe(api.ObserveRequest(state=state, observation=pb.Observation(strings=strings)),
-                             timeout=30).state
+        state = stub.Observe(
+            api.ObserveRequest(state=state, observation=pb.Observation(strings=strings)), timeout=30
+        ).state
     state = stub.Learn(api.LearnRequest(state=state), timeout=30).state
     metadata = json_format.ParseDict({"source": "test"}, pb.Observation().metadata)
-    state = stub.Observe(api.ObserveRequest(state=state, observation=pb.Observation(
-        strings=["a"], vectors=[pb.Vector(values=[0.5, 0.25])], emotives={"joy": 1.0}, metadata=metadata)),
-        timeout=30).state
+    state = stub.Observe(
+        api.ObserveRequest(
+            state=state,
+            observation=pb.Observation(
+                strings=["a"], vectors=[pb.Vector(values=[0.5, 0.25])], emotives={"joy": 1.0}, metadata=metadata
+            ),
+        ),
+        timeout=30,
+    ).state
     state.version = 3  # not the engine's, but signed like the rest once the server returns it
-    return stub.UpdateConfig(api.UpdateConfigRequest(
-        state=_resigned(state), config=pb.SessionConfig(max_predictions=50)), timeout=30).state
+    return stub.UpdateConfig(
+        api.UpdateConfigRequest(state=_resigned(state), config=pb.SessionConfig(max_predictions=50)), timeout=30
+    ).state
 
 
 _TEST_RING: list[StateKeyRing] = []
@@ -136,9 +147,11 @@ def test_a_tampered_state_is_refused_and_changes_nothing(stub, field):
     assert state.last_predictions and state.pending_vectors and state.metadata_acc and state.percept.strings
     before = kb_snapshot(stub, kb_id)
     TAMPERINGS[field](state)
-    for call, request in ((stub.Learn, api.LearnRequest(state=state)),
-                          (stub.Observe, api.ObserveRequest(state=state, observation=pb.Observation(strings=["c"]))),
-                          (stub.GetCognitionData, api.GetCognitionDataRequest(state=state))):
+    for call, request in (
+        (stub.Learn, api.LearnRequest(state=state)),
+        (stub.Observe, api.ObserveRequest(state=state, observation=pb.Observation(strings=["c"]))),
+        (stub.GetCognitionData, api.GetCognitionDataRequest(state=state)),
+    ):
         error = refused(call, request)
         assert error.code() is INVALID, error.details()
         assert details(error) == ("STATE_SIGNATURE_INVALID", ["state.signature"]), error.details()
@@ -154,9 +167,11 @@ def test_a_state_signed_by_an_unknown_key_is_refused(stub):
 
 def test_an_unsigned_state_with_content_is_refused(stub):
     kb_id = kb()
-    for state in (pb.SessionState(kb_id=kb_id, stm=[pb.Event(symbols=["a"]), pb.Event(symbols=["b"])]),
-                  pb.SessionState(kb_id=kb_id, time=5),
-                  pb.SessionState(kb_id=kb_id, emotive_acc=[pb.EmotiveMap(values={"joy": float("nan")})])):
+    for state in (
+        pb.SessionState(kb_id=kb_id, stm=[pb.Event(symbols=["a"]), pb.Event(symbols=["b"])]),
+        pb.SessionState(kb_id=kb_id, time=5),
+        pb.SessionState(kb_id=kb_id, emotive_acc=[pb.EmotiveMap(values={"joy": float("nan")})]),
+    ):
         error = refused(stub.Learn, api.LearnRequest(state=state))
         assert error.code() is INVALID
         assert details(error) == ("STATE_SIGNATURE_MISSING", ["state.signature"])
@@ -182,15 +197,18 @@ def test_a_stream_opened_with_a_forged_state_is_refused(stub):
     state = rich_state(stub, kb())
     state.time += 1
     with pytest.raises(grpc.RpcError) as raised:
-        list(stub.StreamObservations(iter([api.StreamObservationsRequest(open=api.StreamOpen(state=state))]),
-                                     timeout=30))
+        list(
+            stub.StreamObservations(iter([api.StreamObservationsRequest(open=api.StreamOpen(state=state))]), timeout=30)
+        )
     assert raised.value.code() is INVALID
     assert details(raised.value) == ("STATE_SIGNATURE_INVALID", ["open.state.signature"])
 
 
 def test_a_stream_returns_its_final_state_signed(stub):
-    requests = [api.StreamObservationsRequest(open=api.StreamOpen(state=pb.SessionState(kb_id=kb()))),
-                api.StreamObservationsRequest(observation=pb.Observation(strings=["a"]))]
+    requests = [
+        api.StreamObservationsRequest(open=api.StreamOpen(state=pb.SessionState(kb_id=kb()))),
+        api.StreamObservationsRequest(observation=pb.Observation(strings=["a"])),
+    ]
     final = list(stub.StreamObservations(iter(requests), timeout=30))[-1].closed.state
     assert stub.GetStm(api.GetStmRequest(state=final), timeout=30).stm[0].symbols == ["a"]
 
@@ -204,12 +222,19 @@ def test_replicas_sharing_a_ring_accept_each_others_states_and_others_do_not(sta
     after_rotation = start_server("--state-keys-file", str(rotated))
     kb_id = kb()
     with grpc.insecure_channel(replica.target) as channel:
-        state = api_grpc.KatoServiceStub(channel).Observe(api.ObserveRequest(
-            state=pb.SessionState(kb_id=kb_id), observation=pb.Observation(strings=["a"])), timeout=30).state
+        state = (
+            api_grpc.KatoServiceStub(channel)
+            .Observe(
+                api.ObserveRequest(state=pb.SessionState(kb_id=kb_id), observation=pb.Observation(strings=["a"])),
+                timeout=30,
+            )
+            .state
+        )
     with grpc.insecure_channel(after_rotation.target) as channel:
         rotated_stub = api_grpc.KatoServiceStub(channel)
-        state = rotated_stub.Observe(api.ObserveRequest(state=state, observation=pb.Observation(strings=["b"])),
-                                     timeout=30).state
+        state = rotated_stub.Observe(
+            api.ObserveRequest(state=state, observation=pb.Observation(strings=["b"])), timeout=30
+        ).state
         assert state.signature_key_id == "next"
     with grpc.insecure_channel(stranger.target) as channel:
         error = refused(api_grpc.KatoServiceStub(channel).GetStm, api.GetStmRequest(state=state))
@@ -220,8 +245,14 @@ def test_a_restarted_server_accepts_the_states_it_signed(start_server, tmp_path)
     data_dir = str(tmp_path / "data")
     first = start_server(data_dir=data_dir)
     with grpc.insecure_channel(first.target) as channel:
-        state = api_grpc.KatoServiceStub(channel).Observe(api.ObserveRequest(
-            state=pb.SessionState(kb_id=kb()), observation=pb.Observation(strings=["a"])), timeout=30).state
+        state = (
+            api_grpc.KatoServiceStub(channel)
+            .Observe(
+                api.ObserveRequest(state=pb.SessionState(kb_id=kb()), observation=pb.Observation(strings=["a"])),
+                timeout=30,
+            )
+            .state
+        )
     first.stop()
     second = start_server(data_dir=data_dir)
     with grpc.insecure_channel(second.target) as channel:
@@ -230,29 +261,44 @@ def test_a_restarted_server_accepts_the_states_it_signed(start_server, tmp_path)
 
 # --- defence in depth: states signed with the server's key that break the input rules ------------
 
+
 def test_a_signed_state_that_breaks_the_rules_is_still_refused(stub):
     """The forgeries of issue 13, signed as if the key had leaked: each is refused, naming the field."""
     kb_id = kb()
-    stub.Learn(api.LearnRequest(state=stub.Observe(api.ObserveRequest(
-        state=pb.SessionState(kb_id=kb_id), observation=pb.Observation(strings=["v"], vectors=[pb.Vector(values=[1.0, 2.0])])),
-        timeout=30).state), timeout=30)  # the knowledge base's vectors are 2-dimensional now
+    stub.Learn(
+        api.LearnRequest(
+            state=stub.Observe(
+                api.ObserveRequest(
+                    state=pb.SessionState(kb_id=kb_id),
+                    observation=pb.Observation(strings=["v"], vectors=[pb.Vector(values=[1.0, 2.0])]),
+                ),
+                timeout=30,
+            ).state
+        ),
+        timeout=30,
+    )  # the knowledge base's vectors are 2-dimensional now
     before = kb_snapshot(stub, kb_id)
     event = [pb.Event(symbols=["a"]), pb.Event(symbols=["b"])]
     forged_vector = pb.NamedVector(name="VCTR|" + "0" * 40, values=[float("nan"), 1.0])
     three_dim = [1.0, 2.0, 3.0]
     cases = {
-        "state.emotive_acc[0]['j']": pb.SessionState(stm=event, emotive_acc=[pb.EmotiveMap(values={"j": float("nan")})]),
-        "state.emotive_acc[1]['j']": pb.SessionState(stm=event, emotive_acc=[
-            pb.EmotiveMap(values={"j": 1.0}), pb.EmotiveMap(values={"j": float("inf")})]),
+        "state.emotive_acc[0]['j']": pb.SessionState(
+            stm=event, emotive_acc=[pb.EmotiveMap(values={"j": float("nan")})]
+        ),
+        "state.emotive_acc[1]['j']": pb.SessionState(
+            stm=event, emotive_acc=[pb.EmotiveMap(values={"j": 1.0}), pb.EmotiveMap(values={"j": float("inf")})]
+        ),
         "state.pending_vectors[0].values": pb.SessionState(stm=event, pending_vectors=[forged_vector]),
-        "state.pending_vectors[0].name": pb.SessionState(stm=event, pending_vectors=[
-            pb.NamedVector(name="VCTR|" + "0" * 40, values=[1.0, 2.0])]),
+        "state.pending_vectors[0].name": pb.SessionState(
+            stm=event, pending_vectors=[pb.NamedVector(name="VCTR|" + "0" * 40, values=[1.0, 2.0])]
+        ),
         "state.stm[1].symbols[0]": pb.SessionState(stm=[pb.Event(symbols=["a"]), pb.Event(symbols=["x" * 1_000_000])]),
         "state.stm[0]": pb.SessionState(stm=[pb.Event(), pb.Event(symbols=["a", "b"])]),
         "state.time": pb.SessionState(stm=event, time=-1),
     }
-    cases["three-dimensional"] = pb.SessionState(stm=event, pending_vectors=[
-        pb.NamedVector(name=vector_name(three_dim), values=three_dim)])
+    cases["three-dimensional"] = pb.SessionState(
+        stm=event, pending_vectors=[pb.NamedVector(name=vector_name(three_dim), values=three_dim)]
+    )
     for field, state in cases.items():
         state.kb_id = kb_id
         _resigned(state)

@@ -15,11 +15,10 @@ import uuid
 from contextlib import ExitStack
 
 import pytest
-
 from kato_client import KatoClient
 from kato_client.client import Session
 from kato_client.errors import KatoClientError, NotFound, Unavailable
-from kato_grpc._proto.kato.v1 import types_pb2 as pb
+
 from tests.support.server import ServerProcess
 from tests.support.state_keys import write_state_keys
 
@@ -91,7 +90,9 @@ def test_learn_through_one_replica_is_predicted_through_the_other_on_the_next_ca
     _learn(b, kb, ["hello"], ["world"])
     assert a.get_pattern(kb, name).frequency == 2
     assert [(s.symbol, s.frequency, s.pattern_member_frequency) for s in a.symbol_stats(kb).symbol_stats] == [
-        ("hello", 2, 1), ("world", 2, 1)]
+        ("hello", 2, 1),
+        ("world", 2, 1),
+    ]
 
 
 def test_delete_through_one_replica_is_gone_on_the_other(replicas):
@@ -179,8 +180,11 @@ def test_clickhouse_down_gives_unavailable_then_recovers_by_itself(clickhouse_se
         _, client = _serve(stack, clickhouse_server.url, tmp_path)
         name = _learn(client, kb, ["a"], ["b"])
         clickhouse_server.kill()
-        for call in (lambda: _predicted(client, kb, ["a"]), lambda: _learn(client, kb, ["c"], ["d"]),
-                     lambda: client.get_pattern(kb, name)):
+        for call in (
+            lambda: _predicted(client, kb, ["a"]),
+            lambda: _learn(client, kb, ["c"], ["d"]),
+            lambda: client.get_pattern(kb, name),
+        ):
             with pytest.raises(Unavailable) as caught:
                 call()
             assert f"ClickHouse at 127.0.0.1:{clickhouse_server.tcp_port}" in caught.value.message

@@ -42,7 +42,9 @@ def ops_in_write_order(store) -> dict[str, list[tuple[str, float | None]]]:
     """Per pattern, its stored operations in write order: (kind, the learn's id)."""
     rows = store._execute(
         f"SELECT name, CAST(op AS String), emotives FROM {store._t('pattern_ops')}"
-        " WHERE kb_id = %(kb)s ORDER BY name, version, seq", {"kb": KB})
+        " WHERE kb_id = %(kb)s ORDER BY name, version, seq",
+        {"kb": KB},
+    )
     out: dict[str, list] = {name: [] for name in NAMES}
     for name, kind, emotives in rows:
         out[name].append((kind, float(emotives.split(":")[1].rstrip("}]")) if kind == "learn" else None))
@@ -67,8 +69,11 @@ def run_concurrently(replicas, writes_per_thread: int, threads_per_replica: int,
             write(store, thread, i)
 
     with ThreadPoolExecutor(len(replicas) * threads_per_replica) as pool:
-        futures = [pool.submit(worker, store, r * threads_per_replica + t)
-                   for r, store in enumerate(replicas) for t in range(threads_per_replica)]
+        futures = [
+            pool.submit(worker, store, r * threads_per_replica + t)
+            for r, store in enumerate(replicas)
+            for t in range(threads_per_replica)
+        ]
         for future in futures:
             future.result()
 
@@ -136,7 +141,7 @@ def test_deletes_and_updates_racing_learns_follow_the_write_order(replicas, clic
     for name in NAMES:
         ops = ordered[name]
         last_delete = max((i for i, (kind, _) in enumerate(ops) if kind == "delete"), default=-1)
-        after = [tag for kind, tag in ops[last_delete + 1:] if kind == "learn"]
+        after = [tag for kind, tag in ops[last_delete + 1 :] if kind == "learn"]
         record = fresh.get_pattern(KB, name)
         if not after:
             assert record is None
@@ -170,8 +175,11 @@ def test_a_failed_call_in_a_group_commit_fails_alone(replicas):
             results[label] = exc
 
     a.apply(KB, [learn(0, 1)])
-    calls = [("learn", lambda: a.apply(KB, [learn(1, 2)])), ("update-missing", lambda: a.update_pattern(KB, NAMES[2], frequency=2)),
-             ("update", lambda: a.update_pattern(KB, NAMES[0], frequency=9))]
+    calls = [
+        ("learn", lambda: a.apply(KB, [learn(1, 2)])),
+        ("update-missing", lambda: a.update_pattern(KB, NAMES[2], frequency=2)),
+        ("update", lambda: a.update_pattern(KB, NAMES[0], frequency=9)),
+    ]
     threads = [threading.Thread(target=call, args=c) for c in calls]
     for t in threads:
         t.start()

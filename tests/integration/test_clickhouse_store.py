@@ -52,10 +52,22 @@ def test_schema_is_created_once_and_migrations_are_idempotent(clickhouse_url):
     stores[0].apply(KB, [ABC])
     rows = stores[1]._execute(f"SELECT version FROM {stores[1]._t('schema_migrations')} FINAL ORDER BY version")
     assert rows == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
-    tables = {name for (name,) in stores[2]._execute(
-        "SELECT name FROM system.tables WHERE database = %(db)s", {"db": stores[2].database})}
-    assert {"schema_migrations", "kb_writes_v2", "pattern_ops", "vectors", "applied", "kb_clears", "kb_log",
-            "kb_log_floor"} <= tables
+    tables = {
+        name
+        for (name,) in stores[2]._execute(
+            "SELECT name FROM system.tables WHERE database = %(db)s", {"db": stores[2].database}
+        )
+    }
+    assert {
+        "schema_migrations",
+        "kb_writes_v2",
+        "pattern_ops",
+        "vectors",
+        "applied",
+        "kb_clears",
+        "kb_log",
+        "kb_log_floor",
+    } <= tables
     assert all(s.schema_version() == SCHEMA_VERSION for s in stores)
     assert stores[2].get_pattern(KB, ABC.name).frequency == 1
     for s in stores:
@@ -106,8 +118,9 @@ def _stale_write(store, effects):
 
 
 def _notices(store) -> int:
-    return store._scalar(f"SELECT count() FROM {store._t('kb_log')} WHERE kb_id = %(kb)s AND kind = 'notice'",
-                         {"kb": KB})
+    return store._scalar(
+        f"SELECT count() FROM {store._t('kb_log')} WHERE kb_id = %(kb)s AND kind = 'notice'", {"kb": KB}
+    )
 
 
 def test_a_write_landing_just_behind_a_readers_head_is_found_by_the_re_read_window(pair, clickhouse_url):
@@ -237,8 +250,8 @@ def sharded_url(tmp_path):
     """docs/clickhouse.md's sharding recipe on one server: two "shards" are two databases
     (each replica of the cluster names its own default_database), and database `kato`
     holds Distributed tables over them, sharded by cityHash64(kb_id)."""
-    from tests.support.clickhouse import ClickHouseServer, ClickHouseUnavailable
     from kato_grpc.kb.clickhouse import MIGRATIONS
+    from tests.support.clickhouse import ClickHouseServer, ClickHouseUnavailable
 
     try:
         server = ClickHouseServer(tmp_path / "ch", extra_config=_TWO_SHARDS).start()
@@ -253,8 +266,10 @@ def sharded_url(tmp_path):
                 admin._execute(statement.format(db=shard))
     admin._execute("CREATE DATABASE kato")
     for table in tables:
-        admin._execute(f"CREATE TABLE kato.{table} AS kato_shard1.{table}"
-                       f" ENGINE = Distributed(kato_test, '', {table}, cityHash64(kb_id))")
+        admin._execute(
+            f"CREATE TABLE kato.{table} AS kato_shard1.{table}"
+            f" ENGINE = Distributed(kato_test, '', {table}, cityHash64(kb_id))"
+        )
     yield server.url, admin
     admin.close()
     server.stop()
@@ -320,24 +335,50 @@ def test_schema_1_knowledge_bases_survive_the_migration_to_operations(clickhouse
     old._execute(f"CREATE DATABASE {db}")
     for statement in MIGRATIONS[0][1]:
         old._execute(statement.format(db=db))
-    old._execute(f"CREATE TABLE {db}.schema_migrations (version UInt32, description String, applied_at DateTime)"
-                 " ENGINE = ReplacingMergeTree ORDER BY version")
+    old._execute(
+        f"CREATE TABLE {db}.schema_migrations (version UInt32, description String, applied_at DateTime)"
+        " ENGINE = ReplacingMergeTree ORDER BY version"
+    )
     old._execute(f"INSERT INTO {db}.schema_migrations (version, description, applied_at) SELECT 1, 'v1', now()")
     abc = learn(ABC.events, [{"joy": 0.1 + 0.2}])
     kept = MemoryStore()
     kept.apply(KB, [abc, abc, abc])
     record = kept.get_pattern(KB, ABC.name)
     xy = learn([["x"], ["y"]])
-    row = lambda key, version, deleted=0, **cols: (KB, "pattern", key, version, deleted, cols.get("events", ""),
-                                                    cols.get("frequency", 0), cols.get("emotives", ""),
-                                                    cols.get("metadata", ""), cols.get("affinity_contrib", ""),
-                                                    [], 0, 0)
-    old._execute(f"INSERT INTO {db}.kb_writes VALUES", [
-        row(ABC.name, (7 << 20) | 3, **record_columns(record)),
-        row(xy.name, (5 << 20) | 3, events='[["x"],["y"]]', frequency=1, emotives="[]", metadata="{}",
-            affinity_contrib="{}"),
-        row(xy.name, (6 << 20) | 3, deleted=1),
-    ])
+
+    def row(key, version, deleted=0, **cols):
+        return (
+            KB,
+            "pattern",
+            key,
+            version,
+            deleted,
+            cols.get("events", ""),
+            cols.get("frequency", 0),
+            cols.get("emotives", ""),
+            cols.get("metadata", ""),
+            cols.get("affinity_contrib", ""),
+            [],
+            0,
+            0,
+        )
+
+    old._execute(
+        f"INSERT INTO {db}.kb_writes VALUES",
+        [
+            row(ABC.name, (7 << 20) | 3, **record_columns(record)),
+            row(
+                xy.name,
+                (5 << 20) | 3,
+                events='[["x"],["y"]]',
+                frequency=1,
+                emotives="[]",
+                metadata="{}",
+                affinity_contrib="{}",
+            ),
+            row(xy.name, (6 << 20) | 3, deleted=1),
+        ],
+    )
     url = clickhouse_url.rsplit("/", 1)[0] + f"/{old.database}_v1"
     store = ClickHouseStore(url)
     assert store.schema_version() == SCHEMA_VERSION

@@ -9,6 +9,7 @@ float as its shortest round-trip repr, is compared line for line.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import sys
@@ -36,12 +37,10 @@ def conformance_kbs() -> dict[str, tuple[list[PatternRecord], list]]:
     bins: list[tuple[dict[str, PatternRecord], dict[str, tuple]]] = []
     for case in load_cases(VECTORS):
         adapters: list[CoreAdapter] = []
-        try:
+        with contextlib.suppress(Exception):
             run_case(case, lambda: adapters.append(CoreAdapter(sleep=lambda s: None)) or adapters[-1])
-        except Exception:  # noqa: BLE001 - an unmet expectation still leaves its KBs behind
-            pass
         for adapter in adapters:
-            for node, kb in sorted(adapter._nodes.items()):
+            for _node, kb in sorted(adapter._nodes.items()):
                 records, vectors = {r.name: r for r in kb.list_patterns()}, kb.vectors()
                 dims = {len(v) for v in vectors.values()}
                 for held, held_vectors in bins:
@@ -52,14 +51,25 @@ def conformance_kbs() -> dict[str, tuple[list[PatternRecord], list]]:
                         break
                 else:
                     bins.append((records, dict(vectors)))
-    kbs = {f"conformance-{i}": (sorted(held.values(), key=lambda r: r.name), sorted(held_vectors.items()))
-           for i, (held, held_vectors) in enumerate(bins) if held}
-    events = ((("odd", "a"), ("b",)))
-    kbs["odd-floats"] = ([PatternRecord(
-        name=pattern_name(events), events=events, frequency=7,
-        emotives=tuple({"x": value, "é": -value} for value in ODD[:5]),
-        metadata={"k": ("1", "v é")}, affinity_contrib={"x": ODD[5], "y": ODD[6]})],
-        [("VCTR|odd", tuple(ODD))])
+    kbs = {
+        f"conformance-{i}": (sorted(held.values(), key=lambda r: r.name), sorted(held_vectors.items()))
+        for i, (held, held_vectors) in enumerate(bins)
+        if held
+    }
+    events = (("odd", "a"), ("b",))
+    kbs["odd-floats"] = (
+        [
+            PatternRecord(
+                name=pattern_name(events),
+                events=events,
+                frequency=7,
+                emotives=tuple({"x": value, "é": -value} for value in ODD[:5]),
+                metadata={"k": ("1", "v é")},
+                affinity_contrib={"x": ODD[5], "y": ODD[6]},
+            )
+        ],
+        [("VCTR|odd", tuple(ODD))],
+    )
     return kbs
 
 
@@ -131,10 +141,17 @@ def test_copy_resumes_after_an_interruption(source, clickhouse_url, monkeypatch)
 
 
 def test_the_command_line_copies_exports_and_imports(source, clickhouse_url, tmp_path):
-    src, kb_ids = source
+    src, _kb_ids = source
     kb_id = "odd-floats"
-    run = lambda *args: subprocess.run([sys.executable, "-m", "kato_grpc", "kb", *args, "--no-progress"],
-                                       capture_output=True, text=True, timeout=120)
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "kato_grpc", "kb", *args, "--no-progress"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
     copied = run("copy", "--from", f"sqlite://{src.path.parent}", "--to", clickhouse_url, "--kb", kb_id)
     assert copied.returncode == 0, copied.stderr
     assert "copied 1 patterns and 1 vectors" in copied.stderr

@@ -52,8 +52,9 @@ def start_kato(tmp_path):
     started: list[ServerProcess] = []
 
     def start(redis_url: str, *flags: str) -> ServerProcess:
-        server = ServerProcess(["--data-dir", str(tmp_path / f"kato-{len(started)}"), "--redis-url", redis_url,
-                                *flags]).start()
+        server = ServerProcess(
+            ["--data-dir", str(tmp_path / f"kato-{len(started)}"), "--redis-url", redis_url, *flags]
+        ).start()
         started.append(server)
         return server
 
@@ -85,8 +86,9 @@ def acknowledged_session(target: str) -> tuple[str, list[list[str]]]:
         stub = api_grpc.KatoServiceStub(channel)
         session_id = stub.CreateSession(api.CreateSessionRequest(kb_id="durable"), timeout=30).session.session_id
         for symbol in ("a", "b", "c"):
-            stub.Observe(api.ObserveRequest(session_id=session_id, observation=pb.Observation(strings=[symbol])),
-                         timeout=30)
+            stub.Observe(
+                api.ObserveRequest(session_id=session_id, observation=pb.Observation(strings=[symbol])), timeout=30
+            )
     return session_id, [["a"], ["b"], ["c"]]
 
 
@@ -114,8 +116,12 @@ def test_without_persistence_sessions_are_lost_and_the_server_warns(start_redis,
     kato = start_kato(store.url, "--metrics-port", str(metrics_port))
     assert "has no append-only file" in "".join(kato.output)
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).read().decode()
-    modes = {s.labels["mode"]: s.value for f in text_string_to_metric_families(text) for s in f.samples
-             if s.name == "kato_session_store_persistence"}
+    modes = {
+        s.labels["mode"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "kato_session_store_persistence"
+    }
     assert modes == {"none": 1.0}
     session_id, _ = acknowledged_session(kato.target)
     store.restart()

@@ -21,13 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-import grpc
 import pytest
 import redis
-
 from kato_client import KatoClient
 from kato_client.client import ServerSession
 from kato_client.errors import FailedPrecondition, NotFound, Unavailable
+
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
@@ -106,8 +105,10 @@ def test_one_hundred_sessions_on_one_kb_see_only_their_own_events(two_servers):
     kb, count, length = kb_id("iso"), 100, 10
     sessions = [two_servers.client(i).server_session(kb) for i in range(count)]
     # Session i's own symbols; every third event has two (events are sorted sets).
-    expected = [[sorted({f"s{i:03d}e{j}", f"s{i:03d}x"} if j % 3 == 0 else {f"s{i:03d}e{j}"})
-                 for j in range(length)] for i in range(count)]
+    expected = [
+        [sorted({f"s{i:03d}e{j}", f"s{i:03d}x"} if j % 3 == 0 else {f"s{i:03d}e{j}"}) for j in range(length)]
+        for i in range(count)
+    ]
 
     def drive(i: int) -> None:
         for j, event in enumerate(expected[i]):
@@ -182,8 +183,10 @@ def test_racing_learns_through_two_servers_store_each_pattern_once(two_servers, 
 
     with ExitStack() as stack:
         fresh = _deploy(stack, two_servers.data_dir, 1, two_servers.redis_url)
-        stored = {f"PTRN|{p.name}" if not p.name.startswith("PTRN|") else p.name: p.frequency
-                  for p in fresh.client(0).list_patterns(kb)}
+        stored = {
+            f"PTRN|{p.name}" if not p.name.startswith("PTRN|") else p.name: p.frequency
+            for p in fresh.client(0).list_patterns(kb)
+        }
     assert stored == committed
 
 
@@ -299,8 +302,14 @@ def test_redis_killed_gives_unavailable_and_the_server_recovers_by_itself(redis_
         session.observe(["a"])
 
         redis_server.kill()
-        calls = [lambda: session.observe(["b"]), lambda: session.stm(), lambda: session.learn(),
-                 lambda: client.server_session(kb_id("down")), lambda: session.exists(), lambda: session.delete()]
+        calls = [
+            lambda: session.observe(["b"]),
+            lambda: session.stm(),
+            lambda: session.learn(),
+            lambda: client.server_session(kb_id("down")),
+            lambda: session.exists(),
+            lambda: session.delete(),
+        ]
         for call in calls:
             with pytest.raises(Unavailable) as raised:
                 call()

@@ -27,7 +27,10 @@ from kato_grpc.server.execution import InlineSessionStore
 from kato_grpc.server.state_codec import STATE_CODEC
 from kato_grpc.sessions.memory import MemorySessionStore
 from kato_grpc.sessions.request_ids import (
-    MAX_LEDGER_REPLY_BYTES, RECENT_REPLIES, MemoryLedger, RequestAlreadyApplied,
+    MAX_LEDGER_REPLY_BYTES,
+    RECENT_REPLIES,
+    MemoryLedger,
+    RequestAlreadyApplied,
 )
 from kato_grpc.sessions.runner import SessionRunner
 from tests.support.server import ServerProcess
@@ -49,8 +52,10 @@ def kb() -> str:
 
 
 def observe(stub, session_id: str, symbol: str, request_id: str) -> api.ObserveResponse:
-    return stub.Observe(api.ObserveRequest(session_id=session_id, observation=pb.Observation(strings=[symbol]),
-                                           request_id=request_id), timeout=30)
+    return stub.Observe(
+        api.ObserveRequest(session_id=session_id, observation=pb.Observation(strings=[symbol]), request_id=request_id),
+        timeout=30,
+    )
 
 
 def test_a_retry_after_many_newer_requests_gets_its_first_reply(stub):
@@ -71,8 +76,11 @@ def test_a_retry_after_many_newer_requests_gets_its_first_reply(stub):
 def test_a_retry_whose_reply_was_not_kept_is_already_exists_and_not_applied(stub):
     session_id = stub.CreateSession(api.CreateSessionRequest(kb_id=kb()), timeout=30).session.session_id
     # 4000 empty observations answer with 4000 results: a reply over MAX_LEDGER_REPLY_BYTES.
-    big = api.ObserveSequenceRequest(session_id=session_id, request_id="big", observations=[
-        pb.Observation(unique_id=f"u{i:020d}") for i in range(4000)])
+    big = api.ObserveSequenceRequest(
+        session_id=session_id,
+        request_id="big",
+        observations=[pb.Observation(unique_id=f"u{i:020d}") for i in range(4000)],
+    )
     assert stub.ObserveSequence(big, timeout=60).ByteSize() > MAX_LEDGER_REPLY_BYTES
     assert stub.ObserveSequence(big, timeout=60).results[-1].time == 4000  # kept in the record: answered
     for i in range(RECENT_REPLIES):
@@ -93,8 +101,9 @@ def test_a_client_held_learn_retried_with_its_request_id_is_stored_once(stub):
     kb_id = kb()
     state = pb.SessionState(kb_id=kb_id)
     for symbol in ("a", "b"):
-        state = stub.Observe(api.ObserveRequest(state=state, observation=pb.Observation(strings=[symbol])),
-                             timeout=30).state
+        state = stub.Observe(
+            api.ObserveRequest(state=state, observation=pb.Observation(strings=[symbol])), timeout=30
+        ).state
     first = stub.Learn(api.LearnRequest(state=state, request_id="learn-c"), timeout=30)
     again = stub.Learn(api.LearnRequest(state=state, request_id="learn-c"), timeout=30)
     assert again == first
@@ -112,6 +121,7 @@ def test_a_request_id_over_128_characters_is_invalid(stub):
 
 
 # --- the window, with an injected clock ------------------------------------------------------
+
 
 class Clock:
     def __init__(self) -> None:
@@ -159,8 +169,9 @@ class Reply:
 def test_an_id_is_remembered_for_its_window_and_never_less_than_the_ttl(ttl, window):
     clock, kb_store = Clock(), MemoryStore()
     ledger = MemoryLedger(clock)
-    runner = SyncRunner(MemorySessionStore(clock), kb_store, clock=clock,
-                        request_ids=ledger, request_window_seconds=window)
+    runner = SyncRunner(
+        MemorySessionStore(clock), kb_store, clock=clock, request_ids=ledger, request_window_seconds=window
+    )
     session = runner.create(engine.new_session("k"), ttl, b"").session_id
 
     def observe_step(symbol):

@@ -41,8 +41,15 @@ def store(request):
 
 def record(session_id: str = "s1", ttl: int = 60, version: int = 0, **changes) -> SessionRecord:
     now = time.time()
-    base = SessionRecord(session_id=session_id, kb_id=KB, state=b"\x00state\xff", version=version,
-                         ttl_seconds=ttl, expires_at=now + ttl, created_at=now)
+    base = SessionRecord(
+        session_id=session_id,
+        kb_id=KB,
+        state=b"\x00state\xff",
+        version=version,
+        ttl_seconds=ttl,
+        expires_at=now + ttl,
+        created_at=now,
+    )
     return base.evolve(**changes)
 
 
@@ -50,8 +57,9 @@ def record(session_id: str = "s1", ttl: int = 60, version: int = 0, **changes) -
 
 
 def test_a_created_record_reads_back_byte_for_byte(store):
-    created = record(metadata=b"\x01meta", outbox=b'[{"clear":true}]', replies={"r1": b"\x00\xff", "r2": b""},
-                     owner="key-é")
+    created = record(
+        metadata=b"\x01meta", outbox=b'[{"clear":true}]', replies={"r1": b"\x00\xff", "r2": b""}, owner="key-é"
+    )
     store.create(created)
     assert store.get("s1") == created
 
@@ -90,11 +98,18 @@ def test_replies_keep_their_order(store):
 
 def test_a_transition_keeps_what_creation_fixed(store):
     store.create(record(metadata=b"meta", owner="alice"))
-    store.compare_and_set(record(version=1, state=b"new", outbox=b"[]", replies={"r": b"1"}, metadata=b"meta",
-                                 owner="alice"), 0)
+    store.compare_and_set(
+        record(version=1, state=b"new", outbox=b"[]", replies={"r": b"1"}, metadata=b"meta", owner="alice"), 0
+    )
     got = store.get("s1")
     assert (got.kb_id, got.metadata, got.owner, got.state, got.outbox, got.replies) == (
-        KB, b"meta", "alice", b"new", b"[]", {"r": b"1"})
+        KB,
+        b"meta",
+        "alice",
+        b"new",
+        b"[]",
+        {"r": b"1"},
+    )
 
 
 def test_touch_sets_the_ttl_but_not_the_version(store):
@@ -153,8 +168,19 @@ def test_keys_carry_the_session_id_as_hash_tag(redis_server):
     assert tombstone_key("abc123") == "kato:session:{abc123}:expired"
     assert sorted(store.client.keys("*")) == [b"kato:session:{abc123}", b"kato:session:{abc123}:expired"]
     fields = store.client.hgetall("kato:session:{abc123}")
-    assert set(fields) == {b"state", b"version", b"kb_id", b"ttl_seconds", b"expires_at", b"created_at",
-                           b"metadata", b"owner", b"outbox", b"replies", b"writer"}
+    assert set(fields) == {
+        b"state",
+        b"version",
+        b"kb_id",
+        b"ttl_seconds",
+        b"expires_at",
+        b"created_at",
+        b"metadata",
+        b"owner",
+        b"outbox",
+        b"replies",
+        b"writer",
+    }
     assert 0 < store.client.pttl("kato:session:{abc123}") <= 60_000
     assert 86_400_000 < store.client.pttl("kato:session:{abc123}:expired") <= 86_460_000
     # the hash tag puts both keys in the slot of the bare id: one Cluster node, one script
@@ -190,9 +216,14 @@ def test_unreachable_redis_raises_store_unavailable_naming_the_address_not_the_p
     store.create(record("before"))  # the pool now holds a connection the crash will break
     with_password = RedisSessionStore.from_url(f"redis://kato:s3cret@127.0.0.1:{redis_server.port}/0")
     redis_server.kill()
-    for call in (lambda s: s.get("s1"), lambda s: s.create(record()), lambda s: s.status("s1"),
-                 lambda s: s.compare_and_set(record(version=1), 0), lambda s: s.touch("s1", 1, time.time() + 1),
-                 lambda s: s.delete("s1")):
+    for call in (
+        lambda s: s.get("s1"),
+        lambda s: s.create(record()),
+        lambda s: s.status("s1"),
+        lambda s: s.compare_and_set(record(version=1), 0),
+        lambda s: s.touch("s1", 1, time.time() + 1),
+        lambda s: s.delete("s1"),
+    ):
         for each in (store, with_password):
             with pytest.raises(StoreUnavailable) as raised:
                 call(each)
@@ -268,6 +299,7 @@ def test_concurrent_observes_on_one_session_all_land(runner, kb):
 def test_racing_learns_count_each_committed_transition_once(runner, kb):
     """Each round: two events, then 12 Learns at once. One commits the pattern; the rest
     find the STM empty (FAILED_PRECONDITION). The frequency is the number of rounds."""
+
     async def scenario():
         session = (await runner.create(engine.new_session(KB), 60, b"")).session_id
         learned: list[str] = []

@@ -36,7 +36,9 @@ def clickhouse_server_command() -> list[str]:
         found = shutil.which(name) or (name if os.path.isabs(name) and os.access(name, os.X_OK) else None)
         if found:
             return [found]
-    single = shutil.which("clickhouse") or ("/usr/bin/clickhouse" if os.access("/usr/bin/clickhouse", os.X_OK) else None)
+    single = shutil.which("clickhouse") or (
+        "/usr/bin/clickhouse" if os.access("/usr/bin/clickhouse", os.X_OK) else None
+    )
     if single:
         return [single, "server"]
     raise ClickHouseUnavailable("clickhouse-server is not installed (Debian: apt-get install clickhouse-server)")
@@ -140,11 +142,12 @@ class ClickHouseServer:
         (self.workdir / "users.xml").write_text(_USERS)
         config = self.workdir / "config.xml"
         extra = self.extra_config.replace("{tcp_port}", str(self.tcp_port))
-        config.write_text(_CONFIG.format(work=self.workdir, tcp_port=self.tcp_port, http_port=self.http_port,
-                                         extra=extra))
+        config.write_text(
+            _CONFIG.format(work=self.workdir, tcp_port=self.tcp_port, http_port=self.http_port, extra=extra)
+        )
         return config
 
-    def start(self, timeout: float = 60.0) -> "ClickHouseServer":
+    def start(self, timeout: float = 60.0) -> ClickHouseServer:
         """Start (or restart) and wait until `SELECT 1` answers on the native port."""
         command = clickhouse_server_command()
         self.workdir = Path(self.workdir).resolve()
@@ -154,7 +157,10 @@ class ClickHouseServer:
             config = self._write_config()
             out = open(self.workdir / "log" / "stdout.log", "ab")
             self.process = subprocess.Popen(
-                [*command, f"--config-file={config}"], stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir,
+                [*command, f"--config-file={config}"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
                 start_new_session=True,
             )
             out.close()
@@ -175,7 +181,7 @@ class ClickHouseServer:
         client = Client(host="127.0.0.1", port=self.tcp_port, connect_timeout=1, send_receive_timeout=5)
         try:
             return client.execute("SELECT 1") == [(1,)]
-        except Exception:  # noqa: BLE001 - not up yet, whatever the reason
+        except Exception:
             return False
         finally:
             client.disconnect()
@@ -202,7 +208,7 @@ class ClickHouseServer:
     def resume(self) -> None:
         os.killpg(self.process.pid, signal.SIGCONT)
 
-    def restart(self) -> "ClickHouseServer":
+    def restart(self) -> ClickHouseServer:
         self.kill()
         return self.start()
 

@@ -35,7 +35,10 @@ def acked_before_sigkill(module: str, store: str, target: str, count: int) -> li
     is learning the next pattern) and return every name it acknowledged, in order."""
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD.format(module=module, store=store), target],
-        stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        cwd=ROOT,
     )
     acked: list[str] = []
     try:

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from kato_grpc.kb.memory import MemoryStore
 from kato_grpc.kb.engines import engine_named
+from kato_grpc.kb.memory import MemoryStore
 from kato_grpc.server.app import Stores, create_server
 from kato_grpc.server.settings import Settings
 from kato_grpc.sessions.memory import MemorySessionStore

@@ -29,7 +29,9 @@ class RedisUnavailable(RuntimeError):
 
 
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
     if not found:
         raise RedisUnavailable("redis-server is not installed (Debian: apt-get install redis-server)")
     return found
@@ -69,7 +71,7 @@ class RedisServer:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self, timeout: float = 10.0) -> "RedisServer":
+    def start(self, timeout: float = 10.0) -> RedisServer:
         """Start (or restart) on `port`, picking a free one the first time; wait for PING."""
         binary = redis_server_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -78,9 +80,27 @@ class RedisServer:
                 self.port = _free_port()
             log = open(self.workdir / "redis.log", "ab")
             self.process = subprocess.Popen(
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.workdir), "--daemonize", "no", "--protected-mode", "yes", *self.extra_args],
-                stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                [
+                    binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                    "--daemonize",
+                    "no",
+                    "--protected-mode",
+                    "yes",
+                    *self.extra_args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
             )
             log.close()
             deadline = time.monotonic() + timeout
@@ -117,7 +137,7 @@ class RedisServer:
     def resume(self) -> None:
         self.process.send_signal(signal.SIGCONT)
 
-    def restart(self) -> "RedisServer":
+    def restart(self) -> RedisServer:
         self.kill()
         return self.start()
 

@@ -31,11 +31,15 @@ class ServerProcess:
     # For a TLS server: how the health wait dials it (with a client certificate if asked).
     credentials: grpc.ChannelCredentials | None = None
 
-    def start(self, timeout: float = 30.0) -> "ServerProcess":
+    def start(self, timeout: float = 30.0) -> ServerProcess:
         env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'clients' / 'python'}", **self.env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kato_grpc", "serve", "--host", "127.0.0.1", "--port", "0", *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=ROOT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -56,7 +60,7 @@ class ServerProcess:
         """Sign a hand-made `SessionState` in place with this server's key ring; return it."""
         from tests.support.state_keys import ring_of_data_dir
 
-        flags = dict(zip(self.args, self.args[1:]))
+        flags = dict(zip(self.args, self.args[1:], strict=False))
         if "--state-keys-file" in flags:
             from kato_grpc.server.state_signing import StateKeyRing
 
@@ -71,14 +75,20 @@ class ServerProcess:
             self.output.append(line)
 
     def wait_healthy(self, timeout: float = 10.0) -> None:
-        channel = (grpc.secure_channel(self.target, self.credentials) if self.credentials
-                   else grpc.insecure_channel(self.target))
+        channel = (
+            grpc.secure_channel(self.target, self.credentials)
+            if self.credentials
+            else grpc.insecure_channel(self.target)
+        )
         with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             deadline = time.monotonic() + timeout
             while True:
                 try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    if (
+                        stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                        == health_pb2.HealthCheckResponse.SERVING
+                    ):
                         return
                 except grpc.RpcError:
                     if time.monotonic() > deadline:

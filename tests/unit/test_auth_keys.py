@@ -11,7 +11,14 @@ import pytest
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 from kato_grpc.server.auth import (
-    METHOD_ROLES, ApiKey, KeyFileError, KeyRing, Role, hash_key, load_keys_file, parse_keys,
+    METHOD_ROLES,
+    ApiKey,
+    KeyFileError,
+    KeyRing,
+    Role,
+    hash_key,
+    load_keys_file,
+    parse_keys,
 )
 
 DIGEST = hashlib.sha256(b"secret-key").hexdigest()
@@ -46,15 +53,18 @@ def test_a_toml_keys_file(tmp_path):
     assert load_keys_file(path) == {DIGEST: ApiKey("team-a", ("*",), Role.ADMIN)}
 
 
-@pytest.mark.parametrize("bad, message", [
-    (entry(key_sha256="secret-key"), "key_sha256 must be 64 hex digits"),
-    (entry(role="owner"), "role 'owner' must be read, write or admin"),
-    (entry(kb_ids=[]), "kb_ids must be a non-empty list"),
-    (entry(kb_ids="team-a-*"), "kb_ids must be a non-empty list"),
-    (entry(name=""), "name must be a non-empty string"),
-    (entry(kb_id=["x"]), "unknown field(s) kb_id"),
-    ("just a string", "must be a table/object"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (entry(key_sha256="secret-key"), "key_sha256 must be 64 hex digits"),
+        (entry(role="owner"), "role 'owner' must be read, write or admin"),
+        (entry(kb_ids=[]), "kb_ids must be a non-empty list"),
+        (entry(kb_ids="team-a-*"), "kb_ids must be a non-empty list"),
+        (entry(name=""), "name must be a non-empty string"),
+        (entry(kb_id=["x"]), "unknown field(s) kb_id"),
+        ("just a string", "must be a table/object"),
+    ],
+)
 def test_a_bad_entry_is_named_and_explained(bad, message):
     with pytest.raises(KeyFileError, match="keys\\[0\\]") as raised:
         parse_keys([bad])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import pytest
 
@@ -20,7 +21,7 @@ from tests.conformance.runner import (
 class ToyAdapter:
     """Sessions of events; `learn` names the STM; `observe` of a non-list raises."""
 
-    instances: list["ToyAdapter"] = []
+    instances: ClassVar[list[ToyAdapter]] = []
 
     def __init__(self) -> None:
         self.sessions: dict[str, dict] = {}
@@ -85,8 +86,11 @@ def test_initial_session_main_on_node_main_gets_the_case_config():
     ToyAdapter.instances.clear()
     run_case(_case({"op": "get_config", "expect": {"threshold": 0.5}}, config={"threshold": 0.5}), ToyAdapter)
     (adapter,) = ToyAdapter.instances
-    assert adapter.calls[0] == ("create_session", "main",
-                                {"op": "create_session", "session": "main", "node": "main", "config": {"threshold": 0.5}})
+    assert adapter.calls[0] == (
+        "create_session",
+        "main",
+        {"op": "create_session", "session": "main", "node": "main", "config": {"threshold": 0.5}},
+    )
 
 
 def test_a_rejected_initial_config_fails_the_case():
@@ -103,30 +107,43 @@ def test_every_case_gets_a_fresh_adapter():
 
 
 def test_labels_and_dotted_references():
-    run_case(_case(
-        {"op": "observe", "strings": ["b", "a"], "save_as": "o"},
-        {"op": "get_config", "save_as": "c"},
-        {"op": "get_config", "expect": {"$same_as": "c"}},
-        {"op": "get_config", "expect": {"threshold": {"$same_as": "c.threshold"}}},
-        {"op": "observe", "strings": ["c"], "expect": {"stm_length": {"$gt": 1}, "status": {"$same_as": "o.status"}}},
-    ), ToyAdapter)
+    run_case(
+        _case(
+            {"op": "observe", "strings": ["b", "a"], "save_as": "o"},
+            {"op": "get_config", "save_as": "c"},
+            {"op": "get_config", "expect": {"$same_as": "c"}},
+            {"op": "get_config", "expect": {"threshold": {"$same_as": "c.threshold"}}},
+            {
+                "op": "observe",
+                "strings": ["c"],
+                "expect": {"stm_length": {"$gt": 1}, "status": {"$same_as": "o.status"}},
+            },
+        ),
+        ToyAdapter,
+    )
     with pytest.raises(AssertionError, match="unknown label 'nope'"):
         run_case(_case({"op": "get_config", "expect": {"$same_as": "nope.x"}}), ToyAdapter)
 
 
 def test_get_pattern_receives_the_name_a_name_ref_points_to():
-    run_case(_case(
-        {"op": "observe", "strings": ["a", "b"]},
-        {"op": "learn", "save_as": "p"},
-        {"op": "get_pattern", "name_ref": "p", "expect": {"$has": {"name": {"$name_of": "p"}}}},
-    ), ToyAdapter)
-    # get_pattern's result is matched whole: a plain object is a literal
-    with pytest.raises(AssertionError):
-        run_case(_case(
+    run_case(
+        _case(
             {"op": "observe", "strings": ["a", "b"]},
             {"op": "learn", "save_as": "p"},
-            {"op": "get_pattern", "name_ref": "p", "expect": {"name": {"$name_of": "p"}}},
-        ), ToyAdapter)
+            {"op": "get_pattern", "name_ref": "p", "expect": {"$has": {"name": {"$name_of": "p"}}}},
+        ),
+        ToyAdapter,
+    )
+    # get_pattern's result is matched whole: a plain object is a literal
+    with pytest.raises(AssertionError):
+        run_case(
+            _case(
+                {"op": "observe", "strings": ["a", "b"]},
+                {"op": "learn", "save_as": "p"},
+                {"op": "get_pattern", "name_ref": "p", "expect": {"name": {"$name_of": "p"}}},
+            ),
+            ToyAdapter,
+        )
 
 
 def test_a_failing_expect_names_case_step_and_path():
@@ -148,9 +165,14 @@ def test_prediction_expect_is_a_list_of_assertions():
 
 
 def test_expect_error_of_the_right_kind_passes():
-    run_case(_case({"op": "observe", "raw": {}, "expect_error": "validation"},
-                   {"op": "observe", "session": "ghost", "strings": ["a"], "expect_error": "not_found"},
-                   {"op": "observe", "raw": {}, "expect_error": "any"}), ToyAdapter)
+    run_case(
+        _case(
+            {"op": "observe", "raw": {}, "expect_error": "validation"},
+            {"op": "observe", "session": "ghost", "strings": ["a"], "expect_error": "not_found"},
+            {"op": "observe", "raw": {}, "expect_error": "any"},
+        ),
+        ToyAdapter,
+    )
 
 
 def test_expect_error_of_another_kind_fails():
@@ -169,9 +191,14 @@ def test_a_rejected_operation_must_not_change_the_stm():
 
 
 def test_allow_error_accepts_success_and_rejection():
-    run_case(_case({"op": "observe", "raw": {}, "allow_error": True},
-                   {"op": "observe", "strings": ["a"], "allow_error": True},
-                   {"op": "stm", "expect": [["a"]]}), ToyAdapter)
+    run_case(
+        _case(
+            {"op": "observe", "raw": {}, "allow_error": True},
+            {"op": "observe", "strings": ["a"], "allow_error": True},
+            {"op": "stm", "expect": [["a"]]},
+        ),
+        ToyAdapter,
+    )
 
 
 def test_an_unexpected_rejection_fails_the_case():
@@ -196,15 +223,21 @@ def test_unknown_operation_fails():
 def test_cases_with_a_skipped_tag_are_not_run():
     ToyAdapter.instances.clear()
     with pytest.raises(CaseSkipped, match="http-only"):
-        run_case(_case({"op": "observe_raw", "body": "{"}, tags={"http-only", "api-validation"}), ToyAdapter,
-                 skip_tags={"http-only"})
+        run_case(
+            _case({"op": "observe_raw", "body": "{"}, tags={"http-only", "api-validation"}),
+            ToyAdapter,
+            skip_tags={"http-only"},
+        )
     assert ToyAdapter.instances == []
 
 
 def test_load_cases_reads_every_file_in_name_order(tmp_path):
     for stem, ids in (("test_b", ["y"]), ("test_a", ["x", "Cls::z[1]"])):
-        payload = {"source": "s", "format_version": 1,
-                   "cases": [{"id": i, "config": {}, "steps": [], "tags": ["t"]} for i in ids]}
+        payload = {
+            "source": "s",
+            "format_version": 1,
+            "cases": [{"id": i, "config": {}, "steps": [], "tags": ["t"]} for i in ids],
+        }
         (tmp_path / f"{stem}.json").write_text(json.dumps(payload))
     cases = load_cases(tmp_path)
     assert [c.test_id for c in cases] == ["test_a::x", "test_a::Cls::z[1]", "test_b::y"]

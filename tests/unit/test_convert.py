@@ -81,7 +81,7 @@ def rich_state() -> SessionState:
     return SessionState(
         kb_id="kb-1",
         config=config,
-        stm=(("VCTR|79cd73fb4f9ee7ee184cdbcc4663981575339a2d", "a", "a"), ("", "é", "it's \"q\""), ("\u200b",)),
+        stm=(("VCTR|79cd73fb4f9ee7ee184cdbcc4663981575339a2d", "a", "a"), ("", "é", 'it\'s "q"'), ("\u200b",)),
         emotive_acc=({"joy": 1.0, "fear": -2.5}, {"joy": 3.0}),
         metadata_acc=(
             {"n": 7.0, "f": 2.5, "b": True, "z": None, "s": "txt", "l": [1.0, "x", None], "d": {"y": 1.0, "a": [True]}},
@@ -95,7 +95,10 @@ def rich_state() -> SessionState:
             emotives={"joy": 2.0},
             metadata={"n": 7.0},
         ),
-        last_predictions=(make_prediction(), make_prediction("b98534b32c1d7489d4ce1a48724aa65aeecbdba9", weighted=True)),
+        last_predictions=(
+            make_prediction(),
+            make_prediction("b98534b32c1d7489d4ce1a48724aa65aeecbdba9", weighted=True),
+        ),
         version=9,
     )
 
@@ -134,8 +137,13 @@ def test_state_config_is_compact_overrides():
     msg = convert.state_to_proto(rich_state())
     present = {fd.name for fd, _ in msg.config.ListFields()}
     assert present == {
-        "recall_threshold", "max_predictions", "stm_mode", "sort_symbols",
-        "affinity_emotive", "filter_pipeline", "jaccard_threshold",
+        "recall_threshold",
+        "max_predictions",
+        "stm_mode",
+        "sort_symbols",
+        "affinity_emotive",
+        "filter_pipeline",
+        "jaccard_threshold",
     }
 
 
@@ -223,8 +231,14 @@ def test_overrides_presence_semantics():
         "affinity_emotive": "",
         "filter_pipeline": (),
     }
-    base = replace(SessionConfig(), recall_threshold=0.5, sort_symbols=True, affinity_emotive="joy",
-                   filter_pipeline=("length",), max_predictions=7)
+    base = replace(
+        SessionConfig(),
+        recall_threshold=0.5,
+        sort_symbols=True,
+        affinity_emotive="joy",
+        filter_pipeline=("length",),
+        max_predictions=7,
+    )
     updated = apply_overrides(base, overrides)
     assert updated.recall_threshold == 0.0
     assert updated.sort_symbols is False
@@ -262,7 +276,15 @@ def test_observation_from_proto_metadata_types():
     assert obs.vectors == ((1.0, -2.5),)
     assert list(obs.emotives) == ["anger", "joy"]
     assert list(obs.metadata) == ["b", "d", "f", "i", "l", "s", "z"]
-    assert obs.metadata == {"i": 7.0, "f": 2.5, "b": False, "z": None, "s": "t", "l": [1.0, "x", [True]], "d": {"k": "v"}}
+    assert obs.metadata == {
+        "i": 7.0,
+        "f": 2.5,
+        "b": False,
+        "z": None,
+        "s": "t",
+        "l": [1.0, "x", [True]],
+        "d": {"k": "v"},
+    }
     assert type(obs.metadata["i"]) is float  # a Struct number is a double
     assert type(obs.metadata["b"]) is bool
     assert obs.unique_id == "u1"
@@ -276,8 +298,13 @@ def test_unset_observation_is_empty():
 
 
 def test_observation_round_trip():
-    obs = Observation(strings=("x",), vectors=((1.0,), (2.0,)), emotives={"a": 1.0},
-                      metadata={"k": [1.0, {"n": None}]}, unique_id="id")
+    obs = Observation(
+        strings=("x",),
+        vectors=((1.0,), (2.0,)),
+        emotives={"a": 1.0},
+        metadata={"k": [1.0, {"n": None}]},
+        unique_id="id",
+    )
     assert convert.observation_from_proto(wire(convert.observation_to_proto(obs))) == obs
 
 
@@ -313,7 +340,11 @@ def test_predictions_fill_a_response():
     response = svc.PredictResponse()
     convert.predictions_to_proto(preds, response, "predictions")
     convert.future_potentials_to_proto(
-        [FuturePotential(future=(("c",),), aggregate_potential=1.0, supporting_patterns=2, total_weighted_frequency=1.6)],
+        [
+            FuturePotential(
+                future=(("c",),), aggregate_potential=1.0, supporting_patterns=2, total_weighted_frequency=1.6
+            )
+        ],
         response,
         "future_potentials",
     )
@@ -323,8 +354,9 @@ def test_predictions_fill_a_response():
 
 
 def test_future_potential_round_trip():
-    fp = FuturePotential(future=(("c", "d"), ("e",)), aggregate_potential=0.5, supporting_patterns=3,
-                         total_weighted_frequency=2.25)
+    fp = FuturePotential(
+        future=(("c", "d"), ("e",)), aggregate_potential=0.5, supporting_patterns=3, total_weighted_frequency=2.25
+    )
     assert convert.future_potential_from_proto(wire(convert.future_potential_to_proto(fp))) == fp
 
 

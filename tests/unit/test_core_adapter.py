@@ -70,12 +70,19 @@ def test_deleted_and_unknown_sessions_are_not_found(adapter):
     assert adapter.session_exists("t", {}) == {"exists": False, "expired": False}
 
 
-@pytest.mark.parametrize("raw", [
-    {"node_id": None}, {"node_id": ""}, {"ttl_seconds": 60},
-    {"node_id": "n", "ttl_seconds": -1}, {"node_id": "n", "ttl_seconds": "60"},
-    {"node_id": "n", "ttl_seconds": 2_592_001}, {"node_id": "n", "metadata": "x"},
-    {"node_id": "n", "config": {"recall_threshold": 2}},
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"node_id": None},
+        {"node_id": ""},
+        {"ttl_seconds": 60},
+        {"node_id": "n", "ttl_seconds": -1},
+        {"node_id": "n", "ttl_seconds": "60"},
+        {"node_id": "n", "ttl_seconds": 2_592_001},
+        {"node_id": "n", "metadata": "x"},
+        {"node_id": "n", "config": {"recall_threshold": 2}},
+    ],
+)
 def test_invalid_create_session_bodies_create_nothing(adapter, raw):
     assert _rejection(adapter.create_session, "bad", {"raw": raw}) == "validation"
     assert adapter.session_exists("bad", {}) == {"exists": False, "expired": False}

@@ -3,8 +3,8 @@
 import math
 
 import pytest
-
 from engine_session import CoreSession
+
 from kato_grpc.core import engine, metrics
 from kato_grpc.core.config import SessionConfig, apply_overrides, config_to_dict
 from kato_grpc.core.errors import EmptyStmError, LimitExceeded, ValidationError
@@ -17,22 +17,31 @@ from kato_grpc.core.predict import passes_filters
 # --- §5.1 names -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("events, name", [
-    ([["a", "b"], ["c"]], "e9e43f2309079f2843665ab773996d99489306d6"),
-    ([["a"], ["b"], ["c"]], "b98534b32c1d7489d4ce1a48724aa65aeecbdba9"),
-    ([["hello"], ["world"], ["foo"]], "048607f8988a39e5594a01e63a40f1d3266a5cd0"),
-    ([["test"], ["model"], ["hash"]], "80c55a43ff1b0c3137454f58b7724d95512fa409"),
-    ([["alpha", "beta"], ["gamma"], ["delta", "epsilon"]], "136574b6b7fe3c099d160910b37f8bc84ec8eaef"),
-    ([["it's"], ["b"]], "c1fb2cb947c025a25df1e665d0d7e99dcba9ee46"),
-    ([['he said "it\'s"', "tab\there"], ["back\\slash", "é", "\u200b"]], "fe048079ba2d7ff7a36d48205041debe86a1c062"),
-])
+@pytest.mark.parametrize(
+    "events, name",
+    [
+        ([["a", "b"], ["c"]], "e9e43f2309079f2843665ab773996d99489306d6"),
+        ([["a"], ["b"], ["c"]], "b98534b32c1d7489d4ce1a48724aa65aeecbdba9"),
+        ([["hello"], ["world"], ["foo"]], "048607f8988a39e5594a01e63a40f1d3266a5cd0"),
+        ([["test"], ["model"], ["hash"]], "80c55a43ff1b0c3137454f58b7724d95512fa409"),
+        ([["alpha", "beta"], ["gamma"], ["delta", "epsilon"]], "136574b6b7fe3c099d160910b37f8bc84ec8eaef"),
+        ([["it's"], ["b"]], "c1fb2cb947c025a25df1e665d0d7e99dcba9ee46"),
+        (
+            [['he said "it\'s"', "tab\there"], ["back\\slash", "é", "\u200b"]],
+            "fe048079ba2d7ff7a36d48205041debe86a1c062",
+        ),
+    ],
+)
 def test_pattern_name_is_sha1_of_python_text(events, name):
     assert pattern_name([tuple(e) for e in events]) == name
 
 
-@pytest.mark.parametrize("vector, name_or_text", [
-    ([1.5, 2.25], "VCTR|79cd73fb4f9ee7ee184cdbcc4663981575339a2d"),
-])
+@pytest.mark.parametrize(
+    "vector, name_or_text",
+    [
+        ([1.5, 2.25], "VCTR|79cd73fb4f9ee7ee184cdbcc4663981575339a2d"),
+    ],
+)
 def test_vector_name(vector, name_or_text):
     assert vector_name(vector) == name_or_text
 
@@ -48,7 +57,18 @@ def test_summed_vectors_name_the_event_and_come_first():
 
 def test_metadata_text_follows_python_str_with_integral_numbers_bare():
     assert [metadata_text(v) for v in ("s", True, False, None, 7, 7.0, -4.0, 2.5, 0.1, 1e-05, 1e16)] == [
-        "s", "True", "False", "None", "7", "7", "-4", "2.5", "0.1", "1e-05", "1e+16"]
+        "s",
+        "True",
+        "False",
+        "None",
+        "7",
+        "7",
+        "-4",
+        "2.5",
+        "0.1",
+        "1e-05",
+        "1e+16",
+    ]
     assert metadata_text(["x", "y"]) == "['x', 'y']"
     assert metadata_text({"b": 1, "a": "z"}) == "{'a': 'z', 'b': 1}"
 
@@ -104,7 +124,7 @@ def test_entropy_of_two_equal_symbols_is_one_bit():
 def test_confluence_uses_tiny_probability_for_unseen_symbols():
     # g = log10(0.5) + log10(1e-10); confluence = (1/2)·(1 − 10^g)
     g = math.log10(0.5) + math.log10(1e-10)
-    assert metrics.confluence(["a", "z"], {"a": 0.5}, 1, 2) == (1 / 2) * (1.0 - 10.0 ** g)
+    assert metrics.confluence(["a", "z"], {"a": 0.5}, 1, 2) == (1 / 2) * (1.0 - 10.0**g)
 
 
 # --- §6.1 filters -----------------------------------------------------------------------
@@ -132,11 +152,20 @@ def test_config_rejects_out_of_range_naming_key_value_and_range():
     assert "1.5" in str(caught.value) and "[0.0, 1.0]" in str(caught.value)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("max_predictions", 1.5), ("max_predictions", True), ("recall_threshold", "0.5"),
-    ("recall_threshold", float("nan")), ("sort_symbols", 1), ("rank_sort_algo", "bogus"),
-    ("filter_pipeline", ["length", "nope"]), ("minhash_num_hashes", 9), ("length_max_ratio", 0.5),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("max_predictions", 1.5),
+        ("max_predictions", True),
+        ("recall_threshold", "0.5"),
+        ("recall_threshold", float("nan")),
+        ("sort_symbols", 1),
+        ("rank_sort_algo", "bogus"),
+        ("filter_pipeline", ["length", "nope"]),
+        ("minhash_num_hashes", 9),
+        ("length_max_ratio", 0.5),
+    ],
+)
 def test_config_rejects_wrong_types_and_values(key, value):
     with pytest.raises(ValidationError):
         apply_overrides(SessionConfig(), {key: value})

@@ -83,7 +83,7 @@ def test_learn_new_pattern(store):
 def test_relearn_window_frequency_metadata_affinity(store):
     # SPEC §5.2: learn [[a],[b],[c]] three times with joy = rep on all three events.
     metas = [[{"k": "x"}], [{"k": "a", "n": 7.0}], []]
-    for rep, meta in zip(range(3), metas):
+    for rep, meta in zip(range(3), metas, strict=False):
         store.apply(KB, [learn(ABC.events, [{"joy": float(rep)}] * 3, meta)])
     record = store.get_pattern(KB, ABC.name)
     assert record.frequency == 3
@@ -243,11 +243,14 @@ def test_apply_is_all_or_none(store):
 
 
 def _populate(store) -> None:
-    store.apply(KB, [
-        learn([["é", "a b"], ["\u200b"]], [{"joy": 0.1, "fear": 1 / 3}], [{"k": "v", "n": 2.5}]),
-        learn([["a b"], ["c"]], [{"joy": -1e-300}]),
-        IndexVectors((("VCTR|x", (0.1 + 0.2, -0.0, 1e308)), ("VCTR|y", (1.0, 2.0, 3.0)))),
-    ])
+    store.apply(
+        KB,
+        [
+            learn([["é", "a b"], ["\u200b"]], [{"joy": 0.1, "fear": 1 / 3}], [{"k": "v", "n": 2.5}]),
+            learn([["a b"], ["c"]], [{"joy": -1e-300}]),
+            IndexVectors((("VCTR|x", (0.1 + 0.2, -0.0, 1e308)), ("VCTR|y", (1.0, 2.0, 3.0)))),
+        ],
+    )
     store.apply(KB, [learn([["a b"], ["c"]], [{"joy": 2.0, "z": 0.7}], [{"m": [1, "x"]}])])
     store.apply("other", [ABC])
 

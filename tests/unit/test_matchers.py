@@ -159,8 +159,10 @@ def test_json_equal_rules():
 
 def test_failure_message_names_the_json_path():
     with pytest.raises(MatchError, match=r"^\$\.results\[2\]\.unique_id: expected 'x', got 'y'"):
-        check({"results": [{}, {}, {"unique_id": "y"}]},
-              {"$has": {"results": {"$item": [2, {"$has": {"unique_id": "x"}}]}}})
+        check(
+            {"results": [{}, {}, {"unique_id": "y"}]},
+            {"$has": {"results": {"$item": [2, {"$has": {"unique_id": "x"}}]}}},
+        )
 
 
 def test_resolve_label_follows_dotted_paths():
@@ -201,29 +203,50 @@ PREDICTION_CASES = [
     ("count", {"count": 3}, {"count": 2}),
     ("min_count", {"min_count": 3}, {"min_count": 4}),
     ("max_count", {"max_count": 3}, {"max_count": 2}),
-    ("contains", {"contains": {"name": {"$name_of": "p"}, "frequency": 2}},
-     {"contains": {"name": {"$name_of": "p"}, "frequency": 1}}),
+    (
+        "contains",
+        {"contains": {"name": {"$name_of": "p"}, "frequency": 2}},
+        {"contains": {"name": {"$name_of": "p"}, "frequency": 1}},
+    ),
     ("not_contains", {"not_contains": {"similarity": {"$lt": 0.5}}}, {"not_contains": {"similarity": 0.5}}),
     ("all", {"all": {"similarity": {"$gte": 0.5}}}, {"all": {"similarity": {"$gt": 0.5}}}),
     ("first", {"first": {"name": {"$name_of": "p"}}}, {"first": {"name": {"$name_of": "q"}}}),
     ("at", {"at": [-1, {"potential": 1.0}]}, {"at": [3, {}]}),
-    ("where/then", {"where": {"similarity": 0.5}, "then": {"name": {"$name_of": "q"}}},
-     {"where": {"similarity": 0.5}, "then": {"potential": 1.0}}),
-    ("where/required", {"where": {"similarity": 0.1}, "then": {}, "required": False},
-     {"where": {"similarity": 0.1}, "then": {}}),
-    ("count_where", {"count_where": {"match": {"matches": {"$contains": "x"}}, "count": 2}},
-     {"count_where": {"match": {"matches": {"$contains": "x"}}, "max": 1}}),
+    (
+        "where/then",
+        {"where": {"similarity": 0.5}, "then": {"name": {"$name_of": "q"}}},
+        {"where": {"similarity": 0.5}, "then": {"potential": 1.0}},
+    ),
+    (
+        "where/required",
+        {"where": {"similarity": 0.1}, "then": {}, "required": False},
+        {"where": {"similarity": 0.1}, "then": {}},
+    ),
+    (
+        "count_where",
+        {"count_where": {"match": {"matches": {"$contains": "x"}}, "count": 2}},
+        {"count_where": {"match": {"matches": {"$contains": "x"}}, "max": 1}},
+    ),
     ("sorted_by", {"sorted_by": "potential"}, {"sorted_by": "potential", "order": "asc"}),
     ("sorted_by ties", {"sorted_by": "similarity", "order": "desc"}, {"sorted_by": "similarity", "order": "asc"}),
     ("unique_field", {"unique_field": "name"}, {"unique_field": "similarity"}),
     ("sum", {"sum": {"field": "potential", "approx": 6.0}}, {"sum": {"field": "potential", "approx": 6.1}}),
-    ("max_by", {"max_by": {"field": "similarity", "match": {"frequency": 2}}},
-     {"max_by": {"field": "potential", "match": {"frequency": 1}}}),
+    (
+        "max_by",
+        {"max_by": {"field": "similarity", "match": {"frequency": 2}}},
+        {"max_by": {"field": "potential", "match": {"frequency": 1}}},
+    ),
     ("same_as exact", {"same_as": {"ref": "before"}}, {"same_as": {"ref": "shuffled"}}),
-    ("same_as by_name", {"same_as": {"ref": "shuffled", "order": "by_name"}},
-     {"same_as": {"ref": "other", "order": "by_name"}}),
-    ("same_as fields", {"same_as": {"ref": "other", "fields": ["name", "similarity"]}},
-     {"same_as": {"ref": "other", "fields": ["potential"]}}),
+    (
+        "same_as by_name",
+        {"same_as": {"ref": "shuffled", "order": "by_name"}},
+        {"same_as": {"ref": "other", "order": "by_name"}},
+    ),
+    (
+        "same_as fields",
+        {"same_as": {"ref": "other", "fields": ["name", "similarity"]}},
+        {"same_as": {"ref": "other", "fields": ["potential"]}},
+    ),
     ("same_as no fields", {"same_as": {"ref": "other", "fields": []}}, {"same_as": {"ref": "events", "fields": []}}),
 ]
 

@@ -34,7 +34,9 @@ SYMBOLS = ["a", "b", "c", "d", "e", "ab", "abc", "abcd", "abce", "bca", "x", "xy
 symbol = st.sampled_from(SYMBOLS)
 event = st.lists(symbol, min_size=1, max_size=4)
 events = st.lists(event, min_size=1, max_size=5)
-emotive_map = st.dictionaries(st.sampled_from(["joy", "fear", "calm"]), st.sampled_from([-4.0, -0.5, 0.0, 0.25, 1.0, 3.0]), max_size=2)
+emotive_map = st.dictionaries(
+    st.sampled_from(["joy", "fear", "calm"]), st.sampled_from([-4.0, -0.5, 0.0, 0.25, 1.0, 3.0]), max_size=2
+)
 
 
 @st.composite
@@ -42,7 +44,15 @@ def records(draw) -> PatternRecord:
     evs = tuple(tuple(e) for e in draw(events))
     assume(sum(map(len, evs)) >= 2)
     emotives = tuple(draw(st.lists(emotive_map, max_size=3)))
-    metadata = draw(st.dictionaries(st.sampled_from(["k", "src"]), st.lists(st.sampled_from(["1", "v", "w"]), min_size=1, max_size=2, unique=True).map(lambda v: tuple(sorted(v))), max_size=2))
+    metadata = draw(
+        st.dictionaries(
+            st.sampled_from(["k", "src"]),
+            st.lists(st.sampled_from(["1", "v", "w"]), min_size=1, max_size=2, unique=True).map(
+                lambda v: tuple(sorted(v))
+            ),
+            max_size=2,
+        )
+    )
     return PatternRecord(
         name=pattern_name(evs),
         events=evs,
@@ -62,7 +72,9 @@ def configs(draw) -> SessionConfig:
         fuzzy_token_threshold=draw(st.sampled_from([0.0, 0.0, 0.5, 0.8, 1.0])),
         rank_sort_algo=draw(st.sampled_from(RANK_KEYS)),
         affinity_emotive=draw(st.sampled_from(["", "", "joy", "fear", "absent"])),
-        filter_pipeline=draw(st.just(()) | st.lists(st.sampled_from(FILTER_STAGES), unique=True, max_size=3).map(tuple)),
+        filter_pipeline=draw(
+            st.just(()) | st.lists(st.sampled_from(FILTER_STAGES), unique=True, max_size=3).map(tuple)
+        ),
         length_min_ratio=draw(st.sampled_from([0.0, 0.5, 1.0])),
         length_max_ratio=draw(st.sampled_from([1.0, 2.0, 5.0])),
         jaccard_threshold=draw(st.sampled_from([0.0, 0.3, 0.6])),
@@ -87,14 +99,16 @@ def assert_same_index(python_kb: MemoryKnowledgeBase, native_kb: NativeKnowledge
     assert native_kb.all_affinity() == python_kb.all_affinity()
     assert native_kb.list_patterns() == python_kb.list_patterns()
     assert native_kb.candidates(None) == python_kb.candidates(None)
-    for s in SYMBOLS + ["unknown"]:
+    for s in [*SYMBOLS, "unknown"]:
         assert native_kb.pmf(s) == python_kb.pmf(s)
         assert native_kb.freq(s) == python_kb.freq(s)
         assert native_kb.candidates([s]) == python_kb.candidates([s])
         assert native_kb.symbol_affinity(s) == python_kb.symbol_affinity(s)
 
 
-slow = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+slow = settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 
 
 @st.composite
@@ -104,7 +118,7 @@ def states(draw, kb_records: list[PatternRecord]) -> tuple[tuple[str, ...], ...]
         return tuple(tuple(e) for e in draw(events))
     evs = list(draw(st.sampled_from(kb_records)).events)
     start = draw(st.integers(0, len(evs) - 1))
-    evs = evs[start:start + draw(st.integers(1, len(evs)))]
+    evs = evs[start : start + draw(st.integers(1, len(evs)))]
     if draw(st.booleans()):
         evs.insert(draw(st.integers(0, len(evs))), tuple(draw(event)))
     return tuple(tuple(e) for e in evs)

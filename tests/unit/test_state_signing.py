@@ -74,13 +74,19 @@ def test_missing_and_wrong_signatures_are_refused_but_a_fresh_state_is_not():
     ring.verify(fresh)
 
 
-@pytest.mark.parametrize("content, why", [
-    ("not json", "Expecting value"),
-    ('{"keys": []}', "at least one key"),
-    ('{"keys": [{"id": "a", "secret": "zz"}]}', "non-hexadecimal"),
-    ('{"keys": [{"id": "a", "secret": "abcd"}]}', "at least 16"),
-    ('{"keys": [{"id": "a", "secret": "' + "ab" * 16 + '"}, {"id": "a", "secret": "' + "cd" * 16 + '"}]}', "unique"),
-])
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        ("not json", "Expecting value"),
+        ('{"keys": []}', "at least one key"),
+        ('{"keys": [{"id": "a", "secret": "zz"}]}', "non-hexadecimal"),
+        ('{"keys": [{"id": "a", "secret": "abcd"}]}', "at least 16"),
+        (
+            '{"keys": [{"id": "a", "secret": "' + "ab" * 16 + '"}, {"id": "a", "secret": "' + "cd" * 16 + '"}]}',
+            "unique",
+        ),
+    ],
+)
 def test_a_broken_keys_file_says_what_is_wrong(tmp_path, content, why):
     path = tmp_path / "keys.json"
     path.write_text(content)

@@ -28,7 +28,12 @@ def test_example_1_one_pattern_exact_prefix():
     assert p.predictive_information == 0.8
     assert (p.bayesian_prior, p.bayesian_likelihood, p.bayesian_posterior) == (1.0, 0.8, 1.0)
     (fp,) = result.future_potentials
-    assert (fp.future, fp.aggregate_potential, fp.supporting_patterns, fp.total_weighted_frequency) == ((("foo",),), 1.0, 1, 0.8)
+    assert (fp.future, fp.aggregate_potential, fp.supporting_patterns, fp.total_weighted_frequency) == (
+        (("foo",),),
+        1.0,
+        1,
+        0.8,
+    )
 
 
 def test_example_2_two_patterns_confluence_bayes_pi():
@@ -107,7 +112,13 @@ def test_example_6_single_symbol_stm_follows_general_rules():
     s.learn_events(["a", "b"], ["c"])
     s.observe("b")
     (p,) = s.predict().predictions
-    assert (p.similarity, p.matches, p.present, p.missing, p.future) == (0.5, ("b",), (("a", "b"),), (("a",),), (("c",),))
+    assert (p.similarity, p.matches, p.present, p.missing, p.future) == (
+        0.5,
+        ("b",),
+        (("a", "b"),),
+        (("a",),),
+        (("c",),),
+    )
     assert (p.evidence, p.confidence, p.snr, p.fragmentation) == (1 / 3, 0.5, 1.0, 0.0)
     assert (p.itfdf_similarity, p.potential) == (0.7071067811865475, 2.540440114519881)
 
@@ -170,9 +181,16 @@ def test_example_10_fuzzy_tokens():
     (p,) = s.predict().predictions
     assert (p.similarity, p.fragmentation) == (4 / 7, 1.0)
     assert p.matches == ("x", "bannana", "cherry")
-    assert [(a.observed, a.expected, a.similarity) for a in p.anomalies] == [("bannana", "banana", (1.0 - 1 / 13) * 100.0 / 100.0)]
+    assert [(a.observed, a.expected, a.similarity) for a in p.anomalies] == [
+        ("bannana", "banana", (1.0 - 1 / 13) * 100.0 / 100.0)
+    ]
     assert p.missing == ((), ("banana",), ()) and p.extras == ((), ("bannana",), ())
-    assert (p.evidence, p.confidence, p.itfdf_similarity, p.potential) == (0.75, 1.0, 0.8164965809277259, 3.066496580927726)
+    assert (p.evidence, p.confidence, p.itfdf_similarity, p.potential) == (
+        0.75,
+        1.0,
+        0.8164965809277259,
+        3.066496580927726,
+    )
 
 
 def test_example_11_affinity_weighting():
@@ -209,7 +227,14 @@ def test_example_12_threshold_edges():
     s.learn_events(["a"], ["b"], ["c"])
     s.observe_each("x", "y")
     (p,) = s.predict().predictions
-    assert (p.similarity, p.matches, p.snr, p.fragmentation, p.itfdf_similarity, p.potential) == (0.0, (), -1.0, -1.0, 0.0, 0.0)
+    assert (p.similarity, p.matches, p.snr, p.fragmentation, p.itfdf_similarity, p.potential) == (
+        0.0,
+        (),
+        -1.0,
+        -1.0,
+        0.0,
+        0.0,
+    )
     assert p.extras == (("x",), ("y",)) and p.missing == (("a",), ("b",), ("c",))
 
 
