@@ -26,7 +26,16 @@ from kato_grpc.core.model import (
     PatternRecord,
 )
 
-__all__ = ["KnowledgeView", "MemoryKnowledgeBase", "PendingView", "SymbolStat", "VectorIndex", "symbol_affinity"]
+__all__ = [
+    "KnowledgeView",
+    "MemoryKnowledgeBase",
+    "PendingView",
+    "SymbolStat",
+    "VectorIndex",
+    "WritableIndex",
+    "apply_effect",
+    "symbol_affinity",
+]
 
 SymbolStat = tuple[str, int, int]
 """(symbol, frequency, pattern_member_frequency)."""
@@ -99,6 +108,27 @@ class VectorIndex:
         return dict(self._vectors)
 
 
+class WritableIndex(Protocol):
+    """What applying an effect needs of an index (`MemoryKnowledgeBase`, the native one)."""
+
+    def get_pattern(self, name: str) -> PatternRecord | None: ...
+    def put_pattern(self, record: PatternRecord) -> None: ...
+    def index_vectors(self, entries: Iterable[tuple[str, Sequence[float]]]) -> None: ...
+    def clear(self) -> None: ...
+
+
+def apply_effect(index: WritableIndex, effect: Effect) -> None:
+    """Apply one engine effect to an index; a learn builds on the stored record (§5.2)."""
+    if isinstance(effect, LearnPattern):
+        index.put_pattern(learned_record(index.get_pattern(effect.name), effect))
+    elif isinstance(effect, IndexVectors):
+        index.index_vectors(effect.entries)
+    elif isinstance(effect, ClearKnowledgeBase):
+        index.clear()
+    else:  # pragma: no cover - a new effect type must be handled here
+        raise TypeError(f"unknown effect {effect!r}")
+
+
 class MemoryKnowledgeBase:
     """An in-memory knowledge base: patterns, derived statistics, vector index."""
 
@@ -116,14 +146,7 @@ class MemoryKnowledgeBase:
 
     def apply(self, effect: Effect) -> None:
         """Apply one engine effect."""
-        if isinstance(effect, LearnPattern):
-            self.put_pattern(learned_record(self._patterns.get(effect.name), effect))
-        elif isinstance(effect, IndexVectors):
-            self.index_vectors(effect.entries)
-        elif isinstance(effect, ClearKnowledgeBase):
-            self.clear()
-        else:  # pragma: no cover - a new effect type must be handled here
-            raise TypeError(f"unknown effect {effect!r}")
+        apply_effect(self, effect)
 
     def index_vectors(self, entries: Iterable[tuple[str, Sequence[float]]]) -> None:
         self._vectors.add(entries)

@@ -16,16 +16,12 @@ from types import ModuleType
 from typing import overload
 
 from kato_grpc.core.config import SessionConfig
-from kato_grpc.core.knowledge import KnowledgeView, PendingView, VectorIndex
-from kato_grpc.core.learning import learned_record
+from kato_grpc.core.knowledge import KnowledgeView, PendingView, VectorIndex, apply_effect
 from kato_grpc.core.model import (
     Anomaly,
-    ClearKnowledgeBase,
     Effect,
     Event,
     FuturePotential,
-    IndexVectors,
-    LearnPattern,
     PatternRecord,
     Prediction,
     PredictResult,
@@ -205,14 +201,7 @@ class NativeKnowledgeBase:
 
     def apply(self, effect: Effect) -> None:
         """Apply one engine effect."""
-        if isinstance(effect, LearnPattern):
-            self.put_pattern(learned_record(self.get_pattern(effect.name), effect))
-        elif isinstance(effect, IndexVectors):
-            self.index_vectors(effect.entries)
-        elif isinstance(effect, ClearKnowledgeBase):
-            self.clear()
-        else:  # pragma: no cover - a new effect type must be handled here
-            raise TypeError(f"unknown effect {effect!r}")
+        apply_effect(self, effect)
 
     def index_vectors(self, entries: Iterable[tuple[str, Sequence[float]]]) -> None:
         self._vectors.add(entries)
