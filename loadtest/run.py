@@ -409,9 +409,12 @@ class Data:
         return out
 
 
-def signed_states(requests: list[dict], data_dir: Path) -> list[dict]:
-    """`requests` with each hand-made client-held state signed by the server's key ring, as
-    if the server had returned it: a state holding more than kb_id and config must be."""
+def signed_states(requests: list[dict] | dict, data_dir: Path) -> list[dict] | dict:
+    """`requests` (ghz data: a list of requests, or one request for every call) with each
+    hand-made client-held state signed by the server's key ring, as if the server had
+    returned it: a state holding more than kb_id and config must be."""
+    if isinstance(requests, dict):
+        return signed_states([requests], data_dir)[0]
     ring = StateKeyRing.from_file(data_dir / DEFAULT_KEYS_FILE)
     out = []
     for request in requests:
