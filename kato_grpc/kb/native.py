@@ -274,9 +274,7 @@ class NativeKnowledgeBase:
         self, stm: Sequence[Event], config: SessionConfig, pending: Sequence[PatternRecord] = ()
     ) -> PredictResult:
         """Predict (§6) on this KB with `pending` (this call's own learns) laid over it."""
-        outcome = self._patterns.predict(
-            [list(event) for event in stm], _config_tuple(config), [_record_tuple(r) for r in pending]
-        )
+        outcome = self._patterns.predict(stm, _config_tuple(config), [_record_tuple(r) for r in pending])
         if not outcome.prediction_count() and not outcome.future_count():
             return PredictResult()
         return PredictResult(NativePredictions(outcome), NativeFuturePotentials(outcome))

@@ -216,17 +216,20 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         return await self._cpu(state.kb_id, step, state, view, urgent=short and not state.config.process_predictions)
 
     # --- plumbing ----------------------------------------------------------------------
-    def _client_state(self, request, with_predictions: bool = False) -> SessionState:
+    async def _client_state(self, request, with_predictions: bool = False) -> SessionState:
         """The request's client-held state. Its last predictions (the costly part to
         decode) are decoded only for a call that returns them."""
         state = convert.state_from_proto(request.state, decode_predictions=with_predictions)
-        self._validate_client_state(state, "state")
+        await self._validate_client_state(state, "state")
         return state
 
-    def _validate_client_state(self, state: SessionState, prefix: str) -> None:
-        """A state from a client, signed or fresh, still obeys every input rule (defence in depth)."""
+    async def _validate_client_state(self, state: SessionState, prefix: str) -> None:
+        """A state from a client, signed or fresh, still obeys every input rule (defence in depth).
+
+        Pending vectors are checked against the KB's dimension, fetched on the kb lane: a
+        view may query the store (ClickHouse), which must never block the event loop."""
         validate_kb_id(state.kb_id, f"{prefix}.kb_id")
-        kb_dim = self._kb.view(state.kb_id).vector_dimension() if state.pending_vectors else None
+        kb_dim = (await self._view(state.kb_id)).vector_dimension() if state.pending_vectors else None
         validate_state(state, self._limits, kb_dim, prefix)
 
     def _session_id(self, request) -> str:
@@ -249,7 +252,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         """Run a state-changing step on whichever state the request names (`short`: see `_run_step`)."""
         request_id = _request_id(request)
         if request.WhichOneof("session") == "state":
-            state = self._client_state(request)
+            state = await self._client_state(request)
             if reads_kb:  # the response (the new state, maybe predictions) is encoded on the cpu lane too
                 view = await self._view(state.kb_id)
                 priority = URGENT if short and not state.config.process_predictions else NORMAL
@@ -278,7 +281,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
 
     async def _read_state(self, request, with_predictions: bool = False) -> SessionState:
         if request.WhichOneof("session") == "state":
-            return self._client_state(request, with_predictions)
+            return await self._client_state(request, with_predictions)
         return await self._sessions.read(self._session_id(request), with_predictions)
 
     def _with_state(self, response, outcome: Outcome, include: bool, predictions=None):
@@ -735,7 +738,7 @@ class _Stream:
             raise ValidationError(FieldViolation("open.session", "set either state or session_id"))
         if held == "state":
             self.client_state = convert.state_from_proto(opened.state, prefix="open.state")
-            self._servicer._validate_client_state(self.client_state, "open.state")
+            await self._servicer._validate_client_state(self.client_state, "open.state")
             stm_length = len(self.client_state.stm)
         else:
             self._session_id = opened.session_id
