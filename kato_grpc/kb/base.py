@@ -44,9 +44,12 @@ class KnowledgeStore(Protocol):
         """The index the pure core reads (empty for an unknown KB). Do not mutate it."""
 
     def apply(self, kb_id: str, effects: Sequence[Effect], origin: tuple[str, int] | None = None) -> None:
-        """Apply one call's effects, in order, all or none (SPEC.md §5.2, §9.2). With an
-        `origin` (key, version), effects of a version already applied under that key are
-        skipped: a server-held session's transition, or a client-held call's request id."""
+        """Apply one call's effects, in order, all or none (SPEC.md §5.2, §9.2).
+
+        With an `origin` (key, version), effects of a version already applied under that
+        key are skipped, and the version is recorded in the same atomic write as the
+        effects: this is what makes a transition count once (sessions/runner.py, "Exactly
+        once"). The key is a server-held session's id, or a client-held call's request key."""
 
     def get_pattern(self, kb_id: str, name: str) -> PatternRecord | None:
         """The stored pattern, or None."""

@@ -44,6 +44,7 @@ from kato_grpc.kb.native import NativeFuturePotentials, NativePredictions
 
 __all__ = [
     "PATTERN_PREFIX",
+    "EncodedPredictions",
     "config_from_proto",
     "config_to_proto",
     "emotives_from_proto",
@@ -334,13 +335,55 @@ def prediction_to_proto(p: Prediction, out: pb.Prediction | None = None) -> pb.P
     return m
 
 
+class EncodedPredictions(Sequence[Prediction]):
+    """Predictions kept as the `kato.v1.Prediction` messages they arrived in.
+
+    A session's last predictions travel in its state, yet no transition reads them:
+    Observe replaces them, ClearStm clears them, every other step passes them on. Kept
+    as messages, they cross a decode and a re-encode as one copy instead of ~100
+    `Prediction` objects built and taken apart (about 2 ms each way for 20); they are
+    decoded, once, only when something reads them (GetCognitionData).
+    """
+
+    __slots__ = ("_decoded", "messages")
+
+    def __init__(self, messages: Sequence[pb.Prediction]) -> None:
+        self.messages = messages
+        self._decoded: tuple[Prediction, ...] | None = None
+
+    def _predictions(self) -> tuple[Prediction, ...]:
+        if self._decoded is None:
+            self._decoded = tuple([prediction_from_proto(m) for m in self.messages])
+        return self._decoded
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._predictions()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return self._predictions() == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a tuple, so not hashable like one
+
+    def __repr__(self) -> str:
+        return f"EncodedPredictions({len(self.messages)} messages)"
+
+
 def predictions_to_proto(predictions: Iterable[Prediction], message: Any, field: str) -> None:
     """Append `predictions` to the repeated `Prediction` field `field` of `message`.
 
-    Predictions of the native engine come as protobuf bytes straight from it, parsed
-    once in C, instead of being built here field by field (~14 µs a prediction)."""
+    Predictions already in wire form are not built again field by field (~14 µs a
+    prediction): the native engine's come as protobuf bytes, parsed once in C, and
+    `EncodedPredictions` are copied as the messages they are."""
     if isinstance(predictions, NativePredictions):
         message.MergeFromString(predictions.wire(message.DESCRIPTOR.fields_by_name[field].number))
+        return
+    if isinstance(predictions, EncodedPredictions):
+        getattr(message, field).extend(predictions.messages)
         return
     add = getattr(message, field).add
     for p in predictions:
@@ -442,22 +485,12 @@ def pattern_to_proto(record: PatternRecord, out: pb.Pattern | None = None) -> pb
 # Session state
 
 
-def state_to_proto(
-    state: SessionState,
-    out: pb.SessionState | None = None,
-    *,
-    predictions: Sequence[pb.Prediction] | None = None,
-) -> pb.SessionState:
+def state_to_proto(state: SessionState, out: pb.SessionState | None = None) -> pb.SessionState:
     """The `SessionState` message of `state`, built in place in `out` if given.
 
     The config is written in its compact form (only non-default fields; absent when
-    the config is the default). ``predictions``, when given, are already-encoded
-    messages used as `last_predictions` instead of encoding
-    ``state.last_predictions``: pass the Observe response's predictions to encode
-    them once, or the request's ``state.last_predictions`` for a call that decoded
-    the state with ``decode_predictions=False`` and did not change them.
-
-    `out` must be empty (a fresh message or a response's unset field).
+    the config is the default). `out` must be empty (a fresh message or a response's
+    unset field).
     """
     msg = pb.SessionState() if out is None else out
     msg.SetInParent()
@@ -483,22 +516,19 @@ def state_to_proto(
         config_to_proto(config, msg.config, overrides_only=True)
     if state.percept is not None:
         percept_to_proto(state.percept, msg.percept)
-    if predictions is not None:
-        msg.last_predictions.extend(predictions)
-    elif state.last_predictions:
+    if state.last_predictions:
         predictions_to_proto(state.last_predictions, msg, "last_predictions")
     msg.version = state.version
     return msg
 
 
-def state_from_proto(msg: pb.SessionState, *, decode_predictions: bool = True, prefix: str = "state") -> SessionState:
+def state_from_proto(msg: pb.SessionState, *, prefix: str = "state") -> SessionState:
     """The engine's `SessionState` of a message.
 
     The config is the defaults overridden by ``msg.config``'s present fields and is
-    validated (`ValidationError` on ``<prefix>.config.<key>``). With
-    ``decode_predictions=False`` the result's `last_predictions` is empty and the
-    (costly) decoding of the message's is skipped: for Observe, which replaces
-    them, or with `state_to_proto`'s ``predictions=`` to carry them over unchanged.
+    validated (`ValidationError` on ``<prefix>.config.<key>``). The last predictions
+    stay messages (`EncodedPredictions`, sharing `msg`'s field: leave `msg`
+    unchanged) until something reads them.
     """
     config = config_from_proto(msg.config, f"{prefix}.config") if msg.HasField("config") else _DEFAULT_CONFIG
     return SessionState(
@@ -510,9 +540,7 @@ def state_from_proto(msg: pb.SessionState, *, decode_predictions: bool = True, p
         pending_vectors=tuple([(v.name, tuple(v.values)) for v in msg.pending_vectors]),
         time=msg.time,
         percept=percept_from_proto(msg.percept) if msg.HasField("percept") else None,
-        last_predictions=(
-            tuple([prediction_from_proto(p) for p in msg.last_predictions]) if decode_predictions else ()
-        ),
+        last_predictions=EncodedPredictions(msg.last_predictions) if msg.last_predictions else (),
         version=msg.version,
     )
 

@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -150,7 +151,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         predictor: Predictor = predict_patterns,
     ) -> None:
         self._kb = kb
-        self._sessions = sessions
+        self._runner = sessions
         self._limits = limits
         self._predictor = predictor
         self._cpu_lane = cpu
@@ -158,8 +159,15 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         self._guard = guard
 
     def use_sessions(self, sessions: SessionRunner) -> None:
-        """The runner of server-held sessions (it applies effects through `apply_effects`)."""
-        self._sessions = sessions
+        """The runner of server-held sessions (it applies effects through `apply_effects`,
+        so it is built after the servicer and handed over here)."""
+        self._runner = sessions
+
+    @property
+    def _sessions(self) -> SessionRunner:
+        if self._runner is None:
+            raise RuntimeError("KatoServicer.use_sessions() was not called")
+        return self._runner
 
     # --- where work runs ----------------------------------------------------------------
     async def _cpu(self, kb_id: str, fn: Callable, *args, urgent: bool = False, **kwargs):
@@ -197,11 +205,8 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         return await self._kb_lane(self._guarded_store, self._guard.fetching_view, kb_id, self._kb.view, (kb_id,))
 
     async def apply_effects(self, kb_id: str, effects, origin: tuple[str, int] | None = None) -> None:
-        """The session runner's way to the knowledge base (see app.py)."""
-        if origin is None:
-            await self._store_write(kb_id, self._kb.apply, kb_id, effects)
-        else:
-            await self._store_write(kb_id, self._kb.apply, kb_id, effects, origin)
+        """Apply a call's effects; `origin` makes them count once (sessions/runner.py, "Exactly once")."""
+        await self._store_write(kb_id, self._kb.apply, kb_id, effects, origin)
 
     def _step_and_respond(self, step: Step, respond: Callable[[Outcome, bool], Any], state: SessionState, view):
         with self._guard.reading(state.kb_id):
@@ -216,10 +221,9 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         return await self._cpu(state.kb_id, step, state, view, urgent=short and not state.config.process_predictions)
 
     # --- plumbing ----------------------------------------------------------------------
-    async def _client_state(self, request, with_predictions: bool = False) -> SessionState:
-        """The request's client-held state. Its last predictions (the costly part to
-        decode) are decoded only for a call that returns them."""
-        state = convert.state_from_proto(request.state, decode_predictions=with_predictions)
+    async def _client_state(self, request) -> SessionState:
+        """The request's client-held state, checked."""
+        state = convert.state_from_proto(request.state)
         await self._validate_client_state(state, "state")
         return state
 
@@ -245,7 +249,6 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         step: Step,
         respond: Callable[[Outcome, bool], Any],
         response_type,
-        keeps_predictions: bool = True,
         reads_kb: bool = True,
         short: bool = False,
     ):
@@ -265,9 +268,6 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             check_budget()
             if outcome.effects:
                 await self.apply_effects(outcome.state.kb_id, outcome.effects, _client_origin(request, request_id))
-            carried = request.state.last_predictions if keeps_predictions else None
-            if response.HasField("state") and carried is not None and not response.state.last_predictions:
-                response.state.last_predictions.extend(carried)
             return response
         session_id = self._session_id(request)
 
@@ -279,14 +279,14 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         response, replay = await self._sessions.transact(session_id, stepped, lambda o: respond(o, False), request_id)
         return response if replay is None else response_type.FromString(replay)
 
-    async def _read_state(self, request, with_predictions: bool = False) -> SessionState:
+    async def _read_state(self, request) -> SessionState:
         if request.WhichOneof("session") == "state":
-            return await self._client_state(request, with_predictions)
-        return await self._sessions.read(self._session_id(request), with_predictions)
+            return await self._client_state(request)
+        return await self._sessions.read(self._session_id(request))
 
-    def _with_state(self, response, outcome: Outcome, include: bool, predictions=None):
+    def _with_state(self, response, outcome: Outcome, include: bool):
         if include:
-            convert.state_to_proto(outcome.state, response.state, predictions=predictions)
+            convert.state_to_proto(outcome.state, response.state)
         return response
 
     # --- session operations ----------------------------------------------------------
@@ -300,13 +300,13 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         def respond(outcome: Outcome, include_state: bool) -> api.ObserveResponse:
             response = observe_response(outcome.result, request.return_predictions)
             if include_state:
-                # The predictions are also the new state's last_predictions: when the
-                # response already carries them, copy the messages instead of encoding again.
-                encoded = response.predictions if request.return_predictions else None
-                convert.state_to_proto(outcome.state, response.state, predictions=encoded)
+                state = outcome.state
+                if request.return_predictions:  # they are the new state's last predictions: encode once
+                    state = replace(state, last_predictions=convert.EncodedPredictions(response.predictions))
+                convert.state_to_proto(state, response.state)
             return response
 
-        return await self._transition(request, step, respond, api.ObserveResponse, keeps_predictions=False, short=True)
+        return await self._transition(request, step, respond, api.ObserveResponse, short=True)
 
     @_rpc
     async def ObserveSequence(self, request: api.ObserveSequenceRequest, context):
@@ -353,9 +353,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
                 )
             return self._with_state(response, outcome, include_state)
 
-        return await self._transition(
-            request, step, respond, api.ObserveSequenceResponse, keeps_predictions=not request.observations
-        )
+        return await self._transition(request, step, respond, api.ObserveSequenceResponse)
 
     @_rpc
     async def Learn(self, request: api.LearnRequest, context):
@@ -382,7 +380,6 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             lambda s, _view: Outcome(state=engine.clear_stm(s)),
             respond,
             api.ClearStmResponse,
-            keeps_predictions=False,
             reads_kb=False,
         )
 
@@ -396,7 +393,6 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             lambda s, _view: engine.clear_all(s),
             respond,
             api.ClearAllResponse,
-            keeps_predictions=False,
             reads_kb=False,
         )
 
@@ -416,7 +412,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
 
     @_rpc
     async def GetCognitionData(self, request: api.GetCognitionDataRequest, context):
-        state = await self._read_state(request, with_predictions=True)
+        state = await self._read_state(request)
         data = engine.cognition_data(state)
         response = api.GetCognitionDataResponse(emotives=data["emotives"], symbols=data["symbols"], time=data["time"])
         convert.predictions_to_proto(state.last_predictions, response, "predictions")
@@ -581,7 +577,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
 
     # --- server-held sessions ----------------------------------------------------------
     def _session_message(self, record, out: pb.Session) -> pb.Session:
-        state = self._sessions.state_of(record, with_predictions=False)
+        state = self._sessions.state_of(record)
         out.session_id = record.session_id
         out.kb_id = record.kb_id
         out.ttl_seconds = record.ttl_seconds
@@ -658,10 +654,11 @@ class KatoServicer(api_grpc.KatoServiceServicer):
                 try:
                     yield await stream.answer(message)
                 except (ValidationError, EmptyStmError) as exc:
-                    if not stream.opened:
+                    rejected = _map_exception(exc)
+                    if not stream.opened or rejected is None:
                         raise
                     # A rejected step changed nothing: answer it in-band, keep the feed going.
-                    yield api.StreamObservationsResponse(error=status_message(_map_exception(exc)))
+                    yield api.StreamObservationsResponse(error=status_message(rejected))
             if stream.client_state is not None:
                 yield api.StreamObservationsResponse(
                     closed=api.StreamClosed(state=convert.state_to_proto(stream.client_state))
@@ -705,14 +702,14 @@ class _Stream:
                 )
         elif kind == "learn":
 
-            def step(state: SessionState, _view) -> Outcome:
+            def step(state: SessionState, view) -> Outcome:
                 return engine.learn(state)
 
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
                 return api.StreamObservationsResponse(learned=api.LearnResponse(pattern_name=outcome.result))
         else:
 
-            def step(state: SessionState, _view) -> Outcome:
+            def step(state: SessionState, view) -> Outcome:
                 return Outcome(state=engine.clear_stm(state))
 
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
@@ -742,7 +739,7 @@ class _Stream:
             stm_length = len(self.client_state.stm)
         else:
             self._session_id = opened.session_id
-            stm_length = len((await self._servicer._sessions.read(opened.session_id, with_predictions=False)).stm)
+            stm_length = len((await self._servicer._sessions.read(opened.session_id)).stm)
         self.opened = True
         self._return_predictions = opened.return_predictions
         return api.StreamObservationsResponse(opened=api.StreamOpened(stm_length=stm_length))

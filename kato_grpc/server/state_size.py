@@ -24,14 +24,13 @@ it; see `measuring_codec`). Clients watch it to see a state approach the request
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from typing import Any
 
 import grpc
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 from kato_grpc.core.errors import FieldViolation, LimitExceeded
-from kato_grpc.core.model import Limits
+from kato_grpc.core.model import Limits, SessionState
 from kato_grpc.server import request_context
 from kato_grpc.server.errors import rich_status, status_for_exception
 from kato_grpc.server.handlers import CachedWrapper, split_method, wrap_handler
@@ -81,31 +80,18 @@ def note_state_bytes(size: int) -> None:
 
 
 def measuring_codec(codec: Codec) -> Codec:
-    """`codec`, noting the size of every state its encoders or decoders see for the current call."""
+    """`codec`, noting the size of every state it encodes or decodes for the current call."""
 
-    def encoder(encode):
-        def measured(state) -> bytes:
-            data = encode(state)
-            note_state_bytes(len(data))
-            return data
+    def encode(state: SessionState) -> bytes:
+        data = codec.encode(state)
+        note_state_bytes(len(data))
+        return data
 
-        return measured
+    def decode(data: bytes) -> SessionState:
+        note_state_bytes(len(data))
+        return codec.decode(data)
 
-    def decoder(decode):
-        def measured(data: bytes):
-            note_state_bytes(len(data))
-            return decode(data)
-
-        return measured
-
-    changes = {}
-    for f in dataclasses.fields(codec):
-        function = getattr(codec, f.name)
-        if function is not None and f.name.startswith("encode"):
-            changes[f.name] = encoder(function)
-        elif function is not None and f.name.startswith("decode"):
-            changes[f.name] = decoder(function)
-    return dataclasses.replace(codec, **changes)
+    return Codec(encode=encode, decode=decode)
 
 
 def _response_state_bytes(request: Any, response: Any) -> int | None:

@@ -4,13 +4,34 @@ Every method is a coroutine: the store and the effects are reached asynchronousl
 server runs a blocking store on a thread pool: server/execution.py), and `step` is
 awaited, so the engine can run off the event loop.
 
-A transition is committed by one compare-and-set of the session record on `version`;
-on conflict the step is re-run from the fresh state (the core is pure, so a re-run is
-always safe). The committed record carries the transition's effects in its `outbox`,
-and the knowledge base applies them keyed by (session id, version), which it remembers:
-a crash between the two writes is repaired by the next load, and no transition is ever
-counted twice. A client `request_id` makes a retried call return the first reply, for
-a stated window (request_ids.py).
+Exactly once, across two stores
+-------------------------------
+A transition changes two stores that share no transaction: the session store (the
+state) and the knowledge store (the patterns its effects learn or clear). It still
+counts every transition exactly once, in four steps:
+
+1. **Commit the state with its effects.** `transact` runs the step on the loaded state
+   and writes the new state, version + 1, in one compare-and-set on the old version.
+   The same write puts the step's effects in the record's `outbox`, and the call's
+   reply under its `request_id` (request_ids.py). On a conflict nothing was written and
+   the step is re-run on the fresh state: the core is pure, so a re-run is safe.
+2. **Apply the effects under an origin.** Only then are the effects sent to the
+   knowledge store as `apply(kb_id, effects, origin=(session_id, version))`. The store
+   writes them together with the highest version it applied for that session, and
+   skips an origin at or below it (the `origin` argument of `KnowledgeStore.apply`).
+3. **Repair on the next load.** If the process dies between 1 and 2, the outbox is
+   still in the record. `load`, which every call on the session goes through, applies
+   it again under the same origin: applied if it was lost, skipped if it was not. The
+   outbox is replaced by the next transition's, never needs deleting.
+4. **Answer a retry from the record.** A retried call with the same `request_id` finds
+   its reply (the record's recent replies, or the ledger beside the store) and gets it
+   back without running the step again.
+
+A client-held call has no session record: the servicer gives its effects the origin
+("request:" + a digest of method, request id and state, 1), so a retried call with a
+`request_id` is applied once and answered by re-running the pure step. Without a
+`request_id`, a retried client-held call is applied again: the client chose not to
+name it.
 """
 
 from __future__ import annotations
@@ -55,16 +76,10 @@ class ConflictExhausted(Exception):
 
 @dataclass(frozen=True)
 class Codec:
-    """How session state crosses the store boundary (protobuf bytes in production).
-
-    A transition uses `decode_for_step` / `encode_after_step` when given: they may leave
-    what the core only overwrites (the last predictions) undecoded and carry it over.
-    """
+    """How session state crosses the store boundary (protobuf bytes in production)."""
 
     encode: Callable[[SessionState], bytes]
     decode: Callable[[bytes], SessionState]
-    decode_for_step: Callable[[bytes], SessionState] | None = None
-    encode_after_step: Callable[[SessionState], bytes] | None = None
 
 
 class SessionRunner:
@@ -120,12 +135,8 @@ class SessionRunner:
             await self._apply_effects(record.kb_id, decode_effects(record.outbox), (session_id, record.version))
         return record
 
-    def state_of(self, record: SessionRecord, with_predictions: bool = True) -> SessionState:
-        """The record's state. Without `with_predictions` the (costly) last predictions
-        may be left undecoded (they read as empty)."""
-        if with_predictions:
-            return self._codec.decode(record.state)
-        return (self._codec.decode_for_step or self._codec.decode)(record.state)
+    def state_of(self, record: SessionRecord) -> SessionState:
+        return self._codec.decode(record.state)
 
     # --- transitions -----------------------------------------------------------------
     async def transact(
@@ -142,8 +153,6 @@ class SessionRunner:
         `request_id` was already answered. Raises what `step` raises, with nothing written,
         and `RequestAlreadyApplied` for a request applied before whose reply is gone.
         """
-        decode = self._codec.decode_for_step or self._codec.decode
-        encode = self._codec.encode_after_step or self._codec.encode
         for _ in range(self._max_attempts):
             record = await self.load(session_id)
             # The ledger (Redis) is reached only once the record's recent replies are full.
@@ -154,7 +163,7 @@ class SessionRunner:
                 )
                 if earlier is not None:
                     return None, earlier
-            state = decode(record.state)
+            state = self._codec.decode(record.state)
             outcome = await step(state)
             version = record.version + 1
             response = respond(outcome)
@@ -173,7 +182,7 @@ class SessionRunner:
                 )
             ttl = ttl_seconds if ttl_seconds is not None else record.ttl_seconds
             updated = record.evolve(
-                state=encode(replace(outcome.state, version=version)),
+                state=self._codec.encode(replace(outcome.state, version=version)),
                 version=version,
                 ttl_seconds=ttl,
                 expires_at=self._clock() + ttl if self._auto_extend or ttl_seconds else record.expires_at,
@@ -201,9 +210,9 @@ class SessionRunner:
             record = record.evolve(expires_at=expires_at)
         return record
 
-    async def read(self, session_id: str, with_predictions: bool = True) -> SessionState:
+    async def read(self, session_id: str) -> SessionState:
         """The session's state for a read-only call (an access: see `access`)."""
-        return self.state_of(await self.access(session_id), with_predictions)
+        return self.state_of(await self.access(session_id))
 
     async def extend(self, session_id: str, ttl_seconds: int) -> SessionRecord:
         """Set the TTL and slide the expiry to now + TTL."""

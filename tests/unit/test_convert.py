@@ -177,14 +177,18 @@ def test_state_in_place_into_response():
     assert convert.state_from_proto(wire(response).state) == state
 
 
-def test_skip_predictions_and_carry_them_over():
+def test_last_predictions_stay_messages_until_read_and_are_carried_over_as_they_came():
     state = rich_state()
     incoming = wire(convert.state_to_proto(state))
-    light = convert.state_from_proto(incoming, decode_predictions=False)
-    assert light.last_predictions == ()
-    assert replace(light, last_predictions=state.last_predictions) == state
-    carried = convert.state_to_proto(light, predictions=incoming.last_predictions)
+    decoded = convert.state_from_proto(incoming)
+    assert isinstance(decoded.last_predictions, convert.EncodedPredictions)
+    assert decoded.last_predictions._decoded is None  # nothing decoded yet
+    carried = convert.state_to_proto(replace(decoded, time=decoded.time))
     assert convert.serialize_state(carried) == convert.serialize_state(incoming)
+    assert decoded.last_predictions._decoded is None  # carrying them over did not decode them
+    assert decoded == state  # read, they equal the originals
+    assert list(decoded.last_predictions) == list(state.last_predictions)
+    assert decoded.last_predictions[-1] == state.last_predictions[-1]
 
 
 def test_invalid_config_in_state_is_rejected():

@@ -6,7 +6,8 @@ from kato_grpc.core import engine
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.learning import pattern_name
 from kato_grpc.core.model import LearnPattern, Observation
-from kato_grpc.server.state_codec import decode_for_step, decode_state, encode_after_step, encode_state
+from kato_grpc.server.convert import EncodedPredictions
+from kato_grpc.server.state_codec import decode_state, encode_state
 
 ABC = (("a",), ("b",), ("c",))
 
@@ -23,22 +24,23 @@ def predicted_state():
 
 def test_a_step_that_leaves_the_predictions_alone_stores_them_unchanged():
     _, state = predicted_state()
-    light = decode_for_step(encode_state(state))
-    assert light.last_predictions == () and light.stm == state.stm
-    learned = engine.learn(light).state
-    stored = encode_after_step(learned)
-    assert stored == encode_state(engine.learn(state).state)
-    assert decode_state(stored).last_predictions == state.last_predictions
+    stored = decode_state(encode_state(state))
+    assert isinstance(stored.last_predictions, EncodedPredictions) and stored.stm == state.stm
+    learned = engine.learn(stored).state
+    assert encode_state(learned) == encode_state(engine.learn(state).state)
+    assert stored.last_predictions._decoded is None  # carried over as messages
+    assert decode_state(encode_state(learned)).last_predictions == state.last_predictions
 
 
 def test_a_step_that_clears_or_replaces_the_predictions_stores_the_new_ones():
     kb, state = predicted_state()
-    light = decode_for_step(encode_state(state))
-    assert decode_state(encode_after_step(engine.clear_stm(light))).last_predictions == ()
-    observed = engine.observe(light, Observation(strings=("c",)), kb).state
-    assert encode_after_step(observed) == encode_state(engine.observe(state, Observation(strings=("c",)), kb).state)
+    stored = decode_state(encode_state(state))
+    assert decode_state(encode_state(engine.clear_stm(stored))).last_predictions == ()
+    observed = engine.observe(stored, Observation(strings=("c",)), kb).state
+    assert encode_state(observed) == encode_state(engine.observe(state, Observation(strings=("c",)), kb).state)
 
 
 def test_a_state_without_predictions_round_trips():
     state = engine.new_session("kb")
-    assert encode_after_step(decode_for_step(encode_state(state))) == encode_state(state)
+    assert decode_state(encode_state(state)).last_predictions == ()
+    assert encode_state(decode_state(encode_state(state))) == encode_state(state)
