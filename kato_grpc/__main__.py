@@ -29,7 +29,9 @@ def health(
         channel = grpc.insecure_channel(target)
     with channel:
         try:
-            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+            stub = health_pb2_grpc.HealthStub(channel)
+            # types-grpcio-health-checking declares HealthStub without its methods.
+            answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout)  # type: ignore[attr-defined]
         except grpc.RpcError as error:
             print(f"{target}: {error.code().name} {error.details()}", file=sys.stderr)
             return 1

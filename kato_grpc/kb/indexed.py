@@ -19,6 +19,7 @@ from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.learning import learned_record, strip_prefix
 from kato_grpc.core.model import ClearKnowledgeBase, Effect, IndexVectors, LearnPattern, PatternRecord
 from kato_grpc.kb.base import Affinity, SymbolStats
+from kato_grpc.kb.engines import Index
 from kato_grpc.kb.ops import check_frequency, updated_record
 
 __all__ = ["Change", "IndexedStore", "plan"]
@@ -37,7 +38,7 @@ class Change:
     origin: tuple[str, int] | None = None  # (session id, version) of a server-held transition
 
 
-def plan(index: MemoryKnowledgeBase, effects: Sequence[Effect]) -> Change:
+def plan(index: Index, effects: Sequence[Effect]) -> Change:
     """Fold one call's effects, in order, into the `Change` they make to `index`.
 
     Effects of one call may touch the same pattern twice (an ObserveSequence that learns
@@ -68,7 +69,7 @@ def plan(index: MemoryKnowledgeBase, effects: Sequence[Effect]) -> Change:
     return change
 
 
-def apply_to_index(index: MemoryKnowledgeBase, change: Change) -> None:
+def apply_to_index(index: Index, change: Change) -> None:
     if change.cleared:
         index.clear()
     for name in change.deleted:
@@ -81,10 +82,10 @@ def apply_to_index(index: MemoryKnowledgeBase, change: Change) -> None:
 class IndexedStore:
     """A `KnowledgeStore` built on one in-memory index per KB, kept after first use."""
 
-    def __init__(self, new_index: Callable[[], MemoryKnowledgeBase] = MemoryKnowledgeBase) -> None:
+    def __init__(self, new_index: Callable[[], Index] = MemoryKnowledgeBase) -> None:
         # The index class: MemoryKnowledgeBase (Python engine) or NativeKnowledgeBase.
         self._new_index = new_index
-        self._indexes: dict[str, MemoryKnowledgeBase] = {}
+        self._indexes: dict[str, Index] = {}
         self._applied: dict[tuple[str, str], int] = {}
         # Writers and index loading take this lock; readers of a loaded index do not.
         # Re-entrant: a write fetches the index (which may load it) while holding it.
@@ -105,7 +106,7 @@ class IndexedStore:
         self._index_writes = lock_for
 
     # --- what a back end provides ------------------------------------------------------
-    def _load(self, kb_id: str) -> MemoryKnowledgeBase:
+    def _load(self, kb_id: str) -> Index:
         """The KB's index as stored (called once per kb_id, under the lock)."""
         return self._new_index()
 
@@ -117,7 +118,7 @@ class IndexedStore:
         return self._applied.get((kb_id, session_id), -1)
 
     # --- shared machinery ----------------------------------------------------------------
-    def _index(self, kb_id: str) -> MemoryKnowledgeBase:
+    def _index(self, kb_id: str) -> Index:
         index = self._indexes.get(kb_id)
         if index is None:
             with self._lock:
@@ -131,7 +132,7 @@ class IndexedStore:
                     gc.freeze()
         return index
 
-    def _write(self, kb_id: str, make_change: Callable[[MemoryKnowledgeBase], Change]) -> None:
+    def _write(self, kb_id: str, make_change: Callable[[Index], Change]) -> None:
         """Compute a change against the current index, commit it, then show it.
 
         The index is fetched under the lock, so a store shared by several processes
@@ -153,7 +154,7 @@ class IndexedStore:
         return {kb_id: indexes[kb_id].pattern_count() for kb_id in sorted(indexes)}
 
     # --- KnowledgeStore -----------------------------------------------------------------
-    def view(self, kb_id: str) -> MemoryKnowledgeBase:
+    def view(self, kb_id: str) -> Index:
         return self._index(kb_id)
 
     def apply(self, kb_id: str, effects: Sequence[Effect], origin: tuple[str, int] | None = None) -> None:
@@ -165,7 +166,7 @@ class IndexedStore:
             self._write(kb_id, lambda index: plan(index, effects))
             return
 
-        def make_change(index: MemoryKnowledgeBase) -> Change:
+        def make_change(index: Index) -> Change:
             if self._last_applied(kb_id, origin[0]) >= origin[1]:
                 return Change()
             return replace(plan(index, effects), origin=origin)
@@ -179,7 +180,7 @@ class IndexedStore:
         """Store whole records as they are (replacing any of the same name) and index the
         vectors by the usual rule, in one atomic write: how a KB is copied or imported."""
 
-        def make_change(index: MemoryKnowledgeBase) -> Change:
+        def make_change(index: Index) -> Change:
             change = plan(index, [IndexVectors(tuple(vectors))]) if vectors else Change()
             change.records = {record.name: record for record in records}
             return change
@@ -205,7 +206,7 @@ class IndexedStore:
         name = strip_prefix(name)
         updated: list[PatternRecord] = []
 
-        def make_change(index: MemoryKnowledgeBase) -> Change:
+        def make_change(index: Index) -> Change:
             record = index.get_pattern(name)
             if record is None:
                 raise NotFoundError(f"pattern {name!r} not found in knowledge base {kb_id!r}")
@@ -219,7 +220,7 @@ class IndexedStore:
     def delete_pattern(self, kb_id: str, name: str) -> None:
         name = strip_prefix(name)
 
-        def make_change(index: MemoryKnowledgeBase) -> Change:
+        def make_change(index: Index) -> Change:
             if index.get_pattern(name) is None:
                 raise NotFoundError(f"pattern {name!r} not found in knowledge base {kb_id!r}")
             return Change(deleted=[name])

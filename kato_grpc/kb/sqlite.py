@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.model import PatternRecord
+from kato_grpc.kb.engines import Index
 from kato_grpc.kb.indexed import Change, IndexedStore, apply_to_index
 from kato_grpc.kb.records import dumps, load_rows, record_columns, record_from_columns
 
@@ -63,9 +64,7 @@ def _pattern_row(kb_id: str, r: PatternRecord) -> tuple:
 class SqliteStore(IndexedStore):
     """Durable knowledge bases in ``<data_dir>/kato.db``."""
 
-    def __init__(
-        self, data_dir: str | Path, new_index: Callable[[], MemoryKnowledgeBase] = MemoryKnowledgeBase
-    ) -> None:
+    def __init__(self, data_dir: str | Path, new_index: Callable[[], Index] = MemoryKnowledgeBase) -> None:
         super().__init__(new_index)
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)
@@ -93,7 +92,7 @@ class SqliteStore(IndexedStore):
             self._applied.clear()
             self._seen_version = version
 
-    def _index(self, kb_id: str) -> MemoryKnowledgeBase:
+    def _index(self, kb_id: str) -> Index:
         with self._lock:
             self._drop_stale_indexes()
             return super()._index(kb_id)
@@ -136,7 +135,7 @@ class SqliteStore(IndexedStore):
                 self._conn.execute("ROLLBACK")
                 raise
 
-    def _load(self, kb_id: str) -> MemoryKnowledgeBase:
+    def _load(self, kb_id: str) -> Index:
         index = self._new_index()
         rows = self._conn.execute(
             "SELECT name, events, frequency, emotives, metadata, affinity_contrib"

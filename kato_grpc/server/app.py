@@ -17,8 +17,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2, kato_service_pb2_grpc
-from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.kb.engines import engine_named
+from kato_grpc.kb.indexed import IndexedStore
 from kato_grpc.kb.sqlite import SqliteStore
 from kato_grpc.server import auth, reflection, request_context, state_signing, state_size, tls
 from kato_grpc.server.backends import BackendWatch, probes_for
@@ -41,7 +41,7 @@ SERVICE_NAME = kato_service_pb2.DESCRIPTOR.services_by_name["KatoService"].full_
 
 @dataclass
 class Stores:
-    kb: KnowledgeStore
+    kb: IndexedStore  # a KnowledgeStore that keeps an in-process index per KB
     sessions: SessionStore
     kb_refreshes_on_read: bool = False  # every read may update the index (ClickHouse: other replicas' writes)
     sessions_block: bool = False  # session-store calls wait on the network (Redis): run them on a lane
@@ -57,7 +57,7 @@ class Stores:
 
 def build_stores(settings: Settings) -> Stores:
     """The knowledge base and session store the settings name (embedded by default)."""
-    kb: KnowledgeStore
+    kb: IndexedStore
     if settings.clickhouse_url:
         from kato_grpc.kb.clickhouse import ClickHouseStore
 

@@ -30,7 +30,11 @@ def _redis_probe(url: str, timeout: float) -> Probe:
     import redis
 
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    return lambda: client.ping()
+
+    def probe() -> None:
+        client.ping()
+
+    return probe
 
 
 def _clickhouse_probe(url: str, timeout: float) -> Probe:

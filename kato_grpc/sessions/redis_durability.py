@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
 
@@ -74,7 +75,7 @@ def check_persistence(client: redis.Redis, where: str) -> Persistence:
             config.update(
                 {
                     k if isinstance(k, str) else k.decode(): v if isinstance(v, str) else v.decode()
-                    for k, v in client.config_get(key).items()
+                    for k, v in cast("dict[Any, Any]", client.config_get(key)).items()  # sync client: a dict
                 }
             )
         persistence = persistence_of(

@@ -50,6 +50,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis
@@ -267,7 +268,8 @@ class RedisSessionStore:
         if not session_id:
             return None
         with self._reachable():
-            values = self._client.hmget(session_key(session_id), _READ_FIELDS)
+            # redis-py types a reply as `Awaitable | value` (one API for sync and async clients).
+            values = cast("list[Any]", self._client.hmget(session_key(session_id), list(_READ_FIELDS)))
         state, version, kb_id, ttl, expires_at, created_at, metadata, outbox, replies, owner = values
         if version is None:
             return None

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import redis
 
@@ -210,7 +210,8 @@ class RedisLedger:
 
     def get(self, session_id: str, request_id: str) -> Applied | None:
         with self._reachable():
-            value = self._client.get(self._key(session_id, request_id))
+            # redis-py types a reply as `Awaitable | value` (one API for sync and async clients).
+            value = cast("bytes | None", self._client.get(self._key(session_id, request_id)))
         return None if value is None else _unpack(value, time.time())
 
     def put(self, session_id: str, entries: Mapping[str, Applied], expires_at: Mapping[str, float]) -> None:
