@@ -52,28 +52,34 @@ for the same digest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import fnmatch
 import hashlib
-import inspect
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NoReturn
 
 import grpc
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as a package before Python 3.11 (a dependency there)
+    # mypy checks this branch (python_version = "3.10"); tomli is installed only on 3.10.
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 from kato_grpc.server import request_context
 from kato_grpc.server.errors import KatoError, rich_status, status_for_exception
 from kato_grpc.server.execution import BackendTimeout
-from kato_grpc.server.handlers import CachedWrapper, split_method, wrap_handler
+from kato_grpc.server.handlers import Interceptor, Method, peek
 from kato_grpc.sessions.base import StoreUnavailable
 from kato_grpc.sessions.runner import SessionNotFound
 
@@ -388,45 +394,74 @@ def session_owner_from(store: Any) -> SessionOwner:
 
 # --- the interceptor -----------------------------------------------------------------------------
 
-Target = tuple[str, str]  # ("kb", kb_id) or ("session", session_id)
+
+@dataclass(frozen=True)
+class Target:
+    """What a request names: a knowledge base (``kind="kb"``), a server-held session
+    (``kind="session"``, whose kb id is stored with it), or neither (``kind=""``)."""
+
+    kind: Literal["kb", "session", ""]
+    id: str = ""
 
 
-def _target_reader(method: str) -> Callable[[Any], Target | None]:
-    """How to find the knowledge base or session a request of `method` names."""
-    service = api.DESCRIPTOR.services_by_name["KatoService"]
-    descriptor = service.methods_by_name[method].input_type if method in service.methods_by_name else None
-    if descriptor is None:
-        return lambda request: None
-    if "session" in descriptor.oneofs_by_name:
-
-        def from_oneof(request) -> Target | None:
-            held = request.WhichOneof("session")
-            if held == "state":
-                return "kb", request.state.kb_id
-            if held == "session_id":
-                return "session", request.session_id
-            return None
-
-        return from_oneof
-    if "kb_id" in descriptor.fields_by_name:
-        return lambda request: ("kb", request.kb_id)
-    if "session_id" in descriptor.fields_by_name:
-        return lambda request: ("session", request.session_id)
-    return lambda request: None
+NO_TARGET = Target("")
 
 
-def _open_target(message: api.StreamObservationsRequest) -> Target | None:
-    if message.WhichOneof("step") != "open":
-        return None
-    held = message.open.WhichOneof("session")
+@dataclass(frozen=True)
+class _Rule:
+    """What auth needs to know about one guarded method, worked out once."""
+
+    method: str  # the method's name
+    role: Role  # the least role that may call it
+    target: Callable[[Any], Target]  # what a request names (of StreamObservations: its first message)
+    reads_first_message: bool = False  # StreamObservations: the stream's first message names the target
+
+
+def _names_nothing(request: Any) -> Target:
+    return NO_TARGET
+
+
+def _from_session_oneof(request: Any) -> Target:
+    """The target of a request with the `session` oneof: a client-held state's kb, or a session id."""
+    held = request.WhichOneof("session")
     if held == "state":
-        return "kb", message.open.state.kb_id
+        return Target("kb", request.state.kb_id)
     if held == "session_id":
-        return "session", message.open.session_id
-    return None
+        return Target("session", request.session_id)
+    return NO_TARGET
 
 
-def _bearer(metadata) -> str | None:
+def _from_kb_id(request: Any) -> Target:
+    return Target("kb", request.kb_id)
+
+
+def _from_session_id(request: Any) -> Target:
+    return Target("session", request.session_id)
+
+
+def _from_open_message(message: api.StreamObservationsRequest) -> Target:
+    """The target of a StreamObservations call: what its first message, ``open``, names."""
+    return _from_session_oneof(message.open) if message.WhichOneof("step") == "open" else NO_TARGET
+
+
+def _target_reader(method: str) -> Callable[[Any], Target]:
+    """How to find the knowledge base or session a request of KatoService's `method` names."""
+    if method == "StreamObservations":
+        return _from_open_message
+    service = api.DESCRIPTOR.services_by_name["KatoService"]
+    if method not in service.methods_by_name:
+        return _names_nothing
+    request_type = service.methods_by_name[method].input_type
+    if "session" in request_type.oneofs_by_name:
+        return _from_session_oneof
+    if "kb_id" in request_type.fields_by_name:
+        return _from_kb_id
+    if "session_id" in request_type.fields_by_name:
+        return _from_session_id
+    return _names_nothing
+
+
+def _bearer(metadata: Any) -> str | None:
     """The key of `authorization: Bearer <key>`; "" if the header is malformed, None if absent."""
     for key, value in metadata or ():
         if key == "authorization":
@@ -437,23 +472,70 @@ def _bearer(metadata) -> str | None:
     return None
 
 
-class _Hidden(Exception):
-    """The session is another key's: answer as if it did not exist."""
+class AuthInterceptor(Interceptor):
+    """Authenticates every call to a guarded service and authorises it for its kb id.
 
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates every call to a guarded service and authorises it for its kb id."""
+    Each call takes the steps of the module docstring in order: authenticate the key,
+    authorise the method (the key's role), check the owner of the server-held session
+    the call names, authorise the knowledge base. Its plan for a method is a `_Rule`.
+    """
 
     def __init__(self, keys: KeyRing, session_owner: SessionOwner) -> None:
+        super().__init__()
         self._keys = keys
         self._session_owner = session_owner
-        self._wrapped = CachedWrapper(self._build)
 
-    async def intercept_service(self, continuation, handler_call_details):
-        return self._wrapped(handler_call_details.method, await continuation(handler_call_details))
+    def prepare(self, method: Method, handler: grpc.RpcMethodHandler) -> _Rule | None:
+        if method.service in OPEN_SERVICES:
+            return None
+        if method.service != KATO_SERVICE:
+            return _Rule(method.name, Role.ADMIN, _names_nothing)
+        return _Rule(
+            method.name,
+            METHOD_ROLES.get(method.name, Role.ADMIN),
+            _target_reader(method.name),
+            reads_first_message=method.name == "StreamObservations",
+        )
 
-    # --- decisions -------------------------------------------------------------------------
+    # --- one call, by shape ----------------------------------------------------------------------
+    async def unary_unary(self, request, context, plan: _Rule, call_next):
+        key = await self._authenticate(context)
+        target = plan.target(request)
+        if not await self._authorise(key, plan, target, context):
+            return await _as_unknown_session(plan.method, target.id, context)
+        return await call_next(request, context)
+
+    async def stream_stream(self, requests, context, plan: _Rule, call_next):
+        key = await self._authenticate(context)
+        if plan.reads_first_message:
+            peeked = await peek(requests)
+            if peeked is None:  # no message: nothing to authorise beyond the method
+                await self._authorise(key, plan, NO_TARGET, context)
+                return
+            first, requests = peeked
+            target = plan.target(first)
+            if not await self._authorise(key, plan, target, context):
+                await _as_unknown_session(plan.method, target.id, context)
+        else:
+            await self._authorise(key, plan, NO_TARGET, context)
+        async with contextlib.aclosing(call_next(requests, context)) as responses:
+            async for response in responses:
+                yield response
+
+    # Other shapes name no knowledge base: the key and its role are checked.
+    async def unary_stream(self, request, context, plan: _Rule, call_next):
+        await self._authorise(await self._authenticate(context), plan, NO_TARGET, context)
+        async with contextlib.aclosing(call_next(request, context)) as responses:
+            async for response in responses:
+                yield response
+
+    async def stream_unary(self, requests, context, plan: _Rule, call_next):
+        await self._authorise(await self._authenticate(context), plan, NO_TARGET, context)
+        return await call_next(requests, context)
+
+    # --- the steps -------------------------------------------------------------------------------
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> ApiKey:
+        """The caller's key; UNAUTHENTICATED if it sent none, a malformed one or an unknown one."""
         token = _bearer(context.invocation_metadata())
         if token is None:
             await _deny(
@@ -479,115 +561,72 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             await _deny(context, grpc.StatusCode.UNAUTHENTICATED, "API_KEY_INVALID", "unknown API key")
         return key
 
-    async def _authorize(
-        self, key: ApiKey, method: str, required: Role, target: Target | None, context: grpc.aio.ServicerContext
-    ) -> None:
-        """Return if `key` may make this call; abort otherwise, or raise `_Hidden`."""
-        if key.role < required:
-            await _deny(
-                context,
-                grpc.StatusCode.PERMISSION_DENIED,
-                "ROLE_INSUFFICIENT",
-                f"API key {key.name!r} has role {key.role.name.lower()}; {method} needs {required.name.lower()}",
-                {"keyName": key.name, "requiredRole": required.name.lower()},
-            )
-        kb_id, check_kb = "", target is not None
-        if target is not None:
-            kind, value = target
-            if kind == "session":
-                try:
-                    found = await self._session_owner(value)
-                except (StoreUnavailable, BackendTimeout) as exc:
-                    await _deny(context, grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
-                if found is None:
-                    check_kb = False  # unknown or expired: the servicer answers NOT_FOUND
-                else:
-                    owner, kb_id = found
-                    if not key.owns(owner):
-                        raise _Hidden(value)
-            else:
-                kb_id = value
-            if check_kb and not key.allows_kb(kb_id):
-                await _deny(
-                    context,
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    "KB_NOT_ALLOWED",
-                    f"API key {key.name!r} may not use knowledge base {kb_id[:128]!r}",
-                    {"keyName": key.name, "kbId": kb_id[:128]},
-                )
-        _OWNER.set(key.name)
-        info = request_context.current()
-        if info is not None:
-            info.principal, info.kb_id = key.name, kb_id
+    async def _authorise(self, key: ApiKey, rule: _Rule, target: Target, context: grpc.aio.ServicerContext) -> bool:
+        """Abort unless `key` may make this call on `target`; then note who makes it.
 
-    async def _hide(self, method: str, session_id: str, context: grpc.aio.ServicerContext):
-        if method == "SessionExists":
-            return api.SessionExistsResponse(exists=False, expired=False)
-        await context.abort_with_status(rich_status(status_for_exception(SessionNotFound(session_id, False))))
+        False when the call names a server-held session that is another key's: for this
+        key it does not exist (the caller answers as for an unknown id).
+        """
+        await _authorise_method(key, rule, context)
+        kb_id = target.id if target.kind == "kb" else None
+        if target.kind == "session":
+            session = await self._find_session(target.id, context)
+            if session is not None:  # None: unknown or expired, the servicer answers NOT_FOUND
+                owner, kb_id = session
+                if not key.owns(owner):
+                    return False
+        if kb_id is not None:
+            await _authorise_kb(key, kb_id, context)
+        _note_caller(key, kb_id or "")
+        return True
 
-    # --- wrapping -----------------------------------------------------------------------------
-    def _build(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        service, method = split_method(full_method)
-        if service in OPEN_SERVICES:
-            return handler
-        required = METHOD_ROLES.get(method, Role.ADMIN) if service == KATO_SERVICE else Role.ADMIN
-        read_target = _target_reader(method) if service == KATO_SERVICE else (lambda request: None)
+    async def _find_session(self, session_id: str, context: grpc.aio.ServicerContext) -> tuple[str, str] | None:
+        """(owner, kb_id) of the live session `session_id`, or None; UNAVAILABLE if the store does not answer."""
+        try:
+            return await self._session_owner(session_id)
+        except (StoreUnavailable, BackendTimeout) as exc:
+            await _deny(context, grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
 
-        def wrap(behavior, kind: str):
-            if kind == "unary_unary":
 
-                async def unary(request, context):
-                    key = await self._authenticate(context)
-                    try:
-                        await self._authorize(key, method, required, read_target(request), context)
-                    except _Hidden as hidden:
-                        return await self._hide(method, str(hidden), context)
-                    return await behavior(request, context)
+async def _authorise_method(key: ApiKey, rule: _Rule, context: grpc.aio.ServicerContext) -> None:
+    """PERMISSION_DENIED unless the key's role is at least the method's."""
+    if key.role < rule.role:
+        await _deny(
+            context,
+            grpc.StatusCode.PERMISSION_DENIED,
+            "ROLE_INSUFFICIENT",
+            f"API key {key.name!r} has role {key.role.name.lower()}; {rule.method} needs {rule.role.name.lower()}",
+            {"keyName": key.name, "requiredRole": rule.role.name.lower()},
+        )
 
-                return unary
-            if kind == "stream_stream" and method == "StreamObservations":
 
-                async def stream(request_iterator, context):
-                    key = await self._authenticate(context)
-                    messages = request_iterator.__aiter__()
-                    try:
-                        first = await messages.__anext__()
-                    except StopAsyncIteration:
-                        await self._authorize(key, method, required, None, context)
-                        return
-                    try:
-                        await self._authorize(key, method, required, _open_target(first), context)
-                    except _Hidden as hidden:
-                        await self._hide(method, str(hidden), context)
+async def _authorise_kb(key: ApiKey, kb_id: str, context: grpc.aio.ServicerContext) -> None:
+    """PERMISSION_DENIED unless `kb_id` matches one of the key's patterns."""
+    if not key.allows_kb(kb_id):
+        await _deny(
+            context,
+            grpc.StatusCode.PERMISSION_DENIED,
+            "KB_NOT_ALLOWED",
+            f"API key {key.name!r} may not use knowledge base {kb_id[:128]!r}",
+            {"keyName": key.name, "kbId": kb_id[:128]},
+        )
 
-                    async def replay():
-                        yield first
-                        async for message in messages:
-                            yield message
 
-                    async for response in behavior(replay(), context):
-                        yield response
+def _note_caller(key: ApiKey, kb_id: str) -> None:
+    """Remember the caller for the rest of the call: a new session's owner, the access log."""
+    _OWNER.set(key.name)
+    info = request_context.current()
+    if info is not None:
+        info.principal, info.kb_id = key.name, kb_id
 
-                return stream
-            # Any other shape: the key and its role are checked; there is no kb id to read.
-            if inspect.isasyncgenfunction(behavior):
 
-                async def streaming(request, context):
-                    key = await self._authenticate(context)
-                    await self._authorize(key, method, required, None, context)
-                    async for response in behavior(request, context):
-                        yield response
-
-                return streaming
-
-            async def single(request, context):
-                key = await self._authenticate(context)
-                await self._authorize(key, method, required, None, context)
-                return await behavior(request, context)
-
-            return single
-
-        return wrap_handler(handler, wrap)
+async def _as_unknown_session(
+    method: str, session_id: str, context: grpc.aio.ServicerContext
+) -> api.SessionExistsResponse:
+    """Answer as for a session that does not exist: SessionExists says so, any other call is NOT_FOUND."""
+    if method == "SessionExists":
+        return api.SessionExistsResponse(exists=False, expired=False)
+    await context.abort_with_status(rich_status(status_for_exception(SessionNotFound(session_id, False))))
 
 
 async def _deny(
@@ -596,5 +635,5 @@ async def _deny(
     reason: str,
     message: str,
     metadata: dict[str, str] | None = None,
-):
+) -> NoReturn:
     await context.abort_with_status(rich_status(KatoError(code, reason, message, metadata=metadata)))

@@ -17,14 +17,16 @@ or malformed body.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from kato_grpc.core.errors import FieldViolation
 from kato_grpc.server.errors import KatoError, rich_status
-from kato_grpc.server.handlers import CachedWrapper, wrap_handler
+from kato_grpc.server.handlers import Interceptor, Method
 
 __all__ = ["DecodeInterceptor", "Undecodable", "diagnose", "MAX_DEPTH"]
 
@@ -83,7 +85,7 @@ def _walk(
         number, wire_type = tag >> 3, tag & 7
         field = descriptor.fields_by_number.get(number) if descriptor is not None else None
         name = field.name if field is not None else f"<field {number}>"
-        if field is not None and field.label == FieldDescriptor.LABEL_REPEATED:
+        if field is not None and field.is_repeated:
             name = f"{name}[{counts.get(number, 0)}]"
             counts[number] = counts.get(number, 0) + 1
         where = f"{path}.{name}" if path else name
@@ -129,8 +131,8 @@ def diagnose(descriptor: Descriptor, data: bytes) -> Undecodable:
     return Undecodable("", "the body is not a valid protobuf encoding of it")
 
 
-def _safe_deserializer(message_class):
-    def deserialize(data: bytes):
+def _safe_deserializer(message_class: Any) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
         try:
             return message_class.FromString(data)
         except Exception:
@@ -139,66 +141,52 @@ def _safe_deserializer(message_class):
     return deserialize
 
 
-class DecodeInterceptor(grpc.aio.ServerInterceptor):
+async def _refuse(context: grpc.aio.ServicerContext, request: Undecodable, message_class: Any) -> NoReturn:
+    await context.abort_with_status(rich_status(request.error(message_class.DESCRIPTOR.full_name)))
+
+
+async def _checked(
+    requests: AsyncIterator[Any], context: grpc.aio.ServicerContext, message_class: Any
+) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, Undecodable):
+            await _refuse(context, request, message_class)
+        yield request
+
+
+class DecodeInterceptor(Interceptor):
     """Answers a request that does not decode with INVALID_ARGUMENT naming what failed.
 
     It runs before auth: auth reads the knowledge base out of the request, so a body
-    that does not decode cannot be authorised either, and is refused as it is.
+    that does not decode cannot be authorised either, and is refused as it is. Its plan
+    for a method is the method's request message class.
     """
 
-    def __init__(self) -> None:
-        self._wrapped = CachedWrapper(self._build)
-
-    async def intercept_service(self, continuation, handler_call_details):
-        return self._wrapped(handler_call_details.method, await continuation(handler_call_details))
-
-    def _build(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def prepare(self, method: Method, handler: grpc.RpcMethodHandler) -> Any:
+        """The generated message class whose ``FromString`` the handler deserializes with,
+        or None (anything else is left alone)."""
         message_class = getattr(handler.request_deserializer, "__self__", None)
-        if not hasattr(message_class, "DESCRIPTOR"):
-            return handler  # not a generated message's FromString: leave it alone
-        type_name = message_class.DESCRIPTOR.full_name
+        return message_class if hasattr(message_class, "DESCRIPTOR") else None
 
-        async def refuse(context: grpc.aio.ServicerContext, request: Undecodable) -> None:
-            await context.abort_with_status(rich_status(request.error(type_name)))
+    def request_deserializer(self, message_class: Any) -> Callable[[bytes], Any]:
+        return _safe_deserializer(message_class)
 
-        def wrap(behavior, kind: str):
-            if not handler.request_streaming:
-                if handler.response_streaming:
+    async def unary_unary(self, request, context, plan, call_next):
+        if isinstance(request, Undecodable):
+            await _refuse(context, request, plan)
+        return await call_next(request, context)
 
-                    async def unary_stream(request, context):
-                        if isinstance(request, Undecodable):
-                            await refuse(context, request)
-                        async with contextlib.aclosing(behavior(request, context)) as responses:
-                            async for response in responses:
-                                yield response
+    async def unary_stream(self, request, context, plan, call_next):
+        if isinstance(request, Undecodable):
+            await _refuse(context, request, plan)
+        async with contextlib.aclosing(call_next(request, context)) as responses:
+            async for response in responses:
+                yield response
 
-                    return unary_stream
+    async def stream_unary(self, requests, context, plan, call_next):
+        return await call_next(_checked(requests, context, plan), context)
 
-                async def unary(request, context):
-                    if isinstance(request, Undecodable):
-                        await refuse(context, request)
-                    return await behavior(request, context)
-
-                return unary
-
-            async def checked(requests, context):
-                async for request in requests:
-                    if isinstance(request, Undecodable):
-                        await refuse(context, request)
-                    yield request
-
-            if handler.response_streaming:
-
-                async def stream_stream(requests, context):
-                    async with contextlib.aclosing(behavior(checked(requests, context), context)) as responses:
-                        async for response in responses:
-                            yield response
-
-                return stream_stream
-
-            async def stream_unary(requests, context):
-                return await behavior(checked(requests, context), context)
-
-            return stream_unary
-
-        return wrap_handler(handler, wrap, request_deserializer=_safe_deserializer(message_class))
+    async def stream_stream(self, requests, context, plan, call_next):
+        async with contextlib.aclosing(call_next(_checked(requests, context, plan), context)) as responses:
+            async for response in responses:
+                yield response

@@ -8,6 +8,7 @@ Every rejection carries a message naming the field and the reason, a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import overload
 
 import grpc
 from google.protobuf import any_pb2
@@ -69,6 +70,10 @@ def status_message(error: KatoError) -> status_pb2.Status:
     return status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message, details=details)
 
 
+@overload
+def status_for_exception(exc: KatoError | ValidationError | EmptyStmError | NotFoundError) -> KatoError: ...
+@overload
+def status_for_exception(exc: BaseException) -> KatoError | None: ...
 def status_for_exception(exc: BaseException) -> KatoError | None:
     """Map a domain exception to a `KatoError`, or None if it is not a domain error."""
     if isinstance(exc, KatoError):

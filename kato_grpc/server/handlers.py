@@ -6,8 +6,10 @@ response (state size), an interceptor returns a copy of the method's handler who
 behavior is wrapped; the wrapper runs in the call's own task and context, so a
 `contextvars.ContextVar` set there is seen by the servicer and by outer wrappers.
 
-Handlers are looked up once per method and the wrapped copy is cached: nothing here is
-per call except the wrapper's own work.
+Every interceptor here subclasses `Interceptor`, which does that plumbing once: it
+wraps each method's handler the first time the method is called and keeps the copy, so
+nothing is per call except the interceptor's own work. A subclass says only what it
+does to one call (see `Interceptor`).
 
 Only asynchronous behaviors are wrapped (coroutine functions and async generator
 functions, which is all this server has); a synchronous one runs on grpc's thread pool
@@ -18,13 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-__all__ = ["KINDS", "kind_of", "wrap_handler", "around", "status_of", "split_method", "CachedWrapper"]
+__all__ = ["KINDS", "Interceptor", "Method", "kind_of", "wrap_handler", "around", "status_of", "split_method", "peek"]
 
 KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 _FACTORIES = {
@@ -46,6 +50,23 @@ def split_method(full_method: str) -> tuple[str, str]:
     """`/kato.v1.KatoService/Observe` → (`kato.v1.KatoService`, `Observe`)."""
     service, _, method = full_method.lstrip("/").rpartition("/")
     return service, method
+
+
+async def peek(requests: AsyncIterable[Any]) -> tuple[Any, AsyncIterator[Any]] | None:
+    """The first message of a request stream and the stream again, that message first;
+    None if the stream ends before any message."""
+    messages = aiter(requests)
+    try:
+        first = await anext(messages)
+    except StopAsyncIteration:
+        return None
+    return first, _replay(first, messages)
+
+
+async def _replay(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for message in rest:
+        yield message
 
 
 def wrap_handler(
@@ -166,19 +187,71 @@ class _FinishBeforeAbort:
         await self._context.abort_with_status(status)
 
 
-class CachedWrapper:
-    """Per-method cache of wrapped handlers (a handler never changes once served)."""
+@dataclass(frozen=True)
+class Method:
+    """The method a handler serves: ``/kato.v1.KatoService/Observe`` is service
+    ``kato.v1.KatoService``, name ``Observe``; `kind` is its shape (see `kind_of`)."""
 
-    def __init__(self, build: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]) -> None:
-        self._build = build
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+    full_name: str
+    service: str
+    name: str
+    kind: str
 
-    def __call__(self, method: str, handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
+
+class Interceptor(grpc.aio.ServerInterceptor):
+    """What our interceptors share: each method's handler wrapped once, cached, served.
+
+    A subclass says what it does to one call by defining the methods named for the call
+    shapes it handles, each run with the call's request (or request iterator), its context,
+    the interceptor's `plan` for the method and `call_next`, the behavior it wraps::
+
+        async def unary_unary(self, request, context, plan, call_next):
+            ...  # look at the request
+            response = await call_next(request, context)
+            ...  # look at the response
+            return response
+
+    ``unary_stream`` and ``stream_stream`` are async generators yielding the responses;
+    ``stream_unary`` returns one. A shape the subclass does not define is served as it is.
+
+    `prepare` runs once per method and returns the plan: what the interceptor needs to
+    know about the method (a role, whether its requests carry a state), or None to serve
+    the method's handler as it is. An interceptor that builds the whole handler itself
+    (the access log and metrics do, with `around`) overrides `wrap` instead.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(self, continuation, handler_call_details):
+        full_name = handler_call_details.method
+        handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        cached = self._cache.get(method)
-        if cached is not None and cached[0] is handler:
+        cached = self._wrapped.get(full_name)
+        if cached is not None and cached[0] is handler:  # a handler never changes once served
             return cached[1]
-        wrapped = self._build(method, handler)
-        self._cache[method] = (handler, wrapped)
+        service, name = split_method(full_name)
+        wrapped = self.wrap(Method(full_name, service, name, kind_of(handler)), handler)
+        self._wrapped[full_name] = (handler, wrapped)
         return wrapped
+
+    def wrap(self, method: Method, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """`handler` with its behavior run through this interceptor's method for its shape."""
+        plan = self.prepare(method, handler)
+        around_call = getattr(self, method.kind, None)
+        if plan is None or around_call is None:
+            return handler
+        return wrap_handler(
+            handler,
+            lambda behavior, kind: functools.partial(around_call, plan=plan, call_next=behavior),
+            request_deserializer=self.request_deserializer(plan),
+        )
+
+    def prepare(self, method: Method, handler: grpc.RpcMethodHandler) -> Any:
+        """This interceptor's plan for `method`, or None to leave its calls alone (default: the method)."""
+        return method
+
+    def request_deserializer(self, plan: Any) -> Callable[[bytes], Any] | None:
+        """A request deserializer to use instead of the handler's (default: None, keep the handler's)."""
+        return None

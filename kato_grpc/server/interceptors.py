@@ -15,6 +15,9 @@ Order (outermost first; each sees the call before the next and its outcome after
 6. `StateSignatureInterceptor`: verifies a client-held state's signature and signs
    the state a response returns; inside the size check, so the size reported is
    the signed state's and an oversized state is refused before it is hashed.
+
+Each is a `handlers.Interceptor`: the base wraps a method's handler once and caches
+it; the interceptor says only what it does to one call of each shape it handles.
 """
 
 from __future__ import annotations

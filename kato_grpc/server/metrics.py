@@ -39,6 +39,7 @@ import logging
 import time
 from collections.abc import Iterable
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from prometheus_client import (
@@ -56,7 +57,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from kato_grpc.server import request_context
-from kato_grpc.server.handlers import CachedWrapper, around, kind_of, split_method
+from kato_grpc.server.handlers import Interceptor, Method, around
 
 __all__ = ["Metrics", "MetricsInterceptor", "StoreCollector", "BackendCollector"]
 
@@ -116,7 +117,7 @@ class Metrics:
             ("mode",),
             registry=r,
         )
-        self._server = None
+        self._server: WSGIServer | None = None
 
     def note_session_persistence(self, mode: str) -> None:
         """Report the session store's persistence mode (see sessions/redis_durability.py)."""
@@ -201,24 +202,21 @@ class BackendCollector(Collector):
         yield up
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(Interceptor):
     """Counts, times and gauges every call; records the state size of session calls."""
 
     def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
         self._m = metrics
-        self._wrapped = CachedWrapper(self._build)
 
-    async def intercept_service(self, continuation, handler_call_details):
-        return self._wrapped(handler_call_details.method, await continuation(handler_call_details))
-
-    def _build(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        service, method = split_method(full_method)
-        labels = (kind_of(handler).upper(), service, method)
+    def wrap(self, method: Method, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        service, name = method.service, method.name
+        labels = (method.kind.upper(), service, name)
         m = self._m
         started = m.started.labels(*labels)
         latency = m.latency.labels(*labels)
-        in_flight = m.in_flight.labels(service, method)
-        state_bytes = m.state_bytes.labels(method)
+        in_flight = m.in_flight.labels(service, name)
+        state_bytes = m.state_bytes.labels(name)
         handled: dict[grpc.StatusCode, Any] = {}
 
         async def start(context):
@@ -234,9 +232,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 counter = handled[code] = m.handled.labels(*labels, code.name)
             counter.inc()
             if code is grpc.StatusCode.UNAVAILABLE:
-                m.unavailable.labels(method).inc()
+                m.unavailable.labels(name).inc()
             elif code is grpc.StatusCode.ABORTED:
-                m.cas_exhausted.labels(method).inc()
+                m.cas_exhausted.labels(name).inc()
             info = request_context.current()
             if info is not None and info.state_bytes is not None:
                 state_bytes.observe(info.state_bytes)

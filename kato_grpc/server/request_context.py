@@ -40,7 +40,7 @@ from typing import Any
 
 import grpc
 
-from kato_grpc.server.handlers import CachedWrapper, around, split_method
+from kato_grpc.server.handlers import Interceptor, Method, around
 
 __all__ = [
     "CallInfo",
@@ -143,30 +143,27 @@ def _safe_metadata(metadata) -> list[tuple[str, str]]:
     ]
 
 
-class RequestContextInterceptor(grpc.aio.ServerInterceptor):
+class RequestContextInterceptor(Interceptor):
     """Gives each call a request id and writes its access-log line."""
 
     def __init__(self, logger: logging.Logger = access_log, *, every_call: bool = False) -> None:
+        super().__init__()
         self._log = logger
         self._every_call = every_call
-        self._wrapped = CachedWrapper(self._build)
 
-    async def intercept_service(self, continuation, handler_call_details):
-        return self._wrapped(handler_call_details.method, await continuation(handler_call_details))
-
-    def _build(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        service, name = split_method(method)
-        level = logging.INFO if self._every_call and service not in QUIET_SERVICES else logging.DEBUG
+    def wrap(self, method: Method, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        full_name, name = method.full_name, method.name
+        level = logging.INFO if self._every_call and method.service not in QUIET_SERVICES else logging.DEBUG
         log = self._log
 
         async def start(context: grpc.aio.ServicerContext):
             metadata = context.invocation_metadata()
-            info = CallInfo(request_id=_incoming_request_id(metadata), method=method)
+            info = CallInfo(request_id=_incoming_request_id(metadata), method=full_name)
             _CALL.set(info)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "call started",
-                    extra={"method": method, "metadata": _safe_metadata(metadata), "peer": context.peer()},
+                    extra={"method": full_name, "metadata": _safe_metadata(metadata), "peer": context.peer()},
                 )
             return info, time.perf_counter()
 
@@ -179,7 +176,7 @@ class RequestContextInterceptor(grpc.aio.ServerInterceptor):
             if not log.isEnabledFor(line_level):
                 return
             fields: dict[str, Any] = {
-                "method": method,
+                "method": full_name,
                 "code": code.name,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             }

@@ -53,7 +53,9 @@ import logging
 import os
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import grpc
 
@@ -61,7 +63,7 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.core.errors import FieldViolation
 from kato_grpc.server.errors import KatoError, rich_status
-from kato_grpc.server.handlers import CachedWrapper, split_method, wrap_handler
+from kato_grpc.server.handlers import Interceptor, Method
 
 __all__ = [
     "StateKeyRing",
@@ -77,7 +79,7 @@ log = logging.getLogger("kato_grpc.state_signing")
 DEFAULT_KEYS_FILE = "state-keys.json"
 MIN_SECRET_BYTES = 16
 _DOMAIN = b"kato.v1.SessionState\x00"  # a signature made for a state is good for nothing else
-_SIGNATURE_FIELDS = ("signature_key_id", "signature")
+_SIGNATURE_FIELDS: tuple[Literal["signature_key_id"], Literal["signature"]] = ("signature_key_id", "signature")
 _FRESH_FIELDS = frozenset({"kb_id", "config"})
 KATO_SERVICE = api.DESCRIPTOR.services_by_name["KatoService"]
 
@@ -224,65 +226,58 @@ def load_state_keys(settings) -> StateKeyRing:
     return StateKeyRing.from_file(path)
 
 
-class StateSignatureInterceptor(grpc.aio.ServerInterceptor):
+@dataclass(frozen=True)
+class _Plan:
+    """Where a KatoService method carries a session state."""
+
+    takes_state: bool  # its request has the `session` oneof, whose `state` is client-held
+    returns_state: bool  # its response has a `state` field
+
+
+async def _verify(keys: StateKeyRing, state: pb.SessionState, field: str, context: grpc.aio.ServicerContext) -> None:
+    """Abort the call with INVALID_ARGUMENT unless `state`'s signature holds."""
+    try:
+        keys.verify(state, field)
+    except KatoError as error:
+        await context.abort_with_status(rich_status(error))
+
+
+class StateSignatureInterceptor(Interceptor):
     """Verifies the client-held state of every request and signs the state of every response."""
 
     def __init__(self, keys: StateKeyRing) -> None:
+        super().__init__()
         self._keys = keys
-        self._wrapped = CachedWrapper(self._build)
 
-    async def intercept_service(self, continuation, handler_call_details):
-        return self._wrapped(handler_call_details.method, await continuation(handler_call_details))
+    def prepare(self, method: Method, handler: grpc.RpcMethodHandler) -> _Plan | None:
+        if method.service != KATO_SERVICE.full_name:
+            return None
+        descriptor = KATO_SERVICE.methods_by_name[method.name]
+        return _Plan(
+            takes_state="session" in descriptor.input_type.oneofs_by_name,
+            returns_state="state" in descriptor.output_type.fields_by_name,
+        )
 
-    def _build(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        service, method = split_method(full_method)
-        if service != KATO_SERVICE.full_name:
-            return handler
-        keys = self._keys
-        descriptor = KATO_SERVICE.methods_by_name[method]
-        takes_state = "session" in descriptor.input_type.oneofs_by_name
-        returns_state = "state" in descriptor.output_type.fields_by_name
+    async def unary_unary(self, request, context, plan: _Plan, call_next):
+        if plan.takes_state and request.WhichOneof("session") == "state":
+            await _verify(self._keys, request.state, "state", context)
+        response = await call_next(request, context)
+        if plan.returns_state and response is not None and response.HasField("state"):
+            self._keys.sign(response.state)
+        return response
 
-        def wrap(behavior, kind: str):
-            if kind == "unary_unary":
+    async def stream_stream(self, requests, context, plan: _Plan, call_next):
+        async with contextlib.aclosing(call_next(self._verified(requests, context), context)) as responses:
+            async for response in responses:
+                if response.HasField("closed"):
+                    self._keys.sign(response.closed.state)
+                yield response
 
-                async def unary(request, context):
-                    if takes_state and request.WhichOneof("session") == "state":
-                        try:
-                            keys.verify(request.state)
-                        except KatoError as error:
-                            await context.abort_with_status(rich_status(error))
-                    response = await behavior(request, context)
-                    if returns_state and response is not None and response.HasField("state"):
-                        keys.sign(response.state)
-                    return response
-
-                return unary
-            if kind == "stream_stream":
-
-                async def stream(request_iterator, context):
-                    async def verified():
-                        first = True
-                        async for message in request_iterator:
-                            if (
-                                first
-                                and message.WhichOneof("step") == "open"
-                                and message.open.WhichOneof("session") == "state"
-                            ):
-                                try:
-                                    keys.verify(message.open.state, "open.state")
-                                except KatoError as error:
-                                    await context.abort_with_status(rich_status(error))
-                            first = False
-                            yield message
-
-                    async with contextlib.aclosing(behavior(verified(), context)) as responses:
-                        async for response in responses:
-                            if response.HasField("closed"):
-                                keys.sign(response.closed.state)
-                            yield response
-
-                return stream
-            return behavior
-
-        return wrap_handler(handler, wrap)
+    async def _verified(self, requests, context: grpc.aio.ServicerContext):
+        """The stream's messages, the first one's client-held state verified as it is read."""
+        first = True
+        async for message in requests:
+            if first and message.WhichOneof("step") == "open" and message.open.WhichOneof("session") == "state":
+                await _verify(self._keys, message.open.state, "open.state", context)
+            first = False
+            yield message

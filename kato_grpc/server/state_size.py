@@ -33,13 +33,14 @@ from kato_grpc.core.errors import FieldViolation, LimitExceeded
 from kato_grpc.core.model import Limits, SessionState
 from kato_grpc.server import request_context
 from kato_grpc.server.errors import rich_status, status_for_exception
-from kato_grpc.server.handlers import CachedWrapper, split_method, wrap_handler
+from kato_grpc.server.handlers import Interceptor, Method, peek
 from kato_grpc.sessions.runner import Codec
 
 __all__ = ["StateSizeInterceptor", "state_violations", "measuring_codec", "note_state_bytes", "STATE_BYTES_HEADER"]
 
 STATE_BYTES_HEADER = "x-kato-state-bytes"
-KATO_SERVICE = api.DESCRIPTOR.services_by_name["KatoService"].full_name
+_SERVICE = api.DESCRIPTOR.services_by_name["KatoService"]
+KATO_SERVICE = _SERVICE.full_name
 
 
 def state_violations(state, limits: Limits, prefix: str = "state") -> list[FieldViolation]:
@@ -102,19 +103,52 @@ def _response_state_bytes(request: Any, response: Any) -> int | None:
     return None
 
 
-async def _reject(context: grpc.aio.ServicerContext, violations: list[FieldViolation]) -> None:
-    await context.abort_with_status(rich_status(status_for_exception(LimitExceeded(violations))))
+class StateSizeInterceptor(Interceptor):
+    """Rejects client-held states over the limits; reports `x-kato-state-bytes`.
 
-
-class StateSizeInterceptor(grpc.aio.ServerInterceptor):
-    """Rejects client-held states over the limits; reports `x-kato-state-bytes`."""
+    Its plan for a KatoService method: whether the method's request may hold a state.
+    """
 
     def __init__(self, limits: Limits) -> None:
+        super().__init__()
         self._limits = limits
-        self._wrapped = CachedWrapper(self._build)
 
-    async def intercept_service(self, continuation, handler_call_details):
-        return self._wrapped(handler_call_details.method, await continuation(handler_call_details))
+    def prepare(self, method: Method, handler: grpc.RpcMethodHandler) -> bool | None:
+        if method.service != KATO_SERVICE:
+            return None
+        return "session" in _SERVICE.methods_by_name[method.name].input_type.oneofs_by_name
+
+    async def unary_unary(self, request, context, plan: bool, call_next):
+        if plan and request.WhichOneof("session") == "state":
+            await self._check(request.state, "state", context)
+        response = await call_next(request, context)
+        self._report(context, _response_state_bytes(request, response))
+        return response
+
+    async def stream_stream(self, requests, context, plan: bool, call_next):
+        peeked = await peek(requests)
+        if peeked is None:
+            return
+        first, requests = peeked
+        if (
+            isinstance(first, api.StreamObservationsRequest)
+            and first.WhichOneof("step") == "open"
+            and first.open.WhichOneof("session") == "state"
+        ):
+            await self._check(first.open.state, "open.state", context)
+        size = None
+        async with contextlib.aclosing(call_next(requests, context)) as responses:
+            async for response in responses:
+                if isinstance(response, api.StreamObservationsResponse) and response.HasField("closed"):
+                    size = response.closed.state.ByteSize()
+                yield response
+        self._report(context, size)
+
+    async def _check(self, state: Any, field: str, context: grpc.aio.ServicerContext) -> None:
+        """Abort the call with RESOURCE_EXHAUSTED if `state` is over the limits."""
+        violations = state_violations(state, self._limits, field)
+        if violations:
+            await context.abort_with_status(rich_status(status_for_exception(LimitExceeded(violations))))
 
     def _report(self, context: grpc.aio.ServicerContext, size: int | None) -> None:
         info = request_context.current()
@@ -125,61 +159,3 @@ class StateSizeInterceptor(grpc.aio.ServerInterceptor):
         if info is not None:
             info.state_bytes = size
         context.set_trailing_metadata(((STATE_BYTES_HEADER, str(size)),))
-
-    def _build(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        service, method = split_method(full_method)
-        if service != KATO_SERVICE:
-            return handler
-        limits = self._limits
-
-        def wrap(behavior, kind: str):
-            if kind == "unary_unary":
-                holds_state = (
-                    "session"
-                    in api.DESCRIPTOR.services_by_name["KatoService"].methods_by_name[method].input_type.oneofs_by_name
-                )
-
-                async def unary(request, context):
-                    if holds_state and request.WhichOneof("session") == "state":
-                        violations = state_violations(request.state, limits)
-                        if violations:
-                            await _reject(context, violations)
-                    response = await behavior(request, context)
-                    self._report(context, _response_state_bytes(request, response))
-                    return response
-
-                return unary
-            if kind == "stream_stream":
-
-                async def stream(request_iterator, context):
-                    messages = request_iterator.__aiter__()
-                    try:
-                        first = await messages.__anext__()
-                    except StopAsyncIteration:
-                        return
-                    if (
-                        isinstance(first, api.StreamObservationsRequest)
-                        and first.WhichOneof("step") == "open"
-                        and first.open.WhichOneof("session") == "state"
-                    ):
-                        violations = state_violations(first.open.state, limits, "open.state")
-                        if violations:
-                            await _reject(context, violations)
-
-                    async def replay():
-                        yield first
-                        async for message in messages:
-                            yield message
-
-                    size = None
-                    async with contextlib.aclosing(behavior(replay(), context)) as responses:
-                        async for response in responses:
-                            if isinstance(response, api.StreamObservationsResponse) and response.HasField("closed"):
-                                size = response.closed.state.ByteSize()
-                            yield response
-                    self._report(context, size)
-
-                return stream
-            return behavior
-
-        return wrap_handler(handler, wrap)
