@@ -3,17 +3,51 @@
     store = ClickHouseStore("clickhouse://127.0.0.1:9000/kato")
     store = ClickHouseStore("clickhouse://ch:9000/kato?insert_quorum=2&select_sequential_consistency=1")
 
-Every server process keeps its own in-process index per KB, which is what the core's
-candidate search reads; ClickHouse is the shared, durable truth behind it.
-docs/clickhouse.md is the operator's version of this docstring.
+Every server process (a *replica*) keeps its own in-process index per KB, which is what
+the core's candidate search reads; ClickHouse is the shared, durable truth behind it.
+docs/clickhouse.md is the operator's version of this docstring. Three files: this one
+(the store), `kato_grpc.kb.clickhouse_log` (versions, rows, how far an index has read)
+and `kato_grpc.kb.clickhouse_schema` (the migrations that build the tables).
 
-Writes are operations, not records
-----------------------------------
-A learn, update or delete appends one row to ``pattern_ops`` (`kato_grpc.kb.ops`):
-"learn with these emotives and metadata", "set the frequency to 7", "delete". Nothing
-is ever overwritten, so writes to the same pattern through different replicas at the
-same moment all take effect. A pattern's record is the fold of its operations in the
-write order ``(version, seq)``, which every replica computes identically:
+How a replica stays coherent, step by step
+------------------------------------------
+1. A write appends, it never overwrites. A learn, update or delete is one row in
+   ``pattern_ops``: an *operation* ("learn with these emotives", "set the frequency to
+   7", "delete"; `kato_grpc.kb.ops`), so writes to one pattern through different
+   replicas at the same moment all take effect. The same INSERT copies every row into
+   the change log ``kb_log``, which is what other replicas read.
+2. Every write gets a version that sorts after all its replica has seen of the KB:
+   ``make_version(counter, tag)``, i.e. ``counter << 20 | tag``. The counter is one
+   more than the newest version this replica has read or written for the KB (it
+   catches up right before planning); the tag is random per process and only breaks
+   ties; ``seq`` numbers the rows of one INSERT. So a write that starts after another
+   was acknowledged sorts after it, and writes that overlap in time are ordered by
+   (version, seq), the same way for everyone. A pattern's record is the fold of its
+   operations in that order (below).
+3. Before any read or write of a KB, a replica catches up (`_catch_up`): one SELECT
+   reads the log past the newest version its index has seen (`KbCursor`), and the KB's
+   log floor (step 5). Nothing new: done, and that is the common case. Otherwise it
+   folds the new operations into its index; a pattern that gets an operation sorting
+   before one already folded in is re-folded from its history in ``pattern_ops``. After
+   a clear elsewhere, or when very many patterns changed, it reloads the KB instead.
+4. A write that lands late is still found. INSERTs can land out of version order, so
+   a reader re-reads the last `OVERLAP` counters below its newest version (skipping the
+   versions it has already folded in). A writer that finds newer versions than its own
+   by more than half that window (its INSERT stalled) appends ``notice`` rows above the
+   head, each naming one of its versions; a reader that sees a notice reads the version
+   it names (`_reannounce_if_overtaken`).
+5. The log is bounded. `trim_change_log` drops the log's hourly partitions older than
+   `log_retention` (every replica runs it about once per `log_retention / 4`), after
+   raising each KB's *floor* (``kb_log_floor``) to the newest version they hold. A
+   replica whose newest version is below the floor was away longer than the log is
+   kept and missed changes it can no longer read: it reloads the KB.
+
+Consistency a client gets: read-your-writes on ANY replica once a write is acknowledged,
+monotonic reads per KB on each replica, and exact counts under contention.
+
+The write order
+---------------
+Every replica folds a pattern's operations in (version, seq) order, identically:
 
 - frequency = the number of acknowledged learns since the pattern was last created,
   deleted or given a frequency by UpdatePattern;
@@ -23,21 +57,17 @@ write order ``(version, seq)``, which every replica computes identically:
   pattern afresh (frequency 1), learns ordered before it are gone with it;
 - an update ordered after a concurrent delete finds nothing and changes nothing.
 
-A version is ``counter << 20 | writer tag``: the counter is one more than the newest
-version this replica has seen for the KB (it catches up right before planning), the tag
-is random per process, and ``seq`` numbers the rows of one INSERT. A write that starts
-after another was acknowledged therefore always sorts after it; writes that overlap in
-time are ordered by their keys, the same way for everyone.
-
 Group commit: concurrent writes to this store (from the servicer's threads) that arrive
 while one INSERT is running are planned together and sent as the next single INSERT
 (`GroupCommit`); each call returns only once that INSERT has returned, so an
-acknowledgement still means ClickHouse has the write.
+acknowledgement still means ClickHouse has the write. A big INSERT spreads its rows over
+consecutive counters (`ROWS_PER_VERSION` per counter), so a version's rows stay few.
 
 Tables (database from the URL; created and migrated on start, see `MIGRATIONS`)
 -----------------------------------------------------------------------------
 A write is ONE ``INSERT`` into ``kb_writes_v2``, a ``Null`` table. Its materialized views
-fan the rows out, in the order of their names, to:
+fan the rows out, in the order of their names (data first, the log last, so a reader
+who sees a version in the log finds its rows), to:
 
 ``pattern_ops``   MergeTree ORDER BY (kb_id, name, version, seq): every pattern operation.
 ``vectors``       ReplacingMergeTree(version) ORDER BY (kb_id, name): the vector index.
@@ -46,26 +76,9 @@ fan the rows out, in the order of their names, to:
 ``kb_clears``     ReplacingMergeTree(version) ORDER BY kb_id: rows below a KB's last
                   clear are dead.
 ``kb_log``        MergeTree PARTITION BY hour ORDER BY (kb_id, version): the change log
-                  (version, kind, key) and the KB's change counter in one.
+                  (version, kind, key, the operation) and the KB's change counter in one.
 ``kb_log_floor``  ReplacingMergeTree(floor) ORDER BY kb_id: per KB, the newest version
                   the trimmed log no longer holds.
-
-Coherence and the bounded log
------------------------------
-Before any read or write of a KB, a replica reads the log past the newest version it
-has seen, with the KB's floor, in one SELECT. Nothing new: done. Otherwise it re-folds
-the changed patterns from ``pattern_ops`` (or reloads the KB after a clear elsewhere,
-after very many changes, or when the floor shows that the log lost changes it never
-read). A writer whose version landed below a head another reader may already have
-passed appends a ``notice`` that re-announces it above the head.
-
-`trim_change_log` drops the log's hourly partitions older than `log_retention`, after
-raising each KB's floor above what they hold; every replica runs it about once per
-`log_retention / 4`. A replica away for longer than the retention catches up by a full
-reload.
-
-Consistency a client gets: read-your-writes on ANY replica once a write is acknowledged,
-monotonic reads per KB on each replica, and exact counts under contention (above).
 
 ClickHouse unreachable: every call raises `StoreUnavailable` (UNAVAILABLE) with the
 address and the cause; the next call reconnects by itself. A write interrupted by a
