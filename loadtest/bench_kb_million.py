@@ -53,7 +53,8 @@ def fill(url: str, count: int, chunk: int) -> float:
     """Write `count` anchor patterns as `learn` operations; seconds taken."""
     from kato_grpc.core.learning import pattern_name
     from kato_grpc.core.model import LearnPattern
-    from kato_grpc.kb.clickhouse import ROWS_PER_VERSION, TAG_BITS, ClickHouseStore, _write_row
+    from kato_grpc.kb.clickhouse import ClickHouseStore
+    from kato_grpc.kb.clickhouse_log import ROWS_PER_VERSION, WriteRow, make_version
     from kato_grpc.kb.ops import PatternOp
 
     store = ClickHouseStore(url)
@@ -61,8 +62,8 @@ def fill(url: str, count: int, chunk: int) -> float:
     rows = []
     for i, events in enumerate(anchor_events(count)):
         op = PatternOp.learn(LearnPattern(pattern_name(events), events, (), (), 5), {})
-        version = (i // ROWS_PER_VERSION + 1) << TAG_BITS  # as the store spreads a big INSERT
-        rows.append(_write_row(KB, "pattern", op.name, version, i % ROWS_PER_VERSION, op="learn", **op.columns()))
+        version = make_version(i // ROWS_PER_VERSION + 1, 0)  # as the store spreads a big INSERT
+        rows.append(WriteRow(KB, "pattern", op.name, version, i % ROWS_PER_VERSION, op="learn", **op.columns()))
         if len(rows) == chunk:
             store._insert(rows)
             rows = []

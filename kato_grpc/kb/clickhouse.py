@@ -3,17 +3,51 @@
     store = ClickHouseStore("clickhouse://127.0.0.1:9000/kato")
     store = ClickHouseStore("clickhouse://ch:9000/kato?insert_quorum=2&select_sequential_consistency=1")
 
-Every server process keeps its own in-process index per KB, which is what the core's
-candidate search reads; ClickHouse is the shared, durable truth behind it.
-docs/clickhouse.md is the operator's version of this docstring.
+Every server process (a *replica*) keeps its own in-process index per KB, which is what
+the core's candidate search reads; ClickHouse is the shared, durable truth behind it.
+docs/clickhouse.md is the operator's version of this docstring. Three files: this one
+(the store), `kato_grpc.kb.clickhouse_log` (versions, rows, how far an index has read)
+and `kato_grpc.kb.clickhouse_schema` (the migrations that build the tables).
 
-Writes are operations, not records
-----------------------------------
-A learn, update or delete appends one row to ``pattern_ops`` (`kato_grpc.kb.ops`):
-"learn with these emotives and metadata", "set the frequency to 7", "delete". Nothing
-is ever overwritten, so writes to the same pattern through different replicas at the
-same moment all take effect. A pattern's record is the fold of its operations in the
-write order ``(version, seq)``, which every replica computes identically:
+How a replica stays coherent, step by step
+------------------------------------------
+1. A write appends, it never overwrites. A learn, update or delete is one row in
+   ``pattern_ops``: an *operation* ("learn with these emotives", "set the frequency to
+   7", "delete"; `kato_grpc.kb.ops`), so writes to one pattern through different
+   replicas at the same moment all take effect. The same INSERT copies every row into
+   the change log ``kb_log``, which is what other replicas read.
+2. Every write gets a version that sorts after all its replica has seen of the KB:
+   ``make_version(counter, tag)``, i.e. ``counter << 20 | tag``. The counter is one
+   more than the newest version this replica has read or written for the KB (it
+   catches up right before planning); the tag is random per process and only breaks
+   ties; ``seq`` numbers the rows of one INSERT. So a write that starts after another
+   was acknowledged sorts after it, and writes that overlap in time are ordered by
+   (version, seq), the same way for everyone. A pattern's record is the fold of its
+   operations in that order (below).
+3. Before any read or write of a KB, a replica catches up (`_catch_up`): one SELECT
+   reads the log past the newest version its index has seen (`KbCursor`), and the KB's
+   log floor (step 5). Nothing new: done, and that is the common case. Otherwise it
+   folds the new operations into its index; a pattern that gets an operation sorting
+   before one already folded in is re-folded from its history in ``pattern_ops``. After
+   a clear elsewhere, or when very many patterns changed, it reloads the KB instead.
+4. A write that lands late is still found. INSERTs can land out of version order, so
+   a reader re-reads the last `OVERLAP` counters below its newest version (skipping the
+   versions it has already folded in). A writer that finds newer versions than its own
+   by more than half that window (its INSERT stalled) appends ``notice`` rows above the
+   head, each naming one of its versions; a reader that sees a notice reads the version
+   it names (`_reannounce_if_overtaken`).
+5. The log is bounded. `trim_change_log` drops the log's hourly partitions older than
+   `log_retention` (every replica runs it about once per `log_retention / 4`), after
+   raising each KB's *floor* (``kb_log_floor``) to the newest version they hold. A
+   replica whose newest version is below the floor was away longer than the log is
+   kept and missed changes it can no longer read: it reloads the KB.
+
+Consistency a client gets: read-your-writes on ANY replica once a write is acknowledged,
+monotonic reads per KB on each replica, and exact counts under contention.
+
+The write order
+---------------
+Every replica folds a pattern's operations in (version, seq) order, identically:
 
 - frequency = the number of acknowledged learns since the pattern was last created,
   deleted or given a frequency by UpdatePattern;
@@ -23,21 +57,17 @@ write order ``(version, seq)``, which every replica computes identically:
   pattern afresh (frequency 1), learns ordered before it are gone with it;
 - an update ordered after a concurrent delete finds nothing and changes nothing.
 
-A version is ``counter << 20 | writer tag``: the counter is one more than the newest
-version this replica has seen for the KB (it catches up right before planning), the tag
-is random per process, and ``seq`` numbers the rows of one INSERT. A write that starts
-after another was acknowledged therefore always sorts after it; writes that overlap in
-time are ordered by their keys, the same way for everyone.
-
 Group commit: concurrent writes to this store (from the servicer's threads) that arrive
 while one INSERT is running are planned together and sent as the next single INSERT
 (`GroupCommit`); each call returns only once that INSERT has returned, so an
-acknowledgement still means ClickHouse has the write.
+acknowledgement still means ClickHouse has the write. A big INSERT spreads its rows over
+consecutive counters (`ROWS_PER_VERSION` per counter), so a version's rows stay few.
 
 Tables (database from the URL; created and migrated on start, see `MIGRATIONS`)
 -----------------------------------------------------------------------------
 A write is ONE ``INSERT`` into ``kb_writes_v2``, a ``Null`` table. Its materialized views
-fan the rows out, in the order of their names, to:
+fan the rows out, in the order of their names (data first, the log last, so a reader
+who sees a version in the log finds its rows), to:
 
 ``pattern_ops``   MergeTree ORDER BY (kb_id, name, version, seq): every pattern operation.
 ``vectors``       ReplacingMergeTree(version) ORDER BY (kb_id, name): the vector index.
@@ -46,26 +76,9 @@ fan the rows out, in the order of their names, to:
 ``kb_clears``     ReplacingMergeTree(version) ORDER BY kb_id: rows below a KB's last
                   clear are dead.
 ``kb_log``        MergeTree PARTITION BY hour ORDER BY (kb_id, version): the change log
-                  (version, kind, key) and the KB's change counter in one.
+                  (version, kind, key, the operation) and the KB's change counter in one.
 ``kb_log_floor``  ReplacingMergeTree(floor) ORDER BY kb_id: per KB, the newest version
                   the trimmed log no longer holds.
-
-Coherence and the bounded log
------------------------------
-Before any read or write of a KB, a replica reads the log past the newest version it
-has seen, with the KB's floor, in one SELECT. Nothing new: done. Otherwise it re-folds
-the changed patterns from ``pattern_ops`` (or reloads the KB after a clear elsewhere,
-after very many changes, or when the floor shows that the log lost changes it never
-read). A writer whose version landed below a head another reader may already have
-passed appends a ``notice`` that re-announces it above the head.
-
-`trim_change_log` drops the log's hourly partitions older than `log_retention`, after
-raising each KB's floor above what they hold; every replica runs it about once per
-`log_retention / 4`. A replica away for longer than the retention catches up by a full
-reload.
-
-Consistency a client gets: read-your-writes on ANY replica once a write is acknowledged,
-monotonic reads per KB on each replica, and exact counts under contention (above).
 
 ClickHouse unreachable: every call raises `StoreUnavailable` (UNAVAILABLE) with the
 address and the cause; the next call reconnects by itself. A write interrupted by a
@@ -88,22 +101,34 @@ from kato_grpc.core.errors import NotFoundError
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.learning import accumulate_metadata, strip_prefix
 from kato_grpc.core.model import ClearKnowledgeBase, Effect, IndexVectors, LearnPattern, PatternRecord
+from kato_grpc.kb.clickhouse_log import (
+    FLOOR_ROW,
+    LOG_COLUMNS,
+    NOTICE_ATTEMPTS,
+    OVERLAP,
+    ROWS_PER_VERSION,
+    TAG_BITS,
+    WRITE_COLUMNS,
+    KbCursor,
+    LogRow,
+    Order,
+    WriteRow,
+    make_version,
+    version_after,
+    version_counter,
+    version_tag,
+    window_start,
+)
+from kato_grpc.kb.clickhouse_schema import MIGRATIONS, SCHEMA_VERSION
 from kato_grpc.kb.groupcommit import GroupCommit, Pending
 from kato_grpc.kb.indexed import IndexedStore
 from kato_grpc.kb.ops import PatternOp, check_frequency, fold, fold_all
 from kato_grpc.sessions.base import StoreUnavailable
 
-__all__ = ["ClickHouseStore", "MIGRATIONS", "SCHEMA_VERSION", "TAG_BITS"]
+__all__ = ["ClickHouseStore", "MIGRATIONS", "SCHEMA_VERSION", "TAG_BITS", "OVERLAP"]
 
 log = logging.getLogger("kato_grpc.kb.clickhouse")
 
-TAG_BITS = 20
-"""Low bits of a version: the writer's tag. The high bits count the KB's changes."""
-NOTICE_ATTEMPTS = 20
-OVERLAP = 64
-"""Counters below its head that a replica's catch-up re-reads for writes that landed late."""
-ROWS_PER_VERSION = 128
-"""Rows one counter covers at most: a big INSERT spreads over consecutive counters."""
 CHUNK = 1000
 """Names per `IN (...)` when re-reading changed patterns (keeps queries well under max_query_size)."""
 RELOAD_AT = 20 * CHUNK
@@ -114,182 +139,7 @@ TRIM_GRACE = 5.0
 """Seconds between raising floors and dropping the log rows they cover: a catch-up
 query that read the old floor has finished long before."""
 
-_KINDS = "Enum8('pattern' = 1, 'vector' = 2, 'applied' = 3, 'clear' = 4, 'notice' = 5)"
-_OPS = "Enum8('none' = 0, 'learn' = 1, 'put' = 2, 'update' = 3, 'delete' = 4)"
-
-# Migration i (1-based) takes the schema from version i-1 to i. Append only; never edit.
-# ClickHouse DDL is not transactional, so every statement must be idempotent (IF NOT
-# EXISTS): a migration interrupted half-way, or run by two replicas at once, is re-run.
-# {db} is the database of the URL. Views run in name order on an INSERT: data first, the
-# change log last, so a reader who sees a version finds its rows.
-MIGRATIONS: list[tuple[str, list[str]]] = [
-    (
-        "knowledge bases: kb_writes fanned out to patterns, vectors, applied, kb_clears, kb_changes",
-        [
-            f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_writes (
-            kb_id String,
-            kind {_KINDS},
-            key String,
-            version UInt64,
-            deleted UInt8,
-            events String,
-            frequency UInt64,
-            emotives String,
-            metadata String,
-            affinity_contrib String,
-            vector Array(Float64),
-            session_version UInt64,
-            announces UInt64
-        ) ENGINE = Null""",
-            """CREATE TABLE IF NOT EXISTS {db}.patterns (
-            kb_id String,
-            name String,
-            version UInt64,
-            deleted UInt8,
-            events String,
-            frequency UInt64,
-            emotives String,
-            metadata String,
-            affinity_contrib String
-        ) ENGINE = ReplacingMergeTree(version) ORDER BY (kb_id, name)""",
-            """CREATE TABLE IF NOT EXISTS {db}.vectors (
-            kb_id String,
-            name String,
-            version UInt64,
-            vector Array(Float64)
-        ) ENGINE = ReplacingMergeTree(version) ORDER BY (kb_id, name)""",
-            """CREATE TABLE IF NOT EXISTS {db}.applied (
-            kb_id String,
-            session_id String,
-            session_version UInt64,
-            version UInt64
-        ) ENGINE = ReplacingMergeTree(session_version) ORDER BY (kb_id, session_id)""",
-            """CREATE TABLE IF NOT EXISTS {db}.kb_clears (
-            kb_id String,
-            version UInt64
-        ) ENGINE = ReplacingMergeTree(version) ORDER BY kb_id""",
-            f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_changes (
-            kb_id String,
-            version UInt64,
-            kind {_KINDS},
-            key String,
-            announces UInt64
-        ) ENGINE = MergeTree ORDER BY (kb_id, version)""",
-            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_1_patterns TO {db}.patterns AS
-            SELECT kb_id, key AS name, version, deleted, events, frequency, emotives, metadata, affinity_contrib
-            FROM {db}.kb_writes WHERE kind = 'pattern'""",
-            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_2_vectors TO {db}.vectors AS
-            SELECT kb_id, key AS name, version, vector FROM {db}.kb_writes WHERE kind = 'vector'""",
-            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_3_applied TO {db}.applied AS
-            SELECT kb_id, key AS session_id, session_version, version FROM {db}.kb_writes WHERE kind = 'applied'""",
-            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_4_clears TO {db}.kb_clears AS
-            SELECT kb_id, version FROM {db}.kb_writes WHERE kind = 'clear'""",
-            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_8_changes TO {db}.kb_changes AS
-            SELECT kb_id, version, kind, key, announces FROM {db}.kb_writes WHERE kind != 'applied'""",
-        ],
-    ),
-    (
-        "pattern operations (exact counts under contention), hourly partitioned change log with floors",
-        [
-            f"""CREATE TABLE IF NOT EXISTS {{db}}.pattern_ops (
-            kb_id String,
-            name String,
-            version UInt64,
-            seq UInt32,
-            op {_OPS},
-            events String,
-            frequency UInt64,
-            emotives String,
-            metadata String,
-            affinity_contrib String,
-            persistence UInt32
-        ) ENGINE = MergeTree ORDER BY (kb_id, name, version, seq)""",
-            f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_log (
-            kb_id String,
-            version UInt64,
-            seq UInt32,
-            kind {_KINDS},
-            key String,
-            announces UInt64,
-            op {_OPS},
-            events String,
-            frequency UInt64,
-            emotives String,
-            metadata String,
-            affinity_contrib String,
-            persistence UInt32,
-            vector Array(Float64),
-            hour UInt32
-        ) ENGINE = MergeTree PARTITION BY hour ORDER BY (kb_id, version, seq)""",
-            """CREATE TABLE IF NOT EXISTS {db}.kb_log_floor (
-            kb_id String,
-            floor UInt64
-        ) ENGINE = ReplacingMergeTree(floor) ORDER BY kb_id""",
-            f"""CREATE TABLE IF NOT EXISTS {{db}}.kb_writes_v2 (
-            kb_id String,
-            kind {_KINDS},
-            key String,
-            version UInt64,
-            seq UInt32,
-            op {_OPS},
-            events String,
-            frequency UInt64,
-            emotives String,
-            metadata String,
-            affinity_contrib String,
-            persistence UInt32,
-            vector Array(Float64),
-            session_version UInt64,
-            announces UInt64
-        ) ENGINE = Null""",
-            # The version-1 write path stops here: its record rows become `put` operations below.
-            "DROP TABLE IF EXISTS {db}.kb_writes_1_patterns",
-            "DROP TABLE IF EXISTS {db}.kb_writes_2_vectors",
-            "DROP TABLE IF EXISTS {db}.kb_writes_3_applied",
-            "DROP TABLE IF EXISTS {db}.kb_writes_4_clears",
-            "DROP TABLE IF EXISTS {db}.kb_writes_8_changes",
-            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_1_ops TO {db}.pattern_ops AS
-            SELECT kb_id, key AS name, version, seq, op, events, frequency, emotives, metadata, affinity_contrib,
-                   persistence
-            FROM {db}.kb_writes_v2 WHERE kind = 'pattern'""",
-            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_2_vectors TO {db}.vectors AS
-            SELECT kb_id, key AS name, version, vector FROM {db}.kb_writes_v2 WHERE kind = 'vector'""",
-            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_3_applied TO {db}.applied AS
-            SELECT kb_id, key AS session_id, session_version, version FROM {db}.kb_writes_v2 WHERE kind = 'applied'""",
-            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_4_clears TO {db}.kb_clears AS
-            SELECT kb_id, version FROM {db}.kb_writes_v2 WHERE kind = 'clear'""",
-            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kb_writes_v2_8_log TO {db}.kb_log AS
-            SELECT kb_id, version, seq, kind, key, announces, op, events, frequency, emotives, metadata,
-                   affinity_contrib, persistence, vector, intDiv(toUInt32(now()), 3600) AS hour
-            FROM {db}.kb_writes_v2 WHERE kind != 'applied'""",
-            # Version-1 records as `put` operations (tombstones as `delete`). Re-running this
-            # after an interruption duplicates rows, which folds to the same records.
-            f"""INSERT INTO {{db}}.pattern_ops
-            SELECT kb_id, name, version, 0, CAST(if(deleted = 1, 'delete', 'put') AS {_OPS}),
-                   events, frequency, emotives, metadata, affinity_contrib, 0
-            FROM {{db}}.patterns""",
-            # Carry each KB's head over, so new versions sort after the migrated ones.
-            """INSERT INTO {db}.kb_log (kb_id, version, kind, hour)
-            SELECT kb_id, max(version), 'notice', intDiv(toUInt32(now()), 3600)
-            FROM {db}.kb_changes GROUP BY kb_id""",
-        ],
-    ),
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_WRITE_COLUMNS = (
-    "kb_id, kind, key, version, seq, op, events, frequency, emotives, metadata, affinity_contrib, persistence,"
-    " vector, session_version, announces"
-)
 _OP_COLUMNS = "name, version, seq, op, events, frequency, emotives, metadata, affinity_contrib, persistence"
-_LOG_COLUMNS = (
-    "version, seq, CAST(kind AS String), key, announces, CAST(op AS String), events, frequency, emotives,"
-    " metadata, affinity_contrib, persistence, vector"
-)
-_FLOOR_ROW = (
-    "max(floor), toUInt32(0), 'floor', '', toUInt64(0), 'none', '', toUInt64(0), '', '', '', toUInt32(0),"
-    " emptyArrayFloat64()"
-)
 _DATABASE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Server error codes that mean "try again later", not "this request is wrong".
@@ -308,26 +158,6 @@ _TRANSIENT_CODES = frozenset(
         319,  # UNKNOWN_STATUS_OF_INSERT
     }
 )
-
-
-def _write_row(kb_id: str, kind: str, key: str, version: int, seq: int = 0, **values: Any) -> tuple:
-    return (
-        kb_id,
-        kind,
-        key,
-        version,
-        seq,
-        values.get("op", "none"),
-        values.get("events", ""),
-        values.get("frequency", 0),
-        values.get("emotives", ""),
-        values.get("metadata", ""),
-        values.get("affinity_contrib", ""),
-        values.get("persistence", 0),
-        values.get("vector", []),
-        values.get("session_version", 0),
-        values.get("announces", 0),
-    )
 
 
 def _op_from_row(row: Sequence[Any]) -> PatternOp:
@@ -349,37 +179,6 @@ def _fold_rows(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, PatternReco
         yield name, record
 
 
-def _op_from_log(row: Sequence[Any]) -> PatternOp:
-    """A `kb_log` row read as `_LOG_COLUMNS` → the operation it carries."""
-    return PatternOp.from_columns(row[5], row[3], *row[6:12])
-
-
-@dataclass
-class _Folded:
-    """Which operations a replica's index of one KB has folded in.
-
-    `versions`: the versions applied in the log's re-read window (`OVERLAP` counters
-    below the head), so a re-read skips them. `recent`: the key of the newest operation
-    folded into each pattern written since the index was loaded, and `floor` bounds the
-    keys of every other pattern; an operation at or below that key landed late, and its
-    pattern is re-folded from its history instead. Both stay bounded (`prune`).
-    """
-
-    floor: int
-    versions: set[int] = field(default_factory=set)
-    recent: dict[str, tuple[int, int]] = field(default_factory=dict)
-
-    def last(self, name: str) -> tuple[int, int]:
-        return self.recent.get(name, (self.floor, 1 << 32))
-
-    def prune(self, head: int, limit: int = 100_000) -> None:
-        low = ((head >> TAG_BITS) - OVERLAP) << TAG_BITS
-        self.versions = {v for v in self.versions if v > low}
-        if len(self.recent) > limit:
-            self.floor = max(self.floor, *(key[0] for key in self.recent.values()))
-            self.recent.clear()
-
-
 def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
@@ -388,10 +187,12 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:
 @dataclass
 class _Write:
     """One call's write, waiting for a group commit: `plan` adds its rows to the batch of
-    its KB and returns the call's result (or raises, adding nothing)."""
+    its KB and returns the call's result (or raises, adding nothing). `sessions`: the
+    server-held sessions whose exactly-once markers the plan checks."""
 
     kb_id: str
     plan: Callable[[_KbBatch], Any]
+    sessions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -404,9 +205,9 @@ class _KbBatch:
 
     kb_id: str
     index: MemoryKnowledgeBase
-    version: int
+    version: int  # of the batch's first rows
     applied_before: dict[str, int]  # session id -> newest session version stored
-    rows: list[tuple] = field(default_factory=list)
+    rows: list[WriteRow] = field(default_factory=list)
     overlay: dict[str, PatternRecord | None] = field(default_factory=dict)
     vectors: dict[str, tuple[float, ...]] = field(default_factory=dict)
     cleared: bool = False
@@ -414,46 +215,49 @@ class _KbBatch:
     _known: dict | None = None
     _dim: int | None = None
 
-    def _row(self, kind: str, key: str, **values: Any) -> None:
+    def _add_row(self, kind: str, key: str, **values: Any) -> None:
         # A new counter every ROWS_PER_VERSION rows: a version's rows stay few, so the
         # readers' re-read window (OVERLAP counters) stays a few thousand rows.
-        version = self.version + ((len(self.rows) // ROWS_PER_VERSION) << TAG_BITS)
-        self.rows.append(_write_row(self.kb_id, kind, key, version, len(self.rows), **values))
+        counter = version_counter(self.version) + len(self.rows) // ROWS_PER_VERSION
+        version = make_version(counter, version_tag(self.version))
+        self.rows.append(WriteRow(self.kb_id, kind, key, version, len(self.rows), **values))
         if kind == "clear":
             self.cleared_at = version
 
     def versions(self) -> list[int]:
-        return sorted({row[3] for row in self.rows})
+        return sorted({row.version for row in self.rows})
 
     def current(self, name: str) -> PatternRecord | None:
         if name in self.overlay:
             return self.overlay[name]
         return None if self.cleared else self.index.get_pattern(name)
 
-    def _op(self, op: PatternOp) -> PatternRecord | None:
+    def _add_op(self, op: PatternOp) -> PatternRecord | None:
         record = self.overlay[op.name] = fold(self.current(op.name), op)
-        self._row("pattern", op.name, op=op.kind, **op.columns())
+        self._add_row("pattern", op.name, op=op.kind, **op.columns())
         return record
 
     def learn(self, effect: LearnPattern) -> None:
-        self._op(PatternOp.learn(effect, accumulate_metadata(effect.metadata)))
+        self._add_op(PatternOp.learn(effect, accumulate_metadata(effect.metadata)))
 
     def put(self, record: PatternRecord) -> None:
-        self._op(PatternOp.put(record))
+        self._add_op(PatternOp.put(record))
 
     def update(self, name: str, frequency, emotives, metadata) -> PatternRecord:
-        if self.current(name) is None:
-            raise NotFoundError(f"pattern {name!r} not found in knowledge base {self.kb_id!r}")
+        self._check_exists(name)
         emotives = None if emotives is None else tuple(dict(m) for m in emotives)
         metadata = None if metadata is None else {k: tuple(sorted(set(metadata[k]))) for k in sorted(metadata)}
-        updated = self._op(PatternOp("update", name, frequency=frequency, emotives=emotives, metadata=metadata))
+        updated = self._add_op(PatternOp("update", name, frequency=frequency, emotives=emotives, metadata=metadata))
         assert updated is not None  # the pattern exists (checked above), so an update keeps it
         return updated
 
     def delete(self, name: str) -> None:
+        self._check_exists(name)
+        self._add_op(PatternOp("delete", name))
+
+    def _check_exists(self, name: str) -> None:
         if self.current(name) is None:
             raise NotFoundError(f"pattern {name!r} not found in knowledge base {self.kb_id!r}")
-        self._op(PatternOp("delete", name))
 
     def index_vectors(self, entries: Iterable[tuple[str, Sequence[float]]]) -> None:
         if self._known is None:
@@ -466,14 +270,14 @@ class _KbBatch:
             self._dim = len(vector) if self._dim is None else self._dim
             if name not in self._known and name not in self.vectors and len(vector) == self._dim:
                 self.vectors[name] = tuple(vector)
-                self._row("vector", name, vector=list(vector))
+                self._add_row("vector", name, vector=list(vector))
 
     def clear(self) -> None:
         """Earlier writes of the batch are ordered before the clear, so they are gone:
         only their exactly-once markers are still written."""
-        self.rows = [row for row in self.rows if row[1] == "applied"]
+        self.rows = [row for row in self.rows if row.kind == "applied"]
         self.overlay, self.vectors, self.cleared, self._known, self._dim = {}, {}, True, {}, None
-        self._row("clear", "")
+        self._add_row("clear", "")
 
     def effects(self, effects: Sequence[Effect], origin: tuple[str, int] | None) -> None:
         if origin is not None:
@@ -491,7 +295,7 @@ class _KbBatch:
             else:  # pragma: no cover - a new effect type must be handled here
                 raise TypeError(f"unknown effect {effect!r}")
         if origin is not None:
-            self._row("applied", origin[0], session_version=origin[1])
+            self._add_row("applied", origin[0], session_version=origin[1])
 
     def savepoint(self) -> tuple:
         return (
@@ -519,10 +323,11 @@ class _KbBatch:
         ) = saved
 
     def changes_data(self) -> bool:
-        return any(row[1] != "applied" for row in self.rows)
+        """Whether the batch is more than exactly-once markers, which no reader needs to see."""
+        return any(row.kind != "applied" for row in self.rows)
 
-    def show(self, index: MemoryKnowledgeBase, folded: _Folded) -> None:
-        """Apply the committed batch to the index, and note what it folded in."""
+    def show(self, index: MemoryKnowledgeBase, cursor: KbCursor) -> None:
+        """Apply the committed batch to the index, and note in `cursor` what it folded in."""
         if self.cleared:
             index.clear()
         for name, record in self.overlay.items():
@@ -532,9 +337,9 @@ class _KbBatch:
                 index.put_pattern(record)
         index.index_vectors(self.vectors.items())
         for row in self.rows:
-            if row[1] == "pattern":
-                folded.recent[row[2]] = max((row[3], row[4]), folded.last(row[2]))
-        folded.versions.update(self.versions())
+            if row.kind == "pattern":
+                cursor.note_folded(row.key, (row.version, row.seq))
+        cursor.versions.update(self.versions())
 
 
 class ClickHouseStore(IndexedStore):
@@ -568,9 +373,7 @@ class ClickHouseStore(IndexedStore):
         self.log_retention = log_retention
         self._next_trim = time.monotonic() + random.uniform(0, log_retention / 4)  # replicas spread out
         self.tag = random.SystemRandom().getrandbits(TAG_BITS)
-        self._seen: dict[str, int] = {}  # kb_id -> newest version whose changes the index has
-        self._cleared_at: dict[str, int] = {}  # kb_id -> version of the clear the index reflects
-        self._folded: dict[str, _Folded] = {}  # kb_id -> which operations its index has folded in
+        self._cursors: dict[str, KbCursor] = {}  # kb_id -> how far its index has read the KB's log
         self._db_lock = threading.RLock()  # one clickhouse-driver connection: one query at a time
         self._batcher: GroupCommit[_Write] = GroupCommit(self._commit_batch)
         try:
@@ -666,28 +469,37 @@ class ClickHouseStore(IndexedStore):
         return self._scalar(f"SELECT max(version) FROM {self._t('schema_migrations')}")
 
     # --- reading ClickHouse ----------------------------------------------------------------
-    def _changes_since(self, kb_id: str, seen: int, applied: Iterable[int] = ()) -> tuple[list[tuple], int]:
-        """The change log's rows this index lacks (`_LOG_COLUMNS`), and the KB's log floor:
-        the cheap check, one round trip.
+    def _changes_since(self, kb_id: str, cursor: KbCursor) -> tuple[list[LogRow], int]:
+        """The change log's rows the index lacks, and the KB's log floor: the cheap check,
+        one round trip.
 
-        The rows past `seen`, and those of the last `OVERLAP` counters below it that are
-        not among the `applied` versions: a write that landed after this replica read a
-        newer one is picked up on the next call. A range of the (kb_id, version) primary
+        The rows past `cursor.seen`, and those of the re-read window below it that are not
+        among the versions already folded in: a write that landed after this replica read
+        a newer one is picked up on the next call. A range of the (kb_id, version) primary
         key, empty when nothing changed. The rows carry the operations themselves, so
         catching up needs no second read. The floor comes along so that a replica behind
         a trimmed log knows it must reload."""
-        low = max(0, ((seen >> TAG_BITS) - OVERLAP) << TAG_BITS)
-        applied = tuple(sorted(v for v in applied if v > low))
+        low = window_start(cursor.seen)
+        folded = tuple(sorted(v for v in cursor.versions if v > low))
         # PREWHERE: only the key columns of the window are read, the rest only where needed.
         rows = self._execute(
-            f"SELECT {_LOG_COLUMNS} FROM {self._t('kb_log')}"
+            f"SELECT {LOG_COLUMNS} FROM {self._t('kb_log')}"
             " PREWHERE kb_id = %(kb)s AND version > %(low)s"
-            + (" AND version NOT IN %(applied)s" if applied else "")
-            + f" UNION ALL SELECT {_FLOOR_ROW} FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s",
-            {"kb": kb_id, "low": low, "applied": applied},
+            + (" AND version NOT IN %(folded)s" if folded else "")
+            + f" UNION ALL SELECT {FLOOR_ROW} FROM {self._t('kb_log_floor')} WHERE kb_id = %(kb)s",
+            {"kb": kb_id, "low": low, "folded": folded},
         )
-        floor = max((row[0] for row in rows if row[2] == "floor"), default=0)
-        return [row for row in rows if row[2] != "floor"], floor
+        changes = [LogRow._make(row) for row in rows]
+        floor = max((row.version for row in changes if row.kind == "floor"), default=0)
+        return [row for row in changes if row.kind != "floor"], floor
+
+    def _log_rows_at(self, kb_id: str, versions: Sequence[int]) -> list[LogRow]:
+        """The change log's rows of the given versions."""
+        rows = self._execute(
+            f"SELECT {LOG_COLUMNS} FROM {self._t('kb_log')} WHERE kb_id = %(kb)s AND version IN %(versions)s",
+            {"kb": kb_id, "versions": tuple(versions)},
+        )
+        return [LogRow._make(row) for row in rows]
 
     def _head(self, kb_id: str) -> tuple[int, int]:
         """(newest version the KB's log has or had, version of its last clear)."""
@@ -698,22 +510,28 @@ class ClickHouseStore(IndexedStore):
             {"kb": kb_id},
         )[0]
 
+    def _ops_query(self, *, upto: bool = False, names: bool = False) -> str:
+        """SELECT a KB's pattern operations from version %(since)s on (up to %(upto)s, only
+        of %(names)s), in the order they fold: by name, then write order."""
+        return (
+            f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')} WHERE kb_id = %(kb)s AND version >= %(since)s"
+            + (" AND version <= %(upto)s" if upto else "")
+            + (" AND name IN %(names)s" if names else "")
+            + " ORDER BY name, version, seq"
+        )
+
     def _read_patterns(
         self, kb_id: str, since: int, upto: int, names: Sequence[str]
-    ) -> dict[str, tuple[PatternRecord | None, tuple]]:
+    ) -> dict[str, tuple[PatternRecord | None, Order]]:
         """Each of `names` folded from its history between versions `since` and `upto`:
-        (record or None, key of the newest operation read).
+        (record or None, order of the newest operation read).
 
         Never past `upto` (the head just read from the log): an operation above it may
         sort after this replica's next write, and is folded on top once the log shows it."""
-        query = (
-            f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')}"
-            " WHERE kb_id = %(kb)s AND version >= %(since)s AND version <= %(upto)s"
-        )
-        out: dict[str, tuple[PatternRecord | None, tuple]] = {name: (None, (0, 0)) for name in names}
+        out: dict[str, tuple[PatternRecord | None, Order]] = {name: (None, (0, 0)) for name in names}
         for chunk in _chunks(sorted(names)):
             rows = self._execute(
-                query + " AND name IN %(names)s ORDER BY name, version, seq",
+                self._ops_query(upto=True, names=True),
                 {"kb": kb_id, "since": since, "upto": upto, "names": tuple(chunk)},
             )
             newest = {row[0]: (row[1], row[2]) for row in rows}  # sorted: the last row per name
@@ -721,17 +539,12 @@ class ClickHouseStore(IndexedStore):
                 out[name] = (record, newest[name])
         return out
 
-    def _read_vectors(self, kb_id: str, since: int, names: Sequence[str] | None) -> list[tuple[str, tuple]]:
+    def _read_vectors(self, kb_id: str, since: int) -> list[tuple[str, tuple]]:
         """(name, vector) with version >= `since`, oldest first: the order they were indexed."""
-        query = f"SELECT name, version, vector FROM {self._t('vectors')} WHERE kb_id = %(kb)s AND version >= %(since)s"
-        rows: list[tuple] = []
-        if names is None:
-            rows = self._execute(query, {"kb": kb_id, "since": since})
-        else:
-            for chunk in _chunks(sorted(names)):
-                rows += self._execute(
-                    query + " AND name IN %(names)s", {"kb": kb_id, "since": since, "names": tuple(chunk)}
-                )
+        rows = self._execute(
+            f"SELECT name, version, vector FROM {self._t('vectors')} WHERE kb_id = %(kb)s AND version >= %(since)s",
+            {"kb": kb_id, "since": since},
+        )
         first: dict[str, tuple[float, ...]] = {}
         for name, _version, vector in sorted(rows, key=lambda row: (row[1], row[0])):
             first.setdefault(name, tuple(vector))
@@ -742,11 +555,7 @@ class ClickHouseStore(IndexedStore):
         (export and copy read this; it never builds an index)."""
         self._ensure_schema()
         _, cleared = self._head(kb_id)
-        rows = self._stream(
-            f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')} WHERE kb_id = %(kb)s AND version >= %(since)s"
-            " ORDER BY name, version, seq",
-            {"kb": kb_id, "since": cleared},
-        )
+        rows = self._stream(self._ops_query(), {"kb": kb_id, "since": cleared})
         return (record for _, record in _fold_rows(rows) if record is not None)
 
     # --- the index -------------------------------------------------------------------------
@@ -760,20 +569,15 @@ class ClickHouseStore(IndexedStore):
             for (v,) in self._execute(
                 f"SELECT DISTINCT version FROM {self._t('kb_log')} WHERE kb_id = %(kb)s"
                 " AND version > %(low)s AND version <= %(head)s",
-                {"kb": kb_id, "low": ((head >> TAG_BITS) - OVERLAP) << TAG_BITS, "head": head},
+                {"kb": kb_id, "low": window_start(head), "head": head},
             )
         }
         index = self._new_index()
         # Up to the head only: what lands later is caught up from the log, exactly once.
-        rows = self._stream(
-            f"SELECT {_OP_COLUMNS} FROM {self._t('pattern_ops')} WHERE kb_id = %(kb)s"
-            " AND version >= %(since)s AND version <= %(head)s ORDER BY name, version, seq",
-            {"kb": kb_id, "since": cleared, "head": head},
-        )
+        rows = self._stream(self._ops_query(upto=True), {"kb": kb_id, "since": cleared, "upto": head})
         index.put_patterns(record for _, record in _fold_rows(rows) if record is not None)
-        index.index_vectors(self._read_vectors(kb_id, cleared, None))
-        self._seen[kb_id], self._cleared_at[kb_id] = head, cleared
-        self._folded[kb_id] = _Folded(head, window)
+        index.index_vectors(self._read_vectors(kb_id, cleared))
+        self._cursors[kb_id] = KbCursor.loaded(head, cleared, window)
         return index
 
     def _index(self, kb_id: str) -> MemoryKnowledgeBase:
@@ -791,72 +595,63 @@ class ClickHouseStore(IndexedStore):
         return index
 
     def _catch_up(self, kb_id: str, index: MemoryKnowledgeBase) -> MemoryKnowledgeBase:
+        """Fold into `index` what the KB's log shows that it lacks, or reload the KB when
+        that is the only way (the log lost changes it never read) or the cheaper one."""
         self._ensure_schema()
-        seen = self._seen.get(kb_id, 0)
-        folded = self._folded[kb_id]
-        changes, floor = self._changes_since(kb_id, seen, folded.versions)
-        if floor > seen:  # the log was trimmed past changes this replica never read
-            log.info("kb %r: change log trimmed past version %d; reloading", kb_id, seen)
+        cursor = self._cursors[kb_id]
+        changes, floor = self._changes_since(kb_id, cursor)
+        if floor > cursor.seen:  # the log was trimmed past changes this replica never read
+            log.info("kb %r: change log trimmed past version %d; reloading", kb_id, cursor.seen)
             return self._reload(kb_id)
         if not changes:
             return index
-        head = max(seen, max(row[0] for row in changes))
-        late = sorted({row[4] for row in changes if row[2] == "notice" and row[4]})
-        if late:  # versions re-announced by writers that landed after a reader moved on
-            changes += self._execute(
-                f"SELECT {_LOG_COLUMNS} FROM {self._t('kb_log')} WHERE kb_id = %(kb)s AND version IN %(late)s",
-                {"kb": kb_id, "late": tuple(late)},
-            )
-        cleared = self._cleared_at.get(kb_id, 0)
-        fresh = sorted(
-            {
-                row[:2]: row
-                for row in changes  # each (version, seq) once, in write order
-                if row[0] >= cleared and row[0] not in folded.versions
-            }.values()
-        )
-        patterns = {row[3] for row in fresh if row[2] == "pattern"}
-        if (
-            any(row[2] == "clear" for row in fresh)  # cleared elsewhere
-            or len(patterns) > max(RELOAD_AT, index.pattern_count() // 2)
-        ):  # cheaper to read it all
+        head = max(cursor.seen, max(row.version for row in changes))
+        # Versions re-announced by writers that landed after a reader moved on.
+        late = sorted({row.announces for row in changes if row.kind == "notice" and row.announces})
+        if late:
+            changes += self._log_rows_at(kb_id, late)
+        fresh = cursor.unfolded(changes)
+        patterns = {row.key for row in fresh if row.kind == "pattern"}
+        cleared_elsewhere = any(row.kind == "clear" for row in fresh)
+        if cleared_elsewhere or len(patterns) > max(RELOAD_AT, index.pattern_count() // 2):  # or cheaper to read it all
             index = self._reload(kb_id)
-            self._seen[kb_id] = max(self._seen[kb_id], head)
+            self._cursors[kb_id].seen = max(self._cursors[kb_id].seen, head)
             return index
-        # An operation sorting after everything folded into its pattern is folded on top;
-        # one that sorts before (it landed late) means re-folding that pattern's history.
-        ops: dict[str, list[tuple]] = {}
+        self._fold_changes(kb_id, index, cursor, fresh, head)
+        return index
+
+    def _fold_changes(
+        self, kb_id: str, index: MemoryKnowledgeBase, cursor: KbCursor, fresh: list[LogRow], head: int
+    ) -> None:
+        """Apply the log rows `fresh` (in write order) to the index, and move `cursor` to `head`.
+
+        An operation sorting after everything folded into its pattern is folded on top;
+        one that sorts before (it landed late) means re-folding that pattern's history."""
+        ops: dict[str, list[LogRow]] = {}
         for row in fresh:
-            if row[2] == "pattern":
-                ops.setdefault(row[3], []).append(row)
-        refold = sorted(name for name, rows in ops.items() if rows[0][:2] <= folded.last(name))
+            if row.kind == "pattern":
+                ops.setdefault(row.key, []).append(row)
+        refold = sorted(name for name, rows in ops.items() if rows[0].order <= cursor.last_folded(name))
         # Read everything first, then change the index: a failure half-way leaves it as it was.
-        refolded = self._read_patterns(kb_id, cleared, head, refold) if refold else {}
-        vectors = [(row[3], tuple(row[-1])) for row in fresh if row[2] == "vector"]
+        refolded = self._read_patterns(kb_id, cursor.cleared_at, head, refold) if refold else {}
+        vectors = [(row.key, tuple(row.vector)) for row in fresh if row.kind == "vector"]
         for name in sorted(ops):
             if name in refolded:
-                record, key = refolded[name]
+                record, order = refolded[name]
             else:
-                record = fold_all((_op_from_log(row) for row in ops[name]), index.get_pattern(name))
-                key = ops[name][-1][:2]
+                record = fold_all((row.operation() for row in ops[name]), index.get_pattern(name))
+                order = ops[name][-1].order
             if record is None:
                 index.delete_pattern(name)
             else:
                 index.put_pattern(record)
-            folded.recent[name] = max(key, folded.last(name))
+            cursor.note_folded(name, order)
         index.index_vectors(vectors)
-        folded.versions.update(row[0] for row in fresh)
-        folded.prune(head)
-        self._seen[kb_id] = head
-        return index
+        cursor.versions.update(row.version for row in fresh)
+        cursor.prune(head)
+        cursor.seen = head
 
     # --- writing: group commit -------------------------------------------------------------
-    def _next_version(self, kb_id: str) -> int:
-        """Above everything this replica has read or written for the KB."""
-        folded = self._folded.get(kb_id)
-        newest = max([self._seen.get(kb_id, 0), *(folded.versions if folded else ())])
-        return (((newest >> TAG_BITS) + 1) << TAG_BITS) | self.tag
-
     def _applied_before(self, kb_id: str, sessions: Sequence[str]) -> dict[str, int]:
         if not sessions:
             return {}
@@ -870,30 +665,10 @@ class ClickHouseStore(IndexedStore):
 
     def _commit_batch(self, items: list[Pending[_Write]]) -> None:
         """Plan every waiting write against its KB's caught-up index, send them all as ONE
-        INSERT, and only then show them in the indexes and set the callers' results."""
+        INSERT, and only then show them in the indexes (the callers' results are set when
+        planned, but a caller sees them only if the INSERT succeeds: `GroupCommit`)."""
         with self._lock:
-            by_kb: dict[str, list[Pending[_Write]]] = {}
-            for item in items:
-                by_kb.setdefault(item.work.kb_id, []).append(item)
-            batches: list[_KbBatch] = []
-            results: dict[int, Any] = {}
-            for kb_id, kb_items in by_kb.items():
-                try:
-                    index = self._index(kb_id)
-                    sessions = [s for item in kb_items for s in getattr(item.work.plan, "sessions", ())]
-                    batch = _KbBatch(kb_id, index, self._next_version(kb_id), self._applied_before(kb_id, sessions))
-                except Exception as exc:
-                    for item in kb_items:
-                        item.error = exc
-                    continue
-                for item in kb_items:
-                    saved = batch.savepoint()
-                    try:
-                        results[id(item)] = item.work.plan(batch)
-                    except Exception as exc:
-                        batch.rollback(saved)
-                        item.error = exc
-                batches.append(batch)
+            batches = self._plan_batches(items)
             rows = [row for batch in batches for row in batch.rows]
             if rows:
                 try:
@@ -903,20 +678,51 @@ class ClickHouseStore(IndexedStore):
                         self._indexes.pop(batch.kb_id, None)
                     raise
             for batch in batches:
-                base = self._seen.get(batch.kb_id, 0)
-                if batch.changes_data():  # (an `applied` row alone is no change to read)
-                    batch.show(self._indexes[batch.kb_id], self._folded[batch.kb_id])
-                    self._announce(batch.kb_id, base, batch.versions())
-                if batch.cleared:
-                    self._cleared_at[batch.kb_id] = batch.cleared_at
-                    self._purge(batch.kb_id, batch.cleared_at)
-            for item in items:
-                if item.error is None:
-                    item.result = results.get(id(item))
+                self._show_committed(batch)
         self._maybe_trim()
 
-    def _submit(self, kb_id: str, plan: Callable[[_KbBatch], Any]) -> Any:
-        return self._batcher.submit(_Write(kb_id, plan))
+    def _plan_batches(self, items: list[Pending[_Write]]) -> list[_KbBatch]:
+        """One batch per KB, holding the rows of its writes, each planned in turn; a write
+        whose planning fails gets its error and adds nothing."""
+        by_kb: dict[str, list[Pending[_Write]]] = {}
+        for item in items:
+            by_kb.setdefault(item.work.kb_id, []).append(item)
+        batches: list[_KbBatch] = []
+        for kb_id, kb_items in by_kb.items():
+            try:
+                index = self._index(kb_id)  # caught up right before planning
+                sessions = [s for item in kb_items for s in item.work.sessions]
+                # The batch sorts after everything this replica has read or written for the KB.
+                version = version_after(self._cursors[kb_id].newest(), self.tag)
+                batch = _KbBatch(kb_id, index, version, self._applied_before(kb_id, sessions))
+            except Exception as exc:
+                for item in kb_items:
+                    item.error = exc
+                continue
+            for item in kb_items:
+                saved = batch.savepoint()
+                try:
+                    item.result = item.work.plan(batch)
+                except Exception as exc:
+                    batch.rollback(saved)
+                    item.error = exc
+            batches.append(batch)
+        return batches
+
+    def _show_committed(self, batch: _KbBatch) -> None:
+        """After the INSERT: show the batch in its KB's index and make sure every reader
+        will find it."""
+        cursor = self._cursors[batch.kb_id]
+        base = cursor.seen
+        if batch.changes_data():
+            batch.show(self._indexes[batch.kb_id], cursor)
+            self._reannounce_if_overtaken(batch.kb_id, base, batch.versions())
+        if batch.cleared:
+            cursor.cleared_at = batch.cleared_at
+            self._purge(batch.kb_id, batch.cleared_at)
+
+    def _submit(self, kb_id: str, plan: Callable[[_KbBatch], Any], sessions: tuple[str, ...] = ()) -> Any:
+        return self._batcher.submit(_Write(kb_id, plan, sessions))
 
     @property
     def commits(self) -> int:
@@ -928,12 +734,8 @@ class ClickHouseStore(IndexedStore):
         version already applied are skipped: a repaired or repeated transition counts once."""
         if not effects:
             return
-
-        def plan(batch: _KbBatch) -> None:
-            batch.effects(effects, origin)
-
-        plan.sessions = (origin[0],) if origin else ()  # type: ignore[attr-defined]
-        self._submit(kb_id, plan)
+        sessions = (origin[0],) if origin else ()
+        self._submit(kb_id, lambda batch: batch.effects(effects, origin), sessions)
 
     def update_pattern(
         self,
@@ -970,7 +772,7 @@ class ClickHouseStore(IndexedStore):
 
     def iter_vectors(self, kb_id: str) -> list[tuple[str, tuple[float, ...]]]:
         self._ensure_schema()
-        return self._read_vectors(kb_id, self._head(kb_id)[1], None)
+        return self._read_vectors(kb_id, self._head(kb_id)[1])
 
     def pattern_count(self, kb_id: str) -> int:
         """Names with any operation since the last clear: the stored patterns, plus deleted
@@ -981,18 +783,18 @@ class ClickHouseStore(IndexedStore):
             {"kb": kb_id, "since": self._head(kb_id)[1]},
         )
 
-    def _insert(self, rows: list[tuple]) -> None:
+    def _insert(self, rows: list[WriteRow]) -> None:
         """A synchronous INSERT: it returns once ClickHouse has the rows (all of them, in
         every table its views feed; with insert_quorum in the URL, on that many replicas).
         `insert_distributed_sync` makes that hold when the tables are Distributed, too."""
         self._execute(
-            f"INSERT INTO {self._t('kb_writes_v2')} ({_WRITE_COLUMNS}) VALUES",
+            f"INSERT INTO {self._t('kb_writes_v2')} ({WRITE_COLUMNS}) VALUES",
             rows,
             what="write",
             settings={"insert_distributed_sync": 1},
         )
 
-    def _announce(self, kb_id: str, base: int, versions: Sequence[int]) -> None:
+    def _reannounce_if_overtaken(self, kb_id: str, base: int, versions: Sequence[int]) -> None:
         """Make sure no replica can have moved past one of our `versions` without reading it.
 
         Readers re-read the last `OVERLAP` counters below the newest version they have
@@ -1005,19 +807,24 @@ class ClickHouseStore(IndexedStore):
         """
         ours = tuple(versions)
         for _ in range(NOTICE_ATTEMPTS):
-            head, others = self._execute(
-                f"SELECT max(version), maxIf(version, version NOT IN %(ours)s) FROM {self._t('kb_log')}"
-                " WHERE kb_id = %(kb)s AND version > %(base)s",
-                {"kb": kb_id, "base": base, "ours": ours},
-            )[0]
+            head, newest_other = self._newest_since(kb_id, base, ours)
             if head == ours[-1]:
-                self._seen[kb_id] = head
-            if (others >> TAG_BITS) - (ours[0] >> TAG_BITS) < OVERLAP // 2:
+                self._cursors[kb_id].seen = head
+            # Ours lie well inside (half) the re-read window of any reader at the others' newest.
+            if version_counter(newest_other) - version_counter(ours[0]) < OVERLAP // 2:
                 return
-            above = (((head >> TAG_BITS) + 1) << TAG_BITS) | self.tag
-            self._insert([_write_row(kb_id, "notice", "", above, i, announces=v) for i, v in enumerate(ours)])
+            above = version_after(head, self.tag)
+            self._insert([WriteRow(kb_id, "notice", "", above, i, announces=v) for i, v in enumerate(ours)])
             ours = (above,)  # the notices may be overtaken in turn
         log.warning("kb %r: versions %s re-announced %d times under contention", kb_id, versions, NOTICE_ATTEMPTS)
+
+    def _newest_since(self, kb_id: str, base: int, ours: Sequence[int]) -> tuple[int, int]:
+        """(the log's newest version above `base`, its newest above `base` that is not ours)."""
+        return self._execute(
+            f"SELECT max(version), maxIf(version, version NOT IN %(ours)s) FROM {self._t('kb_log')}"
+            " WHERE kb_id = %(kb)s AND version > %(base)s",
+            {"kb": kb_id, "base": base, "ours": tuple(ours)},
+        )[0]
 
     def _purge(self, kb_id: str, cleared: int) -> None:
         """Drop the rows a clear made dead (an asynchronous mutation; best effort).
@@ -1095,8 +902,6 @@ class ClickHouseStore(IndexedStore):
     def close(self) -> None:
         with self._lock:
             super().close()
-            self._seen.clear()
-            self._cleared_at.clear()
-            self._folded.clear()
+            self._cursors.clear()
             with self._db_lock:
                 self._reset()
