@@ -97,12 +97,10 @@ test-only:
 
 lint: lint-proto check-proto lint-py
 
-# ruff (rules and format) holds the whole tree; mypy the packages already typed clean
-# (strict on kato_grpc/core and kato_client, see pyproject.toml). MYPY_PATHS grows as
-# the server and session layers are cleaned: `make lint-py MYPY_PATHS=kato_grpc` shows
-# what is left.
+# ruff (rules and format) over the whole tree; mypy over the server package and the client
+# (strict on kato_grpc/core and kato_client, see pyproject.toml).
 LINT_PATHS ?= kato_grpc clients/python tests loadtest
-MYPY_PATHS ?= kato_grpc/core kato_grpc/kb clients/python
+MYPY_PATHS ?= kato_grpc clients/python
 
 lint-py: setup
 	$(VENV)/bin/ruff check $(LINT_PATHS)

@@ -120,6 +120,7 @@ from kato_grpc.kb.clickhouse_log import (
     window_start,
 )
 from kato_grpc.kb.clickhouse_schema import MIGRATIONS, SCHEMA_VERSION
+from kato_grpc.kb.engines import Index
 from kato_grpc.kb.groupcommit import GroupCommit, Pending
 from kato_grpc.kb.indexed import IndexedStore
 from kato_grpc.kb.ops import PatternOp, check_frequency, fold, fold_all
@@ -204,7 +205,7 @@ class _KbBatch:
     """
 
     kb_id: str
-    index: MemoryKnowledgeBase
+    index: Index
     version: int  # of the batch's first rows
     applied_before: dict[str, int]  # session id -> newest session version stored
     rows: list[WriteRow] = field(default_factory=list)
@@ -326,7 +327,7 @@ class _KbBatch:
         """Whether the batch is more than exactly-once markers, which no reader needs to see."""
         return any(row.kind != "applied" for row in self.rows)
 
-    def show(self, index: MemoryKnowledgeBase, cursor: KbCursor) -> None:
+    def show(self, index: Index, cursor: KbCursor) -> None:
         """Apply the committed batch to the index, and note in `cursor` what it folded in."""
         if self.cleared:
             index.clear()
@@ -351,7 +352,7 @@ class ClickHouseStore(IndexedStore):
         *,
         connect_timeout: float = 3.0,
         send_receive_timeout: float = 60.0,
-        new_index: Callable[[], MemoryKnowledgeBase] = MemoryKnowledgeBase,
+        new_index: Callable[[], Index] = MemoryKnowledgeBase,
         log_retention: float = LOG_RETENTION,
     ) -> None:
         from clickhouse_driver.util.helpers import parse_url
@@ -559,7 +560,7 @@ class ClickHouseStore(IndexedStore):
         return (record for _, record in _fold_rows(rows) if record is not None)
 
     # --- the index -------------------------------------------------------------------------
-    def _load(self, kb_id: str) -> MemoryKnowledgeBase:
+    def _load(self, kb_id: str) -> Index:
         """The whole KB up to its current head, streamed into a fresh index."""
         self._ensure_schema()
         head, cleared = self._head(kb_id)
@@ -580,7 +581,7 @@ class ClickHouseStore(IndexedStore):
         self._cursors[kb_id] = KbCursor.loaded(head, cleared, window)
         return index
 
-    def _index(self, kb_id: str) -> MemoryKnowledgeBase:
+    def _index(self, kb_id: str) -> Index:
         """The KB's index, brought up to date with what other replicas wrote."""
         with self._lock:
             index = self._indexes.get(kb_id)
@@ -590,11 +591,11 @@ class ClickHouseStore(IndexedStore):
                 index = self._catch_up(kb_id, index)
             return index
 
-    def _reload(self, kb_id: str) -> MemoryKnowledgeBase:
+    def _reload(self, kb_id: str) -> Index:
         index = self._indexes[kb_id] = self._load(kb_id)
         return index
 
-    def _catch_up(self, kb_id: str, index: MemoryKnowledgeBase) -> MemoryKnowledgeBase:
+    def _catch_up(self, kb_id: str, index: Index) -> Index:
         """Fold into `index` what the KB's log shows that it lacks, or reload the KB when
         that is the only way (the log lost changes it never read) or the cheaper one."""
         self._ensure_schema()
@@ -620,9 +621,7 @@ class ClickHouseStore(IndexedStore):
         self._fold_changes(kb_id, index, cursor, fresh, head)
         return index
 
-    def _fold_changes(
-        self, kb_id: str, index: MemoryKnowledgeBase, cursor: KbCursor, fresh: list[LogRow], head: int
-    ) -> None:
+    def _fold_changes(self, kb_id: str, index: Index, cursor: KbCursor, fresh: list[LogRow], head: int) -> None:
         """Apply the log rows `fresh` (in write order) to the index, and move `cursor` to `head`.
 
         An operation sorting after everything folded into its pattern is folded on top;
