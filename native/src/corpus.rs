@@ -176,11 +176,8 @@ impl<'a> Corpus<'a> {
     }
 
     pub fn pmf(&self, symbol: SymbolId) -> usize {
-        let added = self
-            .pending
-            .iter()
-            .filter(|p| p.replaces.is_none() && Self::pending_symbols(p).contains(&symbol))
-            .count();
+        let added =
+            self.pending.iter().filter(|p| p.replaces.is_none() && Self::pending_symbols(p).contains(&symbol)).count();
         self.index.pmf(symbol) + added
     }
 

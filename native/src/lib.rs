@@ -72,9 +72,8 @@ fn new_pattern(record: &Bound<'_, PyAny>) -> PyResult<NewPattern> {
 fn pattern_from_json(row: (String, String, i64, String, String, String)) -> Option<NewPattern> {
     use serde_json::Value;
     let (name, events, frequency, emotives, metadata, affinity) = row;
-    let strings = |v: &Value| -> Option<Vec<String>> {
-        v.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect()
-    };
+    let strings =
+        |v: &Value| -> Option<Vec<String>> { v.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect() };
     let numbers = |v: &Value| -> Option<Vec<(String, f64)>> {
         v.as_object()?.iter().map(|(k, x)| Some((k.clone(), x.as_f64()?))).collect()
     };
@@ -88,7 +87,11 @@ fn pattern_from_json(row: (String, String, i64, String, String, String)) -> Opti
         frequency,
         extra: Extra {
             emotives: emotives.as_array()?.iter().map(numbers).collect::<Option<_>>()?,
-            metadata: metadata.as_object()?.iter().map(|(k, v)| Some((k.clone(), strings(v)?))).collect::<Option<_>>()?,
+            metadata: metadata
+                .as_object()?
+                .iter()
+                .map(|(k, v)| Some((k.clone(), strings(v)?)))
+                .collect::<Option<_>>()?,
             affinity: numbers(&affinity)?,
         },
     })
@@ -103,7 +106,8 @@ struct OwnedRecord {
 }
 
 fn owned_record(index: &Index, slot: u32) -> OwnedRecord {
-    let events = index.events(slot).iter().map(|e| e.iter().map(|&s| index.symbols.text(s).to_owned()).collect()).collect();
+    let events =
+        index.events(slot).iter().map(|e| e.iter().map(|&s| index.symbols.text(s).to_owned()).collect()).collect();
     OwnedRecord {
         name: name_text(index.name(slot)),
         events,
@@ -116,7 +120,10 @@ fn str_tuple<'py>(py: Python<'py>, items: &[String]) -> PyResult<Bound<'py, PyTu
     PyTuple::new(py, items.iter().map(|s| PyString::new(py, s)))
 }
 
-fn pairs_dict<'py, V: IntoPyObject<'py> + Clone>(py: Python<'py>, items: &[(String, V)]) -> PyResult<Bound<'py, PyDict>> {
+fn pairs_dict<'py, V: IntoPyObject<'py> + Clone>(
+    py: Python<'py>,
+    items: &[(String, V)],
+) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     for (k, v) in items {
         dict.set_item(k, v.clone())?;
@@ -126,8 +133,7 @@ fn pairs_dict<'py, V: IntoPyObject<'py> + Clone>(py: Python<'py>, items: &[(Stri
 
 fn record_tuple<'py>(py: Python<'py>, r: &OwnedRecord) -> PyResult<Bound<'py, PyTuple>> {
     let events = PyTuple::new(py, r.events.iter().map(|e| str_tuple(py, e)).collect::<PyResult<Vec<_>>>()?)?;
-    let emotives =
-        PyTuple::new(py, r.extra.emotives.iter().map(|m| pairs_dict(py, m)).collect::<PyResult<Vec<_>>>()?)?;
+    let emotives = PyTuple::new(py, r.extra.emotives.iter().map(|m| pairs_dict(py, m)).collect::<PyResult<Vec<_>>>()?)?;
     let metadata = PyDict::new(py);
     for (k, values) in &r.extra.metadata {
         metadata.set_item(k, str_tuple(py, values)?)?;
@@ -394,8 +400,8 @@ impl PatternIndex {
         let mut batch: Vec<(String, String, i64, String, String, String)> = Vec::with_capacity(8192);
         let mut raw: Vec<Bound<'py, PyAny>> = Vec::with_capacity(8192);
         let flush = |batch: &mut Vec<(String, String, i64, String, String, String)>,
-                         raw: &mut Vec<Bound<'py, PyAny>>,
-                         rejected: &mut Vec<Bound<'py, PyAny>>| {
+                     raw: &mut Vec<Bound<'py, PyAny>>,
+                     rejected: &mut Vec<Bound<'py, PyAny>>| {
             let rows = std::mem::take(batch);
             let failed: Vec<usize> = py.allow_threads(|| {
                 let mut index = self.write();
@@ -465,8 +471,11 @@ impl PatternIndex {
             let mut slots: Vec<u32> = match &symbols {
                 None => index.sorted_slots().to_vec(),
                 Some(symbols) => {
-                    let mut slots: Vec<u32> =
-                        symbols.iter().filter_map(|s| index.symbols.get(s)).flat_map(|id| index.postings(id).to_vec()).collect();
+                    let mut slots: Vec<u32> = symbols
+                        .iter()
+                        .filter_map(|s| index.symbols.get(s))
+                        .flat_map(|id| index.postings(id).to_vec())
+                        .collect();
                     slots.sort_unstable();
                     slots.dedup();
                     slots.sort_by(|a, b| index.name(*a).cmp(index.name(*b)));
@@ -617,7 +626,11 @@ impl PredictOutcome {
                     .map(|&(o, e, r)| {
                         PyTuple::new(
                             py,
-                            [texts[o as usize].clone().into_any(), texts[e as usize].clone().into_any(), r.into_pyobject(py)?.into_any()],
+                            [
+                                texts[o as usize].clone().into_any(),
+                                texts[e as usize].clone().into_any(),
+                                r.into_pyobject(py)?.into_any(),
+                            ],
                         )
                     })
                     .collect::<PyResult<Vec<_>>>()?,

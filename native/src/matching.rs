@@ -223,7 +223,15 @@ impl BlockMatcher {
         (best_i, best_j, best_k)
     }
 
-    fn collect(&mut self, a: &[u32], alo: usize, ahi: usize, blo: usize, bhi: usize, out: &mut Vec<(usize, usize, usize)>) {
+    fn collect(
+        &mut self,
+        a: &[u32],
+        alo: usize,
+        ahi: usize,
+        blo: usize,
+        bhi: usize,
+        out: &mut Vec<(usize, usize, usize)>,
+    ) {
         let (i, j, k) = self.longest(a, alo, ahi, blo, bhi);
         if k == 0 {
             return;

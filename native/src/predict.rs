@@ -540,11 +540,8 @@ fn bounded_search(
     for &candidate in &sharing {
         overlap[corpus.candidate_position(candidate)] = 0;
     }
-    let overlap_at: Map<Candidate, u32> = if every_pattern {
-        sharing.iter().copied().zip(overlap_of.iter().copied()).collect()
-    } else {
-        Map::default()
-    };
+    let overlap_at: Map<Candidate, u32> =
+        if every_pattern { sharing.iter().copied().zip(overlap_of.iter().copied()).collect() } else { Map::default() };
     let pool: Vec<(Candidate, u32)> = if every_pattern {
         corpus.all().into_iter().map(|c| (c, overlap_at.get(&c).copied().unwrap_or(0))).collect()
     } else {
