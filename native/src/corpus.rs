@@ -108,6 +108,35 @@ impl<'a> Corpus<'a> {
     }
 
     /// `L`, the candidate's symbol count (from a dense table: no visit to its events).
+    /// Prefetch hints (see `index::prefetch`); pending patterns are already in cache.
+    pub fn prefetch_offset(&self, candidate: Candidate) {
+        if candidate & OVERLAY == 0 {
+            self.index.prefetch_offset(candidate);
+        }
+    }
+
+    pub fn prefetch_pattern(&self, candidate: Candidate) {
+        if candidate & OVERLAY == 0 {
+            self.index.prefetch_pattern(candidate);
+        }
+    }
+
+    pub fn prefetch_length(&self, candidate: Candidate) {
+        if candidate & OVERLAY == 0 {
+            self.index.prefetch_length(candidate);
+        }
+    }
+
+    /// What scoring reads: `pattern` without the frequency and extras (two more cache misses).
+    pub fn name_and_events(&self, candidate: Candidate) -> (&Name, Events<'_>) {
+        if candidate & OVERLAY != 0 {
+            let p = &self.pending[(candidate & !OVERLAY) as usize];
+            (&p.name, Events::from_layout(&p.layout))
+        } else {
+            (self.index.name(candidate), self.index.events(candidate))
+        }
+    }
+
     pub fn length(&self, candidate: Candidate) -> usize {
         if candidate & OVERLAY != 0 {
             Self::pending_symbols(&self.pending[(candidate & !OVERLAY) as usize]).len()

@@ -16,6 +16,24 @@ pub type Name = [u8; 20];
 
 const FREE: u32 = u32::MAX;
 
+/// Ask the CPU to start loading `items[at]` into cache, without waiting for it.
+///
+/// At 1M patterns a Predict reads ~20k patterns at random places in ~100 MB: each read
+/// is a cache miss. Loops that know which patterns come next prefetch a few ahead, so
+/// the misses overlap instead of stalling one after another. Out of range: no-op.
+#[inline(always)]
+pub fn prefetch<T>(items: &[T], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if at < items.len() {
+        // SAFETY: a prefetch is a hint; it never faults, and the address is in bounds.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(items.as_ptr().add(at) as *const i8)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (items, at);
+}
+
 /// Emotives, metadata and affinity contributions: present on few patterns, so boxed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Extra {
@@ -202,6 +220,25 @@ impl Index {
 
     pub fn extra(&self, slot: Slot) -> Option<&Extra> {
         self.extras[slot as usize].as_deref()
+    }
+
+    /// Start loading what reading `slot`'s pattern will touch first: its arena offset.
+    pub fn prefetch_offset(&self, slot: Slot) {
+        prefetch(&self.offsets, slot as usize);
+    }
+
+    /// Start loading `slot`'s name and events (its offset should be in cache by now).
+    pub fn prefetch_pattern(&self, slot: Slot) {
+        prefetch(&self.names, slot as usize);
+        let start = self.offsets[slot as usize];
+        if start != FREE {
+            prefetch(&self.arena, start as usize);
+            prefetch(&self.arena, start as usize + 16); // a pattern often spans two lines
+        }
+    }
+
+    pub fn prefetch_length(&self, slot: Slot) {
+        prefetch(&self.lengths, slot as usize);
     }
 
     pub fn layout(&self, slot: Slot) -> &[u32] {

@@ -442,7 +442,9 @@ impl PatternIndex {
     }
 
     fn get<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Some(name) = parse_name(name) else { return Ok(None) };
+        let Some(name) = parse_name(name) else {
+            return Ok(None);
+        };
         let found = py.allow_threads(|| {
             let index = self.read();
             index.find(&name).map(|slot| owned_record(&index, slot))

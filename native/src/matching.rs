@@ -183,6 +183,9 @@ impl BlockMatcher {
     /// The longest common run with the smallest `i`, then the smallest `j`.
     fn longest(&mut self, a: &[u32], alo: usize, ahi: usize, blo: usize, bhi: usize) -> (usize, usize, usize) {
         let (mut best_i, mut best_j, mut best_k) = (alo, blo, 0usize);
+        // The rows are swapped once per element of `a`: as locals, a swap stays in registers.
+        let mut previous = std::mem::take(&mut self.previous);
+        let mut current = std::mem::take(&mut self.current);
         let mut previous_touched = std::mem::take(&mut self.previous_touched);
         let mut current_touched = std::mem::take(&mut self.current_touched);
         previous_touched.clear();
@@ -198,8 +201,8 @@ impl BlockMatcher {
                         break;
                     }
                     // `previous[j]` holds the run ending at (i−1, j−1), stored at index j.
-                    let k = self.previous[j] as usize + 1;
-                    self.current[j + 1] = k as u32;
+                    let k = previous[j] as usize + 1;
+                    current[j + 1] = k as u32;
                     current_touched.push(j + 1);
                     if k > best_k {
                         best_i = i + 1 - k;
@@ -209,15 +212,17 @@ impl BlockMatcher {
                 }
             }
             for &j in &previous_touched {
-                self.previous[j] = 0;
+                previous[j] = 0;
             }
-            std::mem::swap(&mut self.previous, &mut self.current);
+            std::mem::swap(&mut previous, &mut current);
             std::mem::swap(&mut previous_touched, &mut current_touched);
             current_touched.clear();
         }
         for &j in &previous_touched {
-            self.previous[j] = 0;
+            previous[j] = 0;
         }
+        self.previous = previous;
+        self.current = current;
         self.previous_touched = previous_touched;
         self.current_touched = current_touched;
         (best_i, best_j, best_k)
@@ -245,10 +250,9 @@ impl BlockMatcher {
         }
     }
 
-    /// Blocks `(i, j, k)` with `a[i..i+k] == b[j..j+k]`, ascending.
-    pub fn blocks(&mut self, a: &[u32], b_len: usize) -> Vec<(usize, usize, usize)> {
-        let mut out = Vec::new();
-        self.collect(a, 0, a.len(), 0, b_len, &mut out);
-        out
+    /// Blocks `(i, j, k)` with `a[i..i+k] == b[j..j+k]`, ascending, in `out` (cleared first).
+    pub fn blocks(&mut self, a: &[u32], b_len: usize, out: &mut Vec<(usize, usize, usize)>) {
+        out.clear();
+        self.collect(a, 0, a.len(), 0, b_len, out);
     }
 }

@@ -6,7 +6,7 @@
 //! so both engines give the same bits (the property tests compare them with `==`).
 
 use crate::corpus::{Candidate, Corpus, LocalSymbols};
-use crate::index::{Extra, Name, SymbolId};
+use crate::index::{prefetch, Extra, Name, SymbolId};
 use crate::matching::{character_ratio, BlockMatcher, LcsAgainst};
 use hashbrown::HashMap;
 use std::cmp::Ordering;
@@ -197,6 +197,12 @@ fn frag_term(fragmentation: f64) -> f64 {
 /// candidate that the exact computation would keep (as in the Python core).
 const MARGIN: f64 = 1e-9;
 
+/// How many candidates ahead the search loops prefetch (`index::prefetch`): far enough
+/// for a memory load (~100 ns) to arrive, near enough that it is still in cache when
+/// used. Scoring a candidate takes ~0.5 µs; counting overlaps a few ns.
+const SCORE_AHEAD: usize = 8;
+const COUNT_AHEAD: usize = 48;
+
 struct Scorer<'a, 'c> {
     corpus: &'c Corpus<'a>,
     symbols: &'c LocalSymbols<'a>,
@@ -207,6 +213,7 @@ struct Scorer<'a, 'c> {
     state_chars: Vec<char>,
     char_lcs: Option<LcsAgainst<char>>,
     matcher: BlockMatcher,
+    blocks: Vec<(usize, usize, usize)>,
     ratio_cache: Map<(SymbolId, SymbolId), f64>,
 }
 
@@ -232,6 +239,7 @@ impl<'a, 'c> Scorer<'a, 'c> {
             state_chars,
             char_lcs,
             matcher: BlockMatcher::new(&state.flat),
+            blocks: Vec::new(),
             ratio_cache: Map::default(),
         }
     }
@@ -280,11 +288,22 @@ impl<'a, 'c> Scorer<'a, 'c> {
         (1.0 - d as f64 / tot as f64) * 100.0 / 100.0
     }
 
-    /// The candidate's own metrics, or None if a filter, the threshold or §6.3 drops it.
-    fn score(&mut self, candidate: Candidate) -> Option<Scored> {
-        let corpus = self.corpus;
-        let pattern = corpus.pattern(candidate);
-        let events = pattern.events;
+    /// The candidate's own metrics, or None if a filter, the threshold or §6.3 drops it,
+    /// or if it would not rank before `floor` (the worst member kept so far) in pruning.
+    fn score(&mut self, candidate: Candidate, floor: Option<&Scored>) -> Option<Scored> {
+        let mut blocks = std::mem::take(&mut self.blocks); // one buffer for every candidate
+        let scored = self.score_with(candidate, floor, &mut blocks);
+        self.blocks = blocks;
+        scored
+    }
+
+    fn score_with(
+        &mut self,
+        candidate: Candidate,
+        floor: Option<&Scored>,
+        blocks: &mut Vec<(usize, usize, usize)>,
+    ) -> Option<Scored> {
+        let (name, events) = self.corpus.name_and_events(candidate);
         let p = events.symbols;
         if !self.passes_filters(p) {
             return None;
@@ -298,7 +317,7 @@ impl<'a, 'c> Scorer<'a, 'c> {
         if similarity < self.config.recall_threshold {
             return None;
         }
-        let blocks = self.matcher.blocks(p, n);
+        self.matcher.blocks(p, n, blocks);
         if blocks.is_empty() && self.config.recall_threshold > 0.0 {
             return None;
         }
@@ -337,9 +356,12 @@ impl<'a, 'c> Scorer<'a, 'c> {
         let confidence = if present_length > 0 { m as f64 / present_length as f64 } else { 0.0 };
         let snr = if m + n > 0 { (3 * m as i64 - n as i64) as f64 / (m + n) as f64 } else { 0.0 };
         let pre_potential = (evidence + confidence) * snr + frag_term(fragmentation);
+        if floor.is_some_and(|worst| !ranks_before(pre_potential, name, worst.pre_potential, &worst.name)) {
+            return None; // it could not enter the ensemble: spare building it
+        }
         Some(Scored {
             candidate,
-            name: *pattern.name,
+            name: *name,
             similarity,
             evidence,
             confidence,
@@ -348,7 +370,7 @@ impl<'a, 'c> Scorer<'a, 'c> {
             fragmentation,
             present_start,
             future_start,
-            blocks,
+            blocks: blocks.clone(),
             fuzzy,
         })
     }
@@ -456,6 +478,12 @@ fn prunes_before(a: &Scored, b: &Scored) -> Ordering {
     b.pre_potential.partial_cmp(&a.pre_potential).unwrap_or(Ordering::Equal).then_with(|| a.name.cmp(&b.name))
 }
 
+/// `prunes_before(a, b) == Less`, from the two fields it reads.
+fn ranks_before(a_pre_potential: f64, a_name: &Name, b_pre_potential: f64, b_name: &Name) -> bool {
+    b_pre_potential.partial_cmp(&a_pre_potential).unwrap_or(Ordering::Equal).then_with(|| a_name.cmp(b_name))
+        == Ordering::Less
+}
+
 /// The ensemble of §6.6: the 3·max_predictions best pre-potentials (ties by name),
 /// in name order, among the candidates that pass the threshold.
 fn select_ensemble(
@@ -472,7 +500,7 @@ fn select_ensemble(
         bounded_search(scorer, corpus, state, config, keep, needs_every_pattern, scratch)
     } else {
         let candidates = if needs_every_pattern { corpus.all() } else { sharing(corpus, &state.flat) };
-        let mut scored: Vec<Scored> = candidates.into_iter().filter_map(|c| scorer.score(c)).collect();
+        let mut scored: Vec<Scored> = candidates.into_iter().filter_map(|c| scorer.score(c, None)).collect();
         if scored.len() > keep {
             scored.sort_by(prunes_before);
             scored.truncate(keep);
@@ -522,7 +550,10 @@ fn bounded_search(
     for &(symbol, q_count) in &state_counts {
         holders.clear();
         corpus.containing(symbol, &mut holders);
-        for &candidate in &holders {
+        for (k, &candidate) in holders.iter().enumerate() {
+            if let Some(&ahead) = holders.get(k + COUNT_AHEAD) {
+                prefetch(&overlap[..], corpus.candidate_position(ahead));
+            }
             let c = if q_count == 1 {
                 1
             } else {
@@ -551,7 +582,10 @@ fn bounded_search(
     // decreasing bound order (the order within a group does not change the result).
     let mut group_of: Map<(usize, usize), usize> = Map::default();
     let mut groups: Vec<(f64, Vec<Candidate>)> = Vec::new();
-    for (candidate, c) in pool {
+    for (k, &(candidate, c)) in pool.iter().enumerate() {
+        if let Some(&(ahead, _)) = pool.get(k + COUNT_AHEAD) {
+            corpus.prefetch_length(ahead);
+        }
         let c = c as usize;
         let length = corpus.length(candidate);
         if 2.0 * c as f64 / (length + n) as f64 + MARGIN < config.recall_threshold {
@@ -568,19 +602,26 @@ fn bounded_search(
     groups.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal));
 
     let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(keep + 1);
-    'groups: for (bound, members) in groups {
-        for candidate in members {
-            if heap.len() == keep && bound < heap.peek().unwrap().0.pre_potential {
-                break 'groups;
-            }
-            let Some(scored) = scorer.score(candidate) else { continue };
-            if heap.len() < keep {
-                heap.push(Kept(scored));
-            } else if prunes_before(&scored, &heap.peek().unwrap().0) == Ordering::Less {
-                heap.pop();
-                heap.push(Kept(scored));
-            }
+    let order: Vec<(f64, Candidate)> =
+        groups.into_iter().flat_map(|(bound, members)| members.into_iter().map(move |c| (bound, c))).collect();
+    for (k, &(bound, candidate)) in order.iter().enumerate() {
+        if let Some(&(_, ahead)) = order.get(k + 2 * SCORE_AHEAD) {
+            corpus.prefetch_offset(ahead);
         }
+        if let Some(&(_, ahead)) = order.get(k + SCORE_AHEAD) {
+            corpus.prefetch_pattern(ahead);
+        }
+        if heap.len() == keep && bound < heap.peek().unwrap().0.pre_potential {
+            break;
+        }
+        let floor = if heap.len() == keep { heap.peek().map(|kept| &kept.0) } else { None };
+        let Some(scored) = scorer.score(candidate, floor) else {
+            continue;
+        };
+        if heap.len() == keep {
+            heap.pop(); // `score` returned it: it ranks before the worst kept
+        }
+        heap.push(Kept(scored));
     }
     heap.into_iter().map(|k| k.0).collect()
 }
@@ -876,7 +917,9 @@ pub fn predict(
 
 /// Average of the stored emotive window (§5.4), keys in first-appearance order.
 pub fn average_emotives(extra: Option<&Extra>) -> Vec<(String, f64)> {
-    let Some(extra) = extra else { return Vec::new() };
+    let Some(extra) = extra else {
+        return Vec::new();
+    };
     let mut sums: Vec<(String, f64, usize)> = Vec::new();
     for map in &extra.emotives {
         for (key, value) in map {
