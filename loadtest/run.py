@@ -239,8 +239,7 @@ class Server:
             if not line:
                 break
             self.output.append(line)
-            match = _LISTENING.search(line)
-            if match:
+            for match in _LISTENING.finditer(line):  # a worker's line is one write; be lenient anyway
                 targets.add(f"{match.group(1)}:{match.group(2)}")
                 self.pids.append(int(match.group(3)))
         if len(self.pids) < workers or len(targets) != 1:

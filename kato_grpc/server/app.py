@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -207,6 +208,18 @@ def _session_store_persistence(redis_url: str):
         client.close()
 
 
+def say(line: str) -> None:
+    """Print one whole line to stdout with a single write(2).
+
+    Workers share their parent's stdout. `print` may hand the text and its newline to
+    the pipe in two writes, and two workers' lines then interleave ("...pid 1)kato-grpc
+    listening ...pid 2)"), which a supervisor reading line by line cannot parse. One
+    write of under PIPE_BUF bytes is atomic on a pipe.
+    """
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (line + "\n").encode())
+
+
 async def _serve_one(settings: Settings, worker: int = 0) -> None:
     stores = build_stores(settings)
     keys = auth.keyring_from_settings(settings)
@@ -229,7 +242,7 @@ async def _serve_one(settings: Settings, worker: int = 0) -> None:
         metrics.watch_backends(watch)
         metrics.serve(settings.host, settings.metrics_port + worker)
     # The first line a supervisor or a test reads: where we listen.
-    print(f"kato-grpc listening on {settings.host}:{port} (pid {os.getpid()}, data {settings.data_dir})", flush=True)
+    say(f"kato-grpc listening on {settings.host}:{port} (pid {os.getpid()}, data {settings.data_dir})")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -244,7 +257,7 @@ async def _serve_one(settings: Settings, worker: int = 0) -> None:
     await server.stop(settings.grace_seconds)
     lanes.close()
     stores.close()
-    print("kato-grpc stopped", flush=True)
+    say("kato-grpc stopped")
 
 
 def serve(settings: Settings) -> None:
