@@ -35,11 +35,12 @@ def observe_call(state_msg, word: str, kb) -> bytes:
     request = api.ObserveRequest(state=state_msg, observation={"strings": [word]})
     data = request.SerializeToString()
     request = api.ObserveRequest.FromString(data)
-    state = convert.state_from_proto(request.state, decode_predictions=False)
+    state = convert.state_from_proto(request.state)
     outcome = engine.observe(state, convert.observation_from_proto(request.observation), kb)
     response = api.ObserveResponse(stm_length=outcome.result.stm_length, time=outcome.result.time)
     convert.predictions_to_proto(outcome.result.predictions, response, "predictions")
-    convert.state_to_proto(outcome.state, response.state, predictions=response.predictions)
+    encoded = convert.EncodedPredictions(response.predictions)  # encoded once, as the servicer does
+    convert.state_to_proto(dataclasses.replace(outcome.state, last_predictions=encoded), response.state)
     del response.predictions[:]
     return response.SerializeToString()
 
