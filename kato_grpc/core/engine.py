@@ -80,9 +80,10 @@ def clear_all(state: SessionState) -> Outcome:
 
 
 def cognition_data(state: SessionState) -> dict[str, Any]:
-    """What GetCognitionData reports (§9.2)."""
+    """What GetCognitionData reports (§9.2). The predictions are the state's own sequence,
+    not a copy: a server may hold them encoded until a caller reads them."""
     return {
-        "predictions": list(state.last_predictions),
+        "predictions": state.last_predictions,
         "emotives": dict(state.emotive_acc[-1]) if state.emotive_acc else {},
         "symbols": [symbol for event in state.stm for symbol in event],
         "short_term_memory": [list(event) for event in state.stm],

@@ -356,7 +356,9 @@ impl<'a, 'c> Scorer<'a, 'c> {
         let confidence = if present_length > 0 { m as f64 / present_length as f64 } else { 0.0 };
         let snr = if m + n > 0 { (3 * m as i64 - n as i64) as f64 / (m + n) as f64 } else { 0.0 };
         let pre_potential = (evidence + confidence) * snr + frag_term(fragmentation);
-        if floor.is_some_and(|worst| !ranks_before(pre_potential, name, worst.pre_potential, &worst.name)) {
+        if floor
+            .is_some_and(|worst| pruning_order(pre_potential, name, worst.pre_potential, &worst.name) != Ordering::Less)
+        {
             return None; // it could not enter the ensemble: spare building it
         }
         Some(Scored {
@@ -464,24 +466,18 @@ impl PartialOrd for Kept {
 impl Ord for Kept {
     fn cmp(&self, other: &Self) -> Ordering {
         // "Greater" = worse: lower pre_potential, then larger name.
-        other
-            .0
-            .pre_potential
-            .partial_cmp(&self.0.pre_potential)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| self.0.name.cmp(&other.0.name))
+        prunes_before(&self.0, &other.0)
     }
 }
 
-/// Whether `a` ranks before `b` in pruning: higher pre-potential, then smaller name.
+/// `a` before `b` in pruning: higher pre-potential, then smaller name.
 fn prunes_before(a: &Scored, b: &Scored) -> Ordering {
-    b.pre_potential.partial_cmp(&a.pre_potential).unwrap_or(Ordering::Equal).then_with(|| a.name.cmp(&b.name))
+    pruning_order(a.pre_potential, &a.name, b.pre_potential, &b.name)
 }
 
-/// `prunes_before(a, b) == Less`, from the two fields it reads.
-fn ranks_before(a_pre_potential: f64, a_name: &Name, b_pre_potential: f64, b_name: &Name) -> bool {
+/// The pruning order from the two fields it reads (a candidate not yet built has just these).
+fn pruning_order(a_pre_potential: f64, a_name: &Name, b_pre_potential: f64, b_name: &Name) -> Ordering {
     b_pre_potential.partial_cmp(&a_pre_potential).unwrap_or(Ordering::Equal).then_with(|| a_name.cmp(b_name))
-        == Ordering::Less
 }
 
 /// The ensemble of §6.6: the 3·max_predictions best pre-potentials (ties by name),
