@@ -981,7 +981,7 @@ def write_report(results: list[Result], path: Path, meta: dict) -> None:
         "loadtest/bench_kb.py uses. Observe requests carry a client-held STM "
         "of 5 events (2 random symbols, then the first 3 events of a stored pattern) and observe the pattern's 4th "
         "event, drawn from 1,000 variants; with predictions, `return_predictions` is true (the default "
-        "`max_predictions` 100 predictions come back, in the response and in the new state's `last_predictions`).",
+        "`max_predictions` 100 predictions come back, once, in the response).",
         "",
         "Stacks: **A** `--workers 1 --max-stm-events 6`; **B** the same data served by `--workers 2` "
         "(SO_REUSEPORT, two processes; ghz's 10 connections are spread over them by the kernel); **C** `--workers 1` "

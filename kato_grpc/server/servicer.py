@@ -19,8 +19,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -47,6 +46,7 @@ from kato_grpc.server.execution import (
     check_budget,
     start_budget,
 )
+from kato_grpc.server.responses import PredictionsWanted, cognition_response, observe_response, predict_response
 from kato_grpc.sessions.base import StoreUnavailable
 from kato_grpc.sessions.request_ids import RequestAlreadyApplied
 from kato_grpc.sessions.runner import ConflictExhausted, SessionRunner
@@ -120,6 +120,11 @@ def _request_id(request) -> str:
     return request_id
 
 
+def _predicts_nothing(state: pb.SessionState) -> bool:
+    """Whether a client-held state's session has predictions turned off (its Observe is short)."""
+    return state.config.HasField("process_predictions") and not state.config.process_predictions
+
+
 def _client_origin(request, request_id: str) -> tuple[str, int] | None:
     """The key under which the knowledge base counts a client-held call's effects once.
 
@@ -133,6 +138,8 @@ def _client_origin(request, request_id: str) -> tuple[str, int] | None:
     digest = hashlib.sha256(b"\0".join((request.DESCRIPTOR.full_name.encode(), request_id.encode(), identity)))
     return "request:" + digest.hexdigest()[:40], 1
 
+
+T = TypeVar("T")
 
 Step = Callable[[SessionState, Any], Outcome]
 """A state-changing core call: (state, knowledge view or None) -> outcome; runs on the cpu lane."""
@@ -208,33 +215,42 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         """Apply a call's effects; `origin` makes them count once (sessions/runner.py, "Exactly once")."""
         await self._store_write(kb_id, self._kb.apply, kb_id, effects, origin)
 
-    def _step_and_respond(self, step: Step, respond: Callable[[Outcome, bool], Any], state: SessionState, view):
-        with self._guard.reading(state.kb_id):
-            outcome = step(state, view)
-        return outcome, respond(outcome, True)
+    async def _with_view(self, kb_id: str, work: Callable[[Any], T], urgent: bool = False) -> T:
+        """`work(view)` on the cpu lane under the KB's read guard: one hop per call.
+
+        Where the view is the index in memory (the embedded store), it is looked up in the
+        same job; a store that refreshes its index from a shared back end on every read
+        (ClickHouse) is read on the kb lane first, so a stalled back end holds a kb thread,
+        never an engine one."""
+        if self._guard.refreshes_on_read:
+            view = await self._view(kb_id)
+            return await self._cpu(kb_id, work, view, urgent=urgent)
+        return await self._cpu(kb_id, self._on_own_view, kb_id, work, urgent=urgent)
+
+    def _on_own_view(self, kb_id: str, work: Callable[[Any], T]) -> T:
+        return work(self._kb.view(kb_id))
 
     async def _run_step(self, step: Step, state: SessionState, reads_kb: bool, short: bool = False) -> Outcome:
         """`short`: the step is short unless the session computes predictions (one Observe)."""
         if not reads_kb:  # learn, clear, config: a few microseconds, not worth a thread hop
             return step(state, None)
-        view = await self._view(state.kb_id)
-        return await self._cpu(state.kb_id, step, state, view, urgent=short and not state.config.process_predictions)
+        urgent = short and not state.config.process_predictions
+        return await self._with_view(state.kb_id, lambda view: step(state, view), urgent)
 
     # --- plumbing ----------------------------------------------------------------------
-    async def _client_state(self, request) -> SessionState:
-        """The request's client-held state, checked."""
-        state = convert.state_from_proto(request.state)
-        await self._validate_client_state(state, "state")
+    def _checked_state(self, message: pb.SessionState, prefix: str, view) -> SessionState:
+        """A client-held state, decoded and checked: signed or fresh, it still obeys every
+        input rule (defence in depth). Pending vectors are checked against `view`'s dimension."""
+        state = convert.state_from_proto(message, prefix=prefix)
+        validate_state(state, self._limits, view.vector_dimension() if state.pending_vectors else None, prefix)
         return state
 
-    async def _validate_client_state(self, state: SessionState, prefix: str) -> None:
-        """A state from a client, signed or fresh, still obeys every input rule (defence in depth).
-
-        Pending vectors are checked against the KB's dimension, fetched on the kb lane: a
-        view may query the store (ClickHouse), which must never block the event loop."""
-        validate_kb_id(state.kb_id, f"{prefix}.kb_id")
-        kb_dim = (await self._view(state.kb_id)).vector_dimension() if state.pending_vectors else None
-        validate_state(state, self._limits, kb_dim, prefix)
+    async def _client_state(self, message: pb.SessionState, prefix: str = "state") -> SessionState:
+        """A client-held state, decoded and checked on the cpu lane (its cost grows with the state)."""
+        kb_id = validate_kb_id(message.kb_id, f"{prefix}.kb_id")
+        if message.pending_vectors:
+            return await self._with_view(kb_id, lambda view: self._checked_state(message, prefix, view), urgent=True)
+        return await self._cpu(kb_id, self._checked_state, message, prefix, None, urgent=True)
 
     def _session_id(self, request) -> str:
         if request.WhichOneof("session") is None:
@@ -252,19 +268,24 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         reads_kb: bool = True,
         short: bool = False,
     ):
-        """Run a state-changing step on whichever state the request names (`short`: see `_run_step`)."""
+        """Run a state-changing step on whichever state the request names (`short`: see `_run_step`).
+
+        Client-held: decode, check, step and encode the response in one cpu-lane job, then
+        apply the effects. Server-held: the same step inside the session runner's
+        compare-and-set (sessions/runner.py)."""
         request_id = _request_id(request)
         if request.WhichOneof("session") == "state":
-            state = await self._client_state(request)
-            if reads_kb:  # the response (the new state, maybe predictions) is encoded on the cpu lane too
-                view = await self._view(state.kb_id)
-                priority = URGENT if short and not state.config.process_predictions else NORMAL
-                outcome, response = await self._cpu_lane.run(
-                    priority, self._step_and_respond, (step, respond, state, view), {}
-                )
+            message = request.state
+            kb_id = validate_kb_id(message.kb_id, "state.kb_id")
+
+            def job(view) -> tuple[Outcome, Any]:
+                outcome = step(self._checked_state(message, "state", view), view)
+                return outcome, respond(outcome, True)
+
+            if reads_kb or message.pending_vectors:
+                outcome, response = await self._with_view(kb_id, job, urgent=short and _predicts_nothing(message))
             else:
-                outcome = step(state, None)
-                response = respond(outcome, True)
+                outcome, response = await self._cpu(kb_id, job, None, urgent=True)
             check_budget()
             if outcome.effects:
                 await self.apply_effects(outcome.state.kb_id, outcome.effects, _client_origin(request, request_id))
@@ -279,9 +300,19 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         response, replay = await self._sessions.transact(session_id, stepped, lambda o: respond(o, False), request_id)
         return response if replay is None else response_type.FromString(replay)
 
+    async def _read_with_view(self, request, work: Callable[[SessionState, Any], T]) -> T:
+        """`work(state, view)` for a read of the request's session, in one cpu-lane job
+        (a client-held state is decoded and checked in it too)."""
+        if request.WhichOneof("session") == "state":
+            message = request.state
+            kb_id = validate_kb_id(message.kb_id, "state.kb_id")
+            return await self._with_view(kb_id, lambda view: work(self._checked_state(message, "state", view), view))
+        state = await self._sessions.read(self._session_id(request))
+        return await self._with_view(state.kb_id, lambda view: work(state, view))
+
     async def _read_state(self, request) -> SessionState:
         if request.WhichOneof("session") == "state":
-            return await self._client_state(request)
+            return await self._client_state(request.state)
         return await self._sessions.read(self._session_id(request))
 
     def _with_state(self, response, outcome: Outcome, include: bool):
@@ -293,18 +324,14 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     @_rpc
     async def Observe(self, request: api.ObserveRequest, context):
         observation = convert.observation_from_proto(request.observation if request.HasField("observation") else None)
+        wanted = PredictionsWanted.of(request)
 
         def step(state: SessionState, view) -> Outcome:
             return engine.observe(state, observation, view, self._limits, self._predictor)
 
         def respond(outcome: Outcome, include_state: bool) -> api.ObserveResponse:
-            response = observe_response(outcome.result, request.return_predictions)
-            if include_state:
-                state = outcome.state
-                if request.return_predictions:  # they are the new state's last predictions: encode once
-                    state = replace(state, last_predictions=convert.EncodedPredictions(response.predictions))
-                convert.state_to_proto(state, response.state)
-            return response
+            response = observe_response(outcome.result, request.return_predictions, wanted)
+            return self._with_state(response, outcome, include_state)
 
         return await self._transition(request, step, respond, api.ObserveResponse, short=True)
 
@@ -366,9 +393,10 @@ class KatoServicer(api_grpc.KatoServiceServicer):
 
     @_rpc
     async def Predict(self, request: api.PredictRequest, context):
-        state = await self._read_state(request)
-        view = await self._view(state.kb_id)
-        return await self._cpu(state.kb_id, predict_response, state, view, self._predictor)
+        wanted = PredictionsWanted.of(request)
+        return await self._read_with_view(
+            request, lambda state, view: predict_response(state, view, self._predictor, wanted)
+        )
 
     @_rpc
     async def ClearStm(self, request: api.ClearStmRequest, context):
@@ -412,12 +440,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
 
     @_rpc
     async def GetCognitionData(self, request: api.GetCognitionDataRequest, context):
-        state = await self._read_state(request)
-        data = engine.cognition_data(state)
-        response = api.GetCognitionDataResponse(emotives=data["emotives"], symbols=data["symbols"], time=data["time"])
-        convert.predictions_to_proto(state.last_predictions, response, "predictions")
-        convert.events_to_proto(state.stm, response.short_term_memory)
-        return response
+        return await self._read_with_view(request, lambda state, view: cognition_response(state, view, self._predictor))
 
     @_rpc
     async def UpdateConfig(self, request: api.UpdateConfigRequest, context):
@@ -679,6 +702,7 @@ class _Stream:
         self.client_state: SessionState | None = None
         self._session_id = ""
         self._return_predictions = False
+        self._wanted = PredictionsWanted()
 
     async def answer(self, message: api.StreamObservationsRequest) -> api.StreamObservationsResponse:
         kind = message.WhichOneof("step")
@@ -698,7 +722,7 @@ class _Stream:
 
             def respond(outcome: Outcome) -> api.StreamObservationsResponse:
                 return api.StreamObservationsResponse(
-                    observed=observe_response(outcome.result, self._return_predictions)
+                    observed=observe_response(outcome.result, self._return_predictions, self._wanted)
                 )
         elif kind == "learn":
 
@@ -731,11 +755,11 @@ class _Stream:
 
     async def _open(self, opened: api.StreamOpen) -> api.StreamObservationsResponse:
         held = opened.WhichOneof("session")
+        self._wanted = PredictionsWanted.of(opened, "open.")
         if held is None:
             raise ValidationError(FieldViolation("open.session", "set either state or session_id"))
         if held == "state":
-            self.client_state = convert.state_from_proto(opened.state, prefix="open.state")
-            await self._servicer._validate_client_state(self.client_state, "open.state")
+            self.client_state = await self._servicer._client_state(opened.state, "open.state")
             stm_length = len(self.client_state.stm)
         else:
             self._session_id = opened.session_id
@@ -743,29 +767,6 @@ class _Stream:
         self.opened = True
         self._return_predictions = opened.return_predictions
         return api.StreamObservationsResponse(opened=api.StreamOpened(stm_length=stm_length))
-
-
-def predict_response(state: SessionState, view, predictor: Predictor) -> api.PredictResponse:
-    """Predict's core call and its encoding (the costly part), together on the cpu lane."""
-    result = engine.predict(state, view, predictor)
-    response = api.PredictResponse()
-    convert.predictions_to_proto(result.predictions, response, "predictions")
-    convert.future_potentials_to_proto(result.future_potentials, response, "future_potentials")
-    return response
-
-
-def observe_response(result, return_predictions: bool) -> api.ObserveResponse:
-    """An ObserveResponse without state: the result, and the predictions when asked."""
-    response = api.ObserveResponse(
-        stm_length=result.stm_length,
-        time=result.time,
-        unique_id=result.unique_id,
-        auto_learned_pattern=result.auto_learned_pattern,
-    )
-    if return_predictions:
-        convert.predictions_to_proto(result.predictions, response, "predictions")
-        convert.future_potentials_to_proto(result.future_potentials, response, "future_potentials")
-    return response
 
 
 def _pattern_not_found(kb_id: str, name: str) -> KatoError:

@@ -186,7 +186,8 @@ def test_observe_returns_predictions_only_when_asked(client, kb_id):
     session.observe(["a"])
     plain = session.observe(["b"])
     assert not plain.predictions and not plain.future_potentials
-    assert len(plain.state.last_predictions) == 1  # kept as cognition data either way
+    assert plain.state.HasField("cognition_basis")  # what cognition data predicts from, either way
+    assert len(session.cognition().predictions) == 1
 
     session = client.session(kb_id)
     session.observe(["a"])

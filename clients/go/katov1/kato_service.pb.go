@@ -38,8 +38,9 @@ type ObserveRequest struct {
 	// The observation. Unset is an empty observation.
 	Observation *Observation `protobuf:"bytes,3,opt,name=observation,proto3" json:"observation,omitempty"`
 	// Whether the response carries the predictions computed by this Observe.
-	// They are computed (when `process_predictions` is true) and kept as the
-	// cognition data either way. Default false.
+	// They are computed when `process_predictions` is true either way, and
+	// GetCognitionData can give them later (it computes them again). Default
+	// false.
 	ReturnPredictions bool `protobuf:"varint,4,opt,name=return_predictions,json=returnPredictions,proto3" json:"return_predictions,omitempty"`
 	// A unique identifier of this request (a UUID4 is recommended), at most 128
 	// characters. A retry with the same `request_id` is never applied twice.
@@ -52,9 +53,17 @@ type ObserveRequest struct {
 	// the state sent identify the call; its knowledge-base effects (learned
 	// patterns) are applied once however often it is retried, with no time
 	// limit, and the response is computed again.
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// With `return_predictions`: how much of each prediction the response holds. Default FULL.
+	PredictionView PredictionView `protobuf:"varint,6,opt,name=prediction_view,json=predictionView,proto3,enum=kato.v1.PredictionView" json:"prediction_view,omitempty"`
+	// With `return_predictions`: returns at most this many predictions, the best ranked first; 0 (the
+	// default) returns all of them, at most the session's `max_predictions`.
+	// The engine's work is the same (the ranking and the future potentials
+	// are those of the session's configuration); the response is smaller.
+	// Must not be negative.
+	MaxPredictions int32 `protobuf:"varint,7,opt,name=max_predictions,json=maxPredictions,proto3" json:"max_predictions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ObserveRequest) Reset() {
@@ -131,6 +140,20 @@ func (x *ObserveRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *ObserveRequest) GetPredictionView() PredictionView {
+	if x != nil {
+		return x.PredictionView
+	}
+	return PredictionView_PREDICTION_VIEW_UNSPECIFIED
+}
+
+func (x *ObserveRequest) GetMaxPredictions() int32 {
+	if x != nil {
+		return x.MaxPredictions
+	}
+	return 0
 }
 
 type isObserveRequest_Session interface {
@@ -638,8 +661,16 @@ type StreamOpen struct {
 	// Whether each observation's answer carries its predictions and future
 	// potentials. Default false.
 	ReturnPredictions bool `protobuf:"varint,3,opt,name=return_predictions,json=returnPredictions,proto3" json:"return_predictions,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// With `return_predictions`: how much of each prediction the response holds. Default FULL.
+	PredictionView PredictionView `protobuf:"varint,4,opt,name=prediction_view,json=predictionView,proto3,enum=kato.v1.PredictionView" json:"prediction_view,omitempty"`
+	// With `return_predictions`: returns at most this many predictions, the best ranked first; 0 (the
+	// default) returns all of them, at most the session's `max_predictions`.
+	// The engine's work is the same (the ranking and the future potentials
+	// are those of the session's configuration); the response is smaller.
+	// Must not be negative.
+	MaxPredictions int32 `protobuf:"varint,5,opt,name=max_predictions,json=maxPredictions,proto3" json:"max_predictions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StreamOpen) Reset() {
@@ -702,6 +733,20 @@ func (x *StreamOpen) GetReturnPredictions() bool {
 		return x.ReturnPredictions
 	}
 	return false
+}
+
+func (x *StreamOpen) GetPredictionView() PredictionView {
+	if x != nil {
+		return x.PredictionView
+	}
+	return PredictionView_PREDICTION_VIEW_UNSPECIFIED
+}
+
+func (x *StreamOpen) GetMaxPredictions() int32 {
+	if x != nil {
+		return x.MaxPredictions
+	}
+	return 0
 }
 
 type isStreamOpen_Session interface {
@@ -1220,9 +1265,17 @@ type PredictRequest struct {
 	//
 	//	*PredictRequest_State
 	//	*PredictRequest_SessionId
-	Session       isPredictRequest_Session `protobuf_oneof:"session"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Session isPredictRequest_Session `protobuf_oneof:"session"`
+	// How much of each returned prediction the response holds. Default FULL.
+	PredictionView PredictionView `protobuf:"varint,3,opt,name=prediction_view,json=predictionView,proto3,enum=kato.v1.PredictionView" json:"prediction_view,omitempty"`
+	// Returns at most this many predictions, the best ranked first; 0 (the
+	// default) returns all of them, at most the session's `max_predictions`.
+	// The engine's work is the same (the ranking and the future potentials
+	// are those of the session's configuration); the response is smaller.
+	// Must not be negative.
+	MaxPredictions int32 `protobuf:"varint,4,opt,name=max_predictions,json=maxPredictions,proto3" json:"max_predictions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PredictRequest) Reset() {
@@ -1278,6 +1331,20 @@ func (x *PredictRequest) GetSessionId() string {
 		}
 	}
 	return ""
+}
+
+func (x *PredictRequest) GetPredictionView() PredictionView {
+	if x != nil {
+		return x.PredictionView
+	}
+	return PredictionView_PREDICTION_VIEW_UNSPECIFIED
+}
+
+func (x *PredictRequest) GetMaxPredictions() int32 {
+	if x != nil {
+		return x.MaxPredictions
+	}
+	return 0
 }
 
 type isPredictRequest_Session interface {
@@ -1985,8 +2052,8 @@ func (*GetCognitionDataRequest_SessionId) isGetCognitionDataRequest_Session() {}
 // The response of GetCognitionData.
 type GetCognitionDataResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The predictions computed by the last Observe; empty after an empty
-	// observation and after ClearStm.
+	// The predictions of the last Observe, recomputed (see GetCognitionData);
+	// empty after an empty observation and after ClearStm.
 	Predictions []*Prediction `protobuf:"bytes,1,rep,name=predictions,proto3" json:"predictions,omitempty"`
 	// The last entry of the emotive accumulator, or empty.
 	Emotives map[string]float64 `protobuf:"bytes,2,rep,name=emotives,proto3" json:"emotives,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
@@ -3818,7 +3885,7 @@ var File_kato_v1_kato_service_proto protoreflect.FileDescriptor
 
 const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1akato/v1/kato_service.proto\x12\akato.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17google/rpc/status.proto\x1a\x13kato/v1/types.proto\"\x83\x02\n" +
+	"\x1akato/v1/kato_service.proto\x12\akato.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17google/rpc/status.proto\x1a\x13kato/v1/types.proto\"\xfa\x02\n" +
 	"\x0eObserveRequest\x12-\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.kato.v1.SessionStateH\x00R\x05state\x12\x1f\n" +
 	"\n" +
@@ -3826,7 +3893,9 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\vobservation\x18\x03 \x01(\v2\x14.kato.v1.ObservationB\x04\xe2A\x01\x01R\vobservation\x123\n" +
 	"\x12return_predictions\x18\x04 \x01(\bB\x04\xe2A\x01\x01R\x11returnPredictions\x12#\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tB\x04\xe2A\x01\x01R\trequestIdB\t\n" +
+	"request_id\x18\x05 \x01(\tB\x04\xe2A\x01\x01R\trequestId\x12F\n" +
+	"\x0fprediction_view\x18\x06 \x01(\x0e2\x17.kato.v1.PredictionViewB\x04\xe2A\x01\x01R\x0epredictionView\x12-\n" +
+	"\x0fmax_predictions\x18\a \x01(\x05B\x04\xe2A\x01\x01R\x0emaxPredictionsB\t\n" +
 	"\asession\"\xbe\x02\n" +
 	"\x0fObserveResponse\x12+\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.kato.v1.SessionStateR\x05state\x12\x1d\n" +
@@ -3862,13 +3931,15 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\vobservation\x18\x02 \x01(\v2\x14.kato.v1.ObservationH\x00R\vobservation\x12,\n" +
 	"\x05learn\x18\x03 \x01(\v2\x14.kato.v1.StreamLearnH\x00R\x05learn\x126\n" +
 	"\tclear_stm\x18\x04 \x01(\v2\x17.kato.v1.StreamClearStmH\x00R\bclearStmB\x06\n" +
-	"\x04step\"\x9c\x01\n" +
+	"\x04step\"\x93\x02\n" +
 	"\n" +
 	"StreamOpen\x12-\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.kato.v1.SessionStateH\x00R\x05state\x12\x1f\n" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tH\x00R\tsessionId\x123\n" +
-	"\x12return_predictions\x18\x03 \x01(\bB\x04\xe2A\x01\x01R\x11returnPredictionsB\t\n" +
+	"\x12return_predictions\x18\x03 \x01(\bB\x04\xe2A\x01\x01R\x11returnPredictions\x12F\n" +
+	"\x0fprediction_view\x18\x04 \x01(\x0e2\x17.kato.v1.PredictionViewB\x04\xe2A\x01\x01R\x0epredictionView\x12-\n" +
+	"\x0fmax_predictions\x18\x05 \x01(\x05B\x04\xe2A\x01\x01R\x0emaxPredictionsB\t\n" +
 	"\asession\"\r\n" +
 	"\vStreamLearn\"\x10\n" +
 	"\x0eStreamClearStm\"\xd7\x02\n" +
@@ -3894,11 +3965,13 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\asession\"_\n" +
 	"\rLearnResponse\x12+\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.kato.v1.SessionStateR\x05state\x12!\n" +
-	"\fpattern_name\x18\x02 \x01(\tR\vpatternName\"k\n" +
+	"\fpattern_name\x18\x02 \x01(\tR\vpatternName\"\xe2\x01\n" +
 	"\x0ePredictRequest\x12-\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.kato.v1.SessionStateH\x00R\x05state\x12\x1f\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tH\x00R\tsessionIdB\t\n" +
+	"session_id\x18\x02 \x01(\tH\x00R\tsessionId\x12F\n" +
+	"\x0fprediction_view\x18\x03 \x01(\x0e2\x17.kato.v1.PredictionViewB\x04\xe2A\x01\x01R\x0epredictionView\x12-\n" +
+	"\x0fmax_predictions\x18\x04 \x01(\x05B\x04\xe2A\x01\x01R\x0emaxPredictionsB\t\n" +
 	"\asession\"\x8f\x01\n" +
 	"\x0fPredictResponse\x125\n" +
 	"\vpredictions\x18\x01 \x03(\v2\x13.kato.v1.PredictionR\vpredictions\x12E\n" +
@@ -4153,140 +4226,144 @@ var file_kato_v1_kato_service_proto_goTypes = []any{
 	nil,                                 // 58: kato.v1.UpdatePatternRequest.MetadataEntry
 	(*SessionState)(nil),                // 59: kato.v1.SessionState
 	(*Observation)(nil),                 // 60: kato.v1.Observation
-	(*Prediction)(nil),                  // 61: kato.v1.Prediction
-	(*FuturePotential)(nil),             // 62: kato.v1.FuturePotential
-	(*SequenceItemResult)(nil),          // 63: kato.v1.SequenceItemResult
-	(*status.Status)(nil),               // 64: google.rpc.Status
-	(*Event)(nil),                       // 65: kato.v1.Event
-	(*Percept)(nil),                     // 66: kato.v1.Percept
-	(*SessionConfig)(nil),               // 67: kato.v1.SessionConfig
-	(*Pattern)(nil),                     // 68: kato.v1.Pattern
-	(*EmotiveMap)(nil),                  // 69: kato.v1.EmotiveMap
-	(*fieldmaskpb.FieldMask)(nil),       // 70: google.protobuf.FieldMask
-	(*SymbolStat)(nil),                  // 71: kato.v1.SymbolStat
-	(*SymbolAffinity)(nil),              // 72: kato.v1.SymbolAffinity
-	(*structpb.Struct)(nil),             // 73: google.protobuf.Struct
-	(*Session)(nil),                     // 74: kato.v1.Session
-	(*StringList)(nil),                  // 75: kato.v1.StringList
+	(PredictionView)(0),                 // 61: kato.v1.PredictionView
+	(*Prediction)(nil),                  // 62: kato.v1.Prediction
+	(*FuturePotential)(nil),             // 63: kato.v1.FuturePotential
+	(*SequenceItemResult)(nil),          // 64: kato.v1.SequenceItemResult
+	(*status.Status)(nil),               // 65: google.rpc.Status
+	(*Event)(nil),                       // 66: kato.v1.Event
+	(*Percept)(nil),                     // 67: kato.v1.Percept
+	(*SessionConfig)(nil),               // 68: kato.v1.SessionConfig
+	(*Pattern)(nil),                     // 69: kato.v1.Pattern
+	(*EmotiveMap)(nil),                  // 70: kato.v1.EmotiveMap
+	(*fieldmaskpb.FieldMask)(nil),       // 71: google.protobuf.FieldMask
+	(*SymbolStat)(nil),                  // 72: kato.v1.SymbolStat
+	(*SymbolAffinity)(nil),              // 73: kato.v1.SymbolAffinity
+	(*structpb.Struct)(nil),             // 74: google.protobuf.Struct
+	(*Session)(nil),                     // 75: kato.v1.Session
+	(*StringList)(nil),                  // 76: kato.v1.StringList
 }
 var file_kato_v1_kato_service_proto_depIdxs = []int32{
 	59, // 0: kato.v1.ObserveRequest.state:type_name -> kato.v1.SessionState
 	60, // 1: kato.v1.ObserveRequest.observation:type_name -> kato.v1.Observation
-	59, // 2: kato.v1.ObserveResponse.state:type_name -> kato.v1.SessionState
-	61, // 3: kato.v1.ObserveResponse.predictions:type_name -> kato.v1.Prediction
-	62, // 4: kato.v1.ObserveResponse.future_potentials:type_name -> kato.v1.FuturePotential
-	59, // 5: kato.v1.ObserveSequenceRequest.state:type_name -> kato.v1.SessionState
-	60, // 6: kato.v1.ObserveSequenceRequest.observations:type_name -> kato.v1.Observation
-	59, // 7: kato.v1.ObserveSequenceResponse.state:type_name -> kato.v1.SessionState
-	63, // 8: kato.v1.ObserveSequenceResponse.results:type_name -> kato.v1.SequenceItemResult
-	5,  // 9: kato.v1.StreamObservationsRequest.open:type_name -> kato.v1.StreamOpen
-	60, // 10: kato.v1.StreamObservationsRequest.observation:type_name -> kato.v1.Observation
-	6,  // 11: kato.v1.StreamObservationsRequest.learn:type_name -> kato.v1.StreamLearn
-	7,  // 12: kato.v1.StreamObservationsRequest.clear_stm:type_name -> kato.v1.StreamClearStm
-	59, // 13: kato.v1.StreamOpen.state:type_name -> kato.v1.SessionState
-	9,  // 14: kato.v1.StreamObservationsResponse.opened:type_name -> kato.v1.StreamOpened
-	1,  // 15: kato.v1.StreamObservationsResponse.observed:type_name -> kato.v1.ObserveResponse
-	12, // 16: kato.v1.StreamObservationsResponse.learned:type_name -> kato.v1.LearnResponse
-	16, // 17: kato.v1.StreamObservationsResponse.cleared:type_name -> kato.v1.ClearStmResponse
-	10, // 18: kato.v1.StreamObservationsResponse.closed:type_name -> kato.v1.StreamClosed
-	64, // 19: kato.v1.StreamObservationsResponse.error:type_name -> google.rpc.Status
-	59, // 20: kato.v1.StreamClosed.state:type_name -> kato.v1.SessionState
-	59, // 21: kato.v1.LearnRequest.state:type_name -> kato.v1.SessionState
-	59, // 22: kato.v1.LearnResponse.state:type_name -> kato.v1.SessionState
-	59, // 23: kato.v1.PredictRequest.state:type_name -> kato.v1.SessionState
-	61, // 24: kato.v1.PredictResponse.predictions:type_name -> kato.v1.Prediction
-	62, // 25: kato.v1.PredictResponse.future_potentials:type_name -> kato.v1.FuturePotential
-	59, // 26: kato.v1.ClearStmRequest.state:type_name -> kato.v1.SessionState
-	59, // 27: kato.v1.ClearStmResponse.state:type_name -> kato.v1.SessionState
-	59, // 28: kato.v1.ClearAllRequest.state:type_name -> kato.v1.SessionState
-	59, // 29: kato.v1.ClearAllResponse.state:type_name -> kato.v1.SessionState
-	59, // 30: kato.v1.GetStmRequest.state:type_name -> kato.v1.SessionState
-	65, // 31: kato.v1.GetStmResponse.stm:type_name -> kato.v1.Event
-	59, // 32: kato.v1.GetPerceptDataRequest.state:type_name -> kato.v1.SessionState
-	66, // 33: kato.v1.GetPerceptDataResponse.percept:type_name -> kato.v1.Percept
-	59, // 34: kato.v1.GetCognitionDataRequest.state:type_name -> kato.v1.SessionState
-	61, // 35: kato.v1.GetCognitionDataResponse.predictions:type_name -> kato.v1.Prediction
-	57, // 36: kato.v1.GetCognitionDataResponse.emotives:type_name -> kato.v1.GetCognitionDataResponse.EmotivesEntry
-	65, // 37: kato.v1.GetCognitionDataResponse.short_term_memory:type_name -> kato.v1.Event
-	59, // 38: kato.v1.UpdateConfigRequest.state:type_name -> kato.v1.SessionState
-	67, // 39: kato.v1.UpdateConfigRequest.config:type_name -> kato.v1.SessionConfig
-	59, // 40: kato.v1.UpdateConfigResponse.state:type_name -> kato.v1.SessionState
-	67, // 41: kato.v1.UpdateConfigResponse.config:type_name -> kato.v1.SessionConfig
-	59, // 42: kato.v1.GetConfigRequest.state:type_name -> kato.v1.SessionState
-	67, // 43: kato.v1.GetConfigResponse.config:type_name -> kato.v1.SessionConfig
-	68, // 44: kato.v1.GetPatternResponse.pattern:type_name -> kato.v1.Pattern
-	68, // 45: kato.v1.ListPatternsResponse.patterns:type_name -> kato.v1.Pattern
-	69, // 46: kato.v1.UpdatePatternRequest.emotives:type_name -> kato.v1.EmotiveMap
-	58, // 47: kato.v1.UpdatePatternRequest.metadata:type_name -> kato.v1.UpdatePatternRequest.MetadataEntry
-	70, // 48: kato.v1.UpdatePatternRequest.update_mask:type_name -> google.protobuf.FieldMask
-	68, // 49: kato.v1.UpdatePatternResponse.pattern:type_name -> kato.v1.Pattern
-	71, // 50: kato.v1.GetSymbolStatsResponse.symbol_stats:type_name -> kato.v1.SymbolStat
-	72, // 51: kato.v1.GetSymbolAffinityResponse.symbol_affinities:type_name -> kato.v1.SymbolAffinity
-	67, // 52: kato.v1.CreateSessionRequest.config:type_name -> kato.v1.SessionConfig
-	73, // 53: kato.v1.CreateSessionRequest.metadata:type_name -> google.protobuf.Struct
-	74, // 54: kato.v1.CreateSessionResponse.session:type_name -> kato.v1.Session
-	74, // 55: kato.v1.GetSessionResponse.session:type_name -> kato.v1.Session
-	74, // 56: kato.v1.ExtendSessionResponse.session:type_name -> kato.v1.Session
-	67, // 57: kato.v1.UpdateSessionConfigRequest.config:type_name -> kato.v1.SessionConfig
-	67, // 58: kato.v1.UpdateSessionConfigResponse.config:type_name -> kato.v1.SessionConfig
-	75, // 59: kato.v1.UpdatePatternRequest.MetadataEntry.value:type_name -> kato.v1.StringList
-	0,  // 60: kato.v1.KatoService.Observe:input_type -> kato.v1.ObserveRequest
-	2,  // 61: kato.v1.KatoService.ObserveSequence:input_type -> kato.v1.ObserveSequenceRequest
-	4,  // 62: kato.v1.KatoService.StreamObservations:input_type -> kato.v1.StreamObservationsRequest
-	11, // 63: kato.v1.KatoService.Learn:input_type -> kato.v1.LearnRequest
-	13, // 64: kato.v1.KatoService.Predict:input_type -> kato.v1.PredictRequest
-	15, // 65: kato.v1.KatoService.ClearStm:input_type -> kato.v1.ClearStmRequest
-	17, // 66: kato.v1.KatoService.ClearAll:input_type -> kato.v1.ClearAllRequest
-	19, // 67: kato.v1.KatoService.GetStm:input_type -> kato.v1.GetStmRequest
-	21, // 68: kato.v1.KatoService.GetPerceptData:input_type -> kato.v1.GetPerceptDataRequest
-	23, // 69: kato.v1.KatoService.GetCognitionData:input_type -> kato.v1.GetCognitionDataRequest
-	25, // 70: kato.v1.KatoService.UpdateConfig:input_type -> kato.v1.UpdateConfigRequest
-	27, // 71: kato.v1.KatoService.GetConfig:input_type -> kato.v1.GetConfigRequest
-	29, // 72: kato.v1.KatoService.GetPattern:input_type -> kato.v1.GetPatternRequest
-	31, // 73: kato.v1.KatoService.ListPatterns:input_type -> kato.v1.ListPatternsRequest
-	33, // 74: kato.v1.KatoService.UpdatePattern:input_type -> kato.v1.UpdatePatternRequest
-	35, // 75: kato.v1.KatoService.DeletePattern:input_type -> kato.v1.DeletePatternRequest
-	37, // 76: kato.v1.KatoService.GetSymbolStats:input_type -> kato.v1.GetSymbolStatsRequest
-	39, // 77: kato.v1.KatoService.GetSymbolAffinity:input_type -> kato.v1.GetSymbolAffinityRequest
-	41, // 78: kato.v1.KatoService.ClearKnowledgeBase:input_type -> kato.v1.ClearKnowledgeBaseRequest
-	43, // 79: kato.v1.KatoService.FinalizeTraining:input_type -> kato.v1.FinalizeTrainingRequest
-	45, // 80: kato.v1.KatoService.CreateSession:input_type -> kato.v1.CreateSessionRequest
-	47, // 81: kato.v1.KatoService.GetSession:input_type -> kato.v1.GetSessionRequest
-	49, // 82: kato.v1.KatoService.DeleteSession:input_type -> kato.v1.DeleteSessionRequest
-	51, // 83: kato.v1.KatoService.ExtendSession:input_type -> kato.v1.ExtendSessionRequest
-	53, // 84: kato.v1.KatoService.UpdateSessionConfig:input_type -> kato.v1.UpdateSessionConfigRequest
-	55, // 85: kato.v1.KatoService.SessionExists:input_type -> kato.v1.SessionExistsRequest
-	1,  // 86: kato.v1.KatoService.Observe:output_type -> kato.v1.ObserveResponse
-	3,  // 87: kato.v1.KatoService.ObserveSequence:output_type -> kato.v1.ObserveSequenceResponse
-	8,  // 88: kato.v1.KatoService.StreamObservations:output_type -> kato.v1.StreamObservationsResponse
-	12, // 89: kato.v1.KatoService.Learn:output_type -> kato.v1.LearnResponse
-	14, // 90: kato.v1.KatoService.Predict:output_type -> kato.v1.PredictResponse
-	16, // 91: kato.v1.KatoService.ClearStm:output_type -> kato.v1.ClearStmResponse
-	18, // 92: kato.v1.KatoService.ClearAll:output_type -> kato.v1.ClearAllResponse
-	20, // 93: kato.v1.KatoService.GetStm:output_type -> kato.v1.GetStmResponse
-	22, // 94: kato.v1.KatoService.GetPerceptData:output_type -> kato.v1.GetPerceptDataResponse
-	24, // 95: kato.v1.KatoService.GetCognitionData:output_type -> kato.v1.GetCognitionDataResponse
-	26, // 96: kato.v1.KatoService.UpdateConfig:output_type -> kato.v1.UpdateConfigResponse
-	28, // 97: kato.v1.KatoService.GetConfig:output_type -> kato.v1.GetConfigResponse
-	30, // 98: kato.v1.KatoService.GetPattern:output_type -> kato.v1.GetPatternResponse
-	32, // 99: kato.v1.KatoService.ListPatterns:output_type -> kato.v1.ListPatternsResponse
-	34, // 100: kato.v1.KatoService.UpdatePattern:output_type -> kato.v1.UpdatePatternResponse
-	36, // 101: kato.v1.KatoService.DeletePattern:output_type -> kato.v1.DeletePatternResponse
-	38, // 102: kato.v1.KatoService.GetSymbolStats:output_type -> kato.v1.GetSymbolStatsResponse
-	40, // 103: kato.v1.KatoService.GetSymbolAffinity:output_type -> kato.v1.GetSymbolAffinityResponse
-	42, // 104: kato.v1.KatoService.ClearKnowledgeBase:output_type -> kato.v1.ClearKnowledgeBaseResponse
-	44, // 105: kato.v1.KatoService.FinalizeTraining:output_type -> kato.v1.FinalizeTrainingResponse
-	46, // 106: kato.v1.KatoService.CreateSession:output_type -> kato.v1.CreateSessionResponse
-	48, // 107: kato.v1.KatoService.GetSession:output_type -> kato.v1.GetSessionResponse
-	50, // 108: kato.v1.KatoService.DeleteSession:output_type -> kato.v1.DeleteSessionResponse
-	52, // 109: kato.v1.KatoService.ExtendSession:output_type -> kato.v1.ExtendSessionResponse
-	54, // 110: kato.v1.KatoService.UpdateSessionConfig:output_type -> kato.v1.UpdateSessionConfigResponse
-	56, // 111: kato.v1.KatoService.SessionExists:output_type -> kato.v1.SessionExistsResponse
-	86, // [86:112] is the sub-list for method output_type
-	60, // [60:86] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	61, // 2: kato.v1.ObserveRequest.prediction_view:type_name -> kato.v1.PredictionView
+	59, // 3: kato.v1.ObserveResponse.state:type_name -> kato.v1.SessionState
+	62, // 4: kato.v1.ObserveResponse.predictions:type_name -> kato.v1.Prediction
+	63, // 5: kato.v1.ObserveResponse.future_potentials:type_name -> kato.v1.FuturePotential
+	59, // 6: kato.v1.ObserveSequenceRequest.state:type_name -> kato.v1.SessionState
+	60, // 7: kato.v1.ObserveSequenceRequest.observations:type_name -> kato.v1.Observation
+	59, // 8: kato.v1.ObserveSequenceResponse.state:type_name -> kato.v1.SessionState
+	64, // 9: kato.v1.ObserveSequenceResponse.results:type_name -> kato.v1.SequenceItemResult
+	5,  // 10: kato.v1.StreamObservationsRequest.open:type_name -> kato.v1.StreamOpen
+	60, // 11: kato.v1.StreamObservationsRequest.observation:type_name -> kato.v1.Observation
+	6,  // 12: kato.v1.StreamObservationsRequest.learn:type_name -> kato.v1.StreamLearn
+	7,  // 13: kato.v1.StreamObservationsRequest.clear_stm:type_name -> kato.v1.StreamClearStm
+	59, // 14: kato.v1.StreamOpen.state:type_name -> kato.v1.SessionState
+	61, // 15: kato.v1.StreamOpen.prediction_view:type_name -> kato.v1.PredictionView
+	9,  // 16: kato.v1.StreamObservationsResponse.opened:type_name -> kato.v1.StreamOpened
+	1,  // 17: kato.v1.StreamObservationsResponse.observed:type_name -> kato.v1.ObserveResponse
+	12, // 18: kato.v1.StreamObservationsResponse.learned:type_name -> kato.v1.LearnResponse
+	16, // 19: kato.v1.StreamObservationsResponse.cleared:type_name -> kato.v1.ClearStmResponse
+	10, // 20: kato.v1.StreamObservationsResponse.closed:type_name -> kato.v1.StreamClosed
+	65, // 21: kato.v1.StreamObservationsResponse.error:type_name -> google.rpc.Status
+	59, // 22: kato.v1.StreamClosed.state:type_name -> kato.v1.SessionState
+	59, // 23: kato.v1.LearnRequest.state:type_name -> kato.v1.SessionState
+	59, // 24: kato.v1.LearnResponse.state:type_name -> kato.v1.SessionState
+	59, // 25: kato.v1.PredictRequest.state:type_name -> kato.v1.SessionState
+	61, // 26: kato.v1.PredictRequest.prediction_view:type_name -> kato.v1.PredictionView
+	62, // 27: kato.v1.PredictResponse.predictions:type_name -> kato.v1.Prediction
+	63, // 28: kato.v1.PredictResponse.future_potentials:type_name -> kato.v1.FuturePotential
+	59, // 29: kato.v1.ClearStmRequest.state:type_name -> kato.v1.SessionState
+	59, // 30: kato.v1.ClearStmResponse.state:type_name -> kato.v1.SessionState
+	59, // 31: kato.v1.ClearAllRequest.state:type_name -> kato.v1.SessionState
+	59, // 32: kato.v1.ClearAllResponse.state:type_name -> kato.v1.SessionState
+	59, // 33: kato.v1.GetStmRequest.state:type_name -> kato.v1.SessionState
+	66, // 34: kato.v1.GetStmResponse.stm:type_name -> kato.v1.Event
+	59, // 35: kato.v1.GetPerceptDataRequest.state:type_name -> kato.v1.SessionState
+	67, // 36: kato.v1.GetPerceptDataResponse.percept:type_name -> kato.v1.Percept
+	59, // 37: kato.v1.GetCognitionDataRequest.state:type_name -> kato.v1.SessionState
+	62, // 38: kato.v1.GetCognitionDataResponse.predictions:type_name -> kato.v1.Prediction
+	57, // 39: kato.v1.GetCognitionDataResponse.emotives:type_name -> kato.v1.GetCognitionDataResponse.EmotivesEntry
+	66, // 40: kato.v1.GetCognitionDataResponse.short_term_memory:type_name -> kato.v1.Event
+	59, // 41: kato.v1.UpdateConfigRequest.state:type_name -> kato.v1.SessionState
+	68, // 42: kato.v1.UpdateConfigRequest.config:type_name -> kato.v1.SessionConfig
+	59, // 43: kato.v1.UpdateConfigResponse.state:type_name -> kato.v1.SessionState
+	68, // 44: kato.v1.UpdateConfigResponse.config:type_name -> kato.v1.SessionConfig
+	59, // 45: kato.v1.GetConfigRequest.state:type_name -> kato.v1.SessionState
+	68, // 46: kato.v1.GetConfigResponse.config:type_name -> kato.v1.SessionConfig
+	69, // 47: kato.v1.GetPatternResponse.pattern:type_name -> kato.v1.Pattern
+	69, // 48: kato.v1.ListPatternsResponse.patterns:type_name -> kato.v1.Pattern
+	70, // 49: kato.v1.UpdatePatternRequest.emotives:type_name -> kato.v1.EmotiveMap
+	58, // 50: kato.v1.UpdatePatternRequest.metadata:type_name -> kato.v1.UpdatePatternRequest.MetadataEntry
+	71, // 51: kato.v1.UpdatePatternRequest.update_mask:type_name -> google.protobuf.FieldMask
+	69, // 52: kato.v1.UpdatePatternResponse.pattern:type_name -> kato.v1.Pattern
+	72, // 53: kato.v1.GetSymbolStatsResponse.symbol_stats:type_name -> kato.v1.SymbolStat
+	73, // 54: kato.v1.GetSymbolAffinityResponse.symbol_affinities:type_name -> kato.v1.SymbolAffinity
+	68, // 55: kato.v1.CreateSessionRequest.config:type_name -> kato.v1.SessionConfig
+	74, // 56: kato.v1.CreateSessionRequest.metadata:type_name -> google.protobuf.Struct
+	75, // 57: kato.v1.CreateSessionResponse.session:type_name -> kato.v1.Session
+	75, // 58: kato.v1.GetSessionResponse.session:type_name -> kato.v1.Session
+	75, // 59: kato.v1.ExtendSessionResponse.session:type_name -> kato.v1.Session
+	68, // 60: kato.v1.UpdateSessionConfigRequest.config:type_name -> kato.v1.SessionConfig
+	68, // 61: kato.v1.UpdateSessionConfigResponse.config:type_name -> kato.v1.SessionConfig
+	76, // 62: kato.v1.UpdatePatternRequest.MetadataEntry.value:type_name -> kato.v1.StringList
+	0,  // 63: kato.v1.KatoService.Observe:input_type -> kato.v1.ObserveRequest
+	2,  // 64: kato.v1.KatoService.ObserveSequence:input_type -> kato.v1.ObserveSequenceRequest
+	4,  // 65: kato.v1.KatoService.StreamObservations:input_type -> kato.v1.StreamObservationsRequest
+	11, // 66: kato.v1.KatoService.Learn:input_type -> kato.v1.LearnRequest
+	13, // 67: kato.v1.KatoService.Predict:input_type -> kato.v1.PredictRequest
+	15, // 68: kato.v1.KatoService.ClearStm:input_type -> kato.v1.ClearStmRequest
+	17, // 69: kato.v1.KatoService.ClearAll:input_type -> kato.v1.ClearAllRequest
+	19, // 70: kato.v1.KatoService.GetStm:input_type -> kato.v1.GetStmRequest
+	21, // 71: kato.v1.KatoService.GetPerceptData:input_type -> kato.v1.GetPerceptDataRequest
+	23, // 72: kato.v1.KatoService.GetCognitionData:input_type -> kato.v1.GetCognitionDataRequest
+	25, // 73: kato.v1.KatoService.UpdateConfig:input_type -> kato.v1.UpdateConfigRequest
+	27, // 74: kato.v1.KatoService.GetConfig:input_type -> kato.v1.GetConfigRequest
+	29, // 75: kato.v1.KatoService.GetPattern:input_type -> kato.v1.GetPatternRequest
+	31, // 76: kato.v1.KatoService.ListPatterns:input_type -> kato.v1.ListPatternsRequest
+	33, // 77: kato.v1.KatoService.UpdatePattern:input_type -> kato.v1.UpdatePatternRequest
+	35, // 78: kato.v1.KatoService.DeletePattern:input_type -> kato.v1.DeletePatternRequest
+	37, // 79: kato.v1.KatoService.GetSymbolStats:input_type -> kato.v1.GetSymbolStatsRequest
+	39, // 80: kato.v1.KatoService.GetSymbolAffinity:input_type -> kato.v1.GetSymbolAffinityRequest
+	41, // 81: kato.v1.KatoService.ClearKnowledgeBase:input_type -> kato.v1.ClearKnowledgeBaseRequest
+	43, // 82: kato.v1.KatoService.FinalizeTraining:input_type -> kato.v1.FinalizeTrainingRequest
+	45, // 83: kato.v1.KatoService.CreateSession:input_type -> kato.v1.CreateSessionRequest
+	47, // 84: kato.v1.KatoService.GetSession:input_type -> kato.v1.GetSessionRequest
+	49, // 85: kato.v1.KatoService.DeleteSession:input_type -> kato.v1.DeleteSessionRequest
+	51, // 86: kato.v1.KatoService.ExtendSession:input_type -> kato.v1.ExtendSessionRequest
+	53, // 87: kato.v1.KatoService.UpdateSessionConfig:input_type -> kato.v1.UpdateSessionConfigRequest
+	55, // 88: kato.v1.KatoService.SessionExists:input_type -> kato.v1.SessionExistsRequest
+	1,  // 89: kato.v1.KatoService.Observe:output_type -> kato.v1.ObserveResponse
+	3,  // 90: kato.v1.KatoService.ObserveSequence:output_type -> kato.v1.ObserveSequenceResponse
+	8,  // 91: kato.v1.KatoService.StreamObservations:output_type -> kato.v1.StreamObservationsResponse
+	12, // 92: kato.v1.KatoService.Learn:output_type -> kato.v1.LearnResponse
+	14, // 93: kato.v1.KatoService.Predict:output_type -> kato.v1.PredictResponse
+	16, // 94: kato.v1.KatoService.ClearStm:output_type -> kato.v1.ClearStmResponse
+	18, // 95: kato.v1.KatoService.ClearAll:output_type -> kato.v1.ClearAllResponse
+	20, // 96: kato.v1.KatoService.GetStm:output_type -> kato.v1.GetStmResponse
+	22, // 97: kato.v1.KatoService.GetPerceptData:output_type -> kato.v1.GetPerceptDataResponse
+	24, // 98: kato.v1.KatoService.GetCognitionData:output_type -> kato.v1.GetCognitionDataResponse
+	26, // 99: kato.v1.KatoService.UpdateConfig:output_type -> kato.v1.UpdateConfigResponse
+	28, // 100: kato.v1.KatoService.GetConfig:output_type -> kato.v1.GetConfigResponse
+	30, // 101: kato.v1.KatoService.GetPattern:output_type -> kato.v1.GetPatternResponse
+	32, // 102: kato.v1.KatoService.ListPatterns:output_type -> kato.v1.ListPatternsResponse
+	34, // 103: kato.v1.KatoService.UpdatePattern:output_type -> kato.v1.UpdatePatternResponse
+	36, // 104: kato.v1.KatoService.DeletePattern:output_type -> kato.v1.DeletePatternResponse
+	38, // 105: kato.v1.KatoService.GetSymbolStats:output_type -> kato.v1.GetSymbolStatsResponse
+	40, // 106: kato.v1.KatoService.GetSymbolAffinity:output_type -> kato.v1.GetSymbolAffinityResponse
+	42, // 107: kato.v1.KatoService.ClearKnowledgeBase:output_type -> kato.v1.ClearKnowledgeBaseResponse
+	44, // 108: kato.v1.KatoService.FinalizeTraining:output_type -> kato.v1.FinalizeTrainingResponse
+	46, // 109: kato.v1.KatoService.CreateSession:output_type -> kato.v1.CreateSessionResponse
+	48, // 110: kato.v1.KatoService.GetSession:output_type -> kato.v1.GetSessionResponse
+	50, // 111: kato.v1.KatoService.DeleteSession:output_type -> kato.v1.DeleteSessionResponse
+	52, // 112: kato.v1.KatoService.ExtendSession:output_type -> kato.v1.ExtendSessionResponse
+	54, // 113: kato.v1.KatoService.UpdateSessionConfig:output_type -> kato.v1.UpdateSessionConfigResponse
+	56, // 114: kato.v1.KatoService.SessionExists:output_type -> kato.v1.SessionExistsResponse
+	89, // [89:115] is the sub-list for method output_type
+	63, // [63:89] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_kato_v1_kato_service_proto_init() }

@@ -139,6 +139,15 @@ type KatoServiceClient interface {
 	GetPerceptData(ctx context.Context, in *GetPerceptDataRequest, opts ...grpc.CallOption) (*GetPerceptDataResponse, error)
 	// Gets the predictions of the session's last Observe with its short-term
 	// memory and time. Changes nothing.
+	//
+	// The predictions are recomputed from the short-term memory that Observe
+	// predicted from (the state's `cognition_basis`), with the session's
+	// configuration and knowledge base as they are now. The engine is
+	// deterministic, so they are that Observe's predictions unless the
+	// knowledge base or the configuration changed since (a learn, this
+	// session's auto-learn included, or another session's write). They are
+	// empty initially, after an empty observation, after ClearStm, and when
+	// `process_predictions` was false.
 	GetCognitionData(ctx context.Context, in *GetCognitionDataRequest, opts ...grpc.CallOption) (*GetCognitionDataResponse, error)
 	// Updates the given keys of the session's configuration, all or nothing,
 	// and returns the effective configuration.
@@ -552,6 +561,15 @@ type KatoServiceServer interface {
 	GetPerceptData(context.Context, *GetPerceptDataRequest) (*GetPerceptDataResponse, error)
 	// Gets the predictions of the session's last Observe with its short-term
 	// memory and time. Changes nothing.
+	//
+	// The predictions are recomputed from the short-term memory that Observe
+	// predicted from (the state's `cognition_basis`), with the session's
+	// configuration and knowledge base as they are now. The engine is
+	// deterministic, so they are that Observe's predictions unless the
+	// knowledge base or the configuration changed since (a learn, this
+	// session's auto-learn included, or another session's write). They are
+	// empty initially, after an empty observation, after ClearStm, and when
+	// `process_predictions` was false.
 	GetCognitionData(context.Context, *GetCognitionDataRequest) (*GetCognitionDataResponse, error)
 	// Updates the given keys of the session's configuration, all or nothing,
 	// and returns the effective configuration.

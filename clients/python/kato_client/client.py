@@ -276,11 +276,21 @@ class _SessionCalls:
         metadata: Mapping[str, Any] | None = None,
         unique_id: str = "",
         return_predictions: bool = False,
+        max_predictions: int = 0,
+        prediction_view: pb.PredictionView.ValueType = pb.PREDICTION_VIEW_UNSPECIFIED,
         request_id: str = "",
     ) -> api.ObserveResponse:
+        """Observe; with `return_predictions`, at most `max_predictions` (0: all) come back,
+        each as much as `prediction_view` says (BASIC: name, frequency, future, potential)."""
         obs = observation(strings, vectors, emotives, metadata, unique_id)
         response: api.ObserveResponse = self._write(
-            "Observe", api.ObserveRequest, request_id, observation=obs, return_predictions=return_predictions
+            "Observe",
+            api.ObserveRequest,
+            request_id,
+            observation=obs,
+            return_predictions=return_predictions,
+            max_predictions=max_predictions,
+            prediction_view=prediction_view,
         )
         return response
 
@@ -310,8 +320,11 @@ class _SessionCalls:
         response: api.LearnResponse = self._write("Learn", api.LearnRequest, request_id)
         return response.pattern_name
 
-    def predict(self) -> api.PredictResponse:
-        return self.client.call("Predict", self._request(api.PredictRequest))
+    def predict(
+        self, max_predictions: int = 0, prediction_view: pb.PredictionView.ValueType = pb.PREDICTION_VIEW_UNSPECIFIED
+    ) -> api.PredictResponse:
+        request = self._request(api.PredictRequest, max_predictions=max_predictions, prediction_view=prediction_view)
+        return self.client.call("Predict", request)
 
     def clear_stm(self) -> None:
         self._keep(self.client.call("ClearStm", self._request(api.ClearStmRequest)))

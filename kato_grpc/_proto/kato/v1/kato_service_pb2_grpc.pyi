@@ -764,6 +764,15 @@ class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserv
     GetCognitionData: _KatoServiceGetCognitionDataType
     """Gets the predictions of the session's last Observe with its short-term
     memory and time. Changes nothing.
+
+    The predictions are recomputed from the short-term memory that Observe
+    predicted from (the state's `cognition_basis`), with the session's
+    configuration and knowledge base as they are now. The engine is
+    deterministic, so they are that Observe's predictions unless the
+    knowledge base or the configuration changed since (a learn, this
+    session's auto-learn included, or another session's write). They are
+    empty initially, after an empty observation, after ClearStm, and when
+    `process_predictions` was false.
     """
 
     UpdateConfig: _KatoServiceUpdateConfigType
@@ -1107,6 +1116,15 @@ class KatoServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[kato_grpc._proto.kato.v1.kato_service_pb2.GetCognitionDataResponse, collections.abc.Awaitable[kato_grpc._proto.kato.v1.kato_service_pb2.GetCognitionDataResponse]]:
         """Gets the predictions of the session's last Observe with its short-term
         memory and time. Changes nothing.
+
+        The predictions are recomputed from the short-term memory that Observe
+        predicted from (the state's `cognition_basis`), with the session's
+        configuration and knowledge base as they are now. The engine is
+        deterministic, so they are that Observe's predictions unless the
+        knowledge base or the configuration changed since (a learn, this
+        session's auto-learn included, or another session's write). They are
+        empty initially, after an empty observation, after ClearStm, and when
+        `process_predictions` was false.
         """
 
     @abc.abstractmethod

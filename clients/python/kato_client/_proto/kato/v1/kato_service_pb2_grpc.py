@@ -337,6 +337,15 @@ class KatoServiceServicer:
     def GetCognitionData(self, request, context):
         """Gets the predictions of the session's last Observe with its short-term
         memory and time. Changes nothing.
+
+        The predictions are recomputed from the short-term memory that Observe
+        predicted from (the state's `cognition_basis`), with the session's
+        configuration and knowledge base as they are now. The engine is
+        deterministic, so they are that Observe's predictions unless the
+        knowledge base or the configuration changed since (a learn, this
+        session's auto-learn included, or another session's write). They are
+        empty initially, after an empty observation, after ClearStm, and when
+        `process_predictions` was false.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
