@@ -88,3 +88,22 @@ def status_for_exception(exc: BaseException) -> KatoError | None:
         reason = getattr(exc, "reason", "NOT_FOUND")
         return KatoError(grpc.StatusCode.NOT_FOUND, reason, str(exc), metadata=getattr(exc, "metadata", None))
     return None
+
+
+def map_exception(exc: BaseException) -> KatoError | None:
+    """The status a call ends with for `exc`: a domain error, a back end's trouble, a
+    passed deadline, a replayed request; None for anything else (a bug: re-raised)."""
+    from kato_grpc.server.execution import BackendTimeout, DeadlineExceeded
+    from kato_grpc.sessions.base import StoreUnavailable
+    from kato_grpc.sessions.request_ids import RequestAlreadyApplied
+    from kato_grpc.sessions.runner import ConflictExhausted
+
+    if isinstance(exc, ConflictExhausted):
+        return KatoError(grpc.StatusCode.ABORTED, "CONFLICT", str(exc))
+    if isinstance(exc, (StoreUnavailable, BackendTimeout)):
+        return KatoError(grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE", str(exc))
+    if isinstance(exc, DeadlineExceeded):
+        return KatoError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", str(exc))
+    if isinstance(exc, RequestAlreadyApplied):
+        return KatoError(grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ALREADY_APPLIED", str(exc), metadata=exc.metadata)
+    return status_for_exception(exc)
