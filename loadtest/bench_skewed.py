@@ -153,12 +153,12 @@ def run_size(size: int, engines: list[str], thresholds: list[float], rounds: int
 
 
 STAGES = (
-    ("sharing", "share a symbol"),
+    ("candidates", "candidates"),
     ("overlap_threshold", "-overlap<thr"),
-    ("overlap_bound", "-overlap bound"),
-    ("lcs_threshold", "-lcs<thr"),
-    ("lcs_bound", "-lcs bound"),
-    ("aligned", "aligned"),
+    ("bound", "-bound"),
+    ("filtered", "-filters"),
+    ("matched", "matched"),
+    ("threshold", "-lcs<thr"),
     ("pruned", "-pruned"),
     ("ensemble", "ensemble"),
 )
@@ -167,8 +167,10 @@ STAGES = (
 def report(results: list[dict]) -> None:
     print(
         f"\nPredict on Zipf-skewed knowledge bases (exponent {EXPONENT}, {VOCABULARY:,} symbols; medians)."
-        "\nStages: candidates sharing a symbol with the query, then how many each bound discards"
-        " before any alignment, how many are aligned (blocks), and how many of those pruning drops."
+        "\nStages: candidates (sharing a symbol with the query), those dropped because their symbol"
+        " overlap cannot reach the threshold, those never matched because their bound fell below the"
+        " ensemble's worst member, by filters; then matched (blocks, LCS when needed), of which below"
+        " the threshold, and pruned (not in the ensemble)."
     )
     header = f"{'patterns':>9} {'engine':>7} {'thr':>4} {'index MiB':>9} {'Predict ms':>11} {'target':>7}"
     print(header + "".join(f" {label:>14}" for _, label in STAGES))

@@ -279,6 +279,10 @@ class NativeKnowledgeBase:
             return PredictResult()
         return PredictResult(NativePredictions(outcome), NativeFuturePotentials(outcome))
 
+    def search_stats(self, stm: Sequence[Event], config: SessionConfig) -> dict[str, int]:
+        """How many candidates each stage of a Predict's search discards (benchmarks)."""
+        return dict(self._patterns.predict(stm, _config_tuple(config), []).search_stats())
+
 
 def native_predict(stm: Sequence[Event], config: SessionConfig, kb: KnowledgeView) -> PredictResult:
     """The native engine as a `predictor` for `kato_grpc.core.engine` (same contract as

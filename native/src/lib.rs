@@ -182,6 +182,7 @@ struct Rendered {
     texts: Vec<String>,
     predictions: Vec<RenderedPrediction>,
     futures: Vec<RenderedFuture>,
+    stats: predict::SearchStats,
 }
 
 /// Symbol ids → positions in a small table of the texts one result uses.
@@ -263,7 +264,7 @@ fn run_predict(
             extras,
             anomalies,
             numbers: [
-                s.similarity,
+                s.similarity(),
                 s.evidence,
                 s.confidence,
                 s.snr,
@@ -297,6 +298,7 @@ fn run_predict(
         });
     }
     rendered.texts = table.texts;
+    rendered.stats = outcome.stats;
     rendered
 }
 
@@ -601,6 +603,21 @@ impl PredictOutcome {
 
     fn future_count(&self) -> usize {
         self.rendered.futures.len()
+    }
+
+    /// How many candidates each stage of the search discarded (`predict::SearchStats`).
+    fn search_stats(&self) -> Vec<(&'static str, usize)> {
+        let s = &self.rendered.stats;
+        vec![
+            ("candidates", s.candidates),
+            ("overlap_threshold", s.overlap_threshold),
+            ("bound", s.bound),
+            ("filtered", s.filtered),
+            ("matched", s.matched),
+            ("threshold", s.threshold),
+            ("pruned", s.pruned),
+            ("ensemble", s.ensemble),
+        ]
     }
 
     /// The predictions as tuples in the field order of `kato_grpc.core.model.Prediction`

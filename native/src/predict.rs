@@ -7,7 +7,7 @@
 
 use crate::corpus::{Candidate, Corpus, LocalSymbols};
 use crate::index::{prefetch, Extra, Name, SymbolId};
-use crate::matching::{character_ratio, BlockMatcher, LcsAgainst};
+use crate::matching::{character_ratio, BlockMatcher, Hits, LcsAgainst, RunEnds, WordState};
 use hashbrown::HashMap;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -47,7 +47,9 @@ pub type Anomaly = (SymbolId, SymbolId, f64);
 pub struct Scored {
     pub candidate: Candidate,
     pub name: Name,
-    pub similarity: f64,
+    /// Known once the candidate is an ensemble member (`Scorer::complete`); the search
+    /// computes it only when the blocks alone do not show that it reaches the threshold.
+    similarity: Option<f64>,
     pub evidence: f64,
     pub confidence: f64,
     pub snr: f64,
@@ -55,9 +57,14 @@ pub struct Scored {
     pub fragmentation: f64,
     pub present_start: usize,
     pub future_start: usize,
-    blocks: Vec<(usize, usize, usize)>,
     /// Under fuzzy tokens, the matches and anomalies (they decide m).
     fuzzy: Option<(Vec<SymbolId>, Vec<Anomaly>)>,
+}
+
+impl Scored {
+    pub fn similarity(&self) -> f64 {
+        self.similarity.expect("every ensemble member has its similarity")
+    }
 }
 
 /// The lists of an ensemble member, built only once it is in the ensemble.
@@ -96,7 +103,7 @@ impl Prediction {
         let s = &self.scored;
         Some(match field {
             "potential" => self.potential,
-            "similarity" => s.similarity,
+            "similarity" => s.similarity(),
             "evidence" => s.evidence,
             "confidence" => s.confidence,
             "snr" => s.snr,
@@ -136,6 +143,7 @@ pub struct Outcome {
     pub members: Vec<Prediction>,
     pub ranking: Vec<usize>,
     pub futures: Vec<FuturePotential>,
+    pub stats: SearchStats,
 }
 
 /// The STM as Predict sees it.
@@ -203,18 +211,78 @@ const MARGIN: f64 = 1e-9;
 const SCORE_AHEAD: usize = 8;
 const COUNT_AHEAD: usize = 48;
 
+/// How a state matches patterns at the token level: word operations when it fits in a
+/// word (`WordState`), the general matchers otherwise.
+enum TokenMatcher {
+    Word { state: WordState, hits: Hits, ends: Box<RunEnds> },
+    General { lcs: LcsAgainst<SymbolId>, blocks: BlockMatcher },
+}
+
+impl TokenMatcher {
+    fn new(q: &[SymbolId]) -> Self {
+        match WordState::new(q) {
+            Some(state) => TokenMatcher::Word { state, hits: Vec::new(), ends: Box::new([0; 65]) },
+            None => TokenMatcher::General { lcs: LcsAgainst::new(q), blocks: BlockMatcher::new(q) },
+        }
+    }
+
+    /// The matching blocks of `p` and the state (§6.3) in `out`.
+    fn blocks(&mut self, p: &[SymbolId], n: usize, out: &mut Vec<(usize, usize, usize)>) {
+        match self {
+            TokenMatcher::Word { state, hits, ends } => {
+                state.hits(p, hits);
+                state.blocks(hits, p.len(), ends, out);
+            }
+            TokenMatcher::General { blocks, .. } => blocks.blocks(p, n, out),
+        }
+    }
+
+    /// The LCS of `p` and the state; `same_p` if `blocks` just read this same `p`.
+    fn lcs(&mut self, p: &[SymbolId], same_p: bool) -> usize {
+        match self {
+            TokenMatcher::Word { state, hits, .. } => {
+                if !same_p {
+                    state.hits(p, hits);
+                }
+                state.lcs(hits)
+            }
+            TokenMatcher::General { lcs, .. } => lcs.lcs(p.iter().copied()),
+        }
+    }
+}
+
+/// How many candidates each stage of the search discarded (the benchmarks print them).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SearchStats {
+    /// Candidates considered: those sharing a symbol with the state, or every pattern.
+    pub candidates: usize,
+    /// Dropped before any matching: even their symbol overlap cannot reach the threshold.
+    pub overlap_threshold: usize,
+    /// Never matched: their bound on pre_potential fell below the ensemble's worst member.
+    pub bound: usize,
+    /// Removed by `filter_pipeline`.
+    pub filtered: usize,
+    /// Matched (blocks computed, and the LCS when the blocks alone did not settle the threshold).
+    pub matched: usize,
+    /// Matched, then below the threshold (or without a block).
+    pub threshold: usize,
+    /// Matched and passing, but not in the ensemble.
+    pub pruned: usize,
+    pub ensemble: usize,
+}
+
 struct Scorer<'a, 'c> {
     corpus: &'c Corpus<'a>,
     symbols: &'c LocalSymbols<'a>,
     config: &'c Config,
     state: &'c State,
     state_set: Vec<SymbolId>,
-    lcs: LcsAgainst<SymbolId>,
+    tokens: TokenMatcher,
     state_chars: Vec<char>,
     char_lcs: Option<LcsAgainst<char>>,
-    matcher: BlockMatcher,
     blocks: Vec<(usize, usize, usize)>,
     ratio_cache: Map<(SymbolId, SymbolId), f64>,
+    stats: SearchStats,
 }
 
 impl<'a, 'c> Scorer<'a, 'c> {
@@ -235,12 +303,12 @@ impl<'a, 'c> Scorer<'a, 'c> {
             config,
             state,
             state_set,
-            lcs: LcsAgainst::new(&state.flat),
+            tokens: TokenMatcher::new(&state.flat),
             state_chars,
             char_lcs,
-            matcher: BlockMatcher::new(&state.flat),
             blocks: Vec::new(),
             ratio_cache: Map::default(),
+            stats: SearchStats::default(),
         }
     }
 
@@ -306,27 +374,42 @@ impl<'a, 'c> Scorer<'a, 'c> {
         let (name, events) = self.corpus.name_and_events(candidate);
         let p = events.symbols;
         if !self.passes_filters(p) {
+            self.stats.filtered += 1;
             return None;
         }
+        self.stats.matched += 1;
         let n = self.state.flat.len();
-        let similarity = if self.config.use_token_matching {
-            token_similarity(self.lcs.lcs(p.iter().copied()), p.len(), n)
-        } else {
-            self.character_similarity(p)
-        };
-        if similarity < self.config.recall_threshold {
-            return None;
+        let threshold = self.config.recall_threshold;
+        let mut similarity = None;
+        if !self.config.use_token_matching {
+            let s = self.character_similarity(p);
+            if s < threshold {
+                self.stats.threshold += 1;
+                return None;
+            }
+            similarity = Some(s);
         }
-        self.matcher.blocks(p, n, blocks);
-        if blocks.is_empty() && self.config.recall_threshold > 0.0 {
+        self.tokens.blocks(p, n, blocks);
+        let block_matches: usize = blocks.iter().map(|b| b.2).sum();
+        // The blocks match a common subsequence, so LCS ≥ their matches, and the similarity
+        // is non-decreasing in the LCS: if the matches reach the threshold, so does the LCS,
+        // which is then needed only for the output (members compute it, `complete`).
+        if self.config.use_token_matching && token_similarity(block_matches, p.len(), n) < threshold {
+            let s = token_similarity(self.tokens.lcs(p, true), p.len(), n);
+            if s < threshold {
+                self.stats.threshold += 1;
+                return None;
+            }
+            similarity = Some(s);
+        }
+        if blocks.is_empty() && threshold > 0.0 {
+            self.stats.threshold += 1;
             return None;
         }
 
         // §6.3: the blocks give the matches, the fragmentation and the flat past/present.
         let (mut m, past_len, present_len, fragmentation) = match (blocks.first(), blocks.last()) {
-            (Some(first), Some(last)) => {
-                (blocks.iter().map(|b| b.2).sum(), first.0, last.0 + last.2 - first.0, (blocks.len() - 1) as f64)
-            }
+            (Some(first), Some(last)) => (block_matches, first.0, last.0 + last.2 - first.0, (blocks.len() - 1) as f64),
             _ => (0, 0, p.len(), -1.0),
         };
         // §6.4: whole events; an event only partly covered is taken whole.
@@ -337,6 +420,8 @@ impl<'a, 'c> Scorer<'a, 'c> {
                 future_start = e + 1;
             } else if covered < past_len + present_len {
                 future_start = e + 1;
+            } else {
+                break;
             }
             covered += len as usize;
         }
@@ -359,6 +444,7 @@ impl<'a, 'c> Scorer<'a, 'c> {
         if floor
             .is_some_and(|worst| pruning_order(pre_potential, name, worst.pre_potential, &worst.name) != Ordering::Less)
         {
+            self.stats.pruned += 1;
             return None; // it could not enter the ensemble: spare building it
         }
         Some(Scored {
@@ -372,19 +458,30 @@ impl<'a, 'c> Scorer<'a, 'c> {
             fragmentation,
             present_start,
             future_start,
-            blocks: blocks.clone(),
             fuzzy,
         })
     }
 
+    /// Sets the similarity of an ensemble member whose blocks settled the threshold.
+    fn complete(&mut self, scored: &mut Scored) {
+        if scored.similarity.is_none() {
+            let p = self.corpus.pattern(scored.candidate).events.symbols;
+            let lcs = self.tokens.lcs(p, false);
+            scored.similarity = Some(token_similarity(lcs, p.len(), self.state.flat.len()));
+        }
+    }
+
     /// matches, missing, extras and anomalies of an ensemble member (§6.3–6.5.1).
-    fn align(&self, scored: &Scored) -> Alignment {
+    fn align(&mut self, scored: &Scored) -> Alignment {
         let q = &self.state.flat;
+        let events = self.corpus.pattern(scored.candidate).events;
         let (matches, anomalies) = match &scored.fuzzy {
             Some((matches, anomalies)) => (matches.clone(), anomalies.clone()),
-            None => (scored.blocks.iter().flat_map(|&(_, j, k)| q[j..j + k].iter().copied()).collect(), Vec::new()),
+            None => {
+                self.tokens.blocks(events.symbols, q.len(), &mut self.blocks);
+                (self.blocks.iter().flat_map(|&(_, j, k)| q[j..j + k].iter().copied()).collect(), Vec::new())
+            }
         };
-        let events = self.corpus.pattern(scored.candidate).events;
         let present: Vec<&[SymbolId]> =
             events.iter().skip(scored.present_start).take(scored.future_start - scored.present_start).collect();
         let missing = present.iter().map(|e| e.iter().copied().filter(|s| !matches.contains(s)).collect()).collect();
@@ -496,13 +593,20 @@ fn select_ensemble(
         bounded_search(scorer, corpus, state, config, keep, needs_every_pattern, scratch)
     } else {
         let candidates = if needs_every_pattern { corpus.all() } else { sharing(corpus, &state.flat) };
+        scorer.stats.candidates = candidates.len();
         let mut scored: Vec<Scored> = candidates.into_iter().filter_map(|c| scorer.score(c, None)).collect();
         if scored.len() > keep {
-            scored.sort_by(prunes_before);
+            // The pruning order is total (names are unique): the first `keep` are one set.
+            scored.select_nth_unstable_by(keep - 1, prunes_before);
+            scorer.stats.pruned += scored.len() - keep;
             scored.truncate(keep);
         }
         scored
     };
+    scorer.stats.ensemble = ensemble.len();
+    for member in &mut ensemble {
+        scorer.complete(member);
+    }
     ensemble.sort_by(|a, b| a.name.cmp(&b.name));
     ensemble
 }
@@ -518,12 +622,36 @@ fn sharing(corpus: &Corpus, q: &[SymbolId]) -> Vec<Candidate> {
     out
 }
 
-/// Exact tokens: score candidates in decreasing order of an upper bound on their
-/// pre-potential and stop once none left can beat (or tie) the worst kept member.
+/// An upper bound on the pre_potential of a pattern of `length` symbols against a state
+/// of `n`, when its matches are at most `most` (exact tokens: m ≤ LCS ≤ the multiset
+/// overlap c). With m ≥ 1 matches (a shared symbol always makes a block), a present of R
+/// symbols (m ≤ R ≤ L: it holds every match and lies in the pattern) and B ≥ 1 blocks,
 ///
-/// With c the multiset overlap of pattern and state, the matches m ≤ LCS ≤ c, so
-/// similarity ≤ 2c/(L+n), evidence ≤ c/L, confidence ≤ 1, snr ≤ (3c−n)/(c+n) and the
-/// fragmentation term ≤ 1.
+///   pre_potential = (m/L + m/R)·snr(m) + 1/B,   snr(m) = (3m − n)/(m + n), increasing in m.
+///
+/// Where snr(m) ≥ 0 it is largest at R = m: (m/L + 1)·snr(m) + 1, increasing in m, so
+/// taken at m = most. Where snr(m) < 0 it is largest at R = L: (2/L)·m(3m − n)/(m + n) + 1,
+/// convex in m (its second derivative is 16n²/(L(m + n)³) > 0), so largest at an end of
+/// [1, most]. Without a shared symbol (most = 0) it is (0 + 0)·(−1) + 0 = 0.
+fn pre_potential_bound(most: usize, length: usize, n: usize) -> f64 {
+    if most == 0 {
+        return MARGIN;
+    }
+    let (l, n) = (length as f64, n as f64);
+    let snr = |m: f64| (3.0 * m - n) / (m + n);
+    let most_f = most as f64;
+    let best = if snr(most_f) >= 0.0 {
+        (most_f / l + 1.0) * snr(most_f)
+    } else {
+        let negative = |m: f64| 2.0 * m / l * snr(m);
+        negative(1.0).max(negative(most_f))
+    };
+    best + 1.0 + MARGIN
+}
+
+/// Exact tokens: score candidates in decreasing order of an upper bound on their
+/// pre-potential (`pre_potential_bound` of their overlap c) and stop once none left can
+/// beat (or tie) the worst kept member.
 fn bounded_search(
     scorer: &mut Scorer,
     corpus: &Corpus,
@@ -574,6 +702,7 @@ fn bounded_search(
     } else {
         sharing.into_iter().zip(overlap_of).collect()
     };
+    scorer.stats.candidates = pool.len();
     // The bound depends on (c, L) only: group the candidates by it and visit the groups in
     // decreasing bound order (the order within a group does not change the result).
     let mut group_of: Map<(usize, usize), usize> = Map::default();
@@ -585,12 +714,11 @@ fn bounded_search(
         let c = c as usize;
         let length = corpus.length(candidate);
         if 2.0 * c as f64 / (length + n) as f64 + MARGIN < config.recall_threshold {
+            scorer.stats.overlap_threshold += 1;
             continue;
         }
         let g = *group_of.entry((c, length)).or_insert_with(|| {
-            let snr_bound = if c + n > 0 { (3 * c as i64 - n as i64) as f64 / (c + n) as f64 } else { 0.0 };
-            let bound = (c as f64 / length as f64 + 1.0) * snr_bound.max(0.0) + 1.0 + MARGIN;
-            groups.push((bound, Vec::new()));
+            groups.push((pre_potential_bound(c, length, n), Vec::new()));
             groups.len() - 1
         });
         groups[g].1.push(candidate);
@@ -608,6 +736,7 @@ fn bounded_search(
             corpus.prefetch_pattern(ahead);
         }
         if heap.len() == keep && bound < heap.peek().unwrap().0.pre_potential {
+            scorer.stats.bound += order.len() - k;
             break;
         }
         let floor = if heap.len() == keep { heap.peek().map(|kept| &kept.0) } else { None };
@@ -616,6 +745,7 @@ fn bounded_search(
         };
         if heap.len() == keep {
             heap.pop(); // `score` returned it: it ranks before the worst kept
+            scorer.stats.pruned += 1;
         }
         heap.push(Kept(scored));
     }
@@ -630,15 +760,15 @@ pub fn predict(
     config: &Config,
     scratch: &mut Vec<u32>,
 ) -> Outcome {
-    let empty = Outcome { members: Vec::new(), ranking: Vec::new(), futures: Vec::new() };
+    let empty = |stats| Outcome { members: Vec::new(), ranking: Vec::new(), futures: Vec::new(), stats };
     let q = &state.flat;
     if q.is_empty() {
-        return empty;
+        return empty(SearchStats::default());
     }
     let mut scorer = Scorer::new(corpus, symbols, config, state);
     let ensemble = select_ensemble(&mut scorer, corpus, state, config, scratch);
     if ensemble.is_empty() {
-        return empty;
+        return empty(scorer.stats);
     }
     let alignments: Vec<Alignment> = ensemble.iter().map(|s| scorer.align(s)).collect();
 
@@ -716,7 +846,7 @@ pub fn predict(
             group_first.push(i);
             group_weight.len() - 1
         });
-        group_weight[g] += s.similarity * frequencies[i] as f64;
+        group_weight[g] += s.similarity() * frequencies[i] as f64;
         group_size[g] += 1;
         member_group.push(Some(g));
     }
@@ -729,7 +859,7 @@ pub fn predict(
 
     let mut evidence_sum = 0.0;
     for (s, &f) in ensemble.iter().zip(&frequencies) {
-        evidence_sum += s.similarity * (f as f64 / ensemble_frequency as f64);
+        evidence_sum += s.similarity() * (f as f64 / ensemble_frequency as f64);
     }
 
     // Affinity weights of the state's distinct symbols (§6.8).
@@ -828,7 +958,7 @@ pub fn predict(
         };
 
         let prior = f as f64 / ensemble_frequency as f64;
-        let weighted_strength = s.similarity * f as f64 / ensemble_frequency as f64;
+        let weighted_strength = s.similarity() * f as f64 / ensemble_frequency as f64;
         let information = match member_group[i] {
             Some(g) => {
                 let agg = aggregate[g];
@@ -858,8 +988,8 @@ pub fn predict(
             (e, c, r) = (ev, conf, snr);
         }
         let potential = (e + c) * r + itfdf + frag_term(s.fragmentation);
-        let posterior = if evidence_sum != 0.0 { s.similarity * prior / evidence_sum } else { 0.0 };
-        let similarity = s.similarity;
+        let posterior = if evidence_sum != 0.0 { s.similarity() * prior / evidence_sum } else { 0.0 };
+        let similarity = s.similarity();
         members.push(Prediction {
             scored: s,
             alignment,
@@ -908,7 +1038,7 @@ pub fn predict(
         })
         .collect();
     futures.sort_by(|a, b| b.aggregate_potential.partial_cmp(&a.aggregate_potential).unwrap_or(Ordering::Equal));
-    Outcome { members, ranking, futures }
+    Outcome { members, ranking, futures, stats: scorer.stats }
 }
 
 /// Average of the stored emotive window (§5.4), keys in first-appearance order.
