@@ -186,6 +186,16 @@ impl<'a> Corpus<'a> {
         }
     }
 
+    /// The patterns containing `symbol` more than once, in no particular order.
+    pub fn containing_repeatedly(&self, symbol: SymbolId, out: &mut Vec<Candidate>) {
+        out.extend(self.index.repeats(symbol).iter().filter(|slot| !self.shadowed.contains_key(*slot)));
+        for (i, p) in self.pending.iter().enumerate() {
+            if Self::pending_symbols(p).iter().filter(|&&s| s == symbol).count() > 1 {
+                out.push(OVERLAY | i as u32);
+            }
+        }
+    }
+
     /// `U`.
     pub fn pattern_count(&self) -> usize {
         self.index.pattern_count() + self.pending.iter().filter(|p| p.replaces.is_none()).count()

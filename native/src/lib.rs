@@ -615,6 +615,7 @@ impl PredictOutcome {
             ("filtered", s.filtered),
             ("matched", s.matched),
             ("threshold", s.threshold),
+            ("block_bound", s.block_bound),
             ("pruned", s.pruned),
             ("ensemble", s.ensemble),
         ]

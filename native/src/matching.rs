@@ -152,7 +152,10 @@ pub fn character_ratio(s1: &[char], s2: &[char]) -> f64 {
 /// then a few word operations per pattern symbol that occurs in the state (the usual
 /// case: STMs are short, and most pattern symbols are not in them).
 pub struct WordState {
-    index: KeyIndex<u32>,
+    /// Per symbol id below `DENSE_LIMIT`: 1 + its position in `masks`, 0 if not in the state.
+    dense: Vec<u8>,
+    sparse: Map<u32, u8>,
+    /// Bit j of `masks[at]` says that symbol is `q[j]`; `masks[0]` = 0 (not in the state).
     masks: Vec<u64>,
     length: usize,
 }
@@ -165,32 +168,53 @@ pub type RunEnds = [u64; 65];
 
 impl WordState {
     pub const MAX_LENGTH: usize = 64;
+    const DENSE_LIMIT: usize = 1 << 16;
 
     /// None if `q` is longer than a word (then `LcsAgainst` and `BlockMatcher` serve).
     pub fn new(q: &[u32]) -> Option<Self> {
         if q.len() > Self::MAX_LENGTH {
             return None;
         }
-        let mut index = KeyIndex::new(q);
-        let mut masks: Vec<u64> = Vec::new();
+        let top = q.iter().map(|&x| x as usize).filter(|&x| x < Self::DENSE_LIMIT).max().map_or(0, |x| x + 1);
+        let mut state = WordState { dense: vec![0; top], sparse: Map::default(), masks: vec![0], length: q.len() };
         for (j, &x) in q.iter().enumerate() {
-            let at = index.get_or_insert(x, masks.len());
-            if at == masks.len() {
-                masks.push(0);
+            let mut at = state.position(x);
+            if at == 0 {
+                at = state.masks.len();
+                state.masks.push(0);
+                match state.dense.get_mut(x as usize) {
+                    Some(slot) => *slot = at as u8,
+                    None => {
+                        state.sparse.insert(x, at as u8);
+                    }
+                }
             }
-            masks[at] |= 1u64 << j;
+            state.masks[at] |= 1u64 << j;
         }
-        Some(WordState { index, masks, length: q.len() })
+        Some(state)
     }
 
-    /// The non-zero rows of `p` in `out` (cleared first).
+    fn position(&self, x: u32) -> usize {
+        match self.dense.get(x as usize) {
+            Some(&at) => at as usize,
+            None if self.sparse.is_empty() => 0,
+            None => self.sparse.get(&x).map_or(0, |&at| at as usize),
+        }
+    }
+
+    /// The non-zero rows of `p` in `out`. Branch-free per symbol: whether a pattern symbol
+    /// is in the state is as good as random, and a mispredicted branch costs more than
+    /// the lookup.
     pub fn hits(&self, p: &[u32], out: &mut Hits) {
         out.clear();
+        out.resize(p.len(), (0, 0));
+        let mut count = 0;
         for (i, &x) in p.iter().enumerate() {
-            if let Some(at) = self.index.get(x) {
-                out.push((i as u32, self.masks[at]));
-            }
+            let row = self.masks[self.position(x)];
+            out[count] = (i as u32, row);
+            count += (row != 0) as usize;
         }
+        out.truncate(count);
     }
 
     /// Length of the longest common subsequence (Hyyrö's bit-parallel recurrence, in
@@ -204,10 +228,57 @@ impl WordState {
         count_zeros(&[v], self.length)
     }
 
-    /// difflib's matching blocks of `p` (as its hits) and the state, as `BlockMatcher::blocks`.
-    pub fn blocks(&self, hits: &[(u32, u64)], p_len: usize, ends: &mut RunEnds, out: &mut Vec<(usize, usize, usize)>) {
+    /// difflib's first block: the longest common run of the whole `p` and state.
+    pub fn top(&self, hits: &[(u32, u64)], p_len: usize, ends: &mut RunEnds) -> (usize, usize, usize) {
+        word_longest(hits, ends, (0, p_len), (0, self.length))
+    }
+
+    /// Whether a symbol matches before the first block on both sides (then the left
+    /// recursion finds a block) and whether one matches after it (the right one does).
+    pub fn sides(&self, hits: &[(u32, u64)], (i, j, k): (usize, usize, usize)) -> Sides {
+        let below = |bit: usize| if bit >= 64 { !0u64 } else { (1u64 << bit) - 1 };
+        Sides {
+            left: hits.iter().take_while(|h| (h.0 as usize) < i).any(|h| h.1 & below(j) != 0),
+            right: hits.iter().any(|h| h.0 as usize >= i + k && h.1 & !below(j + k) != 0),
+        }
+    }
+
+    /// difflib's matching blocks of `p` (as its hits) and the state, as `BlockMatcher::blocks`,
+    /// given the first block (`top`) and its `sides`.
+    pub fn blocks(
+        &self,
+        hits: &[(u32, u64)],
+        p_len: usize,
+        (top, sides): ((usize, usize, usize), Sides),
+        ends: &mut RunEnds,
+        out: &mut Vec<(usize, usize, usize)>,
+    ) {
         out.clear();
-        word_blocks(hits, ends, (0, p_len), (0, self.length), out);
+        let (i, j, k) = top;
+        if k == 0 {
+            return;
+        }
+        if sides.left {
+            word_blocks(hits, ends, (0, i), (0, j), out);
+        }
+        out.push(top);
+        if sides.right {
+            word_blocks(hits, ends, (i + k, p_len), (j + k, self.length), out);
+        }
+    }
+}
+
+/// Where symbols match around the first block (`WordState::sides`).
+#[derive(Clone, Copy)]
+pub struct Sides {
+    pub left: bool,
+    pub right: bool,
+}
+
+impl Sides {
+    /// The blocks number at least this: the first, and one more on each side that matches.
+    pub fn least_blocks(self) -> usize {
+        1 + self.left as usize + self.right as usize
     }
 }
 

@@ -228,13 +228,36 @@ impl TokenMatcher {
 
     /// The matching blocks of `p` and the state (§6.3) in `out`.
     fn blocks(&mut self, p: &[SymbolId], n: usize, out: &mut Vec<(usize, usize, usize)>) {
+        self.blocks_unless(p, n, out, |_| false);
+    }
+
+    /// As `blocks`, unless `hopeless(b)` says that a candidate with at least b blocks cannot
+    /// enter the ensemble: then false, and the rest of the blocks is never searched. (With
+    /// a word state b comes from the first block alone; otherwise nothing is spared.)
+    fn blocks_unless(
+        &mut self,
+        p: &[SymbolId],
+        n: usize,
+        out: &mut Vec<(usize, usize, usize)>,
+        hopeless: impl FnOnce(usize) -> bool,
+    ) -> bool {
         match self {
             TokenMatcher::Word { state, hits, ends } => {
                 state.hits(p, hits);
-                state.blocks(hits, p.len(), ends, out);
+                let top = state.top(hits, p.len(), ends);
+                if top.2 == 0 {
+                    out.clear();
+                    return true;
+                }
+                let sides = state.sides(hits, top);
+                if hopeless(sides.least_blocks()) {
+                    return false;
+                }
+                state.blocks(hits, p.len(), (top, sides), ends, out);
             }
             TokenMatcher::General { blocks, .. } => blocks.blocks(p, n, out),
         }
+        true
     }
 
     /// The LCS of `p` and the state; `same_p` if `blocks` just read this same `p`.
@@ -266,9 +289,20 @@ pub struct SearchStats {
     pub matched: usize,
     /// Matched, then below the threshold (or without a block).
     pub threshold: usize,
+    /// First block found, then dropped: with the blocks it implies, the bound falls below
+    /// the ensemble's worst member.
+    pub block_bound: usize,
     /// Matched and passing, but not in the ensemble.
     pub pruned: usize,
     pub ensemble: usize,
+}
+
+/// What a candidate must beat to enter a full ensemble (its worst member), and the
+/// candidate's multiset overlap with the state (which bounds its matches).
+#[derive(Clone, Copy)]
+struct Floor<'s> {
+    worst: &'s Scored,
+    overlap: usize,
 }
 
 struct Scorer<'a, 'c> {
@@ -358,7 +392,7 @@ impl<'a, 'c> Scorer<'a, 'c> {
 
     /// The candidate's own metrics, or None if a filter, the threshold or §6.3 drops it,
     /// or if it would not rank before `floor` (the worst member kept so far) in pruning.
-    fn score(&mut self, candidate: Candidate, floor: Option<&Scored>) -> Option<Scored> {
+    fn score(&mut self, candidate: Candidate, floor: Option<Floor>) -> Option<Scored> {
         let mut blocks = std::mem::take(&mut self.blocks); // one buffer for every candidate
         let scored = self.score_with(candidate, floor, &mut blocks);
         self.blocks = blocks;
@@ -368,7 +402,7 @@ impl<'a, 'c> Scorer<'a, 'c> {
     fn score_with(
         &mut self,
         candidate: Candidate,
-        floor: Option<&Scored>,
+        floor: Option<Floor>,
         blocks: &mut Vec<(usize, usize, usize)>,
     ) -> Option<Scored> {
         let (name, events) = self.corpus.name_and_events(candidate);
@@ -389,7 +423,15 @@ impl<'a, 'c> Scorer<'a, 'c> {
             }
             similarity = Some(s);
         }
-        self.tokens.blocks(p, n, blocks);
+        // With the first block known, a bound that counts the blocks it implies may already
+        // show the candidate cannot beat the floor (`pre_potential_bound`).
+        let hopeless = |least: usize| {
+            floor.as_ref().is_some_and(|f| pre_potential_bound(f.overlap, p.len(), n, least) < f.worst.pre_potential)
+        };
+        if !self.tokens.blocks_unless(p, n, blocks, hopeless) {
+            self.stats.block_bound += 1;
+            return None;
+        }
         let block_matches: usize = blocks.iter().map(|b| b.2).sum();
         // The blocks match a common subsequence, so LCS ≥ their matches, and the similarity
         // is non-decreasing in the LCS: if the matches reach the threshold, so does the LCS,
@@ -442,7 +484,7 @@ impl<'a, 'c> Scorer<'a, 'c> {
         let snr = if m + n > 0 { (3 * m as i64 - n as i64) as f64 / (m + n) as f64 } else { 0.0 };
         let pre_potential = (evidence + confidence) * snr + frag_term(fragmentation);
         if floor
-            .is_some_and(|worst| pruning_order(pre_potential, name, worst.pre_potential, &worst.name) != Ordering::Less)
+            .is_some_and(|f| pruning_order(pre_potential, name, f.worst.pre_potential, &f.worst.name) != Ordering::Less)
         {
             self.stats.pruned += 1;
             return None; // it could not enter the ensemble: spare building it
@@ -632,8 +674,9 @@ fn sharing(corpus: &Corpus, q: &[SymbolId]) -> Vec<Candidate> {
 /// Where snr(m) ≥ 0 it is largest at R = m: (m/L + 1)·snr(m) + 1, increasing in m, so
 /// taken at m = most. Where snr(m) < 0 it is largest at R = L: (2/L)·m(3m − n)/(m + n) + 1,
 /// convex in m (its second derivative is 16n²/(L(m + n)³) > 0), so largest at an end of
-/// [1, most]. Without a shared symbol (most = 0) it is (0 + 0)·(−1) + 0 = 0.
-fn pre_potential_bound(most: usize, length: usize, n: usize) -> f64 {
+/// [1, most]. With at least `least_blocks` blocks the last term is at most 1/least_blocks.
+/// Without a shared symbol (most = 0) it is (0 + 0)·(−1) + 0 = 0.
+fn pre_potential_bound(most: usize, length: usize, n: usize, least_blocks: usize) -> f64 {
     if most == 0 {
         return MARGIN;
     }
@@ -646,7 +689,7 @@ fn pre_potential_bound(most: usize, length: usize, n: usize) -> f64 {
         let negative = |m: f64| 2.0 * m / l * snr(m);
         negative(1.0).max(negative(most_f))
     };
-    best + 1.0 + MARGIN
+    best + 1.0 / least_blocks as f64 + MARGIN
 }
 
 /// Exact tokens: score candidates in decreasing order of an upper bound on their
@@ -678,17 +721,21 @@ fn bounded_search(
             if let Some(&ahead) = holders.get(k + COUNT_AHEAD) {
                 prefetch(&overlap[..], corpus.candidate_position(ahead));
             }
-            let c = if q_count == 1 {
-                1
-            } else {
-                let p_count = corpus.pattern(candidate).events.symbols.iter().filter(|&&s| s == symbol).count();
-                p_count.min(q_count)
-            };
             let at = corpus.candidate_position(candidate);
             if overlap[at] == 0 {
                 sharing.push(candidate);
             }
-            overlap[at] += c as u32;
+            overlap[at] += 1;
+        }
+        if q_count > 1 {
+            // Only the patterns holding the symbol more than once (listed at learn time)
+            // share more than one of its occurrences.
+            holders.clear();
+            corpus.containing_repeatedly(symbol, &mut holders);
+            for &candidate in &holders {
+                let p_count = corpus.pattern(candidate).events.symbols.iter().filter(|&&s| s == symbol).count();
+                overlap[corpus.candidate_position(candidate)] += (p_count.min(q_count) - 1) as u32;
+            }
         }
     }
     let overlap_of: Vec<u32> = sharing.iter().map(|&c| overlap[corpus.candidate_position(c)]).collect();
@@ -703,10 +750,12 @@ fn bounded_search(
         sharing.into_iter().zip(overlap_of).collect()
     };
     scorer.stats.candidates = pool.len();
-    // The bound depends on (c, L) only: group the candidates by it and visit the groups in
-    // decreasing bound order (the order within a group does not change the result).
-    let mut group_of: Map<(usize, usize), usize> = Map::default();
-    let mut groups: Vec<(f64, Vec<Candidate>)> = Vec::new();
+    // The bound depends on (c, L) only. Number the distinct (c, L) as groups, then lay the
+    // candidates out group by group in decreasing bound order (a counting sort; the order
+    // within a group does not change the result).
+    let mut group_ids = GroupIds::new(n);
+    let mut groups: Vec<Group> = Vec::new();
+    let mut grouped: Vec<(Candidate, u32)> = Vec::with_capacity(pool.len());
     for (k, &(candidate, c)) in pool.iter().enumerate() {
         if let Some(&(ahead, _)) = pool.get(k + COUNT_AHEAD) {
             corpus.prefetch_length(ahead);
@@ -717,29 +766,45 @@ fn bounded_search(
             scorer.stats.overlap_threshold += 1;
             continue;
         }
-        let g = *group_of.entry((c, length)).or_insert_with(|| {
-            groups.push((pre_potential_bound(c, length, n), Vec::new()));
+        let g = group_ids.get_or_insert(c, length, || {
+            groups.push(Group { bound: pre_potential_bound(c, length, n, 1), overlap: c, size: 0, start: 0 });
             groups.len() - 1
         });
-        groups[g].1.push(candidate);
+        groups[g].size += 1;
+        grouped.push((candidate, g as u32));
     }
-    groups.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal));
+    let mut by_bound: Vec<usize> = (0..groups.len()).collect();
+    by_bound.sort_by(|&a, &b| groups[b].bound.partial_cmp(&groups[a].bound).unwrap_or(Ordering::Equal));
+    let mut start = 0;
+    for &g in &by_bound {
+        groups[g].start = start;
+        start += groups[g].size;
+    }
+    let mut order: Vec<(Candidate, u32)> = vec![(0, 0); grouped.len()];
+    for &(candidate, g) in &grouped {
+        let group = &mut groups[g as usize];
+        order[group.start] = (candidate, g);
+        group.start += 1;
+    }
 
     let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(keep + 1);
-    let order: Vec<(f64, Candidate)> =
-        groups.into_iter().flat_map(|(bound, members)| members.into_iter().map(move |c| (bound, c))).collect();
-    for (k, &(bound, candidate)) in order.iter().enumerate() {
-        if let Some(&(_, ahead)) = order.get(k + 2 * SCORE_AHEAD) {
+    for (k, &(candidate, g)) in order.iter().enumerate() {
+        if let Some(&(ahead, _)) = order.get(k + 2 * SCORE_AHEAD) {
             corpus.prefetch_offset(ahead);
         }
-        if let Some(&(_, ahead)) = order.get(k + SCORE_AHEAD) {
+        if let Some(&(ahead, _)) = order.get(k + SCORE_AHEAD) {
             corpus.prefetch_pattern(ahead);
         }
-        if heap.len() == keep && bound < heap.peek().unwrap().0.pre_potential {
+        let group = &groups[g as usize];
+        if heap.len() == keep && group.bound < heap.peek().unwrap().0.pre_potential {
             scorer.stats.bound += order.len() - k;
             break;
         }
-        let floor = if heap.len() == keep { heap.peek().map(|kept| &kept.0) } else { None };
+        let floor = if heap.len() == keep {
+            heap.peek().map(|kept| Floor { worst: &kept.0, overlap: group.overlap })
+        } else {
+            None
+        };
         let Some(scored) = scorer.score(candidate, floor) else {
             continue;
         };
@@ -750,6 +815,45 @@ fn bounded_search(
         heap.push(Kept(scored));
     }
     heap.into_iter().map(|k| k.0).collect()
+}
+
+/// Candidates with one (overlap, length), hence one bound; `start` is where the group
+/// begins in the search order (then where its next member goes, while laying out).
+struct Group {
+    bound: f64,
+    overlap: usize,
+    size: usize,
+    start: usize,
+}
+
+/// Group numbers by (c, L): a dense table for the usual small lengths, a map beyond.
+struct GroupIds {
+    stride: usize,
+    dense: Vec<u32>,
+    sparse: Map<(usize, usize), usize>,
+}
+
+impl GroupIds {
+    const DENSE_LIMIT: usize = 1 << 16;
+
+    /// For overlaps c ≤ n.
+    fn new(n: usize) -> Self {
+        GroupIds { stride: n + 1, dense: Vec::new(), sparse: Map::default() }
+    }
+
+    fn get_or_insert(&mut self, c: usize, length: usize, new: impl FnOnce() -> usize) -> usize {
+        let key = length * self.stride + c;
+        if key >= Self::DENSE_LIMIT {
+            return *self.sparse.entry((c, length)).or_insert_with(new);
+        }
+        if key >= self.dense.len() {
+            self.dense.resize((key + 1).next_power_of_two().min(Self::DENSE_LIMIT), u32::MAX);
+        }
+        if self.dense[key] == u32::MAX {
+            self.dense[key] = new() as u32;
+        }
+        self.dense[key] as usize
+    }
 }
 
 /// Predictions and future potentials for the state (§6).
