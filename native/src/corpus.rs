@@ -84,7 +84,7 @@ impl<'a> Corpus<'a> {
                 Pending { name: p.name, layout, frequency: p.frequency, extra: p.extra.boxed(), replaces }
             })
             .collect();
-        items.sort_by(|a, b| a.name.cmp(&b.name));
+        items.sort_by_key(|p| p.name);
         Corpus { index, pending: items, shadowed }
     }
 

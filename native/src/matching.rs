@@ -399,8 +399,8 @@ impl BlockMatcher {
         let mut current_touched = std::mem::take(&mut self.current_touched);
         previous_touched.clear();
         current_touched.clear();
-        for i in alo..ahi {
-            if let Some(at) = self.index.get(a[i]) {
+        for (i, &x) in a.iter().enumerate().take(ahi).skip(alo) {
+            if let Some(at) = self.index.get(x) {
                 for &j in &self.positions[at] {
                     let j = j as usize;
                     if j < blo {

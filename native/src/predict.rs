@@ -20,11 +20,90 @@ pub struct Config {
     pub max_predictions: usize,
     pub use_token_matching: bool,
     pub fuzzy_token_threshold: f64,
-    pub rank_sort_algo: String,
+    pub rank_by: RankKey,
     pub affinity_emotive: String,
     pub filters: Filters,
 }
 
+/// The fields `rank_sort_algo` may name (SPEC.md §6.10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RankKey {
+    Potential,
+    Similarity,
+    Evidence,
+    Confidence,
+    Snr,
+    Fragmentation,
+    Frequency,
+    NormalizedEntropy,
+    GlobalNormalizedEntropy,
+    ItfdfSimilarity,
+    Confluence,
+    PredictiveInformation,
+    BayesianPosterior,
+    BayesianPrior,
+    BayesianLikelihood,
+    TfidfScore,
+    WeightedSimilarity,
+    WeightedEvidence,
+    WeightedConfidence,
+    WeightedSnr,
+}
+
+impl RankKey {
+    pub const ALL: [(&'static str, RankKey); 20] = [
+        ("potential", RankKey::Potential),
+        ("similarity", RankKey::Similarity),
+        ("evidence", RankKey::Evidence),
+        ("confidence", RankKey::Confidence),
+        ("snr", RankKey::Snr),
+        ("fragmentation", RankKey::Fragmentation),
+        ("frequency", RankKey::Frequency),
+        ("normalized_entropy", RankKey::NormalizedEntropy),
+        ("global_normalized_entropy", RankKey::GlobalNormalizedEntropy),
+        ("itfdf_similarity", RankKey::ItfdfSimilarity),
+        ("confluence", RankKey::Confluence),
+        ("predictive_information", RankKey::PredictiveInformation),
+        ("bayesian_posterior", RankKey::BayesianPosterior),
+        ("bayesian_prior", RankKey::BayesianPrior),
+        ("bayesian_likelihood", RankKey::BayesianLikelihood),
+        ("tfidf_score", RankKey::TfidfScore),
+        ("weighted_similarity", RankKey::WeightedSimilarity),
+        ("weighted_evidence", RankKey::WeightedEvidence),
+        ("weighted_confidence", RankKey::WeightedConfidence),
+        ("weighted_snr", RankKey::WeightedSnr),
+    ];
+
+    pub fn parse(name: &str) -> Option<RankKey> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|&(_, key)| key)
+    }
+}
+
+/// The stages `filter_pipeline` may name (SPEC.md §6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterStage {
+    Length,
+    Jaccard,
+    Minhash,
+    Bloom,
+    /// Keeps what the threshold keeps anyway.
+    Rapidfuzz,
+}
+
+impl FilterStage {
+    pub fn parse(name: &str) -> Option<FilterStage> {
+        Some(match name {
+            "length" => FilterStage::Length,
+            "jaccard" => FilterStage::Jaccard,
+            "minhash" => FilterStage::Minhash,
+            "bloom" => FilterStage::Bloom,
+            "rapidfuzz" => FilterStage::Rapidfuzz,
+            _ => return None,
+        })
+    }
+}
+
+/// The stages of `filter_pipeline` that remove patterns, and their settings.
 #[derive(Default)]
 pub struct Filters {
     pub length: bool,
@@ -99,33 +178,29 @@ pub struct Prediction {
 }
 
 impl Prediction {
-    fn rank_value(&self, field: &str) -> Option<f64> {
+    fn rank_value(&self, key: RankKey) -> Option<f64> {
         let s = &self.scored;
-        Some(match field {
-            "potential" => self.potential,
-            "similarity" => s.similarity(),
-            "evidence" => s.evidence,
-            "confidence" => s.confidence,
-            "snr" => s.snr,
-            "fragmentation" => s.fragmentation,
-            "frequency" => self.frequency as f64,
-            "normalized_entropy" => self.normalized_entropy,
-            "global_normalized_entropy" => self.global_normalized_entropy,
-            "itfdf_similarity" => self.itfdf_similarity,
-            "confluence" => self.confluence,
-            "predictive_information" => self.predictive_information,
-            "bayesian_posterior" => self.bayesian_posterior,
-            "bayesian_prior" => self.bayesian_prior,
-            "bayesian_likelihood" => self.bayesian_likelihood,
-            "tfidf_score" => self.tfidf_score,
-            "entropy" => self.entropy,
-            "pattern_probability" => self.pattern_probability,
-            "weighted_strength" => self.weighted_strength,
-            "weighted_similarity" => return self.weighted_similarity,
-            "weighted_evidence" => return self.weighted_evidence,
-            "weighted_confidence" => return self.weighted_confidence,
-            "weighted_snr" => return self.weighted_snr,
-            _ => self.potential,
+        Some(match key {
+            RankKey::Potential => self.potential,
+            RankKey::Similarity => s.similarity(),
+            RankKey::Evidence => s.evidence,
+            RankKey::Confidence => s.confidence,
+            RankKey::Snr => s.snr,
+            RankKey::Fragmentation => s.fragmentation,
+            RankKey::Frequency => self.frequency as f64,
+            RankKey::NormalizedEntropy => self.normalized_entropy,
+            RankKey::GlobalNormalizedEntropy => self.global_normalized_entropy,
+            RankKey::ItfdfSimilarity => self.itfdf_similarity,
+            RankKey::Confluence => self.confluence,
+            RankKey::PredictiveInformation => self.predictive_information,
+            RankKey::BayesianPosterior => self.bayesian_posterior,
+            RankKey::BayesianPrior => self.bayesian_prior,
+            RankKey::BayesianLikelihood => self.bayesian_likelihood,
+            RankKey::TfidfScore => self.tfidf_score,
+            RankKey::WeightedSimilarity => return self.weighted_similarity,
+            RankKey::WeightedEvidence => return self.weighted_evidence,
+            RankKey::WeightedConfidence => return self.weighted_confidence,
+            RankKey::WeightedSnr => return self.weighted_snr,
         })
     }
 }
@@ -649,7 +724,7 @@ fn select_ensemble(
     for member in &mut ensemble {
         scorer.complete(member);
     }
-    ensemble.sort_by(|a, b| a.name.cmp(&b.name));
+    ensemble.sort_by_key(|member| member.name);
     ensemble
 }
 
@@ -1120,9 +1195,8 @@ pub fn predict(
 
     // Ranking: descending by the rank field, nulls last, ties by name (§6.10).
     let mut ranking: Vec<usize> = (0..members.len()).collect();
-    let field = config.rank_sort_algo.as_str();
     ranking.sort_by(|&a, &b| {
-        let (x, y) = (members[a].rank_value(field), members[b].rank_value(field));
+        let (x, y) = (members[a].rank_value(config.rank_by), members[b].rank_value(config.rank_by));
         let by_value = match (x, y) {
             (Some(x), Some(y)) => y.partial_cmp(&x).unwrap_or(Ordering::Equal),
             (Some(_), None) => Ordering::Less,
