@@ -18,6 +18,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from kato_client import KatoClient
+from kato_client.errors import ResourceExhausted
 from prometheus_client.parser import text_string_to_metric_families
 
 from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
@@ -124,6 +126,10 @@ def test_calls_beyond_a_full_lane_queue_are_refused_at_once_and_change_nothing(h
             assert reason == "LANE_QUEUE_FULL"
             assert delay is not None and delay > 0
         assert _healthy(channel)  # health is never shed, and is answered while the lane is full
+        with KatoClient(held_server.target, retry=None) as kato:  # the Python client reads the delay
+            with pytest.raises(ResourceExhausted) as shed:
+                kato.session(kb_id).observe(["a"])
+            assert shed.value.reason == "LANE_QUEUE_FULL" and shed.value.retry_delay > 0
 
         held_server.release()
         assert [_outcome(running), _outcome(queued)] == [grpc.StatusCode.OK, grpc.StatusCode.OK]
@@ -136,7 +142,7 @@ def test_calls_beyond_a_full_lane_queue_are_refused_at_once_and_change_nothing(h
             grpc_code="RESOURCE_EXHAUSTED",
             reason="LANE_QUEUE_FULL",
         )
-        == 8
+        == 9
     )
 
 
