@@ -213,3 +213,21 @@ def test_a_request_that_does_not_fit_the_byte_budget_is_refused_unread(start_ser
         assert _outcome(held) is grpc.StatusCode.OK
         assert stub.Observe(_observe(kb_id, big), timeout=60).stm_length == 1  # the budget was given back
     assert _gauge(port, "kato_bytes_in_flight") == 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_a_non_finite_number_in_metadata_is_invalid_argument_naming_the_field(kato_server, kb_id, bad):
+    with grpc.insecure_channel(kato_server.target) as channel:
+        stub = api_grpc.KatoServiceStub(channel)
+        request = _observe(kb_id)
+        request.observation.metadata.update({"ok": 1.0, "deep": {"list": [1.0, bad]}})
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Observe(request, timeout=60)
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "observation.metadata.deep.list[1]" in caught.value.details()
+        session = api.CreateSessionRequest(kb_id=kb_id)
+        session.metadata.update({"n": bad})
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.CreateSession(session, timeout=60)
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "metadata.n" in caught.value.details()
