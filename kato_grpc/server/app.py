@@ -73,7 +73,11 @@ def build_stores(settings: Settings) -> Stores:
             new_index=engine_named(settings.engine).new_index,
         )
     else:
-        kb = SqliteStore(settings.data_dir, new_index=engine_named(settings.engine).new_index)
+        kb = SqliteStore(
+            settings.data_dir,
+            new_index=engine_named(settings.engine).new_index,
+            request_window_seconds=settings.request_id_window_seconds,
+        )
     sessions: SessionStore
     if settings.redis_url:
         from kato_grpc.sessions.redis_store import RedisSessionStore, redact_url

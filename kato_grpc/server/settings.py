@@ -64,8 +64,9 @@ _HELP = {
     " settings such as ?insert_quorum=2 ride along (default: the embedded store in data_dir)",
     "session_ttl_seconds": "default TTL of a server-held session",
     "session_auto_extend": "whether each session access slides its expiry",
-    "request_id_window_seconds": "how long a server-held session remembers an applied request_id, so a retry is"
-    " answered and not applied twice (never less than the session's TTL)",
+    "request_id_window_seconds": "how long an applied request_id is remembered, so a retry is answered and not"
+    " applied twice: by a server-held session (never less than its TTL) and, for a client-held call's effects,"
+    " by the embedded knowledge store (pruned after it)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (symbols and metadata are logged only at DEBUG)",
     "log_format": "text, or json for one JSON object per line (with the call's request id)",
     "access_log": "log every call at INFO (method, code, duration, request id); otherwise only server-side"

@@ -50,8 +50,9 @@ type ObserveRequest struct {
 	// came), the retry fails with ALREADY_EXISTS (reason
 	// `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
 	// the state sent identify the call; its knowledge-base effects (learned
-	// patterns) are applied once however often it is retried, with no time
-	// limit, and the response is computed again.
+	// patterns) are applied once however often it is retried within the same
+	// window (`--request-id-window-seconds`, 24 hours by default; a retry
+	// after it is applied again), and the response is computed again.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -286,8 +287,9 @@ type ObserveSequenceRequest struct {
 	// came), the retry fails with ALREADY_EXISTS (reason
 	// `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
 	// the state sent identify the call; its knowledge-base effects (learned
-	// patterns) are applied once however often it is retried, with no time
-	// limit, and the response is computed again.
+	// patterns) are applied once however often it is retried within the same
+	// window (`--request-id-window-seconds`, 24 hours by default; a retry
+	// after it is applied again), and the response is computed again.
 	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1066,8 +1068,9 @@ type LearnRequest struct {
 	// came), the retry fails with ALREADY_EXISTS (reason
 	// `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
 	// the state sent identify the call; its knowledge-base effects (learned
-	// patterns) are applied once however often it is retried, with no time
-	// limit, and the response is computed again.
+	// patterns) are applied once however often it is retried within the same
+	// window (`--request-id-window-seconds`, 24 hours by default; a retry
+	// after it is applied again), and the response is computed again.
 	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
