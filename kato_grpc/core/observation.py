@@ -164,11 +164,28 @@ def validate_observation(
             bad.append(FieldViolation(f"{p}emotives[{key!r}]", f"{value!r} must be a finite number"))
     if len(observation.unique_id) > limits.max_unique_id_chars:
         bad.append(FieldViolation(f"{p}unique_id", f"must be at most {limits.max_unique_id_chars} characters"))
+    bad.extend(metadata_violations(observation.metadata, f"{p}metadata"))
     if over:
         raise LimitExceeded(over + bad)
     if bad:
         raise ValidationError(bad)
     return dim
+
+
+def metadata_violations(value: Any, field: str) -> list[FieldViolation]:
+    """A violation for every number in metadata (nested maps and lists) that is NaN or
+    infinite: JSON has no such numbers, and the learned pattern would keep them as text.
+
+    >>> metadata_violations({"a": [1.0, float("nan")], "b": {"c": float("inf")}}, "metadata")[0].field
+    'metadata.a[1]'
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return [FieldViolation(field, f"{value!r} is not a finite number (metadata numbers must be finite)")]
+    if isinstance(value, Mapping):
+        return [v for key in sorted(value) for v in metadata_violations(value[key], f"{field}.{key}")]
+    if isinstance(value, (list, tuple)):
+        return [v for i, item in enumerate(value) for v in metadata_violations(item, f"{field}[{i}]")]
+    return []
 
 
 _VECTOR_NAME = re.compile(r"VCTR\|[0-9a-f]{40}")

@@ -13,8 +13,10 @@
   status code, duration, request id, and the API key name and kb id when auth is on.
   With ``--access-log`` every call logs at INFO (health and reflection at DEBUG);
   without it, calls log at DEBUG, except those ending with a server-side failure
-  (UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS, DEADLINE_EXCEEDED, ABORTED), which log at
-  WARNING. (A line per call costs about 15% of an Observe's CPU time, measured.)
+  (UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS, ABORTED), which log at WARNING, and those
+  the client gave up on (CANCELLED, DEADLINE_EXCEEDED: its impatience, not a fault), which
+  log at INFO, one line, no traceback. (A line per call costs about 15% of an Observe's
+  CPU time, measured.)
 
 Logs never carry symbols, metadata or status messages (which may quote user data)
 unless the level is DEBUG. Even at DEBUG, call metadata is logged through an
@@ -87,10 +89,10 @@ SERVER_FAILURES = frozenset(
         grpc.StatusCode.INTERNAL,
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DATA_LOSS,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.ABORTED,
     }
 )
+CLIENT_GAVE_UP = frozenset({grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 access_log = logging.getLogger("kato_grpc.access")
 
@@ -104,6 +106,7 @@ class CallInfo:
     principal: str = ""  # the API key's name, set by auth
     kb_id: str = ""  # the knowledge base the call was authorised for, set by auth
     state_bytes: int | None = None  # serialized SessionState size, set by state_size
+    reason: str = ""  # the ErrorInfo reason the call was refused with, set by errors.rich_status
 
 
 _CALL: ContextVar[CallInfo | None] = ContextVar("kato_call", default=None)
@@ -172,7 +175,13 @@ class RequestContextInterceptor(Interceptor):
 
         def finish(context: grpc.aio.ServicerContext, token, code: grpc.StatusCode) -> None:
             info, started = token
-            line_level = logging.WARNING if code in SERVER_FAILURES else level
+            line_level = (
+                logging.WARNING
+                if code in SERVER_FAILURES
+                else max(level, logging.INFO)
+                if code in CLIENT_GAVE_UP
+                else level
+            )
             if not log.isEnabledFor(line_level):
                 return
             fields: dict[str, Any] = {

@@ -28,7 +28,7 @@ from kato_grpc.core import engine
 from kato_grpc.core.engine import Predictor
 from kato_grpc.core.errors import FieldViolation, NotFoundError
 from kato_grpc.core.model import Limits, Outcome, SessionState
-from kato_grpc.core.observation import validate_state
+from kato_grpc.core.observation import metadata_violations, validate_state
 from kato_grpc.core.predict import predict_patterns
 from kato_grpc.kb.base import KnowledgeStore
 from kato_grpc.server import convert
@@ -515,6 +515,10 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         state = engine.new_session(kb_id)
         if request.HasField("config"):
             state = engine.update_config(state, convert.overrides_from_proto(request.config))
+        if request.HasField("metadata") and (
+            bad := metadata_violations(convert.struct_to_dict(request.metadata), "metadata")
+        ):
+            raise ValidationError(bad)
         metadata = request.metadata.SerializeToString(deterministic=True) if request.HasField("metadata") else b""
         record = await self.sessions.create(state, ttl, metadata)
         response = api.CreateSessionResponse()

@@ -51,8 +51,9 @@ type ObserveRequest struct {
 	// came), the retry fails with ALREADY_EXISTS (reason
 	// `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
 	// the state sent identify the call; its knowledge-base effects (learned
-	// patterns) are applied once however often it is retried, with no time
-	// limit, and the response is computed again.
+	// patterns) are applied once however often it is retried within the same
+	// window (`--request-id-window-seconds`, 24 hours by default; a retry
+	// after it is applied again), and the response is computed again.
 	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// With `return_predictions`: how much of each prediction the response holds. Default FULL.
 	PredictionView PredictionView `protobuf:"varint,6,opt,name=prediction_view,json=predictionView,proto3,enum=kato.v1.PredictionView" json:"prediction_view,omitempty"`
@@ -309,8 +310,9 @@ type ObserveSequenceRequest struct {
 	// came), the retry fails with ALREADY_EXISTS (reason
 	// `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
 	// the state sent identify the call; its knowledge-base effects (learned
-	// patterns) are applied once however often it is retried, with no time
-	// limit, and the response is computed again.
+	// patterns) are applied once however often it is retried within the same
+	// window (`--request-id-window-seconds`, 24 hours by default; a retry
+	// after it is applied again), and the response is computed again.
 	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1111,8 +1113,9 @@ type LearnRequest struct {
 	// came), the retry fails with ALREADY_EXISTS (reason
 	// `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
 	// the state sent identify the call; its knowledge-base effects (learned
-	// patterns) are applied once however often it is retried, with no time
-	// limit, and the response is computed again.
+	// patterns) are applied once however often it is retried within the same
+	// window (`--request-id-window-seconds`, 24 hours by default; a retry
+	// after it is applied again), and the response is computed again.
 	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

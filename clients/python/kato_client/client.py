@@ -124,9 +124,16 @@ class KatoClient:
             return self._attempt(rpc, request, remaining if self.timeout is None else min(self.timeout, remaining))
 
         def retryable(error: Exception) -> bool:
-            return isinstance(error, KatoClientError) and error.code in policy.codes
+            if not isinstance(error, KatoClientError):
+                return False
+            # Shed by a busy server (it says when to come back): nothing was applied.
+            shed = error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and error.retry_delay is not None
+            return shed or error.code in policy.codes
 
-        return retry_target(attempt, retryable, policy.delays(), policy.deadline)
+        def server_delay(error: Exception) -> float:
+            return getattr(error, "retry_delay", None) or 0.0
+
+        return retry_target(attempt, retryable, policy.delays(), policy.deadline, at_least=server_delay)
 
     def _attempt(self, rpc: Any, request: Any, timeout: float | None) -> Any:
         try:

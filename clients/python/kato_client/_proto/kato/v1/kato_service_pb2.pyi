@@ -55,8 +55,9 @@ class ObserveRequest(google.protobuf.message.Message):
     came), the retry fails with ALREADY_EXISTS (reason
     `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
     the state sent identify the call; its knowledge-base effects (learned
-    patterns) are applied once however often it is retried, with no time
-    limit, and the response is computed again.
+    patterns) are applied once however often it is retried within the same
+    window (`--request-id-window-seconds`, 24 hours by default; a retry
+    after it is applied again), and the response is computed again.
     """
     prediction_view: kato_client._proto.kato.v1.types_pb2.PredictionView.ValueType
     """With `return_predictions`: how much of each prediction the response holds. Default FULL."""
@@ -188,8 +189,9 @@ class ObserveSequenceRequest(google.protobuf.message.Message):
     came), the retry fails with ALREADY_EXISTS (reason
     `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
     the state sent identify the call; its knowledge-base effects (learned
-    patterns) are applied once however often it is retried, with no time
-    limit, and the response is computed again.
+    patterns) are applied once however often it is retried within the same
+    window (`--request-id-window-seconds`, 24 hours by default; a retry
+    after it is applied again), and the response is computed again.
     """
     @property
     def state(self) -> kato_client._proto.kato.v1.types_pb2.SessionState:
@@ -498,8 +500,9 @@ class LearnRequest(google.protobuf.message.Message):
     came), the retry fails with ALREADY_EXISTS (reason
     `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
     the state sent identify the call; its knowledge-base effects (learned
-    patterns) are applied once however often it is retried, with no time
-    limit, and the response is computed again.
+    patterns) are applied once however often it is retried within the same
+    window (`--request-id-window-seconds`, 24 hours by default; a retry
+    after it is applied again), and the response is computed again.
     """
     @property
     def state(self) -> kato_client._proto.kato.v1.types_pb2.SessionState:
