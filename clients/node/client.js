@@ -19,7 +19,7 @@ const SERVICE = 'kato.v1.KatoService';
  */
 const SAFE_TO_RETRY = Object.freeze([
   'Predict', 'GetStm', 'GetPerceptData', 'GetCognitionData', 'GetConfig',
-  'GetPattern', 'ListPatterns', 'GetSymbolStats', 'GetSymbolAffinity',
+  'GetPattern', 'ListPatterns', 'ListKnowledgeBases', 'GetSymbolStats', 'GetSymbolAffinity',
   'ClearKnowledgeBase', 'FinalizeTraining', 'GetSession', 'SessionExists',
   'Observe', 'ObserveSequence', 'Learn',
 ]);
@@ -214,6 +214,16 @@ class KatoClient {
     do {
       const page = await this.call('ListPatterns', { kb_id: kbId, page_size: pageSize, page_token });
       yield* page.patterns;
+      page_token = page.next_page_token;
+    } while (page_token);
+  }
+
+  /** Every knowledge base holding a pattern ({kb_id, pattern_count}), in kb_id order (`for await`). */
+  async* listKnowledgeBases({ pageSize = 0 } = {}) {
+    let page_token = '';
+    do {
+      const page = await this.call('ListKnowledgeBases', { page_size: pageSize, page_token });
+      yield* page.knowledge_bases;
       page_token = page.next_page_token;
     } while (page_token);
   }

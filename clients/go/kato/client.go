@@ -38,7 +38,7 @@ const ServiceName = "kato.v1.KatoService"
 // are never retried: a repeat would answer differently or do more.
 var SafeToRetry = []string{
 	"Predict", "GetStm", "GetPerceptData", "GetCognitionData", "GetConfig",
-	"GetPattern", "ListPatterns", "GetSymbolStats", "GetSymbolAffinity",
+	"GetPattern", "ListPatterns", "ListKnowledgeBases", "GetSymbolStats", "GetSymbolAffinity",
 	"ClearKnowledgeBase", "FinalizeTraining", "GetSession", "SessionExists",
 	"Observe", "ObserveSequence", "Learn",
 }

@@ -219,6 +219,18 @@ func TestListPatternsPages(t *testing.T) {
 	if !slices.Equal(listed, learned) {
 		t.Fatalf("listed %v, want %v", listed, learned)
 	}
+	found := false
+	for kb, err := range c.ListKnowledgeBases(ctx, 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kb.GetKbId() == s.State().GetKbId() {
+			found = kb.GetPatternCount() == 5
+		}
+	}
+	if !found {
+		t.Fatalf("%s with 5 patterns is not listed", s.State().GetKbId())
+	}
 	for _, err := range c.ListPatterns(ctx, "bad kb id", 0) {
 		if e, ok := kato.AsError(err); !ok || e.Code != codes.InvalidArgument {
 			t.Fatalf("bad kb: %#v", err)

@@ -135,3 +135,26 @@ func (c *Client) ListPatterns(ctx context.Context, kbID string, pageSize int32) 
 		}
 	}
 }
+
+// ListKnowledgeBases yields every knowledge base holding a pattern, in kb_id
+// order, fetched pageSize at a time; as ListPatterns.
+func (c *Client) ListKnowledgeBases(ctx context.Context, pageSize int32) iter.Seq2[*katov1.KnowledgeBase, error] {
+	return func(yield func(*katov1.KnowledgeBase, error) bool) {
+		token := ""
+		for {
+			page, err := c.Raw.ListKnowledgeBases(ctx, &katov1.ListKnowledgeBasesRequest{PageSize: pageSize, PageToken: token})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, kb := range page.GetKnowledgeBases() {
+				if !yield(kb, nil) {
+					return
+				}
+			}
+			if token = page.GetNextPageToken(); token == "" {
+				return
+			}
+		}
+	}
+}

@@ -3211,6 +3211,173 @@ func (x *FinalizeTrainingResponse) GetPatternsProcessed() int64 {
 	return 0
 }
 
+// The request of ListKnowledgeBases.
+type ListKnowledgeBasesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The maximum number of knowledge bases to return, in [0, 1000]; 0 means
+	// 100 and a larger value is taken as 1000. Negative is INVALID_ARGUMENT.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of a previous call, to get the next page; empty
+	// for the first page. Every other field must be unchanged between pages.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKnowledgeBasesRequest) Reset() {
+	*x = ListKnowledgeBasesRequest{}
+	mi := &file_kato_v1_kato_service_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKnowledgeBasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKnowledgeBasesRequest) ProtoMessage() {}
+
+func (x *ListKnowledgeBasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kato_v1_kato_service_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKnowledgeBasesRequest.ProtoReflect.Descriptor instead.
+func (*ListKnowledgeBasesRequest) Descriptor() ([]byte, []int) {
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ListKnowledgeBasesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListKnowledgeBasesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// The response of ListKnowledgeBases.
+type ListKnowledgeBasesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The knowledge bases, in ascending kb_id order.
+	KnowledgeBases []*KnowledgeBase `protobuf:"bytes,1,rep,name=knowledge_bases,json=knowledgeBases,proto3" json:"knowledge_bases,omitempty"`
+	// The token of the next page; empty only on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKnowledgeBasesResponse) Reset() {
+	*x = ListKnowledgeBasesResponse{}
+	mi := &file_kato_v1_kato_service_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKnowledgeBasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKnowledgeBasesResponse) ProtoMessage() {}
+
+func (x *ListKnowledgeBasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kato_v1_kato_service_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKnowledgeBasesResponse.ProtoReflect.Descriptor instead.
+func (*ListKnowledgeBasesResponse) Descriptor() ([]byte, []int) {
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ListKnowledgeBasesResponse) GetKnowledgeBases() []*KnowledgeBase {
+	if x != nil {
+		return x.KnowledgeBases
+	}
+	return nil
+}
+
+func (x *ListKnowledgeBasesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// A knowledge base, as ListKnowledgeBases lists it.
+type KnowledgeBase struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The knowledge base's identifier.
+	KbId string `protobuf:"bytes,1,opt,name=kb_id,json=kbId,proto3" json:"kb_id,omitempty"`
+	// The number of stored patterns, at least 1.
+	PatternCount  int64 `protobuf:"varint,2,opt,name=pattern_count,json=patternCount,proto3" json:"pattern_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KnowledgeBase) Reset() {
+	*x = KnowledgeBase{}
+	mi := &file_kato_v1_kato_service_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KnowledgeBase) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KnowledgeBase) ProtoMessage() {}
+
+func (x *KnowledgeBase) ProtoReflect() protoreflect.Message {
+	mi := &file_kato_v1_kato_service_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KnowledgeBase.ProtoReflect.Descriptor instead.
+func (*KnowledgeBase) Descriptor() ([]byte, []int) {
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *KnowledgeBase) GetKbId() string {
+	if x != nil {
+		return x.KbId
+	}
+	return ""
+}
+
+func (x *KnowledgeBase) GetPatternCount() int64 {
+	if x != nil {
+		return x.PatternCount
+	}
+	return 0
+}
+
 // The request of CreateSession.
 type CreateSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3231,7 +3398,7 @@ type CreateSessionRequest struct {
 
 func (x *CreateSessionRequest) Reset() {
 	*x = CreateSessionRequest{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[45]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3410,7 @@ func (x *CreateSessionRequest) String() string {
 func (*CreateSessionRequest) ProtoMessage() {}
 
 func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[45]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3423,7 @@ func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{45}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CreateSessionRequest) GetKbId() string {
@@ -3298,7 +3465,7 @@ type CreateSessionResponse struct {
 
 func (x *CreateSessionResponse) Reset() {
 	*x = CreateSessionResponse{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[46]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3310,7 +3477,7 @@ func (x *CreateSessionResponse) String() string {
 func (*CreateSessionResponse) ProtoMessage() {}
 
 func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[46]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3323,7 +3490,7 @@ func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionResponse.ProtoReflect.Descriptor instead.
 func (*CreateSessionResponse) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{46}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CreateSessionResponse) GetSession() *Session {
@@ -3344,7 +3511,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[47]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3356,7 +3523,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[47]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3369,7 +3536,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{47}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetSessionRequest) GetSessionId() string {
@@ -3390,7 +3557,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[48]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3402,7 +3569,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[48]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3415,7 +3582,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{48}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetSessionResponse) GetSession() *Session {
@@ -3436,7 +3603,7 @@ type DeleteSessionRequest struct {
 
 func (x *DeleteSessionRequest) Reset() {
 	*x = DeleteSessionRequest{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[49]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3448,7 +3615,7 @@ func (x *DeleteSessionRequest) String() string {
 func (*DeleteSessionRequest) ProtoMessage() {}
 
 func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[49]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3461,7 +3628,7 @@ func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSessionRequest) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{49}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *DeleteSessionRequest) GetSessionId() string {
@@ -3480,7 +3647,7 @@ type DeleteSessionResponse struct {
 
 func (x *DeleteSessionResponse) Reset() {
 	*x = DeleteSessionResponse{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[50]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3492,7 +3659,7 @@ func (x *DeleteSessionResponse) String() string {
 func (*DeleteSessionResponse) ProtoMessage() {}
 
 func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[50]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3505,7 +3672,7 @@ func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSessionResponse) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{50}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{53}
 }
 
 // The request of ExtendSession.
@@ -3522,7 +3689,7 @@ type ExtendSessionRequest struct {
 
 func (x *ExtendSessionRequest) Reset() {
 	*x = ExtendSessionRequest{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[51]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3534,7 +3701,7 @@ func (x *ExtendSessionRequest) String() string {
 func (*ExtendSessionRequest) ProtoMessage() {}
 
 func (x *ExtendSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[51]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3547,7 +3714,7 @@ func (x *ExtendSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendSessionRequest.ProtoReflect.Descriptor instead.
 func (*ExtendSessionRequest) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{51}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ExtendSessionRequest) GetSessionId() string {
@@ -3575,7 +3742,7 @@ type ExtendSessionResponse struct {
 
 func (x *ExtendSessionResponse) Reset() {
 	*x = ExtendSessionResponse{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[52]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3587,7 +3754,7 @@ func (x *ExtendSessionResponse) String() string {
 func (*ExtendSessionResponse) ProtoMessage() {}
 
 func (x *ExtendSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[52]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3600,7 +3767,7 @@ func (x *ExtendSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendSessionResponse.ProtoReflect.Descriptor instead.
 func (*ExtendSessionResponse) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{52}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ExtendSessionResponse) GetSession() *Session {
@@ -3624,7 +3791,7 @@ type UpdateSessionConfigRequest struct {
 
 func (x *UpdateSessionConfigRequest) Reset() {
 	*x = UpdateSessionConfigRequest{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[53]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3636,7 +3803,7 @@ func (x *UpdateSessionConfigRequest) String() string {
 func (*UpdateSessionConfigRequest) ProtoMessage() {}
 
 func (x *UpdateSessionConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[53]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3649,7 +3816,7 @@ func (x *UpdateSessionConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSessionConfigRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSessionConfigRequest) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{53}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *UpdateSessionConfigRequest) GetSessionId() string {
@@ -3678,7 +3845,7 @@ type UpdateSessionConfigResponse struct {
 
 func (x *UpdateSessionConfigResponse) Reset() {
 	*x = UpdateSessionConfigResponse{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[54]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3690,7 +3857,7 @@ func (x *UpdateSessionConfigResponse) String() string {
 func (*UpdateSessionConfigResponse) ProtoMessage() {}
 
 func (x *UpdateSessionConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[54]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3703,7 +3870,7 @@ func (x *UpdateSessionConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSessionConfigResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSessionConfigResponse) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{54}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *UpdateSessionConfigResponse) GetConfig() *SessionConfig {
@@ -3724,7 +3891,7 @@ type SessionExistsRequest struct {
 
 func (x *SessionExistsRequest) Reset() {
 	*x = SessionExistsRequest{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[55]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3736,7 +3903,7 @@ func (x *SessionExistsRequest) String() string {
 func (*SessionExistsRequest) ProtoMessage() {}
 
 func (x *SessionExistsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[55]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3749,7 +3916,7 @@ func (x *SessionExistsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionExistsRequest.ProtoReflect.Descriptor instead.
 func (*SessionExistsRequest) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{55}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SessionExistsRequest) GetSessionId() string {
@@ -3772,7 +3939,7 @@ type SessionExistsResponse struct {
 
 func (x *SessionExistsResponse) Reset() {
 	*x = SessionExistsResponse{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[56]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3784,7 +3951,7 @@ func (x *SessionExistsResponse) String() string {
 func (*SessionExistsResponse) ProtoMessage() {}
 
 func (x *SessionExistsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[56]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3797,7 +3964,7 @@ func (x *SessionExistsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionExistsResponse.ProtoReflect.Descriptor instead.
 func (*SessionExistsResponse) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{56}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SessionExistsResponse) GetExists() bool {
@@ -4010,7 +4177,17 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\x17FinalizeTrainingRequest\x12\x19\n" +
 	"\x05kb_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04kbId\"I\n" +
 	"\x18FinalizeTrainingResponse\x12-\n" +
-	"\x12patterns_processed\x18\x01 \x01(\x03R\x11patternsProcessed\"\xde\x01\n" +
+	"\x12patterns_processed\x18\x01 \x01(\x03R\x11patternsProcessed\"c\n" +
+	"\x19ListKnowledgeBasesRequest\x12!\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\x04\xe2A\x01\x01R\bpageSize\x12#\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\x04\xe2A\x01\x01R\tpageToken\"\x85\x01\n" +
+	"\x1aListKnowledgeBasesResponse\x12?\n" +
+	"\x0fknowledge_bases\x18\x01 \x03(\v2\x16.kato.v1.KnowledgeBaseR\x0eknowledgeBases\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"I\n" +
+	"\rKnowledgeBase\x12\x13\n" +
+	"\x05kb_id\x18\x01 \x01(\tR\x04kbId\x12#\n" +
+	"\rpattern_count\x18\x02 \x01(\x03R\fpatternCount\"\xde\x01\n" +
 	"\x14CreateSessionRequest\x12\x19\n" +
 	"\x05kb_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04kbId\x124\n" +
 	"\x06config\x18\x02 \x01(\v2\x16.kato.v1.SessionConfigB\x04\xe2A\x01\x01R\x06config\x12*\n" +
@@ -4047,7 +4224,7 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsessionId\"I\n" +
 	"\x15SessionExistsResponse\x12\x16\n" +
 	"\x06exists\x18\x01 \x01(\bR\x06exists\x12\x18\n" +
-	"\aexpired\x18\x02 \x01(\bR\aexpired2\xf8\x0f\n" +
+	"\aexpired\x18\x02 \x01(\bR\aexpired2\xd7\x10\n" +
 	"\vKatoService\x12<\n" +
 	"\aObserve\x12\x17.kato.v1.ObserveRequest\x1a\x18.kato.v1.ObserveResponse\x12T\n" +
 	"\x0fObserveSequence\x12\x1f.kato.v1.ObserveSequenceRequest\x1a .kato.v1.ObserveSequenceResponse\x12a\n" +
@@ -4069,7 +4246,8 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\x0eGetSymbolStats\x12\x1e.kato.v1.GetSymbolStatsRequest\x1a\x1f.kato.v1.GetSymbolStatsResponse\x12Z\n" +
 	"\x11GetSymbolAffinity\x12!.kato.v1.GetSymbolAffinityRequest\x1a\".kato.v1.GetSymbolAffinityResponse\x12]\n" +
 	"\x12ClearKnowledgeBase\x12\".kato.v1.ClearKnowledgeBaseRequest\x1a#.kato.v1.ClearKnowledgeBaseResponse\x12W\n" +
-	"\x10FinalizeTraining\x12 .kato.v1.FinalizeTrainingRequest\x1a!.kato.v1.FinalizeTrainingResponse\x12N\n" +
+	"\x10FinalizeTraining\x12 .kato.v1.FinalizeTrainingRequest\x1a!.kato.v1.FinalizeTrainingResponse\x12]\n" +
+	"\x12ListKnowledgeBases\x12\".kato.v1.ListKnowledgeBasesRequest\x1a#.kato.v1.ListKnowledgeBasesResponse\x12N\n" +
 	"\rCreateSession\x12\x1d.kato.v1.CreateSessionRequest\x1a\x1e.kato.v1.CreateSessionResponse\x12E\n" +
 	"\n" +
 	"GetSession\x12\x1a.kato.v1.GetSessionRequest\x1a\x1b.kato.v1.GetSessionResponse\x12N\n" +
@@ -4090,7 +4268,7 @@ func file_kato_v1_kato_service_proto_rawDescGZIP() []byte {
 	return file_kato_v1_kato_service_proto_rawDescData
 }
 
-var file_kato_v1_kato_service_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_kato_v1_kato_service_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_kato_v1_kato_service_proto_goTypes = []any{
 	(*ObserveRequest)(nil),              // 0: kato.v1.ObserveRequest
 	(*ObserveResponse)(nil),             // 1: kato.v1.ObserveResponse
@@ -4137,156 +4315,162 @@ var file_kato_v1_kato_service_proto_goTypes = []any{
 	(*ClearKnowledgeBaseResponse)(nil),  // 42: kato.v1.ClearKnowledgeBaseResponse
 	(*FinalizeTrainingRequest)(nil),     // 43: kato.v1.FinalizeTrainingRequest
 	(*FinalizeTrainingResponse)(nil),    // 44: kato.v1.FinalizeTrainingResponse
-	(*CreateSessionRequest)(nil),        // 45: kato.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil),       // 46: kato.v1.CreateSessionResponse
-	(*GetSessionRequest)(nil),           // 47: kato.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),          // 48: kato.v1.GetSessionResponse
-	(*DeleteSessionRequest)(nil),        // 49: kato.v1.DeleteSessionRequest
-	(*DeleteSessionResponse)(nil),       // 50: kato.v1.DeleteSessionResponse
-	(*ExtendSessionRequest)(nil),        // 51: kato.v1.ExtendSessionRequest
-	(*ExtendSessionResponse)(nil),       // 52: kato.v1.ExtendSessionResponse
-	(*UpdateSessionConfigRequest)(nil),  // 53: kato.v1.UpdateSessionConfigRequest
-	(*UpdateSessionConfigResponse)(nil), // 54: kato.v1.UpdateSessionConfigResponse
-	(*SessionExistsRequest)(nil),        // 55: kato.v1.SessionExistsRequest
-	(*SessionExistsResponse)(nil),       // 56: kato.v1.SessionExistsResponse
-	nil,                                 // 57: kato.v1.GetCognitionDataResponse.EmotivesEntry
-	nil,                                 // 58: kato.v1.UpdatePatternRequest.MetadataEntry
-	(*SessionState)(nil),                // 59: kato.v1.SessionState
-	(*Observation)(nil),                 // 60: kato.v1.Observation
-	(*Prediction)(nil),                  // 61: kato.v1.Prediction
-	(*FuturePotential)(nil),             // 62: kato.v1.FuturePotential
-	(*SequenceItemResult)(nil),          // 63: kato.v1.SequenceItemResult
-	(*status.Status)(nil),               // 64: google.rpc.Status
-	(*Event)(nil),                       // 65: kato.v1.Event
-	(*Percept)(nil),                     // 66: kato.v1.Percept
-	(*SessionConfig)(nil),               // 67: kato.v1.SessionConfig
-	(*Pattern)(nil),                     // 68: kato.v1.Pattern
-	(*EmotiveMap)(nil),                  // 69: kato.v1.EmotiveMap
-	(*fieldmaskpb.FieldMask)(nil),       // 70: google.protobuf.FieldMask
-	(*SymbolStat)(nil),                  // 71: kato.v1.SymbolStat
-	(*SymbolAffinity)(nil),              // 72: kato.v1.SymbolAffinity
-	(*structpb.Struct)(nil),             // 73: google.protobuf.Struct
-	(*Session)(nil),                     // 74: kato.v1.Session
-	(*StringList)(nil),                  // 75: kato.v1.StringList
+	(*ListKnowledgeBasesRequest)(nil),   // 45: kato.v1.ListKnowledgeBasesRequest
+	(*ListKnowledgeBasesResponse)(nil),  // 46: kato.v1.ListKnowledgeBasesResponse
+	(*KnowledgeBase)(nil),               // 47: kato.v1.KnowledgeBase
+	(*CreateSessionRequest)(nil),        // 48: kato.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),       // 49: kato.v1.CreateSessionResponse
+	(*GetSessionRequest)(nil),           // 50: kato.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),          // 51: kato.v1.GetSessionResponse
+	(*DeleteSessionRequest)(nil),        // 52: kato.v1.DeleteSessionRequest
+	(*DeleteSessionResponse)(nil),       // 53: kato.v1.DeleteSessionResponse
+	(*ExtendSessionRequest)(nil),        // 54: kato.v1.ExtendSessionRequest
+	(*ExtendSessionResponse)(nil),       // 55: kato.v1.ExtendSessionResponse
+	(*UpdateSessionConfigRequest)(nil),  // 56: kato.v1.UpdateSessionConfigRequest
+	(*UpdateSessionConfigResponse)(nil), // 57: kato.v1.UpdateSessionConfigResponse
+	(*SessionExistsRequest)(nil),        // 58: kato.v1.SessionExistsRequest
+	(*SessionExistsResponse)(nil),       // 59: kato.v1.SessionExistsResponse
+	nil,                                 // 60: kato.v1.GetCognitionDataResponse.EmotivesEntry
+	nil,                                 // 61: kato.v1.UpdatePatternRequest.MetadataEntry
+	(*SessionState)(nil),                // 62: kato.v1.SessionState
+	(*Observation)(nil),                 // 63: kato.v1.Observation
+	(*Prediction)(nil),                  // 64: kato.v1.Prediction
+	(*FuturePotential)(nil),             // 65: kato.v1.FuturePotential
+	(*SequenceItemResult)(nil),          // 66: kato.v1.SequenceItemResult
+	(*status.Status)(nil),               // 67: google.rpc.Status
+	(*Event)(nil),                       // 68: kato.v1.Event
+	(*Percept)(nil),                     // 69: kato.v1.Percept
+	(*SessionConfig)(nil),               // 70: kato.v1.SessionConfig
+	(*Pattern)(nil),                     // 71: kato.v1.Pattern
+	(*EmotiveMap)(nil),                  // 72: kato.v1.EmotiveMap
+	(*fieldmaskpb.FieldMask)(nil),       // 73: google.protobuf.FieldMask
+	(*SymbolStat)(nil),                  // 74: kato.v1.SymbolStat
+	(*SymbolAffinity)(nil),              // 75: kato.v1.SymbolAffinity
+	(*structpb.Struct)(nil),             // 76: google.protobuf.Struct
+	(*Session)(nil),                     // 77: kato.v1.Session
+	(*StringList)(nil),                  // 78: kato.v1.StringList
 }
 var file_kato_v1_kato_service_proto_depIdxs = []int32{
-	59, // 0: kato.v1.ObserveRequest.state:type_name -> kato.v1.SessionState
-	60, // 1: kato.v1.ObserveRequest.observation:type_name -> kato.v1.Observation
-	59, // 2: kato.v1.ObserveResponse.state:type_name -> kato.v1.SessionState
-	61, // 3: kato.v1.ObserveResponse.predictions:type_name -> kato.v1.Prediction
-	62, // 4: kato.v1.ObserveResponse.future_potentials:type_name -> kato.v1.FuturePotential
-	59, // 5: kato.v1.ObserveSequenceRequest.state:type_name -> kato.v1.SessionState
-	60, // 6: kato.v1.ObserveSequenceRequest.observations:type_name -> kato.v1.Observation
-	59, // 7: kato.v1.ObserveSequenceResponse.state:type_name -> kato.v1.SessionState
-	63, // 8: kato.v1.ObserveSequenceResponse.results:type_name -> kato.v1.SequenceItemResult
+	62, // 0: kato.v1.ObserveRequest.state:type_name -> kato.v1.SessionState
+	63, // 1: kato.v1.ObserveRequest.observation:type_name -> kato.v1.Observation
+	62, // 2: kato.v1.ObserveResponse.state:type_name -> kato.v1.SessionState
+	64, // 3: kato.v1.ObserveResponse.predictions:type_name -> kato.v1.Prediction
+	65, // 4: kato.v1.ObserveResponse.future_potentials:type_name -> kato.v1.FuturePotential
+	62, // 5: kato.v1.ObserveSequenceRequest.state:type_name -> kato.v1.SessionState
+	63, // 6: kato.v1.ObserveSequenceRequest.observations:type_name -> kato.v1.Observation
+	62, // 7: kato.v1.ObserveSequenceResponse.state:type_name -> kato.v1.SessionState
+	66, // 8: kato.v1.ObserveSequenceResponse.results:type_name -> kato.v1.SequenceItemResult
 	5,  // 9: kato.v1.StreamObservationsRequest.open:type_name -> kato.v1.StreamOpen
-	60, // 10: kato.v1.StreamObservationsRequest.observation:type_name -> kato.v1.Observation
+	63, // 10: kato.v1.StreamObservationsRequest.observation:type_name -> kato.v1.Observation
 	6,  // 11: kato.v1.StreamObservationsRequest.learn:type_name -> kato.v1.StreamLearn
 	7,  // 12: kato.v1.StreamObservationsRequest.clear_stm:type_name -> kato.v1.StreamClearStm
-	59, // 13: kato.v1.StreamOpen.state:type_name -> kato.v1.SessionState
+	62, // 13: kato.v1.StreamOpen.state:type_name -> kato.v1.SessionState
 	9,  // 14: kato.v1.StreamObservationsResponse.opened:type_name -> kato.v1.StreamOpened
 	1,  // 15: kato.v1.StreamObservationsResponse.observed:type_name -> kato.v1.ObserveResponse
 	12, // 16: kato.v1.StreamObservationsResponse.learned:type_name -> kato.v1.LearnResponse
 	16, // 17: kato.v1.StreamObservationsResponse.cleared:type_name -> kato.v1.ClearStmResponse
 	10, // 18: kato.v1.StreamObservationsResponse.closed:type_name -> kato.v1.StreamClosed
-	64, // 19: kato.v1.StreamObservationsResponse.error:type_name -> google.rpc.Status
-	59, // 20: kato.v1.StreamClosed.state:type_name -> kato.v1.SessionState
-	59, // 21: kato.v1.LearnRequest.state:type_name -> kato.v1.SessionState
-	59, // 22: kato.v1.LearnResponse.state:type_name -> kato.v1.SessionState
-	59, // 23: kato.v1.PredictRequest.state:type_name -> kato.v1.SessionState
-	61, // 24: kato.v1.PredictResponse.predictions:type_name -> kato.v1.Prediction
-	62, // 25: kato.v1.PredictResponse.future_potentials:type_name -> kato.v1.FuturePotential
-	59, // 26: kato.v1.ClearStmRequest.state:type_name -> kato.v1.SessionState
-	59, // 27: kato.v1.ClearStmResponse.state:type_name -> kato.v1.SessionState
-	59, // 28: kato.v1.ClearAllRequest.state:type_name -> kato.v1.SessionState
-	59, // 29: kato.v1.ClearAllResponse.state:type_name -> kato.v1.SessionState
-	59, // 30: kato.v1.GetStmRequest.state:type_name -> kato.v1.SessionState
-	65, // 31: kato.v1.GetStmResponse.stm:type_name -> kato.v1.Event
-	59, // 32: kato.v1.GetPerceptDataRequest.state:type_name -> kato.v1.SessionState
-	66, // 33: kato.v1.GetPerceptDataResponse.percept:type_name -> kato.v1.Percept
-	59, // 34: kato.v1.GetCognitionDataRequest.state:type_name -> kato.v1.SessionState
-	61, // 35: kato.v1.GetCognitionDataResponse.predictions:type_name -> kato.v1.Prediction
-	57, // 36: kato.v1.GetCognitionDataResponse.emotives:type_name -> kato.v1.GetCognitionDataResponse.EmotivesEntry
-	65, // 37: kato.v1.GetCognitionDataResponse.short_term_memory:type_name -> kato.v1.Event
-	59, // 38: kato.v1.UpdateConfigRequest.state:type_name -> kato.v1.SessionState
-	67, // 39: kato.v1.UpdateConfigRequest.config:type_name -> kato.v1.SessionConfig
-	59, // 40: kato.v1.UpdateConfigResponse.state:type_name -> kato.v1.SessionState
-	67, // 41: kato.v1.UpdateConfigResponse.config:type_name -> kato.v1.SessionConfig
-	59, // 42: kato.v1.GetConfigRequest.state:type_name -> kato.v1.SessionState
-	67, // 43: kato.v1.GetConfigResponse.config:type_name -> kato.v1.SessionConfig
-	68, // 44: kato.v1.GetPatternResponse.pattern:type_name -> kato.v1.Pattern
-	68, // 45: kato.v1.ListPatternsResponse.patterns:type_name -> kato.v1.Pattern
-	69, // 46: kato.v1.UpdatePatternRequest.emotives:type_name -> kato.v1.EmotiveMap
-	58, // 47: kato.v1.UpdatePatternRequest.metadata:type_name -> kato.v1.UpdatePatternRequest.MetadataEntry
-	70, // 48: kato.v1.UpdatePatternRequest.update_mask:type_name -> google.protobuf.FieldMask
-	68, // 49: kato.v1.UpdatePatternResponse.pattern:type_name -> kato.v1.Pattern
-	71, // 50: kato.v1.GetSymbolStatsResponse.symbol_stats:type_name -> kato.v1.SymbolStat
-	72, // 51: kato.v1.GetSymbolAffinityResponse.symbol_affinities:type_name -> kato.v1.SymbolAffinity
-	67, // 52: kato.v1.CreateSessionRequest.config:type_name -> kato.v1.SessionConfig
-	73, // 53: kato.v1.CreateSessionRequest.metadata:type_name -> google.protobuf.Struct
-	74, // 54: kato.v1.CreateSessionResponse.session:type_name -> kato.v1.Session
-	74, // 55: kato.v1.GetSessionResponse.session:type_name -> kato.v1.Session
-	74, // 56: kato.v1.ExtendSessionResponse.session:type_name -> kato.v1.Session
-	67, // 57: kato.v1.UpdateSessionConfigRequest.config:type_name -> kato.v1.SessionConfig
-	67, // 58: kato.v1.UpdateSessionConfigResponse.config:type_name -> kato.v1.SessionConfig
-	75, // 59: kato.v1.UpdatePatternRequest.MetadataEntry.value:type_name -> kato.v1.StringList
-	0,  // 60: kato.v1.KatoService.Observe:input_type -> kato.v1.ObserveRequest
-	2,  // 61: kato.v1.KatoService.ObserveSequence:input_type -> kato.v1.ObserveSequenceRequest
-	4,  // 62: kato.v1.KatoService.StreamObservations:input_type -> kato.v1.StreamObservationsRequest
-	11, // 63: kato.v1.KatoService.Learn:input_type -> kato.v1.LearnRequest
-	13, // 64: kato.v1.KatoService.Predict:input_type -> kato.v1.PredictRequest
-	15, // 65: kato.v1.KatoService.ClearStm:input_type -> kato.v1.ClearStmRequest
-	17, // 66: kato.v1.KatoService.ClearAll:input_type -> kato.v1.ClearAllRequest
-	19, // 67: kato.v1.KatoService.GetStm:input_type -> kato.v1.GetStmRequest
-	21, // 68: kato.v1.KatoService.GetPerceptData:input_type -> kato.v1.GetPerceptDataRequest
-	23, // 69: kato.v1.KatoService.GetCognitionData:input_type -> kato.v1.GetCognitionDataRequest
-	25, // 70: kato.v1.KatoService.UpdateConfig:input_type -> kato.v1.UpdateConfigRequest
-	27, // 71: kato.v1.KatoService.GetConfig:input_type -> kato.v1.GetConfigRequest
-	29, // 72: kato.v1.KatoService.GetPattern:input_type -> kato.v1.GetPatternRequest
-	31, // 73: kato.v1.KatoService.ListPatterns:input_type -> kato.v1.ListPatternsRequest
-	33, // 74: kato.v1.KatoService.UpdatePattern:input_type -> kato.v1.UpdatePatternRequest
-	35, // 75: kato.v1.KatoService.DeletePattern:input_type -> kato.v1.DeletePatternRequest
-	37, // 76: kato.v1.KatoService.GetSymbolStats:input_type -> kato.v1.GetSymbolStatsRequest
-	39, // 77: kato.v1.KatoService.GetSymbolAffinity:input_type -> kato.v1.GetSymbolAffinityRequest
-	41, // 78: kato.v1.KatoService.ClearKnowledgeBase:input_type -> kato.v1.ClearKnowledgeBaseRequest
-	43, // 79: kato.v1.KatoService.FinalizeTraining:input_type -> kato.v1.FinalizeTrainingRequest
-	45, // 80: kato.v1.KatoService.CreateSession:input_type -> kato.v1.CreateSessionRequest
-	47, // 81: kato.v1.KatoService.GetSession:input_type -> kato.v1.GetSessionRequest
-	49, // 82: kato.v1.KatoService.DeleteSession:input_type -> kato.v1.DeleteSessionRequest
-	51, // 83: kato.v1.KatoService.ExtendSession:input_type -> kato.v1.ExtendSessionRequest
-	53, // 84: kato.v1.KatoService.UpdateSessionConfig:input_type -> kato.v1.UpdateSessionConfigRequest
-	55, // 85: kato.v1.KatoService.SessionExists:input_type -> kato.v1.SessionExistsRequest
-	1,  // 86: kato.v1.KatoService.Observe:output_type -> kato.v1.ObserveResponse
-	3,  // 87: kato.v1.KatoService.ObserveSequence:output_type -> kato.v1.ObserveSequenceResponse
-	8,  // 88: kato.v1.KatoService.StreamObservations:output_type -> kato.v1.StreamObservationsResponse
-	12, // 89: kato.v1.KatoService.Learn:output_type -> kato.v1.LearnResponse
-	14, // 90: kato.v1.KatoService.Predict:output_type -> kato.v1.PredictResponse
-	16, // 91: kato.v1.KatoService.ClearStm:output_type -> kato.v1.ClearStmResponse
-	18, // 92: kato.v1.KatoService.ClearAll:output_type -> kato.v1.ClearAllResponse
-	20, // 93: kato.v1.KatoService.GetStm:output_type -> kato.v1.GetStmResponse
-	22, // 94: kato.v1.KatoService.GetPerceptData:output_type -> kato.v1.GetPerceptDataResponse
-	24, // 95: kato.v1.KatoService.GetCognitionData:output_type -> kato.v1.GetCognitionDataResponse
-	26, // 96: kato.v1.KatoService.UpdateConfig:output_type -> kato.v1.UpdateConfigResponse
-	28, // 97: kato.v1.KatoService.GetConfig:output_type -> kato.v1.GetConfigResponse
-	30, // 98: kato.v1.KatoService.GetPattern:output_type -> kato.v1.GetPatternResponse
-	32, // 99: kato.v1.KatoService.ListPatterns:output_type -> kato.v1.ListPatternsResponse
-	34, // 100: kato.v1.KatoService.UpdatePattern:output_type -> kato.v1.UpdatePatternResponse
-	36, // 101: kato.v1.KatoService.DeletePattern:output_type -> kato.v1.DeletePatternResponse
-	38, // 102: kato.v1.KatoService.GetSymbolStats:output_type -> kato.v1.GetSymbolStatsResponse
-	40, // 103: kato.v1.KatoService.GetSymbolAffinity:output_type -> kato.v1.GetSymbolAffinityResponse
-	42, // 104: kato.v1.KatoService.ClearKnowledgeBase:output_type -> kato.v1.ClearKnowledgeBaseResponse
-	44, // 105: kato.v1.KatoService.FinalizeTraining:output_type -> kato.v1.FinalizeTrainingResponse
-	46, // 106: kato.v1.KatoService.CreateSession:output_type -> kato.v1.CreateSessionResponse
-	48, // 107: kato.v1.KatoService.GetSession:output_type -> kato.v1.GetSessionResponse
-	50, // 108: kato.v1.KatoService.DeleteSession:output_type -> kato.v1.DeleteSessionResponse
-	52, // 109: kato.v1.KatoService.ExtendSession:output_type -> kato.v1.ExtendSessionResponse
-	54, // 110: kato.v1.KatoService.UpdateSessionConfig:output_type -> kato.v1.UpdateSessionConfigResponse
-	56, // 111: kato.v1.KatoService.SessionExists:output_type -> kato.v1.SessionExistsResponse
-	86, // [86:112] is the sub-list for method output_type
-	60, // [60:86] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	67, // 19: kato.v1.StreamObservationsResponse.error:type_name -> google.rpc.Status
+	62, // 20: kato.v1.StreamClosed.state:type_name -> kato.v1.SessionState
+	62, // 21: kato.v1.LearnRequest.state:type_name -> kato.v1.SessionState
+	62, // 22: kato.v1.LearnResponse.state:type_name -> kato.v1.SessionState
+	62, // 23: kato.v1.PredictRequest.state:type_name -> kato.v1.SessionState
+	64, // 24: kato.v1.PredictResponse.predictions:type_name -> kato.v1.Prediction
+	65, // 25: kato.v1.PredictResponse.future_potentials:type_name -> kato.v1.FuturePotential
+	62, // 26: kato.v1.ClearStmRequest.state:type_name -> kato.v1.SessionState
+	62, // 27: kato.v1.ClearStmResponse.state:type_name -> kato.v1.SessionState
+	62, // 28: kato.v1.ClearAllRequest.state:type_name -> kato.v1.SessionState
+	62, // 29: kato.v1.ClearAllResponse.state:type_name -> kato.v1.SessionState
+	62, // 30: kato.v1.GetStmRequest.state:type_name -> kato.v1.SessionState
+	68, // 31: kato.v1.GetStmResponse.stm:type_name -> kato.v1.Event
+	62, // 32: kato.v1.GetPerceptDataRequest.state:type_name -> kato.v1.SessionState
+	69, // 33: kato.v1.GetPerceptDataResponse.percept:type_name -> kato.v1.Percept
+	62, // 34: kato.v1.GetCognitionDataRequest.state:type_name -> kato.v1.SessionState
+	64, // 35: kato.v1.GetCognitionDataResponse.predictions:type_name -> kato.v1.Prediction
+	60, // 36: kato.v1.GetCognitionDataResponse.emotives:type_name -> kato.v1.GetCognitionDataResponse.EmotivesEntry
+	68, // 37: kato.v1.GetCognitionDataResponse.short_term_memory:type_name -> kato.v1.Event
+	62, // 38: kato.v1.UpdateConfigRequest.state:type_name -> kato.v1.SessionState
+	70, // 39: kato.v1.UpdateConfigRequest.config:type_name -> kato.v1.SessionConfig
+	62, // 40: kato.v1.UpdateConfigResponse.state:type_name -> kato.v1.SessionState
+	70, // 41: kato.v1.UpdateConfigResponse.config:type_name -> kato.v1.SessionConfig
+	62, // 42: kato.v1.GetConfigRequest.state:type_name -> kato.v1.SessionState
+	70, // 43: kato.v1.GetConfigResponse.config:type_name -> kato.v1.SessionConfig
+	71, // 44: kato.v1.GetPatternResponse.pattern:type_name -> kato.v1.Pattern
+	71, // 45: kato.v1.ListPatternsResponse.patterns:type_name -> kato.v1.Pattern
+	72, // 46: kato.v1.UpdatePatternRequest.emotives:type_name -> kato.v1.EmotiveMap
+	61, // 47: kato.v1.UpdatePatternRequest.metadata:type_name -> kato.v1.UpdatePatternRequest.MetadataEntry
+	73, // 48: kato.v1.UpdatePatternRequest.update_mask:type_name -> google.protobuf.FieldMask
+	71, // 49: kato.v1.UpdatePatternResponse.pattern:type_name -> kato.v1.Pattern
+	74, // 50: kato.v1.GetSymbolStatsResponse.symbol_stats:type_name -> kato.v1.SymbolStat
+	75, // 51: kato.v1.GetSymbolAffinityResponse.symbol_affinities:type_name -> kato.v1.SymbolAffinity
+	47, // 52: kato.v1.ListKnowledgeBasesResponse.knowledge_bases:type_name -> kato.v1.KnowledgeBase
+	70, // 53: kato.v1.CreateSessionRequest.config:type_name -> kato.v1.SessionConfig
+	76, // 54: kato.v1.CreateSessionRequest.metadata:type_name -> google.protobuf.Struct
+	77, // 55: kato.v1.CreateSessionResponse.session:type_name -> kato.v1.Session
+	77, // 56: kato.v1.GetSessionResponse.session:type_name -> kato.v1.Session
+	77, // 57: kato.v1.ExtendSessionResponse.session:type_name -> kato.v1.Session
+	70, // 58: kato.v1.UpdateSessionConfigRequest.config:type_name -> kato.v1.SessionConfig
+	70, // 59: kato.v1.UpdateSessionConfigResponse.config:type_name -> kato.v1.SessionConfig
+	78, // 60: kato.v1.UpdatePatternRequest.MetadataEntry.value:type_name -> kato.v1.StringList
+	0,  // 61: kato.v1.KatoService.Observe:input_type -> kato.v1.ObserveRequest
+	2,  // 62: kato.v1.KatoService.ObserveSequence:input_type -> kato.v1.ObserveSequenceRequest
+	4,  // 63: kato.v1.KatoService.StreamObservations:input_type -> kato.v1.StreamObservationsRequest
+	11, // 64: kato.v1.KatoService.Learn:input_type -> kato.v1.LearnRequest
+	13, // 65: kato.v1.KatoService.Predict:input_type -> kato.v1.PredictRequest
+	15, // 66: kato.v1.KatoService.ClearStm:input_type -> kato.v1.ClearStmRequest
+	17, // 67: kato.v1.KatoService.ClearAll:input_type -> kato.v1.ClearAllRequest
+	19, // 68: kato.v1.KatoService.GetStm:input_type -> kato.v1.GetStmRequest
+	21, // 69: kato.v1.KatoService.GetPerceptData:input_type -> kato.v1.GetPerceptDataRequest
+	23, // 70: kato.v1.KatoService.GetCognitionData:input_type -> kato.v1.GetCognitionDataRequest
+	25, // 71: kato.v1.KatoService.UpdateConfig:input_type -> kato.v1.UpdateConfigRequest
+	27, // 72: kato.v1.KatoService.GetConfig:input_type -> kato.v1.GetConfigRequest
+	29, // 73: kato.v1.KatoService.GetPattern:input_type -> kato.v1.GetPatternRequest
+	31, // 74: kato.v1.KatoService.ListPatterns:input_type -> kato.v1.ListPatternsRequest
+	33, // 75: kato.v1.KatoService.UpdatePattern:input_type -> kato.v1.UpdatePatternRequest
+	35, // 76: kato.v1.KatoService.DeletePattern:input_type -> kato.v1.DeletePatternRequest
+	37, // 77: kato.v1.KatoService.GetSymbolStats:input_type -> kato.v1.GetSymbolStatsRequest
+	39, // 78: kato.v1.KatoService.GetSymbolAffinity:input_type -> kato.v1.GetSymbolAffinityRequest
+	41, // 79: kato.v1.KatoService.ClearKnowledgeBase:input_type -> kato.v1.ClearKnowledgeBaseRequest
+	43, // 80: kato.v1.KatoService.FinalizeTraining:input_type -> kato.v1.FinalizeTrainingRequest
+	45, // 81: kato.v1.KatoService.ListKnowledgeBases:input_type -> kato.v1.ListKnowledgeBasesRequest
+	48, // 82: kato.v1.KatoService.CreateSession:input_type -> kato.v1.CreateSessionRequest
+	50, // 83: kato.v1.KatoService.GetSession:input_type -> kato.v1.GetSessionRequest
+	52, // 84: kato.v1.KatoService.DeleteSession:input_type -> kato.v1.DeleteSessionRequest
+	54, // 85: kato.v1.KatoService.ExtendSession:input_type -> kato.v1.ExtendSessionRequest
+	56, // 86: kato.v1.KatoService.UpdateSessionConfig:input_type -> kato.v1.UpdateSessionConfigRequest
+	58, // 87: kato.v1.KatoService.SessionExists:input_type -> kato.v1.SessionExistsRequest
+	1,  // 88: kato.v1.KatoService.Observe:output_type -> kato.v1.ObserveResponse
+	3,  // 89: kato.v1.KatoService.ObserveSequence:output_type -> kato.v1.ObserveSequenceResponse
+	8,  // 90: kato.v1.KatoService.StreamObservations:output_type -> kato.v1.StreamObservationsResponse
+	12, // 91: kato.v1.KatoService.Learn:output_type -> kato.v1.LearnResponse
+	14, // 92: kato.v1.KatoService.Predict:output_type -> kato.v1.PredictResponse
+	16, // 93: kato.v1.KatoService.ClearStm:output_type -> kato.v1.ClearStmResponse
+	18, // 94: kato.v1.KatoService.ClearAll:output_type -> kato.v1.ClearAllResponse
+	20, // 95: kato.v1.KatoService.GetStm:output_type -> kato.v1.GetStmResponse
+	22, // 96: kato.v1.KatoService.GetPerceptData:output_type -> kato.v1.GetPerceptDataResponse
+	24, // 97: kato.v1.KatoService.GetCognitionData:output_type -> kato.v1.GetCognitionDataResponse
+	26, // 98: kato.v1.KatoService.UpdateConfig:output_type -> kato.v1.UpdateConfigResponse
+	28, // 99: kato.v1.KatoService.GetConfig:output_type -> kato.v1.GetConfigResponse
+	30, // 100: kato.v1.KatoService.GetPattern:output_type -> kato.v1.GetPatternResponse
+	32, // 101: kato.v1.KatoService.ListPatterns:output_type -> kato.v1.ListPatternsResponse
+	34, // 102: kato.v1.KatoService.UpdatePattern:output_type -> kato.v1.UpdatePatternResponse
+	36, // 103: kato.v1.KatoService.DeletePattern:output_type -> kato.v1.DeletePatternResponse
+	38, // 104: kato.v1.KatoService.GetSymbolStats:output_type -> kato.v1.GetSymbolStatsResponse
+	40, // 105: kato.v1.KatoService.GetSymbolAffinity:output_type -> kato.v1.GetSymbolAffinityResponse
+	42, // 106: kato.v1.KatoService.ClearKnowledgeBase:output_type -> kato.v1.ClearKnowledgeBaseResponse
+	44, // 107: kato.v1.KatoService.FinalizeTraining:output_type -> kato.v1.FinalizeTrainingResponse
+	46, // 108: kato.v1.KatoService.ListKnowledgeBases:output_type -> kato.v1.ListKnowledgeBasesResponse
+	49, // 109: kato.v1.KatoService.CreateSession:output_type -> kato.v1.CreateSessionResponse
+	51, // 110: kato.v1.KatoService.GetSession:output_type -> kato.v1.GetSessionResponse
+	53, // 111: kato.v1.KatoService.DeleteSession:output_type -> kato.v1.DeleteSessionResponse
+	55, // 112: kato.v1.KatoService.ExtendSession:output_type -> kato.v1.ExtendSessionResponse
+	57, // 113: kato.v1.KatoService.UpdateSessionConfig:output_type -> kato.v1.UpdateSessionConfigResponse
+	59, // 114: kato.v1.KatoService.SessionExists:output_type -> kato.v1.SessionExistsResponse
+	88, // [88:115] is the sub-list for method output_type
+	61, // [61:88] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_kato_v1_kato_service_proto_init() }
@@ -4358,14 +4542,14 @@ func file_kato_v1_kato_service_proto_init() {
 		(*GetConfigRequest_SessionId)(nil),
 	}
 	file_kato_v1_kato_service_proto_msgTypes[39].OneofWrappers = []any{}
-	file_kato_v1_kato_service_proto_msgTypes[45].OneofWrappers = []any{}
+	file_kato_v1_kato_service_proto_msgTypes[48].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kato_v1_kato_service_proto_rawDesc), len(file_kato_v1_kato_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   59,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -127,6 +127,10 @@ test('listPatterns pages through every pattern in name order', opts, async () =>
     const listed = [];
     for await (const pattern of kato.listPatterns(session.kbId, { pageSize: 2 })) listed.push(pattern.name);
     assert.deepEqual(listed, learned.sort());
+    const kbs = [];
+    for await (const kb of kato.listKnowledgeBases({ pageSize: 1 })) kbs.push(kb);
+    assert.deepEqual(kbs.find((kb) => kb.kb_id === session.kbId), { kb_id: session.kbId, pattern_count: 5 });
+    assert.deepEqual(kbs.map((kb) => kb.kb_id), kbs.map((kb) => kb.kb_id).sort());
   } finally {
     kato.close();
   }

@@ -27,6 +27,7 @@ IDEMPOTENT_METHODS = frozenset(
         "GetConfig",
         "GetPattern",
         "ListPatterns",
+        "ListKnowledgeBases",
         "GetSymbolStats",
         "GetSymbolAffinity",
         "ClearKnowledgeBase",
@@ -174,6 +175,16 @@ class KatoClient:
             return response
 
         return Pager(fetch, lambda page: page.patterns)
+
+    def list_knowledge_bases(self, page_size: int = 0) -> Pager[api.ListKnowledgeBasesResponse, api.KnowledgeBase]:
+        """Every knowledge base holding a pattern, in kb_id order, a page at a time."""
+
+        def fetch(page_token: str) -> api.ListKnowledgeBasesResponse:
+            request = api.ListKnowledgeBasesRequest(page_size=page_size, page_token=page_token)
+            response: api.ListKnowledgeBasesResponse = self.call("ListKnowledgeBases", request)
+            return response
+
+        return Pager(fetch, lambda page: page.knowledge_bases)
 
     def update_pattern(
         self,
