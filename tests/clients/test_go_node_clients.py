@@ -46,6 +46,7 @@ def test_go_client_suite():
     assert "--- SKIP" not in output, output  # a server was found, so nothing may skip
     assert "--- PASS: TestReadIsRetriedAcrossAServerRestart" in output, output
     assert "--- PASS: TestRejectedFieldIsTyped" in output, output
+    assert "--- PASS: TestResourceExhaustedWithRetryInfoIsRetriedAfterItsDelay" in output, output
 
 
 def test_node_client_suite():
@@ -53,7 +54,7 @@ def test_node_client_suite():
     if not (NODE_CLIENT / "node_modules" / ".package-lock.json").is_file():
         installed = _run([npm, "ci", "--no-audit", "--no-fund"], NODE_CLIENT, timeout=600)
         assert installed.returncode == 0, installed.stdout + installed.stderr
-    done = _run([node, "--test", "test/client.test.js"], NODE_CLIENT, timeout=900)
+    done = _run([node, "--test", "test/client.test.js", "test/retry-info.test.js"], NODE_CLIENT, timeout=900)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "# skipped 0" in output and "# fail 0" in output, output
