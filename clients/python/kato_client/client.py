@@ -81,7 +81,8 @@ class KatoClient:
 
     `timeout` bounds each attempt (seconds, None: no bound). `retry` is the policy for
     calls safe to repeat (UNAVAILABLE and ABORTED, back-off with jitter, one deadline for
-    all attempts); `retry=None` makes every call a single attempt.
+    all attempts; RESOURCE_EXHAUSTED too when it carries a RetryInfo, waiting at least its
+    delay); `retry=None` makes every call a single attempt.
     """
 
     def __init__(
@@ -124,10 +125,19 @@ class KatoClient:
             remaining = max(give_up_at - time.monotonic(), 0.0)
             return self._attempt(rpc, request, remaining if self.timeout is None else min(self.timeout, remaining))
 
-        def retryable(error: Exception) -> bool:
-            return isinstance(error, KatoClientError) and error.code in policy.codes
+        asked: list[float] = [0.0]  # the last error's RetryInfo delay: wait at least that long
 
-        return retry_target(attempt, retryable, policy.delays(), policy.deadline)
+        def retryable(error: Exception) -> bool:
+            if not isinstance(error, KatoClientError):
+                return False
+            asked[0] = error.retry_delay or 0.0
+            # RESOURCE_EXHAUSTED is worth another attempt only when the server says when;
+            # without RetryInfo it is input over a limit, and a repeat fails the same way.
+            told = error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and error.retry_delay is not None
+            return error.code in policy.codes or told
+
+        delays = (max(delay, asked[0]) for delay in policy.delays())
+        return retry_target(attempt, retryable, delays, policy.deadline)
 
     def _attempt(self, rpc: Any, request: Any, timeout: float | None) -> Any:
         try:
