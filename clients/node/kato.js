@@ -100,6 +100,12 @@ function decode(fullName, bytes) {
   return type.toObject(type.decode(bytes), { longs: Number, enums: String, defaults: true });
 }
 
+/** Encodes the plain object `value` as the message `fullName` (the inverse of decode). */
+function encode(fullName, value) {
+  const type = root.lookupType(fullName);
+  return Buffer.from(type.encode(type.fromObject(value)).finish());
+}
+
 /**
  * The google.rpc.BadRequest field violations of a gRPC error
  * (`[{field, description}]`), read from its `grpc-status-details-bin` trailer.
@@ -118,4 +124,4 @@ function fieldViolations(err) {
   return violations;
 }
 
-module.exports = { grpc, kato, packageDefinition, createClient, call, decode, toStruct, fromStruct, fieldViolations };
+module.exports = { grpc, kato, packageDefinition, createClient, call, decode, encode, toStruct, fromStruct, fieldViolations };

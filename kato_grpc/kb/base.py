@@ -83,5 +83,9 @@ class KnowledgeStore(Protocol):
     def clear(self, kb_id: str) -> None:
         """Remove every pattern, statistic and vector of the KB."""
 
+    def knowledge_bases(self, after: str, limit: int) -> list[tuple[str, int]]:
+        """At most `limit` (kb_id, pattern count) of the KBs holding a pattern, with
+        kb_id > `after`, ascending (ListKnowledgeBases)."""
+
     def close(self) -> None:
         """Release resources. The store is unusable afterwards."""

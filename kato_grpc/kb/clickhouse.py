@@ -786,6 +786,22 @@ class ClickHouseStore(IndexedStore):
             {"kb": kb_id, "since": self._head(kb_id)[1]},
         )
 
+    def knowledge_bases(self, after: str, limit: int) -> list[tuple[str, int]]:
+        """Folded in ClickHouse: a name is stored when its newest operation since its KB's
+        last clear is not a delete (a delete is the only operation that removes one)."""
+        self._ensure_schema()
+        ops, clears = self._t("pattern_ops"), self._t("kb_clears")
+        rows = self._execute(
+            f"SELECT kb_id, countIf(last != 'delete') AS stored FROM ("
+            f" SELECT o.kb_id AS kb_id, o.name AS name, argMax(o.op, (o.version, o.seq)) AS last"
+            f" FROM {ops} AS o LEFT JOIN (SELECT kb_id, max(version) AS cleared FROM {clears} GROUP BY kb_id) AS c"
+            f" ON o.kb_id = c.kb_id"
+            f" WHERE o.kb_id > %(after)s AND o.version >= c.cleared GROUP BY o.kb_id, o.name)"
+            f" GROUP BY kb_id HAVING stored > 0 ORDER BY kb_id LIMIT %(limit)s",
+            {"after": after, "limit": limit},
+        )
+        return [(kb_id, int(n)) for kb_id, n in rows]
+
     def _insert(self, rows: list[WriteRow]) -> None:
         """A synchronous INSERT: it returns once ClickHouse has the rows (all of them, in
         every table its views feed; with insert_quorum in the URL, on that many replicas).

@@ -297,5 +297,10 @@ class IndexedStore:
         with self._lock:
             self._forget_client_ids(kb_id)
 
+    def knowledge_bases(self, after: str, limit: int) -> list[tuple[str, int]]:
+        """The loaded indexes: the whole store for the memory store (durable stores override)."""
+        counts = {kb_id: index.pattern_count() for kb_id, index in dict(self._indexes).items() if kb_id > after}
+        return [(kb_id, n) for kb_id, n in sorted(counts.items()) if n > 0][:limit]
+
     def close(self) -> None:
         self._indexes.clear()

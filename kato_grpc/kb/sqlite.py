@@ -193,6 +193,14 @@ class SqliteStore(IndexedStore):
     def pattern_count(self, kb_id: str) -> int:
         return self._conn.execute("SELECT count(*) FROM patterns WHERE kb_id = ?", (kb_id,)).fetchone()[0]
 
+    def knowledge_bases(self, after: str, limit: int) -> list[tuple[str, int]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT kb_id, count(*) FROM patterns WHERE kb_id > ? GROUP BY kb_id ORDER BY kb_id LIMIT ?",
+                (after, limit),
+            )
+            return [(kb_id, n) for kb_id, n in rows]
+
     def _write_rows(self, kb_id: str, change: Change) -> None:
         """The statements of one change; the caller holds the transaction."""
         patterns = [_pattern_row(kb_id, record) for record in change.records.values()]

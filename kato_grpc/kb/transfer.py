@@ -88,6 +88,21 @@ def vectors_of(store, kb_id: str) -> list[tuple[str, Vector]]:
     return sorted(vectors)
 
 
+def require_kb(store, kb_id: str) -> None:
+    """A KB to read must exist: a mistyped id would otherwise export or copy nothing
+    and look like success. Asked cheaply where the store can (no index is built)."""
+    count = count_of(store, kb_id)
+    if count is None:
+        view = store.view(kb_id)
+        found = bool(view.pattern_count()) or view.vector_dimension() is not None
+    else:
+        found = count > 0 or bool(vectors_of(store, kb_id))
+    if not found:
+        raise TransferError(
+            f"knowledge base {kb_id!r} does not exist in the source store (it holds no pattern and no vector)"
+        )
+
+
 def count_of(store, kb_id: str) -> int | None:
     """Patterns in the KB, if the store can say cheaply (for the progress bar)."""
     return store.pattern_count(kb_id) if hasattr(store, "pattern_count") else None
@@ -287,6 +302,11 @@ def run_cli(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.kb_command == "export":
         store = open_store(args.source)
+        try:
+            require_kb(store, args.kb)
+        except TransferError:
+            store.close()
+            raise
         out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
         try:
             with _progress(args, count_of(store, args.kb), f"export {args.kb}") as bar:
@@ -313,6 +333,8 @@ def _run(args: argparse.Namespace) -> int:
         raise TransferError("--to-kb renames one knowledge base: give one --kb")
     source, target = open_store(args.source), open_store(args.target)
     try:
+        for kb_id in args.kb:  # all checked before any is copied
+            require_kb(source, kb_id)
         for kb_id in args.kb:
             with _progress(args, count_of(source, kb_id), f"copy {kb_id}") as bar:
                 patterns, vectors = copy_kb(source, target, kb_id, args.to_kb, resume=args.resume, progress=bar)

@@ -13,7 +13,8 @@ A key has a name, a list of kb id patterns (`fnmatch` syntax, case-sensitive:
 - ``write``: also Observe, ObserveSequence, StreamObservations, Learn, ClearStm,
   UpdateConfig, UpdatePattern, DeletePattern, FinalizeTraining, CreateSession,
   DeleteSession, ExtendSession, UpdateSessionConfig;
-- ``admin``: also ClearKnowledgeBase and ClearAll.
+- ``admin``: also ClearKnowledgeBase, ClearAll and ListKnowledgeBases (which names every
+  knowledge base, whatever the key's kb id patterns).
 
 A method missing from that table needs ``admin`` (a unit test keeps the table complete).
 
@@ -159,7 +160,7 @@ _WRITE = (
     "ExtendSession",
     "UpdateSessionConfig",
 )
-_ADMIN = ("ClearKnowledgeBase", "ClearAll")
+_ADMIN = ("ClearKnowledgeBase", "ClearAll", "ListKnowledgeBases")
 METHOD_ROLES: dict[str, Role] = {
     **{m: Role.READ for m in _READ},
     **{m: Role.WRITE for m in _WRITE},

@@ -26,12 +26,12 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.core import engine
 from kato_grpc.core.engine import Predictor
-from kato_grpc.core.errors import FieldViolation, NotFoundError
+from kato_grpc.core.errors import FieldViolation, NotFoundError, ValidationError
 from kato_grpc.core.model import Limits, Outcome, SessionState
 from kato_grpc.core.observation import metadata_violations, validate_state
 from kato_grpc.core.predict import predict_patterns
 from kato_grpc.kb.base import KnowledgeStore
-from kato_grpc.server import convert
+from kato_grpc.server import convert, knowledge_bases
 from kato_grpc.server.errors import map_exception, rich_status
 from kato_grpc.server.execution import (
     NORMAL,
@@ -495,6 +495,10 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         kb_id = validate_kb_id(request.kb_id)
         stats = await self._store_read(kb_id, self._kb.symbol_stats, kb_id)
         return api.FinalizeTrainingResponse(patterns_processed=stats.total_unique_patterns)
+
+    @_rpc
+    async def ListKnowledgeBases(self, request: api.ListKnowledgeBasesRequest, context):
+        return await knowledge_bases.list_page(request, functools.partial(self._kb_lane, self._kb.knowledge_bases))
 
     # --- server-held sessions ----------------------------------------------------------
     def _session_message(self, record, out: pb.Session) -> pb.Session:

@@ -170,6 +170,7 @@ def request_for(method: str, kb_id: str, session_id: str = "no-such-session"):
         "GetSymbolAffinity": lambda: api.GetSymbolAffinityRequest(kb_id=kb_id),
         "ClearKnowledgeBase": lambda: api.ClearKnowledgeBaseRequest(kb_id=kb_id),
         "FinalizeTraining": lambda: api.FinalizeTrainingRequest(kb_id=kb_id),
+        "ListKnowledgeBases": lambda: api.ListKnowledgeBasesRequest(),
         "CreateSession": lambda: api.CreateSessionRequest(kb_id=kb_id),
         "GetSession": lambda: api.GetSessionRequest(session_id=session_id),
         "DeleteSession": lambda: api.DeleteSessionRequest(session_id=session_id),

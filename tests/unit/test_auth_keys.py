@@ -104,7 +104,11 @@ def test_roles_are_ordered_and_every_rpc_has_one():
     assert set(METHOD_ROLES) == set(api.DESCRIPTOR.services_by_name["KatoService"].methods_by_name)
     assert METHOD_ROLES["Predict"] is Role.READ
     assert METHOD_ROLES["CreateSession"] is Role.WRITE
-    assert {m for m, r in METHOD_ROLES.items() if r is Role.ADMIN} == {"ClearKnowledgeBase", "ClearAll"}
+    assert {m for m, r in METHOD_ROLES.items() if r is Role.ADMIN} == {
+        "ClearKnowledgeBase",
+        "ClearAll",
+        "ListKnowledgeBases",
+    }
 
 
 def test_a_session_is_owned_by_its_key_name_and_ownerless_ones_by_admins():

@@ -3281,6 +3281,173 @@ func (x *FinalizeTrainingResponse) GetPatternsProcessed() int64 {
 	return 0
 }
 
+// The request of ListKnowledgeBases.
+type ListKnowledgeBasesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The maximum number of knowledge bases to return, in [0, 1000]; 0 means
+	// 100 and a larger value is taken as 1000. Negative is INVALID_ARGUMENT.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of a previous call, to get the next page; empty
+	// for the first page. Every other field must be unchanged between pages.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKnowledgeBasesRequest) Reset() {
+	*x = ListKnowledgeBasesRequest{}
+	mi := &file_kato_v1_kato_service_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKnowledgeBasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKnowledgeBasesRequest) ProtoMessage() {}
+
+func (x *ListKnowledgeBasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kato_v1_kato_service_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKnowledgeBasesRequest.ProtoReflect.Descriptor instead.
+func (*ListKnowledgeBasesRequest) Descriptor() ([]byte, []int) {
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ListKnowledgeBasesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListKnowledgeBasesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// The response of ListKnowledgeBases.
+type ListKnowledgeBasesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The knowledge bases, in ascending kb_id order.
+	KnowledgeBases []*KnowledgeBase `protobuf:"bytes,1,rep,name=knowledge_bases,json=knowledgeBases,proto3" json:"knowledge_bases,omitempty"`
+	// The token of the next page; empty only on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKnowledgeBasesResponse) Reset() {
+	*x = ListKnowledgeBasesResponse{}
+	mi := &file_kato_v1_kato_service_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKnowledgeBasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKnowledgeBasesResponse) ProtoMessage() {}
+
+func (x *ListKnowledgeBasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kato_v1_kato_service_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKnowledgeBasesResponse.ProtoReflect.Descriptor instead.
+func (*ListKnowledgeBasesResponse) Descriptor() ([]byte, []int) {
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ListKnowledgeBasesResponse) GetKnowledgeBases() []*KnowledgeBase {
+	if x != nil {
+		return x.KnowledgeBases
+	}
+	return nil
+}
+
+func (x *ListKnowledgeBasesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// A knowledge base, as ListKnowledgeBases lists it.
+type KnowledgeBase struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The knowledge base's identifier.
+	KbId string `protobuf:"bytes,1,opt,name=kb_id,json=kbId,proto3" json:"kb_id,omitempty"`
+	// The number of stored patterns, at least 1.
+	PatternCount  int64 `protobuf:"varint,2,opt,name=pattern_count,json=patternCount,proto3" json:"pattern_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KnowledgeBase) Reset() {
+	*x = KnowledgeBase{}
+	mi := &file_kato_v1_kato_service_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KnowledgeBase) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KnowledgeBase) ProtoMessage() {}
+
+func (x *KnowledgeBase) ProtoReflect() protoreflect.Message {
+	mi := &file_kato_v1_kato_service_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KnowledgeBase.ProtoReflect.Descriptor instead.
+func (*KnowledgeBase) Descriptor() ([]byte, []int) {
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *KnowledgeBase) GetKbId() string {
+	if x != nil {
+		return x.KbId
+	}
+	return ""
+}
+
+func (x *KnowledgeBase) GetPatternCount() int64 {
+	if x != nil {
+		return x.PatternCount
+	}
+	return 0
+}
+
 // The request of CreateSession.
 type CreateSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3301,7 +3468,7 @@ type CreateSessionRequest struct {
 
 func (x *CreateSessionRequest) Reset() {
 	*x = CreateSessionRequest{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[45]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3313,7 +3480,7 @@ func (x *CreateSessionRequest) String() string {
 func (*CreateSessionRequest) ProtoMessage() {}
 
 func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[45]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3326,7 +3493,7 @@ func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{45}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CreateSessionRequest) GetKbId() string {
@@ -3368,7 +3535,7 @@ type CreateSessionResponse struct {
 
 func (x *CreateSessionResponse) Reset() {
 	*x = CreateSessionResponse{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[46]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3380,7 +3547,7 @@ func (x *CreateSessionResponse) String() string {
 func (*CreateSessionResponse) ProtoMessage() {}
 
 func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[46]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3393,7 +3560,7 @@ func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionResponse.ProtoReflect.Descriptor instead.
 func (*CreateSessionResponse) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{46}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CreateSessionResponse) GetSession() *Session {
@@ -3414,7 +3581,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[47]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3426,7 +3593,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[47]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3439,7 +3606,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{47}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetSessionRequest) GetSessionId() string {
@@ -3460,7 +3627,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[48]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3472,7 +3639,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[48]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3485,7 +3652,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{48}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetSessionResponse) GetSession() *Session {
@@ -3506,7 +3673,7 @@ type DeleteSessionRequest struct {
 
 func (x *DeleteSessionRequest) Reset() {
 	*x = DeleteSessionRequest{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[49]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3518,7 +3685,7 @@ func (x *DeleteSessionRequest) String() string {
 func (*DeleteSessionRequest) ProtoMessage() {}
 
 func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[49]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3531,7 +3698,7 @@ func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSessionRequest) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{49}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *DeleteSessionRequest) GetSessionId() string {
@@ -3550,7 +3717,7 @@ type DeleteSessionResponse struct {
 
 func (x *DeleteSessionResponse) Reset() {
 	*x = DeleteSessionResponse{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[50]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3562,7 +3729,7 @@ func (x *DeleteSessionResponse) String() string {
 func (*DeleteSessionResponse) ProtoMessage() {}
 
 func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[50]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3575,7 +3742,7 @@ func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSessionResponse) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{50}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{53}
 }
 
 // The request of ExtendSession.
@@ -3592,7 +3759,7 @@ type ExtendSessionRequest struct {
 
 func (x *ExtendSessionRequest) Reset() {
 	*x = ExtendSessionRequest{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[51]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3604,7 +3771,7 @@ func (x *ExtendSessionRequest) String() string {
 func (*ExtendSessionRequest) ProtoMessage() {}
 
 func (x *ExtendSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[51]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3617,7 +3784,7 @@ func (x *ExtendSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendSessionRequest.ProtoReflect.Descriptor instead.
 func (*ExtendSessionRequest) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{51}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ExtendSessionRequest) GetSessionId() string {
@@ -3645,7 +3812,7 @@ type ExtendSessionResponse struct {
 
 func (x *ExtendSessionResponse) Reset() {
 	*x = ExtendSessionResponse{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[52]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3657,7 +3824,7 @@ func (x *ExtendSessionResponse) String() string {
 func (*ExtendSessionResponse) ProtoMessage() {}
 
 func (x *ExtendSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[52]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3670,7 +3837,7 @@ func (x *ExtendSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendSessionResponse.ProtoReflect.Descriptor instead.
 func (*ExtendSessionResponse) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{52}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ExtendSessionResponse) GetSession() *Session {
@@ -3694,7 +3861,7 @@ type UpdateSessionConfigRequest struct {
 
 func (x *UpdateSessionConfigRequest) Reset() {
 	*x = UpdateSessionConfigRequest{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[53]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3706,7 +3873,7 @@ func (x *UpdateSessionConfigRequest) String() string {
 func (*UpdateSessionConfigRequest) ProtoMessage() {}
 
 func (x *UpdateSessionConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[53]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3719,7 +3886,7 @@ func (x *UpdateSessionConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSessionConfigRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSessionConfigRequest) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{53}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *UpdateSessionConfigRequest) GetSessionId() string {
@@ -3748,7 +3915,7 @@ type UpdateSessionConfigResponse struct {
 
 func (x *UpdateSessionConfigResponse) Reset() {
 	*x = UpdateSessionConfigResponse{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[54]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3760,7 +3927,7 @@ func (x *UpdateSessionConfigResponse) String() string {
 func (*UpdateSessionConfigResponse) ProtoMessage() {}
 
 func (x *UpdateSessionConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[54]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3773,7 +3940,7 @@ func (x *UpdateSessionConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSessionConfigResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSessionConfigResponse) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{54}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *UpdateSessionConfigResponse) GetConfig() *SessionConfig {
@@ -3794,7 +3961,7 @@ type SessionExistsRequest struct {
 
 func (x *SessionExistsRequest) Reset() {
 	*x = SessionExistsRequest{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[55]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3806,7 +3973,7 @@ func (x *SessionExistsRequest) String() string {
 func (*SessionExistsRequest) ProtoMessage() {}
 
 func (x *SessionExistsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[55]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3819,7 +3986,7 @@ func (x *SessionExistsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionExistsRequest.ProtoReflect.Descriptor instead.
 func (*SessionExistsRequest) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{55}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SessionExistsRequest) GetSessionId() string {
@@ -3842,7 +4009,7 @@ type SessionExistsResponse struct {
 
 func (x *SessionExistsResponse) Reset() {
 	*x = SessionExistsResponse{}
-	mi := &file_kato_v1_kato_service_proto_msgTypes[56]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3854,7 +4021,7 @@ func (x *SessionExistsResponse) String() string {
 func (*SessionExistsResponse) ProtoMessage() {}
 
 func (x *SessionExistsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_kato_service_proto_msgTypes[56]
+	mi := &file_kato_v1_kato_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3867,7 +4034,7 @@ func (x *SessionExistsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionExistsResponse.ProtoReflect.Descriptor instead.
 func (*SessionExistsResponse) Descriptor() ([]byte, []int) {
-	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{56}
+	return file_kato_v1_kato_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SessionExistsResponse) GetExists() bool {
@@ -4086,7 +4253,17 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\x17FinalizeTrainingRequest\x12\x19\n" +
 	"\x05kb_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04kbId\"I\n" +
 	"\x18FinalizeTrainingResponse\x12-\n" +
-	"\x12patterns_processed\x18\x01 \x01(\x03R\x11patternsProcessed\"\xde\x01\n" +
+	"\x12patterns_processed\x18\x01 \x01(\x03R\x11patternsProcessed\"c\n" +
+	"\x19ListKnowledgeBasesRequest\x12!\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\x04\xe2A\x01\x01R\bpageSize\x12#\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\x04\xe2A\x01\x01R\tpageToken\"\x85\x01\n" +
+	"\x1aListKnowledgeBasesResponse\x12?\n" +
+	"\x0fknowledge_bases\x18\x01 \x03(\v2\x16.kato.v1.KnowledgeBaseR\x0eknowledgeBases\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"I\n" +
+	"\rKnowledgeBase\x12\x13\n" +
+	"\x05kb_id\x18\x01 \x01(\tR\x04kbId\x12#\n" +
+	"\rpattern_count\x18\x02 \x01(\x03R\fpatternCount\"\xde\x01\n" +
 	"\x14CreateSessionRequest\x12\x19\n" +
 	"\x05kb_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04kbId\x124\n" +
 	"\x06config\x18\x02 \x01(\v2\x16.kato.v1.SessionConfigB\x04\xe2A\x01\x01R\x06config\x12*\n" +
@@ -4123,7 +4300,7 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsessionId\"I\n" +
 	"\x15SessionExistsResponse\x12\x16\n" +
 	"\x06exists\x18\x01 \x01(\bR\x06exists\x12\x18\n" +
-	"\aexpired\x18\x02 \x01(\bR\aexpired2\xf8\x0f\n" +
+	"\aexpired\x18\x02 \x01(\bR\aexpired2\xd7\x10\n" +
 	"\vKatoService\x12<\n" +
 	"\aObserve\x12\x17.kato.v1.ObserveRequest\x1a\x18.kato.v1.ObserveResponse\x12T\n" +
 	"\x0fObserveSequence\x12\x1f.kato.v1.ObserveSequenceRequest\x1a .kato.v1.ObserveSequenceResponse\x12a\n" +
@@ -4145,7 +4322,8 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\x0eGetSymbolStats\x12\x1e.kato.v1.GetSymbolStatsRequest\x1a\x1f.kato.v1.GetSymbolStatsResponse\x12Z\n" +
 	"\x11GetSymbolAffinity\x12!.kato.v1.GetSymbolAffinityRequest\x1a\".kato.v1.GetSymbolAffinityResponse\x12]\n" +
 	"\x12ClearKnowledgeBase\x12\".kato.v1.ClearKnowledgeBaseRequest\x1a#.kato.v1.ClearKnowledgeBaseResponse\x12W\n" +
-	"\x10FinalizeTraining\x12 .kato.v1.FinalizeTrainingRequest\x1a!.kato.v1.FinalizeTrainingResponse\x12N\n" +
+	"\x10FinalizeTraining\x12 .kato.v1.FinalizeTrainingRequest\x1a!.kato.v1.FinalizeTrainingResponse\x12]\n" +
+	"\x12ListKnowledgeBases\x12\".kato.v1.ListKnowledgeBasesRequest\x1a#.kato.v1.ListKnowledgeBasesResponse\x12N\n" +
 	"\rCreateSession\x12\x1d.kato.v1.CreateSessionRequest\x1a\x1e.kato.v1.CreateSessionResponse\x12E\n" +
 	"\n" +
 	"GetSession\x12\x1a.kato.v1.GetSessionRequest\x1a\x1b.kato.v1.GetSessionResponse\x12N\n" +
@@ -4166,7 +4344,7 @@ func file_kato_v1_kato_service_proto_rawDescGZIP() []byte {
 	return file_kato_v1_kato_service_proto_rawDescData
 }
 
-var file_kato_v1_kato_service_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_kato_v1_kato_service_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_kato_v1_kato_service_proto_goTypes = []any{
 	(*ObserveRequest)(nil),              // 0: kato.v1.ObserveRequest
 	(*ObserveResponse)(nil),             // 1: kato.v1.ObserveResponse
@@ -4213,160 +4391,166 @@ var file_kato_v1_kato_service_proto_goTypes = []any{
 	(*ClearKnowledgeBaseResponse)(nil),  // 42: kato.v1.ClearKnowledgeBaseResponse
 	(*FinalizeTrainingRequest)(nil),     // 43: kato.v1.FinalizeTrainingRequest
 	(*FinalizeTrainingResponse)(nil),    // 44: kato.v1.FinalizeTrainingResponse
-	(*CreateSessionRequest)(nil),        // 45: kato.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil),       // 46: kato.v1.CreateSessionResponse
-	(*GetSessionRequest)(nil),           // 47: kato.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),          // 48: kato.v1.GetSessionResponse
-	(*DeleteSessionRequest)(nil),        // 49: kato.v1.DeleteSessionRequest
-	(*DeleteSessionResponse)(nil),       // 50: kato.v1.DeleteSessionResponse
-	(*ExtendSessionRequest)(nil),        // 51: kato.v1.ExtendSessionRequest
-	(*ExtendSessionResponse)(nil),       // 52: kato.v1.ExtendSessionResponse
-	(*UpdateSessionConfigRequest)(nil),  // 53: kato.v1.UpdateSessionConfigRequest
-	(*UpdateSessionConfigResponse)(nil), // 54: kato.v1.UpdateSessionConfigResponse
-	(*SessionExistsRequest)(nil),        // 55: kato.v1.SessionExistsRequest
-	(*SessionExistsResponse)(nil),       // 56: kato.v1.SessionExistsResponse
-	nil,                                 // 57: kato.v1.GetCognitionDataResponse.EmotivesEntry
-	nil,                                 // 58: kato.v1.UpdatePatternRequest.MetadataEntry
-	(*SessionState)(nil),                // 59: kato.v1.SessionState
-	(*Observation)(nil),                 // 60: kato.v1.Observation
-	(PredictionView)(0),                 // 61: kato.v1.PredictionView
-	(*Prediction)(nil),                  // 62: kato.v1.Prediction
-	(*FuturePotential)(nil),             // 63: kato.v1.FuturePotential
-	(*SequenceItemResult)(nil),          // 64: kato.v1.SequenceItemResult
-	(*status.Status)(nil),               // 65: google.rpc.Status
-	(*Event)(nil),                       // 66: kato.v1.Event
-	(*Percept)(nil),                     // 67: kato.v1.Percept
-	(*SessionConfig)(nil),               // 68: kato.v1.SessionConfig
-	(*Pattern)(nil),                     // 69: kato.v1.Pattern
-	(*EmotiveMap)(nil),                  // 70: kato.v1.EmotiveMap
-	(*fieldmaskpb.FieldMask)(nil),       // 71: google.protobuf.FieldMask
-	(*SymbolStat)(nil),                  // 72: kato.v1.SymbolStat
-	(*SymbolAffinity)(nil),              // 73: kato.v1.SymbolAffinity
-	(*structpb.Struct)(nil),             // 74: google.protobuf.Struct
-	(*Session)(nil),                     // 75: kato.v1.Session
-	(*StringList)(nil),                  // 76: kato.v1.StringList
+	(*ListKnowledgeBasesRequest)(nil),   // 45: kato.v1.ListKnowledgeBasesRequest
+	(*ListKnowledgeBasesResponse)(nil),  // 46: kato.v1.ListKnowledgeBasesResponse
+	(*KnowledgeBase)(nil),               // 47: kato.v1.KnowledgeBase
+	(*CreateSessionRequest)(nil),        // 48: kato.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),       // 49: kato.v1.CreateSessionResponse
+	(*GetSessionRequest)(nil),           // 50: kato.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),          // 51: kato.v1.GetSessionResponse
+	(*DeleteSessionRequest)(nil),        // 52: kato.v1.DeleteSessionRequest
+	(*DeleteSessionResponse)(nil),       // 53: kato.v1.DeleteSessionResponse
+	(*ExtendSessionRequest)(nil),        // 54: kato.v1.ExtendSessionRequest
+	(*ExtendSessionResponse)(nil),       // 55: kato.v1.ExtendSessionResponse
+	(*UpdateSessionConfigRequest)(nil),  // 56: kato.v1.UpdateSessionConfigRequest
+	(*UpdateSessionConfigResponse)(nil), // 57: kato.v1.UpdateSessionConfigResponse
+	(*SessionExistsRequest)(nil),        // 58: kato.v1.SessionExistsRequest
+	(*SessionExistsResponse)(nil),       // 59: kato.v1.SessionExistsResponse
+	nil,                                 // 60: kato.v1.GetCognitionDataResponse.EmotivesEntry
+	nil,                                 // 61: kato.v1.UpdatePatternRequest.MetadataEntry
+	(*SessionState)(nil),                // 62: kato.v1.SessionState
+	(*Observation)(nil),                 // 63: kato.v1.Observation
+	(PredictionView)(0),                 // 64: kato.v1.PredictionView
+	(*Prediction)(nil),                  // 65: kato.v1.Prediction
+	(*FuturePotential)(nil),             // 66: kato.v1.FuturePotential
+	(*SequenceItemResult)(nil),          // 67: kato.v1.SequenceItemResult
+	(*status.Status)(nil),               // 68: google.rpc.Status
+	(*Event)(nil),                       // 69: kato.v1.Event
+	(*Percept)(nil),                     // 70: kato.v1.Percept
+	(*SessionConfig)(nil),               // 71: kato.v1.SessionConfig
+	(*Pattern)(nil),                     // 72: kato.v1.Pattern
+	(*EmotiveMap)(nil),                  // 73: kato.v1.EmotiveMap
+	(*fieldmaskpb.FieldMask)(nil),       // 74: google.protobuf.FieldMask
+	(*SymbolStat)(nil),                  // 75: kato.v1.SymbolStat
+	(*SymbolAffinity)(nil),              // 76: kato.v1.SymbolAffinity
+	(*structpb.Struct)(nil),             // 77: google.protobuf.Struct
+	(*Session)(nil),                     // 78: kato.v1.Session
+	(*StringList)(nil),                  // 79: kato.v1.StringList
 }
 var file_kato_v1_kato_service_proto_depIdxs = []int32{
-	59, // 0: kato.v1.ObserveRequest.state:type_name -> kato.v1.SessionState
-	60, // 1: kato.v1.ObserveRequest.observation:type_name -> kato.v1.Observation
-	61, // 2: kato.v1.ObserveRequest.prediction_view:type_name -> kato.v1.PredictionView
-	59, // 3: kato.v1.ObserveResponse.state:type_name -> kato.v1.SessionState
-	62, // 4: kato.v1.ObserveResponse.predictions:type_name -> kato.v1.Prediction
-	63, // 5: kato.v1.ObserveResponse.future_potentials:type_name -> kato.v1.FuturePotential
-	59, // 6: kato.v1.ObserveSequenceRequest.state:type_name -> kato.v1.SessionState
-	60, // 7: kato.v1.ObserveSequenceRequest.observations:type_name -> kato.v1.Observation
-	59, // 8: kato.v1.ObserveSequenceResponse.state:type_name -> kato.v1.SessionState
-	64, // 9: kato.v1.ObserveSequenceResponse.results:type_name -> kato.v1.SequenceItemResult
+	62, // 0: kato.v1.ObserveRequest.state:type_name -> kato.v1.SessionState
+	63, // 1: kato.v1.ObserveRequest.observation:type_name -> kato.v1.Observation
+	64, // 2: kato.v1.ObserveRequest.prediction_view:type_name -> kato.v1.PredictionView
+	62, // 3: kato.v1.ObserveResponse.state:type_name -> kato.v1.SessionState
+	65, // 4: kato.v1.ObserveResponse.predictions:type_name -> kato.v1.Prediction
+	66, // 5: kato.v1.ObserveResponse.future_potentials:type_name -> kato.v1.FuturePotential
+	62, // 6: kato.v1.ObserveSequenceRequest.state:type_name -> kato.v1.SessionState
+	63, // 7: kato.v1.ObserveSequenceRequest.observations:type_name -> kato.v1.Observation
+	62, // 8: kato.v1.ObserveSequenceResponse.state:type_name -> kato.v1.SessionState
+	67, // 9: kato.v1.ObserveSequenceResponse.results:type_name -> kato.v1.SequenceItemResult
 	5,  // 10: kato.v1.StreamObservationsRequest.open:type_name -> kato.v1.StreamOpen
-	60, // 11: kato.v1.StreamObservationsRequest.observation:type_name -> kato.v1.Observation
+	63, // 11: kato.v1.StreamObservationsRequest.observation:type_name -> kato.v1.Observation
 	6,  // 12: kato.v1.StreamObservationsRequest.learn:type_name -> kato.v1.StreamLearn
 	7,  // 13: kato.v1.StreamObservationsRequest.clear_stm:type_name -> kato.v1.StreamClearStm
-	59, // 14: kato.v1.StreamOpen.state:type_name -> kato.v1.SessionState
-	61, // 15: kato.v1.StreamOpen.prediction_view:type_name -> kato.v1.PredictionView
+	62, // 14: kato.v1.StreamOpen.state:type_name -> kato.v1.SessionState
+	64, // 15: kato.v1.StreamOpen.prediction_view:type_name -> kato.v1.PredictionView
 	9,  // 16: kato.v1.StreamObservationsResponse.opened:type_name -> kato.v1.StreamOpened
 	1,  // 17: kato.v1.StreamObservationsResponse.observed:type_name -> kato.v1.ObserveResponse
 	12, // 18: kato.v1.StreamObservationsResponse.learned:type_name -> kato.v1.LearnResponse
 	16, // 19: kato.v1.StreamObservationsResponse.cleared:type_name -> kato.v1.ClearStmResponse
 	10, // 20: kato.v1.StreamObservationsResponse.closed:type_name -> kato.v1.StreamClosed
-	65, // 21: kato.v1.StreamObservationsResponse.error:type_name -> google.rpc.Status
-	59, // 22: kato.v1.StreamClosed.state:type_name -> kato.v1.SessionState
-	59, // 23: kato.v1.LearnRequest.state:type_name -> kato.v1.SessionState
-	59, // 24: kato.v1.LearnResponse.state:type_name -> kato.v1.SessionState
-	59, // 25: kato.v1.PredictRequest.state:type_name -> kato.v1.SessionState
-	61, // 26: kato.v1.PredictRequest.prediction_view:type_name -> kato.v1.PredictionView
-	62, // 27: kato.v1.PredictResponse.predictions:type_name -> kato.v1.Prediction
-	63, // 28: kato.v1.PredictResponse.future_potentials:type_name -> kato.v1.FuturePotential
-	59, // 29: kato.v1.ClearStmRequest.state:type_name -> kato.v1.SessionState
-	59, // 30: kato.v1.ClearStmResponse.state:type_name -> kato.v1.SessionState
-	59, // 31: kato.v1.ClearAllRequest.state:type_name -> kato.v1.SessionState
-	59, // 32: kato.v1.ClearAllResponse.state:type_name -> kato.v1.SessionState
-	59, // 33: kato.v1.GetStmRequest.state:type_name -> kato.v1.SessionState
-	66, // 34: kato.v1.GetStmResponse.stm:type_name -> kato.v1.Event
-	59, // 35: kato.v1.GetPerceptDataRequest.state:type_name -> kato.v1.SessionState
-	67, // 36: kato.v1.GetPerceptDataResponse.percept:type_name -> kato.v1.Percept
-	59, // 37: kato.v1.GetCognitionDataRequest.state:type_name -> kato.v1.SessionState
-	62, // 38: kato.v1.GetCognitionDataResponse.predictions:type_name -> kato.v1.Prediction
-	57, // 39: kato.v1.GetCognitionDataResponse.emotives:type_name -> kato.v1.GetCognitionDataResponse.EmotivesEntry
-	66, // 40: kato.v1.GetCognitionDataResponse.short_term_memory:type_name -> kato.v1.Event
-	59, // 41: kato.v1.UpdateConfigRequest.state:type_name -> kato.v1.SessionState
-	68, // 42: kato.v1.UpdateConfigRequest.config:type_name -> kato.v1.SessionConfig
-	59, // 43: kato.v1.UpdateConfigResponse.state:type_name -> kato.v1.SessionState
-	68, // 44: kato.v1.UpdateConfigResponse.config:type_name -> kato.v1.SessionConfig
-	59, // 45: kato.v1.GetConfigRequest.state:type_name -> kato.v1.SessionState
-	68, // 46: kato.v1.GetConfigResponse.config:type_name -> kato.v1.SessionConfig
-	69, // 47: kato.v1.GetPatternResponse.pattern:type_name -> kato.v1.Pattern
-	69, // 48: kato.v1.ListPatternsResponse.patterns:type_name -> kato.v1.Pattern
-	70, // 49: kato.v1.UpdatePatternRequest.emotives:type_name -> kato.v1.EmotiveMap
-	58, // 50: kato.v1.UpdatePatternRequest.metadata:type_name -> kato.v1.UpdatePatternRequest.MetadataEntry
-	71, // 51: kato.v1.UpdatePatternRequest.update_mask:type_name -> google.protobuf.FieldMask
-	69, // 52: kato.v1.UpdatePatternResponse.pattern:type_name -> kato.v1.Pattern
-	72, // 53: kato.v1.GetSymbolStatsResponse.symbol_stats:type_name -> kato.v1.SymbolStat
-	73, // 54: kato.v1.GetSymbolAffinityResponse.symbol_affinities:type_name -> kato.v1.SymbolAffinity
-	68, // 55: kato.v1.CreateSessionRequest.config:type_name -> kato.v1.SessionConfig
-	74, // 56: kato.v1.CreateSessionRequest.metadata:type_name -> google.protobuf.Struct
-	75, // 57: kato.v1.CreateSessionResponse.session:type_name -> kato.v1.Session
-	75, // 58: kato.v1.GetSessionResponse.session:type_name -> kato.v1.Session
-	75, // 59: kato.v1.ExtendSessionResponse.session:type_name -> kato.v1.Session
-	68, // 60: kato.v1.UpdateSessionConfigRequest.config:type_name -> kato.v1.SessionConfig
-	68, // 61: kato.v1.UpdateSessionConfigResponse.config:type_name -> kato.v1.SessionConfig
-	76, // 62: kato.v1.UpdatePatternRequest.MetadataEntry.value:type_name -> kato.v1.StringList
-	0,  // 63: kato.v1.KatoService.Observe:input_type -> kato.v1.ObserveRequest
-	2,  // 64: kato.v1.KatoService.ObserveSequence:input_type -> kato.v1.ObserveSequenceRequest
-	4,  // 65: kato.v1.KatoService.StreamObservations:input_type -> kato.v1.StreamObservationsRequest
-	11, // 66: kato.v1.KatoService.Learn:input_type -> kato.v1.LearnRequest
-	13, // 67: kato.v1.KatoService.Predict:input_type -> kato.v1.PredictRequest
-	15, // 68: kato.v1.KatoService.ClearStm:input_type -> kato.v1.ClearStmRequest
-	17, // 69: kato.v1.KatoService.ClearAll:input_type -> kato.v1.ClearAllRequest
-	19, // 70: kato.v1.KatoService.GetStm:input_type -> kato.v1.GetStmRequest
-	21, // 71: kato.v1.KatoService.GetPerceptData:input_type -> kato.v1.GetPerceptDataRequest
-	23, // 72: kato.v1.KatoService.GetCognitionData:input_type -> kato.v1.GetCognitionDataRequest
-	25, // 73: kato.v1.KatoService.UpdateConfig:input_type -> kato.v1.UpdateConfigRequest
-	27, // 74: kato.v1.KatoService.GetConfig:input_type -> kato.v1.GetConfigRequest
-	29, // 75: kato.v1.KatoService.GetPattern:input_type -> kato.v1.GetPatternRequest
-	31, // 76: kato.v1.KatoService.ListPatterns:input_type -> kato.v1.ListPatternsRequest
-	33, // 77: kato.v1.KatoService.UpdatePattern:input_type -> kato.v1.UpdatePatternRequest
-	35, // 78: kato.v1.KatoService.DeletePattern:input_type -> kato.v1.DeletePatternRequest
-	37, // 79: kato.v1.KatoService.GetSymbolStats:input_type -> kato.v1.GetSymbolStatsRequest
-	39, // 80: kato.v1.KatoService.GetSymbolAffinity:input_type -> kato.v1.GetSymbolAffinityRequest
-	41, // 81: kato.v1.KatoService.ClearKnowledgeBase:input_type -> kato.v1.ClearKnowledgeBaseRequest
-	43, // 82: kato.v1.KatoService.FinalizeTraining:input_type -> kato.v1.FinalizeTrainingRequest
-	45, // 83: kato.v1.KatoService.CreateSession:input_type -> kato.v1.CreateSessionRequest
-	47, // 84: kato.v1.KatoService.GetSession:input_type -> kato.v1.GetSessionRequest
-	49, // 85: kato.v1.KatoService.DeleteSession:input_type -> kato.v1.DeleteSessionRequest
-	51, // 86: kato.v1.KatoService.ExtendSession:input_type -> kato.v1.ExtendSessionRequest
-	53, // 87: kato.v1.KatoService.UpdateSessionConfig:input_type -> kato.v1.UpdateSessionConfigRequest
-	55, // 88: kato.v1.KatoService.SessionExists:input_type -> kato.v1.SessionExistsRequest
-	1,  // 89: kato.v1.KatoService.Observe:output_type -> kato.v1.ObserveResponse
-	3,  // 90: kato.v1.KatoService.ObserveSequence:output_type -> kato.v1.ObserveSequenceResponse
-	8,  // 91: kato.v1.KatoService.StreamObservations:output_type -> kato.v1.StreamObservationsResponse
-	12, // 92: kato.v1.KatoService.Learn:output_type -> kato.v1.LearnResponse
-	14, // 93: kato.v1.KatoService.Predict:output_type -> kato.v1.PredictResponse
-	16, // 94: kato.v1.KatoService.ClearStm:output_type -> kato.v1.ClearStmResponse
-	18, // 95: kato.v1.KatoService.ClearAll:output_type -> kato.v1.ClearAllResponse
-	20, // 96: kato.v1.KatoService.GetStm:output_type -> kato.v1.GetStmResponse
-	22, // 97: kato.v1.KatoService.GetPerceptData:output_type -> kato.v1.GetPerceptDataResponse
-	24, // 98: kato.v1.KatoService.GetCognitionData:output_type -> kato.v1.GetCognitionDataResponse
-	26, // 99: kato.v1.KatoService.UpdateConfig:output_type -> kato.v1.UpdateConfigResponse
-	28, // 100: kato.v1.KatoService.GetConfig:output_type -> kato.v1.GetConfigResponse
-	30, // 101: kato.v1.KatoService.GetPattern:output_type -> kato.v1.GetPatternResponse
-	32, // 102: kato.v1.KatoService.ListPatterns:output_type -> kato.v1.ListPatternsResponse
-	34, // 103: kato.v1.KatoService.UpdatePattern:output_type -> kato.v1.UpdatePatternResponse
-	36, // 104: kato.v1.KatoService.DeletePattern:output_type -> kato.v1.DeletePatternResponse
-	38, // 105: kato.v1.KatoService.GetSymbolStats:output_type -> kato.v1.GetSymbolStatsResponse
-	40, // 106: kato.v1.KatoService.GetSymbolAffinity:output_type -> kato.v1.GetSymbolAffinityResponse
-	42, // 107: kato.v1.KatoService.ClearKnowledgeBase:output_type -> kato.v1.ClearKnowledgeBaseResponse
-	44, // 108: kato.v1.KatoService.FinalizeTraining:output_type -> kato.v1.FinalizeTrainingResponse
-	46, // 109: kato.v1.KatoService.CreateSession:output_type -> kato.v1.CreateSessionResponse
-	48, // 110: kato.v1.KatoService.GetSession:output_type -> kato.v1.GetSessionResponse
-	50, // 111: kato.v1.KatoService.DeleteSession:output_type -> kato.v1.DeleteSessionResponse
-	52, // 112: kato.v1.KatoService.ExtendSession:output_type -> kato.v1.ExtendSessionResponse
-	54, // 113: kato.v1.KatoService.UpdateSessionConfig:output_type -> kato.v1.UpdateSessionConfigResponse
-	56, // 114: kato.v1.KatoService.SessionExists:output_type -> kato.v1.SessionExistsResponse
-	89, // [89:115] is the sub-list for method output_type
-	63, // [63:89] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	68, // 21: kato.v1.StreamObservationsResponse.error:type_name -> google.rpc.Status
+	62, // 22: kato.v1.StreamClosed.state:type_name -> kato.v1.SessionState
+	62, // 23: kato.v1.LearnRequest.state:type_name -> kato.v1.SessionState
+	62, // 24: kato.v1.LearnResponse.state:type_name -> kato.v1.SessionState
+	62, // 25: kato.v1.PredictRequest.state:type_name -> kato.v1.SessionState
+	64, // 26: kato.v1.PredictRequest.prediction_view:type_name -> kato.v1.PredictionView
+	65, // 27: kato.v1.PredictResponse.predictions:type_name -> kato.v1.Prediction
+	66, // 28: kato.v1.PredictResponse.future_potentials:type_name -> kato.v1.FuturePotential
+	62, // 29: kato.v1.ClearStmRequest.state:type_name -> kato.v1.SessionState
+	62, // 30: kato.v1.ClearStmResponse.state:type_name -> kato.v1.SessionState
+	62, // 31: kato.v1.ClearAllRequest.state:type_name -> kato.v1.SessionState
+	62, // 32: kato.v1.ClearAllResponse.state:type_name -> kato.v1.SessionState
+	62, // 33: kato.v1.GetStmRequest.state:type_name -> kato.v1.SessionState
+	69, // 34: kato.v1.GetStmResponse.stm:type_name -> kato.v1.Event
+	62, // 35: kato.v1.GetPerceptDataRequest.state:type_name -> kato.v1.SessionState
+	70, // 36: kato.v1.GetPerceptDataResponse.percept:type_name -> kato.v1.Percept
+	62, // 37: kato.v1.GetCognitionDataRequest.state:type_name -> kato.v1.SessionState
+	65, // 38: kato.v1.GetCognitionDataResponse.predictions:type_name -> kato.v1.Prediction
+	60, // 39: kato.v1.GetCognitionDataResponse.emotives:type_name -> kato.v1.GetCognitionDataResponse.EmotivesEntry
+	69, // 40: kato.v1.GetCognitionDataResponse.short_term_memory:type_name -> kato.v1.Event
+	62, // 41: kato.v1.UpdateConfigRequest.state:type_name -> kato.v1.SessionState
+	71, // 42: kato.v1.UpdateConfigRequest.config:type_name -> kato.v1.SessionConfig
+	62, // 43: kato.v1.UpdateConfigResponse.state:type_name -> kato.v1.SessionState
+	71, // 44: kato.v1.UpdateConfigResponse.config:type_name -> kato.v1.SessionConfig
+	62, // 45: kato.v1.GetConfigRequest.state:type_name -> kato.v1.SessionState
+	71, // 46: kato.v1.GetConfigResponse.config:type_name -> kato.v1.SessionConfig
+	72, // 47: kato.v1.GetPatternResponse.pattern:type_name -> kato.v1.Pattern
+	72, // 48: kato.v1.ListPatternsResponse.patterns:type_name -> kato.v1.Pattern
+	73, // 49: kato.v1.UpdatePatternRequest.emotives:type_name -> kato.v1.EmotiveMap
+	61, // 50: kato.v1.UpdatePatternRequest.metadata:type_name -> kato.v1.UpdatePatternRequest.MetadataEntry
+	74, // 51: kato.v1.UpdatePatternRequest.update_mask:type_name -> google.protobuf.FieldMask
+	72, // 52: kato.v1.UpdatePatternResponse.pattern:type_name -> kato.v1.Pattern
+	75, // 53: kato.v1.GetSymbolStatsResponse.symbol_stats:type_name -> kato.v1.SymbolStat
+	76, // 54: kato.v1.GetSymbolAffinityResponse.symbol_affinities:type_name -> kato.v1.SymbolAffinity
+	47, // 55: kato.v1.ListKnowledgeBasesResponse.knowledge_bases:type_name -> kato.v1.KnowledgeBase
+	71, // 56: kato.v1.CreateSessionRequest.config:type_name -> kato.v1.SessionConfig
+	77, // 57: kato.v1.CreateSessionRequest.metadata:type_name -> google.protobuf.Struct
+	78, // 58: kato.v1.CreateSessionResponse.session:type_name -> kato.v1.Session
+	78, // 59: kato.v1.GetSessionResponse.session:type_name -> kato.v1.Session
+	78, // 60: kato.v1.ExtendSessionResponse.session:type_name -> kato.v1.Session
+	71, // 61: kato.v1.UpdateSessionConfigRequest.config:type_name -> kato.v1.SessionConfig
+	71, // 62: kato.v1.UpdateSessionConfigResponse.config:type_name -> kato.v1.SessionConfig
+	79, // 63: kato.v1.UpdatePatternRequest.MetadataEntry.value:type_name -> kato.v1.StringList
+	0,  // 64: kato.v1.KatoService.Observe:input_type -> kato.v1.ObserveRequest
+	2,  // 65: kato.v1.KatoService.ObserveSequence:input_type -> kato.v1.ObserveSequenceRequest
+	4,  // 66: kato.v1.KatoService.StreamObservations:input_type -> kato.v1.StreamObservationsRequest
+	11, // 67: kato.v1.KatoService.Learn:input_type -> kato.v1.LearnRequest
+	13, // 68: kato.v1.KatoService.Predict:input_type -> kato.v1.PredictRequest
+	15, // 69: kato.v1.KatoService.ClearStm:input_type -> kato.v1.ClearStmRequest
+	17, // 70: kato.v1.KatoService.ClearAll:input_type -> kato.v1.ClearAllRequest
+	19, // 71: kato.v1.KatoService.GetStm:input_type -> kato.v1.GetStmRequest
+	21, // 72: kato.v1.KatoService.GetPerceptData:input_type -> kato.v1.GetPerceptDataRequest
+	23, // 73: kato.v1.KatoService.GetCognitionData:input_type -> kato.v1.GetCognitionDataRequest
+	25, // 74: kato.v1.KatoService.UpdateConfig:input_type -> kato.v1.UpdateConfigRequest
+	27, // 75: kato.v1.KatoService.GetConfig:input_type -> kato.v1.GetConfigRequest
+	29, // 76: kato.v1.KatoService.GetPattern:input_type -> kato.v1.GetPatternRequest
+	31, // 77: kato.v1.KatoService.ListPatterns:input_type -> kato.v1.ListPatternsRequest
+	33, // 78: kato.v1.KatoService.UpdatePattern:input_type -> kato.v1.UpdatePatternRequest
+	35, // 79: kato.v1.KatoService.DeletePattern:input_type -> kato.v1.DeletePatternRequest
+	37, // 80: kato.v1.KatoService.GetSymbolStats:input_type -> kato.v1.GetSymbolStatsRequest
+	39, // 81: kato.v1.KatoService.GetSymbolAffinity:input_type -> kato.v1.GetSymbolAffinityRequest
+	41, // 82: kato.v1.KatoService.ClearKnowledgeBase:input_type -> kato.v1.ClearKnowledgeBaseRequest
+	43, // 83: kato.v1.KatoService.FinalizeTraining:input_type -> kato.v1.FinalizeTrainingRequest
+	45, // 84: kato.v1.KatoService.ListKnowledgeBases:input_type -> kato.v1.ListKnowledgeBasesRequest
+	48, // 85: kato.v1.KatoService.CreateSession:input_type -> kato.v1.CreateSessionRequest
+	50, // 86: kato.v1.KatoService.GetSession:input_type -> kato.v1.GetSessionRequest
+	52, // 87: kato.v1.KatoService.DeleteSession:input_type -> kato.v1.DeleteSessionRequest
+	54, // 88: kato.v1.KatoService.ExtendSession:input_type -> kato.v1.ExtendSessionRequest
+	56, // 89: kato.v1.KatoService.UpdateSessionConfig:input_type -> kato.v1.UpdateSessionConfigRequest
+	58, // 90: kato.v1.KatoService.SessionExists:input_type -> kato.v1.SessionExistsRequest
+	1,  // 91: kato.v1.KatoService.Observe:output_type -> kato.v1.ObserveResponse
+	3,  // 92: kato.v1.KatoService.ObserveSequence:output_type -> kato.v1.ObserveSequenceResponse
+	8,  // 93: kato.v1.KatoService.StreamObservations:output_type -> kato.v1.StreamObservationsResponse
+	12, // 94: kato.v1.KatoService.Learn:output_type -> kato.v1.LearnResponse
+	14, // 95: kato.v1.KatoService.Predict:output_type -> kato.v1.PredictResponse
+	16, // 96: kato.v1.KatoService.ClearStm:output_type -> kato.v1.ClearStmResponse
+	18, // 97: kato.v1.KatoService.ClearAll:output_type -> kato.v1.ClearAllResponse
+	20, // 98: kato.v1.KatoService.GetStm:output_type -> kato.v1.GetStmResponse
+	22, // 99: kato.v1.KatoService.GetPerceptData:output_type -> kato.v1.GetPerceptDataResponse
+	24, // 100: kato.v1.KatoService.GetCognitionData:output_type -> kato.v1.GetCognitionDataResponse
+	26, // 101: kato.v1.KatoService.UpdateConfig:output_type -> kato.v1.UpdateConfigResponse
+	28, // 102: kato.v1.KatoService.GetConfig:output_type -> kato.v1.GetConfigResponse
+	30, // 103: kato.v1.KatoService.GetPattern:output_type -> kato.v1.GetPatternResponse
+	32, // 104: kato.v1.KatoService.ListPatterns:output_type -> kato.v1.ListPatternsResponse
+	34, // 105: kato.v1.KatoService.UpdatePattern:output_type -> kato.v1.UpdatePatternResponse
+	36, // 106: kato.v1.KatoService.DeletePattern:output_type -> kato.v1.DeletePatternResponse
+	38, // 107: kato.v1.KatoService.GetSymbolStats:output_type -> kato.v1.GetSymbolStatsResponse
+	40, // 108: kato.v1.KatoService.GetSymbolAffinity:output_type -> kato.v1.GetSymbolAffinityResponse
+	42, // 109: kato.v1.KatoService.ClearKnowledgeBase:output_type -> kato.v1.ClearKnowledgeBaseResponse
+	44, // 110: kato.v1.KatoService.FinalizeTraining:output_type -> kato.v1.FinalizeTrainingResponse
+	46, // 111: kato.v1.KatoService.ListKnowledgeBases:output_type -> kato.v1.ListKnowledgeBasesResponse
+	49, // 112: kato.v1.KatoService.CreateSession:output_type -> kato.v1.CreateSessionResponse
+	51, // 113: kato.v1.KatoService.GetSession:output_type -> kato.v1.GetSessionResponse
+	53, // 114: kato.v1.KatoService.DeleteSession:output_type -> kato.v1.DeleteSessionResponse
+	55, // 115: kato.v1.KatoService.ExtendSession:output_type -> kato.v1.ExtendSessionResponse
+	57, // 116: kato.v1.KatoService.UpdateSessionConfig:output_type -> kato.v1.UpdateSessionConfigResponse
+	59, // 117: kato.v1.KatoService.SessionExists:output_type -> kato.v1.SessionExistsResponse
+	91, // [91:118] is the sub-list for method output_type
+	64, // [64:91] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_kato_v1_kato_service_proto_init() }
@@ -4438,14 +4622,14 @@ func file_kato_v1_kato_service_proto_init() {
 		(*GetConfigRequest_SessionId)(nil),
 	}
 	file_kato_v1_kato_service_proto_msgTypes[39].OneofWrappers = []any{}
-	file_kato_v1_kato_service_proto_msgTypes[45].OneofWrappers = []any{}
+	file_kato_v1_kato_service_proto_msgTypes[48].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kato_v1_kato_service_proto_rawDesc), len(file_kato_v1_kato_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   59,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

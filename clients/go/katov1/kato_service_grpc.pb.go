@@ -39,6 +39,7 @@ const (
 	KatoService_GetSymbolAffinity_FullMethodName   = "/kato.v1.KatoService/GetSymbolAffinity"
 	KatoService_ClearKnowledgeBase_FullMethodName  = "/kato.v1.KatoService/ClearKnowledgeBase"
 	KatoService_FinalizeTraining_FullMethodName    = "/kato.v1.KatoService/FinalizeTraining"
+	KatoService_ListKnowledgeBases_FullMethodName  = "/kato.v1.KatoService/ListKnowledgeBases"
 	KatoService_CreateSession_FullMethodName       = "/kato.v1.KatoService/CreateSession"
 	KatoService_GetSession_FullMethodName          = "/kato.v1.KatoService/GetSession"
 	KatoService_DeleteSession_FullMethodName       = "/kato.v1.KatoService/DeleteSession"
@@ -178,6 +179,11 @@ type KatoServiceClient interface {
 	// Does nothing and returns the number of stored patterns. Kept for KATO
 	// clients: metrics are always computed from live statistics.
 	FinalizeTraining(ctx context.Context, in *FinalizeTrainingRequest, opts ...grpc.CallOption) (*FinalizeTrainingResponse, error)
+	// Lists the knowledge bases that hold at least one pattern, in ascending
+	// kb_id order, one page at a time. A knowledge base is listed from its
+	// first learned pattern until it is cleared or its last pattern is
+	// deleted. Changes nothing.
+	ListKnowledgeBases(ctx context.Context, in *ListKnowledgeBasesRequest, opts ...grpc.CallOption) (*ListKnowledgeBasesResponse, error)
 	// Creates a server-held session with an empty short-term memory and
 	// returns its identifier.
 	CreateSession(ctx context.Context, in *CreateSessionRequest, opts ...grpc.CallOption) (*CreateSessionResponse, error)
@@ -409,6 +415,16 @@ func (c *katoServiceClient) FinalizeTraining(ctx context.Context, in *FinalizeTr
 	return out, nil
 }
 
+func (c *katoServiceClient) ListKnowledgeBases(ctx context.Context, in *ListKnowledgeBasesRequest, opts ...grpc.CallOption) (*ListKnowledgeBasesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListKnowledgeBasesResponse)
+	err := c.cc.Invoke(ctx, KatoService_ListKnowledgeBases_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *katoServiceClient) CreateSession(ctx context.Context, in *CreateSessionRequest, opts ...grpc.CallOption) (*CreateSessionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateSessionResponse)
@@ -600,6 +616,11 @@ type KatoServiceServer interface {
 	// Does nothing and returns the number of stored patterns. Kept for KATO
 	// clients: metrics are always computed from live statistics.
 	FinalizeTraining(context.Context, *FinalizeTrainingRequest) (*FinalizeTrainingResponse, error)
+	// Lists the knowledge bases that hold at least one pattern, in ascending
+	// kb_id order, one page at a time. A knowledge base is listed from its
+	// first learned pattern until it is cleared or its last pattern is
+	// deleted. Changes nothing.
+	ListKnowledgeBases(context.Context, *ListKnowledgeBasesRequest) (*ListKnowledgeBasesResponse, error)
 	// Creates a server-held session with an empty short-term memory and
 	// returns its identifier.
 	CreateSession(context.Context, *CreateSessionRequest) (*CreateSessionResponse, error)
@@ -687,6 +708,9 @@ func (UnimplementedKatoServiceServer) ClearKnowledgeBase(context.Context, *Clear
 }
 func (UnimplementedKatoServiceServer) FinalizeTraining(context.Context, *FinalizeTrainingRequest) (*FinalizeTrainingResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FinalizeTraining not implemented")
+}
+func (UnimplementedKatoServiceServer) ListKnowledgeBases(context.Context, *ListKnowledgeBasesRequest) (*ListKnowledgeBasesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListKnowledgeBases not implemented")
 }
 func (UnimplementedKatoServiceServer) CreateSession(context.Context, *CreateSessionRequest) (*CreateSessionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateSession not implemented")
@@ -1076,6 +1100,24 @@ func _KatoService_FinalizeTraining_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KatoService_ListKnowledgeBases_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListKnowledgeBasesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KatoServiceServer).ListKnowledgeBases(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KatoService_ListKnowledgeBases_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KatoServiceServer).ListKnowledgeBases(ctx, req.(*ListKnowledgeBasesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _KatoService_CreateSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateSessionRequest)
 	if err := dec(in); err != nil {
@@ -1266,6 +1308,10 @@ var KatoService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FinalizeTraining",
 			Handler:    _KatoService_FinalizeTraining_Handler,
+		},
+		{
+			MethodName: "ListKnowledgeBases",
+			Handler:    _KatoService_ListKnowledgeBases_Handler,
 		},
 		{
 			MethodName: "CreateSession",

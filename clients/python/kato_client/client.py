@@ -27,6 +27,7 @@ IDEMPOTENT_METHODS = frozenset(
         "GetConfig",
         "GetPattern",
         "ListPatterns",
+        "ListKnowledgeBases",
         "GetSymbolStats",
         "GetSymbolAffinity",
         "ClearKnowledgeBase",
@@ -80,7 +81,8 @@ class KatoClient:
 
     `timeout` bounds each attempt (seconds, None: no bound). `retry` is the policy for
     calls safe to repeat (UNAVAILABLE and ABORTED, back-off with jitter, one deadline for
-    all attempts); `retry=None` makes every call a single attempt.
+    all attempts; RESOURCE_EXHAUSTED too when it carries a RetryInfo, waiting at least its
+    delay); `retry=None` makes every call a single attempt.
     """
 
     def __init__(
@@ -181,6 +183,16 @@ class KatoClient:
             return response
 
         return Pager(fetch, lambda page: page.patterns)
+
+    def list_knowledge_bases(self, page_size: int = 0) -> Pager[api.ListKnowledgeBasesResponse, api.KnowledgeBase]:
+        """Every knowledge base holding a pattern, in kb_id order, a page at a time."""
+
+        def fetch(page_token: str) -> api.ListKnowledgeBasesResponse:
+            request = api.ListKnowledgeBasesRequest(page_size=page_size, page_token=page_token)
+            response: api.ListKnowledgeBasesResponse = self.call("ListKnowledgeBases", request)
+            return response
+
+        return Pager(fetch, lambda page: page.knowledge_bases)
 
     def update_pattern(
         self,

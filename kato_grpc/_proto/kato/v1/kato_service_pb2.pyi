@@ -1418,6 +1418,78 @@ class FinalizeTrainingResponse(google.protobuf.message.Message):
 Global___FinalizeTrainingResponse: typing_extensions.TypeAlias = FinalizeTrainingResponse
 
 @typing.final
+class ListKnowledgeBasesRequest(google.protobuf.message.Message):
+    """The request of ListKnowledgeBases."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    page_size: builtins.int
+    """The maximum number of knowledge bases to return, in [0, 1000]; 0 means
+    100 and a larger value is taken as 1000. Negative is INVALID_ARGUMENT.
+    """
+    page_token: builtins.str
+    """The `next_page_token` of a previous call, to get the next page; empty
+    for the first page. Every other field must be unchanged between pages.
+    """
+    def __init__(
+        self,
+        *,
+        page_size: builtins.int = ...,
+        page_token: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["page_size", b"page_size", "page_token", b"page_token"]) -> None: ...
+
+Global___ListKnowledgeBasesRequest: typing_extensions.TypeAlias = ListKnowledgeBasesRequest
+
+@typing.final
+class ListKnowledgeBasesResponse(google.protobuf.message.Message):
+    """The response of ListKnowledgeBases."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    KNOWLEDGE_BASES_FIELD_NUMBER: builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    next_page_token: builtins.str
+    """The token of the next page; empty only on the last page."""
+    @property
+    def knowledge_bases(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___KnowledgeBase]:
+        """The knowledge bases, in ascending kb_id order."""
+
+    def __init__(
+        self,
+        *,
+        knowledge_bases: collections.abc.Iterable[Global___KnowledgeBase] | None = ...,
+        next_page_token: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["knowledge_bases", b"knowledge_bases", "next_page_token", b"next_page_token"]) -> None: ...
+
+Global___ListKnowledgeBasesResponse: typing_extensions.TypeAlias = ListKnowledgeBasesResponse
+
+@typing.final
+class KnowledgeBase(google.protobuf.message.Message):
+    """A knowledge base, as ListKnowledgeBases lists it."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    KB_ID_FIELD_NUMBER: builtins.int
+    PATTERN_COUNT_FIELD_NUMBER: builtins.int
+    kb_id: builtins.str
+    """The knowledge base's identifier."""
+    pattern_count: builtins.int
+    """The number of stored patterns, at least 1."""
+    def __init__(
+        self,
+        *,
+        kb_id: builtins.str = ...,
+        pattern_count: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["kb_id", b"kb_id", "pattern_count", b"pattern_count"]) -> None: ...
+
+Global___KnowledgeBase: typing_extensions.TypeAlias = KnowledgeBase
+
+@typing.final
 class CreateSessionRequest(google.protobuf.message.Message):
     """The request of CreateSession."""
 

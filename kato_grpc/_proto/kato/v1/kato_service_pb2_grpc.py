@@ -169,6 +169,11 @@ class KatoServiceStub:
                 request_serializer=kato_dot_v1_dot_kato__service__pb2.FinalizeTrainingRequest.SerializeToString,
                 response_deserializer=kato_dot_v1_dot_kato__service__pb2.FinalizeTrainingResponse.FromString,
                 _registered_method=True)
+        self.ListKnowledgeBases = channel.unary_unary(
+                '/kato.v1.KatoService/ListKnowledgeBases',
+                request_serializer=kato_dot_v1_dot_kato__service__pb2.ListKnowledgeBasesRequest.SerializeToString,
+                response_deserializer=kato_dot_v1_dot_kato__service__pb2.ListKnowledgeBasesResponse.FromString,
+                _registered_method=True)
         self.CreateSession = channel.unary_unary(
                 '/kato.v1.KatoService/CreateSession',
                 request_serializer=kato_dot_v1_dot_kato__service__pb2.CreateSessionRequest.SerializeToString,
@@ -430,6 +435,16 @@ class KatoServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListKnowledgeBases(self, request, context):
+        """Lists the knowledge bases that hold at least one pattern, in ascending
+        kb_id order, one page at a time. A knowledge base is listed from its
+        first learned pattern until it is cleared or its last pattern is
+        deleted. Changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateSession(self, request, context):
         """Creates a server-held session with an empty short-term memory and
         returns its identifier.
@@ -580,6 +595,11 @@ def add_KatoServiceServicer_to_server(servicer, server):
                     servicer.FinalizeTraining,
                     request_deserializer=kato_dot_v1_dot_kato__service__pb2.FinalizeTrainingRequest.FromString,
                     response_serializer=kato_dot_v1_dot_kato__service__pb2.FinalizeTrainingResponse.SerializeToString,
+            ),
+            'ListKnowledgeBases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKnowledgeBases,
+                    request_deserializer=kato_dot_v1_dot_kato__service__pb2.ListKnowledgeBasesRequest.FromString,
+                    response_serializer=kato_dot_v1_dot_kato__service__pb2.ListKnowledgeBasesResponse.SerializeToString,
             ),
             'CreateSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSession,
@@ -1187,6 +1207,33 @@ class KatoService:
             '/kato.v1.KatoService/FinalizeTraining',
             kato_dot_v1_dot_kato__service__pb2.FinalizeTrainingRequest.SerializeToString,
             kato_dot_v1_dot_kato__service__pb2.FinalizeTrainingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKnowledgeBases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kato.v1.KatoService/ListKnowledgeBases',
+            kato_dot_v1_dot_kato__service__pb2.ListKnowledgeBasesRequest.SerializeToString,
+            kato_dot_v1_dot_kato__service__pb2.ListKnowledgeBasesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -345,6 +345,22 @@ _KatoServiceFinalizeTrainingType = typing_extensions.TypeVar(
     ],
 )
 
+_KatoServiceListKnowledgeBasesType = typing_extensions.TypeVar(
+    '_KatoServiceListKnowledgeBasesType',
+    grpc.UnaryUnaryMultiCallable[
+        kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesRequest,
+        kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesRequest,
+        kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesRequest,
+        kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesResponse,
+    ],
+)
+
 _KatoServiceCreateSessionType = typing_extensions.TypeVar(
     '_KatoServiceCreateSessionType',
     grpc.UnaryUnaryMultiCallable[
@@ -441,7 +457,7 @@ _KatoServiceSessionExistsType = typing_extensions.TypeVar(
     ],
 )
 
-class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserveSequenceType, _KatoServiceStreamObservationsType, _KatoServiceLearnType, _KatoServicePredictType, _KatoServiceClearStmType, _KatoServiceClearAllType, _KatoServiceGetStmType, _KatoServiceGetPerceptDataType, _KatoServiceGetCognitionDataType, _KatoServiceUpdateConfigType, _KatoServiceGetConfigType, _KatoServiceGetPatternType, _KatoServiceListPatternsType, _KatoServiceUpdatePatternType, _KatoServiceDeletePatternType, _KatoServiceGetSymbolStatsType, _KatoServiceGetSymbolAffinityType, _KatoServiceClearKnowledgeBaseType, _KatoServiceFinalizeTrainingType, _KatoServiceCreateSessionType, _KatoServiceGetSessionType, _KatoServiceDeleteSessionType, _KatoServiceExtendSessionType, _KatoServiceUpdateSessionConfigType, _KatoServiceSessionExistsType]):
+class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserveSequenceType, _KatoServiceStreamObservationsType, _KatoServiceLearnType, _KatoServicePredictType, _KatoServiceClearStmType, _KatoServiceClearAllType, _KatoServiceGetStmType, _KatoServiceGetPerceptDataType, _KatoServiceGetCognitionDataType, _KatoServiceUpdateConfigType, _KatoServiceGetConfigType, _KatoServiceGetPatternType, _KatoServiceListPatternsType, _KatoServiceUpdatePatternType, _KatoServiceDeletePatternType, _KatoServiceGetSymbolStatsType, _KatoServiceGetSymbolAffinityType, _KatoServiceClearKnowledgeBaseType, _KatoServiceFinalizeTrainingType, _KatoServiceListKnowledgeBasesType, _KatoServiceCreateSessionType, _KatoServiceGetSessionType, _KatoServiceDeleteSessionType, _KatoServiceExtendSessionType, _KatoServiceUpdateSessionConfigType, _KatoServiceSessionExistsType]):
     """Serves the KATO engine: a deterministic, explainable pattern memory.
 
     A session observes events (sets of symbols, optional vectors, emotives and
@@ -562,6 +578,10 @@ class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserv
             kato_client._proto.kato.v1.kato_service_pb2.FinalizeTrainingResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
+            kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesRequest,
+            kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
             kato_client._proto.kato.v1.kato_service_pb2.CreateSessionRequest,
             kato_client._proto.kato.v1.kato_service_pb2.CreateSessionResponse,
         ],
@@ -668,6 +688,10 @@ class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserv
         grpc.aio.UnaryUnaryMultiCallable[
             kato_client._proto.kato.v1.kato_service_pb2.FinalizeTrainingRequest,
             kato_client._proto.kato.v1.kato_service_pb2.FinalizeTrainingResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesRequest,
+            kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesResponse,
         ],
         grpc.aio.UnaryUnaryMultiCallable[
             kato_client._proto.kato.v1.kato_service_pb2.CreateSessionRequest,
@@ -822,6 +846,13 @@ class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserv
     clients: metrics are always computed from live statistics.
     """
 
+    ListKnowledgeBases: _KatoServiceListKnowledgeBasesType
+    """Lists the knowledge bases that hold at least one pattern, in ascending
+    kb_id order, one page at a time. A knowledge base is listed from its
+    first learned pattern until it is cleared or its last pattern is
+    deleted. Changes nothing.
+    """
+
     CreateSession: _KatoServiceCreateSessionType
     """Creates a server-held session with an empty short-term memory and
     returns its identifier.
@@ -932,6 +963,10 @@ KatoServiceAsyncStub: typing_extensions.TypeAlias = KatoServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         kato_client._proto.kato.v1.kato_service_pb2.FinalizeTrainingRequest,
         kato_client._proto.kato.v1.kato_service_pb2.FinalizeTrainingResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesRequest,
+        kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         kato_client._proto.kato.v1.kato_service_pb2.CreateSessionRequest,
@@ -1222,6 +1257,18 @@ class KatoServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[kato_client._proto.kato.v1.kato_service_pb2.FinalizeTrainingResponse, collections.abc.Awaitable[kato_client._proto.kato.v1.kato_service_pb2.FinalizeTrainingResponse]]:
         """Does nothing and returns the number of stored patterns. Kept for KATO
         clients: metrics are always computed from live statistics.
+        """
+
+    @abc.abstractmethod
+    def ListKnowledgeBases(
+        self,
+        request: kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesResponse, collections.abc.Awaitable[kato_client._proto.kato.v1.kato_service_pb2.ListKnowledgeBasesResponse]]:
+        """Lists the knowledge bases that hold at least one pattern, in ascending
+        kb_id order, one page at a time. A knowledge base is listed from its
+        first learned pattern until it is cleared or its last pattern is
+        deleted. Changes nothing.
         """
 
     @abc.abstractmethod
