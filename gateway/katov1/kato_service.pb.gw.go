@@ -2028,7 +2028,7 @@ func RegisterKatoServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/kato.v1.KatoService/Predict", runtime.WithHTTPPathPattern("/v1/sessions/{session_id}:predict"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/kato.v1.KatoService/Predict", runtime.WithHTTPPathPattern("/v1/sessions/{session_id}/predictions"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -2608,7 +2608,7 @@ func RegisterKatoServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/kato.v1.KatoService/SessionExists", runtime.WithHTTPPathPattern("/v1/sessions/{session_id}:exists"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/kato.v1.KatoService/SessionExists", runtime.WithHTTPPathPattern("/v1/sessions/{session_id}/existence"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -2768,7 +2768,7 @@ func RegisterKatoServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/kato.v1.KatoService/Predict", runtime.WithHTTPPathPattern("/v1/sessions/{session_id}:predict"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/kato.v1.KatoService/Predict", runtime.WithHTTPPathPattern("/v1/sessions/{session_id}/predictions"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -3261,7 +3261,7 @@ func RegisterKatoServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/kato.v1.KatoService/SessionExists", runtime.WithHTTPPathPattern("/v1/sessions/{session_id}:exists"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/kato.v1.KatoService/SessionExists", runtime.WithHTTPPathPattern("/v1/sessions/{session_id}/existence"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -3284,7 +3284,7 @@ var (
 	pattern_KatoService_ObserveSequence_1     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "sessions"}, "observeSequence"))
 	pattern_KatoService_Learn_0               = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "sessions", "session_id"}, "learn"))
 	pattern_KatoService_Learn_1               = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "sessions"}, "learn"))
-	pattern_KatoService_Predict_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "sessions", "session_id"}, "predict"))
+	pattern_KatoService_Predict_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "sessions", "session_id", "predictions"}, ""))
 	pattern_KatoService_Predict_1             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "sessions"}, "predict"))
 	pattern_KatoService_ClearStm_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "sessions", "session_id"}, "clearStm"))
 	pattern_KatoService_ClearStm_1            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "sessions"}, "clearStm"))
@@ -3313,7 +3313,7 @@ var (
 	pattern_KatoService_DeleteSession_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "sessions", "session_id"}, ""))
 	pattern_KatoService_ExtendSession_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "sessions", "session_id"}, "extend"))
 	pattern_KatoService_UpdateSessionConfig_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "sessions", "session_id", "config"}, ""))
-	pattern_KatoService_SessionExists_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "sessions", "session_id"}, "exists"))
+	pattern_KatoService_SessionExists_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "sessions", "session_id", "existence"}, ""))
 )
 
 var (

@@ -4047,13 +4047,13 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsessionId\"I\n" +
 	"\x15SessionExistsResponse\x12\x16\n" +
 	"\x06exists\x18\x01 \x01(\bR\x06exists\x12\x18\n" +
-	"\aexpired\x18\x02 \x01(\bR\aexpired2\xc8\x1b\n" +
+	"\aexpired\x18\x02 \x01(\bR\aexpired2\xcf\x1b\n" +
 	"\vKatoService\x12\x85\x01\n" +
 	"\aObserve\x12\x17.kato.v1.ObserveRequest\x1a\x18.kato.v1.ObserveResponse\"G\x82\xd3\xe4\x93\x02A:\x01*Z\x19:\x01*\"\x14/v1/sessions:observe\"!/v1/sessions/{session_id}:observe\x12\xad\x01\n" +
 	"\x0fObserveSequence\x12\x1f.kato.v1.ObserveSequenceRequest\x1a .kato.v1.ObserveSequenceResponse\"W\x82\xd3\xe4\x93\x02Q:\x01*Z!:\x01*\"\x1c/v1/sessions:observeSequence\")/v1/sessions/{session_id}:observeSequence\x12a\n" +
 	"\x12StreamObservations\x12\".kato.v1.StreamObservationsRequest\x1a#.kato.v1.StreamObservationsResponse(\x010\x01\x12{\n" +
-	"\x05Learn\x12\x15.kato.v1.LearnRequest\x1a\x16.kato.v1.LearnResponse\"C\x82\xd3\xe4\x93\x02=:\x01*Z\x17:\x01*\"\x12/v1/sessions:learn\"\x1f/v1/sessions/{session_id}:learn\x12\x82\x01\n" +
-	"\aPredict\x12\x17.kato.v1.PredictRequest\x1a\x18.kato.v1.PredictResponse\"D\x82\xd3\xe4\x93\x02>Z\x19:\x01*\"\x14/v1/sessions:predict\x12!/v1/sessions/{session_id}:predict\x12\x8a\x01\n" +
+	"\x05Learn\x12\x15.kato.v1.LearnRequest\x1a\x16.kato.v1.LearnResponse\"C\x82\xd3\xe4\x93\x02=:\x01*Z\x17:\x01*\"\x12/v1/sessions:learn\"\x1f/v1/sessions/{session_id}:learn\x12\x86\x01\n" +
+	"\aPredict\x12\x17.kato.v1.PredictRequest\x1a\x18.kato.v1.PredictResponse\"H\x82\xd3\xe4\x93\x02BZ\x19:\x01*\"\x14/v1/sessions:predict\x12%/v1/sessions/{session_id}/predictions\x12\x8a\x01\n" +
 	"\bClearStm\x12\x18.kato.v1.ClearStmRequest\x1a\x19.kato.v1.ClearStmResponse\"I\x82\xd3\xe4\x93\x02C:\x01*Z\x1a:\x01*\"\x15/v1/sessions:clearStm\"\"/v1/sessions/{session_id}:clearStm\x12\x8a\x01\n" +
 	"\bClearAll\x12\x18.kato.v1.ClearAllRequest\x1a\x19.kato.v1.ClearAllResponse\"I\x82\xd3\xe4\x93\x02C:\x01*Z\x1a:\x01*\"\x15/v1/sessions:clearAll\"\"/v1/sessions/{session_id}:clearAll\x12z\n" +
 	"\x06GetStm\x12\x16.kato.v1.GetStmRequest\x1a\x17.kato.v1.GetStmResponse\"?\x82\xd3\xe4\x93\x029Z\x18:\x01*\"\x13/v1/sessions:getStm\x12\x1d/v1/sessions/{session_id}/stm\x12\xa2\x01\n" +
@@ -4075,8 +4075,8 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"GetSession\x12\x1a.kato.v1.GetSessionRequest\x1a\x1b.kato.v1.GetSessionResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/sessions/{session_id}\x12q\n" +
 	"\rDeleteSession\x12\x1d.kato.v1.DeleteSessionRequest\x1a\x1e.kato.v1.DeleteSessionResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/sessions/{session_id}\x12{\n" +
 	"\rExtendSession\x12\x1d.kato.v1.ExtendSessionRequest\x1a\x1e.kato.v1.ExtendSessionResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/sessions/{session_id}:extend\x12\x92\x01\n" +
-	"\x13UpdateSessionConfig\x12#.kato.v1.UpdateSessionConfigRequest\x1a$.kato.v1.UpdateSessionConfigResponse\"0\x82\xd3\xe4\x93\x02*:\x06config2 /v1/sessions/{session_id}/config\x12x\n" +
-	"\rSessionExists\x12\x1d.kato.v1.SessionExistsRequest\x1a\x1e.kato.v1.SessionExistsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/sessions/{session_id}:existsB9Z7github.com/kato-grpc/kato-grpc/clients/go/katov1;katov1b\x06proto3"
+	"\x13UpdateSessionConfig\x12#.kato.v1.UpdateSessionConfigRequest\x1a$.kato.v1.UpdateSessionConfigResponse\"0\x82\xd3\xe4\x93\x02*:\x06config2 /v1/sessions/{session_id}/config\x12{\n" +
+	"\rSessionExists\x12\x1d.kato.v1.SessionExistsRequest\x1a\x1e.kato.v1.SessionExistsResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/sessions/{session_id}/existenceB9Z7github.com/kato-grpc/kato-grpc/clients/go/katov1;katov1b\x06proto3"
 
 var (
 	file_kato_v1_kato_service_proto_rawDescOnce sync.Once
