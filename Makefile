@@ -1,6 +1,7 @@
 # KATO gRPC — developer targets.
 #
-#   make serve       set up (venv + package) and serve on 127.0.0.1:50051, embedded store
+#   make serve       set up (venv + package) and serve gRPC on 127.0.0.1:50051, embedded store,
+#                    and HTTP/JSON on 127.0.0.1:8080 (the gateway, when Go is installed)
 #   make test        set up everything the tests need (venv, redis-server, clickhouse-server,
 #                    grpcurl, Go and Node client deps) and run the whole suite
 #   make setup       only the Python virtualenv with the package and its dev tools
@@ -86,8 +87,11 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(NATIVE_SOURCE
 
 setup: $(VENV)/.installed
 
+# The gRPC server on 127.0.0.1:50051 and the HTTP/JSON gateway on 127.0.0.1:8080 (built
+# first; skipped with a note when Go is missing). Flags for the server: SERVE_ARGS="...".
+SERVE_ARGS ?=
 serve: setup
-	$(VENV)/bin/kato-grpc serve
+	./scripts/serve.sh $(SERVE_ARGS)
 
 # System packages and tools the integration and e2e tests use (Debian; needs root).
 setup-system:
@@ -246,9 +250,10 @@ loadtest: setup $(VENV)/.installed-loadtest
 #                       both committed and checked by check-proto. Plugins pinned below:
 #                         go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
 #                         go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
-#   make gateway        the binary (bin/kato-gateway) and the Swagger UI assets
-#                       (swagger-ui-dist, pinned in gateway/package-lock.json, copied
-#                       into gateway/static/swagger-ui/, git-ignored) it serves at /docs/.
+#   make gateway        the binary, bin/kato-gateway (Go; modules from the proxy)
+#   make gateway-assets the Swagger UI it serves at /docs/: swagger-ui-dist, pinned in
+#                       gateway/package-lock.json, installed with npm ci and copied into
+#                       gateway/static/swagger-ui/ (git-ignored; see gateway/README.md)
 GRPC_GATEWAY_VERSION := v2.34.0
 GATEWAY := gateway
 GATEWAY_GENERATED := $(GATEWAY)/katov1 $(GATEWAY)/openapi
@@ -269,14 +274,16 @@ proto-gateway:
 	$(PROTOC) \
 	  --plugin=protoc-gen-openapiv2=$(GO_BIN)/protoc-gen-openapiv2 \
 	  --openapiv2_out=$(GATEWAY)/openapi \
-	  --openapiv2_opt=openapi_naming_strategy=simple,disable_default_responses=false \
+	  --openapiv2_opt=openapi_naming_strategy=simple,openapi_configuration=$(GATEWAY)/openapi.yaml \
 	  $(SERVICE_PROTO_FILES)
 	mv $(GATEWAY)/openapi/$(PROTO_PKG)/kato_service.swagger.json $(GATEWAY)/openapi/
 	rm -rf $(GATEWAY)/openapi/kato
 
-.PHONY: gateway
-gateway: $(SWAGGER_UI)/.installed
+.PHONY: gateway gateway-assets
+gateway:
 	cd $(GATEWAY) && $(GO) build -o ../bin/kato-gateway .
+
+gateway-assets: $(SWAGGER_UI)/.installed
 
 $(SWAGGER_UI)/.installed: $(GATEWAY)/package.json $(GATEWAY)/package-lock.json
 	cd $(GATEWAY) && npm ci --silent --no-audit --no-fund
