@@ -37,6 +37,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from kato_grpc.server import tracing
+
 __all__ = [
     "Budget",
     "Lane",
@@ -125,6 +127,7 @@ class Lane:
             future, expires, fn, args, kwargs = job
             if not future.set_running_or_notify_cancel():
                 continue  # withdrawn by its caller (counted there)
+            tracing.job_started(future)
             try:
                 future.set_result(self._run(expires, fn, args, kwargs))
             except BaseException as exc:
@@ -166,7 +169,8 @@ class Lane:
         future: Future = Future()
         self._queue.put((priority, next(self._arrivals), (future, expires, fn, args, kwargs)))
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            with tracing.lane(self.name, future):
+                return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
             if future.cancel():  # still queued: it will never run
                 with self._count:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import sys
 import time
@@ -104,6 +105,7 @@ class CallInfo:
     principal: str = ""  # the API key's name, set by auth
     kb_id: str = ""  # the knowledge base the call was authorised for, set by auth
     state_bytes: int | None = None  # serialized SessionState size, set by state_size
+    trace_id: str = ""  # the call's trace, set by tracing when it is on
 
 
 _CALL: ContextVar[CallInfo | None] = ContextVar("kato_call", default=None)
@@ -117,6 +119,19 @@ def current() -> CallInfo | None:
 def current_request_id() -> str:
     info = _CALL.get()
     return info.request_id if info is not None else ""
+
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def trace_id_in(metadata) -> str:
+    """The trace id of a valid W3C ``traceparent`` in the metadata, or "" (tracing off or on)."""
+    for key, value in metadata or ():
+        if key == "traceparent" and isinstance(value, str):
+            match = _TRACEPARENT.fullmatch(value.strip())
+            if match and match.group(1) != "0" * 32:
+                return match.group(1)
+    return ""
 
 
 def _valid_request_id(value: Any) -> bool:
@@ -186,6 +201,9 @@ class RequestContextInterceptor(Interceptor):
                 fields["kb_id"] = info.kb_id
             if info.state_bytes is not None:
                 fields["state_bytes"] = info.state_bytes
+            trace_id = info.trace_id or trace_id_in(context.invocation_metadata())
+            if trace_id:
+                fields["trace_id"] = trace_id
             if log.isEnabledFor(logging.DEBUG) and code is not grpc.StatusCode.OK:
                 fields["details"] = context.details()
             log.log(line_level, "%s %s %.1fms", name, code.name, fields["duration_ms"], extra=fields)
