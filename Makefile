@@ -8,6 +8,7 @@
 #   make lint        buf lint of protos/, a check that generated code matches protos/, lint-py
 #   make lint-py     ruff check and ruff format --check over LINT_PATHS, mypy over MYPY_PATHS
 #   make bench       the in-process benchmarks in loadtest/ (figures, not pass/fail)
+#   make loadtest-http  HTTP/JSON through the gateway vs gRPC, tracing on/off (loadtest/http-report.md)
 #
 # Proto targets:
 #   make proto       regenerate kato_grpc/_proto/ (the server's) and
@@ -290,3 +291,11 @@ $(SWAGGER_UI)/.installed: $(GATEWAY)/package.json $(GATEWAY)/package-lock.json
 	rm -rf $(SWAGGER_UI) && mkdir -p $(SWAGGER_UI)
 	cp $(addprefix $(GATEWAY)/node_modules/swagger-ui-dist/,swagger-ui.css swagger-ui-bundle.js swagger-ui-standalone-preset.js favicon-32x32.png LICENSE) $(SWAGGER_UI)/
 	touch $@
+
+# HTTP/JSON through the gateway next to gRPC, and tracing on/off (loadtest/http_gateway.py,
+# ~2 min): writes loadtest/http-report.md. Needs ghz and hey (installed here when missing).
+.PHONY: loadtest-http
+loadtest-http: setup
+	@command -v ghz >/dev/null 2>&1 || $(GO) install github.com/bojand/ghz/cmd/ghz@latest
+	@command -v hey >/dev/null 2>&1 || $(GO) install github.com/rakyll/hey@v0.1.4
+	$(PY) loadtest/http_gateway.py $(LOADTEST_ARGS)

@@ -231,6 +231,12 @@ def _parent() -> Any:
     return trace.set_span_in_context(span) if span is not None else None
 
 
+def _sampled_out() -> bool:
+    """The call's span is not recorded (the sampler said no): its children would not be either."""
+    span = _CALL_SPAN.get()
+    return span is not None and not span.is_recording()
+
+
 # --- lanes ---------------------------------------------------------------------------------
 
 
@@ -242,7 +248,7 @@ def job_started(job: Any) -> None:
 
 def lane(name: str, job: Any) -> Any:
     """A context manager around awaiting `job` on lane `name`: its wait and work spans."""
-    if _tracer is None:
+    if _tracer is None or _sampled_out():
         return _NULL
     return _LaneSpans(name, job)
 
@@ -318,7 +324,7 @@ class _TracedSessionStore:
 
         def traced(*args: Any, **kwargs: Any) -> Any:
             tracer = _tracer
-            if tracer is None:
+            if tracer is None or _sampled_out():
                 return value(*args, **kwargs)
             span = tracer.start_span("kato.session_store", context=_parent(), attributes={"kato.operation": name})
             outcome = "ok"

@@ -158,3 +158,16 @@ def test_the_otel_variables_turn_tracing_on(environ, wanted):
 def test_an_exporter_kato_cannot_use_is_refused_at_start():
     with pytest.raises(ValueError, match="zipkin"):
         tracing.check_env({"OTEL_TRACES_EXPORTER": "zipkin"})
+
+
+def test_a_call_the_sampler_drops_has_no_spans_at_all(exporter):
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_tracer_provider(provider)
+    with InProcessServer() as server, KatoClient(server.target) as kato:
+        session = kato.server_session("kb-unsampled")
+        session.observe(["a", "b"])
+        session.learn()
+    assert exporter.get_finished_spans() == ()
