@@ -50,7 +50,6 @@ var openapiDoc []byte
 //go:embed docs.html
 var docsPage []byte
 
-
 const requestIDHeader = "x-request-id"
 
 // forwardedHeaders are the request headers passed on as call metadata under the same
