@@ -10,7 +10,9 @@
   metadata they send. (Initial metadata would be simpler, but sending it ahead of the
   response costs a separate write: about 12% more CPU per Observe, measured.)
 - writes one access-log line when the call ends (logger ``kato_grpc.access``): method,
-  status code, duration, request id, and the API key name and kb id when auth is on.
+  status code, duration, request id, the API key name and kb id when auth is on, and
+  ``trace_id`` when the call has a trace (tracing.py's span, or with tracing off the
+  caller's valid ``traceparent``).
   With ``--access-log`` every call logs at INFO (health and reflection at DEBUG);
   without it, calls log at DEBUG, except those ending with a server-side failure
   (UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS, DEADLINE_EXCEEDED, ABORTED), which log at

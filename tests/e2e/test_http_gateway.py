@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gateway import GatewayProcess, gateway_binary
+from tests.support.gateway import GatewayProcess, find_go, gateway_binary
 from tests.support.server import ROOT, ServerProcess, find_tool
 
 READ_KEY, WRITE_KEY = "gw-read-key-0123456789", "gw-write-key-0123456789"
@@ -272,3 +272,10 @@ def test_the_curl_walkthrough_prints_what_the_grpcurl_one_prints(open_stack):
     assert grpcurl_run.returncode == 0, grpcurl_run.stderr
     # Both start by clearing the knowledge base, so the same calls print the same lines.
     assert lines == grpcurl_run.stdout.splitlines()
+
+
+def test_the_gateways_own_go_tests_pass():
+    done = subprocess.run(
+        [find_go(), "test", "./..."], cwd=ROOT / "gateway", capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -171,3 +171,14 @@ def test_a_call_the_sampler_drops_has_no_spans_at_all(exporter):
         session.observe(["a", "b"])
         session.learn()
     assert exporter.get_finished_spans() == ()
+
+
+def test_with_tracing_off_the_access_log_has_the_callers_trace_id(caplog):
+    settings = Settings(host="127.0.0.1", port=0, access_log=True)
+    with InProcessServer(settings) as server, caplog.at_level(logging.INFO, logger="kato_grpc.access"):
+        with KatoClient(server.target, metadata=[("traceparent", TRACEPARENT)]) as kato:
+            kato.symbol_stats("kb-off")
+        with KatoClient(server.target) as kato:
+            kato.symbol_stats("kb-off")
+    lines = [r for r in caplog.records if r.name == "kato_grpc.access" and r.method.endswith("/GetSymbolStats")]
+    assert [getattr(r, "trace_id", None) for r in lines] == [TRACE_ID, None]

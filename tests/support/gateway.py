@@ -36,7 +36,7 @@ from kato_client.retry import Retry
 
 from tests.support.server import ROOT
 
-__all__ = ["GatewayProcess", "HttpKatoClient", "HttpStub", "build_gateway", "gateway_binary", "route_of"]
+__all__ = ["GatewayProcess", "HttpKatoClient", "HttpStub", "build_gateway", "find_go", "gateway_binary", "route_of"]
 
 _LISTENING = re.compile(r"kato-gateway listening on ([\d.]+):(\d+)")
 _SERVICE = api.DESCRIPTOR.services_by_name["KatoService"]
@@ -54,8 +54,8 @@ def gateway_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _built["binary"]
 
 
-def build_gateway(out_dir: Path) -> Path:
-    """The gateway binary, built from gateway/; skips (fails under CI=true) without Go."""
+def find_go() -> str:
+    """The go command; skips the test (fails it under CI=true) when there is none."""
     from tests.support.server import find_tool
 
     go = find_tool("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").is_file() else None)
@@ -64,6 +64,12 @@ def build_gateway(out_dir: Path) -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+    return go
+
+
+def build_gateway(out_dir: Path) -> Path:
+    """The gateway binary, built from gateway/; skips (fails under CI=true) without Go."""
+    go = find_go()
     binary = out_dir / "kato-gateway"
     done = subprocess.run(
         [go, "build", "-o", str(binary), "."], cwd=ROOT / "gateway", capture_output=True, text=True, timeout=600
