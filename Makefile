@@ -4,6 +4,8 @@
 #                    and HTTP/JSON on 127.0.0.1:8080 (the gateway, when Go is installed)
 #   make test        set up everything the tests need (venv, redis-server, clickhouse-server,
 #                    grpcurl, Go and Node client deps) and run the whole suite
+#   make test-fast   the pure and in-process tests only (no Redis, ClickHouse or server
+#                    processes; markers in pyproject.toml): the edit-test loop, about a minute
 #   make setup       only the Python virtualenv with the package and its dev tools
 #   make lint        buf lint of protos/, a check that generated code matches protos/, lint-py
 #   make lint-py     ruff check and ruff format --check over LINT_PATHS, mypy over MYPY_PATHS
@@ -55,7 +57,7 @@ GOOGLE_API_PROTOS := annotations.proto field_behavior.proto http.proto
 
 PROTOC = $(PY) -m grpc_tools.protoc -I $(PROTO_SRC) -I $(GRPC_TOOLS_INCLUDE) -I $(GOOGLEAPIS_INCLUDE)
 
-.PHONY: setup setup-system serve test test-only lint lint-py check-proto breaking bench proto proto-deps lint-proto
+.PHONY: setup setup-system serve test test-only test-fast lint lint-py check-proto breaking bench proto proto-deps lint-proto
 
 PYTHON ?= python3
 VENV := .venv
@@ -102,6 +104,11 @@ test: setup-system setup test-only
 
 test-only:
 	$(PY) -m pytest -q
+
+FAST_MARKERS := not redis and not clickhouse and not e2e and not slow
+
+test-fast: setup
+	$(PY) -m pytest -q -m "$(FAST_MARKERS)"
 
 lint: lint-proto check-proto lint-py
 

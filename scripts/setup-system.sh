@@ -44,3 +44,15 @@ fi
 if command -v npm >/dev/null && [ -f gateway/package-lock.json ]; then
   make --no-print-directory -s gateway-assets
 fi
+
+# What the suite needs, checked once here with a message that says what to do. Under CI
+# (CI=true) anything missing stops the run: the tests would fail on it anyway, later.
+PATH="$PATH:/usr/sbin:/sbin"
+lacking=()
+for tool in redis-server clickhouse-server jq curl cargo go grpcurl node npm make; do
+  command -v "$tool" >/dev/null || lacking+=("$tool")
+done
+if [ ${#lacking[@]} -gt 0 ]; then
+  echo "setup-system: not installed: ${lacking[*]} (the tests that need them skip; under CI=true they fail)" >&2
+  if [ "${CI:-}" = "true" ]; then exit 1; fi
+fi

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.gateway import GatewayProcess, find_go, gateway_binary
+from tests.support.requirements import missing
 from tests.support.server import ROOT, ServerProcess, find_tool
 
 READ_KEY, WRITE_KEY = "gw-read-key-0123456789", "gw-write-key-0123456789"
@@ -231,10 +232,7 @@ def test_the_docs_page_loads_swagger_ui_from_the_vendored_package(open_gateway):
     assert 'url: "/openapi.json"' in page and "swagger-ui/swagger-ui-bundle.js" in page
     assets = ROOT / "gateway" / "static" / "swagger-ui" / "swagger-ui-bundle.js"
     if not assets.is_file():
-        message = "the Swagger UI assets are not built (make gateway-assets; needs npm)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("the Swagger UI assets (make gateway-assets, with npm)")
     with urllib.request.urlopen(open_gateway + "/docs/swagger-ui/swagger-ui-bundle.js", timeout=60) as response:
         assert response.read() == assets.read_bytes()
 
@@ -246,7 +244,7 @@ def test_the_curl_walkthrough_prints_what_the_grpcurl_one_prints(open_stack):
     server, gateway = open_stack
     grpcurl, jq, curl = find_tool("grpcurl"), find_tool("jq"), find_tool("curl")
     if jq is None or curl is None:
-        pytest.skip("the walkthroughs need jq and curl on PATH")
+        missing("jq and curl on PATH (the walkthroughs use them)")
     env = {**os.environ}
     curl_run = subprocess.run(
         ["bash", str(ROOT / "docs" / "curl-walkthrough.sh"), gateway.base_url],
@@ -260,7 +258,7 @@ def test_the_curl_walkthrough_prints_what_the_grpcurl_one_prints(open_stack):
     assert lines[0] == "# start from an empty knowledge base"
     assert sum(line.startswith("PTRN|") for line in lines) == 2
     if grpcurl is None:
-        pytest.skip("grpcurl not found: the curl output is not compared with the grpcurl walkthrough's")
+        missing("grpcurl (the curl walkthrough's output is compared with the grpcurl one's)")
     env["PATH"] = f"{Path(grpcurl).parent}{os.pathsep}{env.get('PATH', '')}"
     grpcurl_run = subprocess.run(
         ["bash", str(ROOT / "docs" / "grpcurl-walkthrough.sh"), server.target],

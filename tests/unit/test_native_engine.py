@@ -21,10 +21,11 @@ from kato_grpc.core.knowledge import MemoryKnowledgeBase, PendingView
 from kato_grpc.core.learning import average_emotives, pattern_name
 from kato_grpc.core.model import LearnPattern, Observation, PatternRecord, SessionState
 from kato_grpc.core.predict import predict_patterns
+from kato_grpc.kb import native
+from tests.support.requirements import missing
 
-native = pytest.importorskip("kato_grpc.kb.native")
 if not native.native_available():  # pragma: no cover - depends on the build
-    pytest.skip("the native extension is not built", allow_module_level=True)
+    missing("the compiled extension kato_grpc._native (make setup builds it)", allow_module_level=True)
 
 NativeKnowledgeBase, native_predict = native.NativeKnowledgeBase, native.native_predict
 
@@ -220,7 +221,7 @@ def test_the_anchor_query_ranks_its_source_first():
 
     bench = Path(__file__).resolve().parents[2].parent / "shared" / "bench"
     if not (bench / "anchor_workload.py").exists():
-        pytest.skip("shared/bench is not beside the checkout")
+        pytest.skip("accepted: ../shared/bench (the anchor workload) lives beside the checkout, not in it")
     sys.path.insert(0, str(bench))
     try:
         from anchor_workload import patterns, query_stm
