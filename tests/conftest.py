@@ -62,6 +62,9 @@ CONFORMANCE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Callable[[], o
     "grpc-redis": _grpc_backend("server", "kato_redis_server"),
     # server-held sessions, knowledge bases in a real clickhouse-server (skipped when missing)
     "grpc-clickhouse": _grpc_backend("server", "kato_clickhouse_server"),
+    # the gRPC adapter's cases over HTTP/JSON through the gateway (gateway/, built with Go)
+    "http-client-held": lambda r: __import__("tests.conformance.http_adapter", fromlist=["*"]).backend("client")(r),
+    "http-server-held": lambda r: __import__("tests.conformance.http_adapter", fromlist=["*"]).backend("server")(r),
 }
 
 
@@ -200,6 +203,8 @@ _CONFORMANCE_MARKERS: dict[str, tuple[str, ...]] = {
     "grpc-server-held": ("e2e",),
     "grpc-redis": ("e2e", "redis"),
     "grpc-clickhouse": ("e2e", "clickhouse"),
+    "http-client-held": ("e2e",),
+    "http-server-held": ("e2e",),
 }
 
 

@@ -23,7 +23,7 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2, kato_service_pb2_grpc
 from kato_grpc.kb.engines import engine_named
 from kato_grpc.kb.indexed import IndexedStore
 from kato_grpc.kb.sqlite import SqliteStore
-from kato_grpc.server import auth, reflection, request_context, state_signing, state_size, tls
+from kato_grpc.server import auth, reflection, request_context, state_signing, state_size, tls, tracing
 from kato_grpc.server.admission import ByteBudget, LateAnswerFilter
 from kato_grpc.server.backends import BackendWatch, probes_for
 from kato_grpc.server.execution import InlineSessionStore, KbGuard, Lane, OffloadedSessionStore, past_commit
@@ -185,7 +185,7 @@ async def create_server(
     sessions = (
         OffloadedSessionStore(stores.sessions, lanes.sessions)
         if stores.sessions_block
-        else InlineSessionStore(stores.sessions)
+        else InlineSessionStore(tracing.traced_session_store(stores.sessions) if tracing.enabled() else stores.sessions)
     )
     server = grpc.aio.server(
         interceptors=build_interceptors(settings, sessions, keys, metrics, budget=budget),
@@ -272,6 +272,7 @@ def say(line: str) -> None:
 
 
 async def _serve_one(settings: Settings, worker: int = 0) -> None:
+    tracing.configure_from_env()
     stores = build_stores(settings)
     keys = auth.keyring_from_settings(settings)
     metrics = Metrics() if settings.metrics_port else None
@@ -308,6 +309,7 @@ async def _serve_one(settings: Settings, worker: int = 0) -> None:
     await server.stop(settings.grace_seconds)
     lanes.close()
     stores.close()
+    tracing.shutdown()
     say("kato-grpc stopped")
 
 

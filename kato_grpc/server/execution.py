@@ -45,6 +45,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from kato_grpc.server import tracing
+
 __all__ = [
     "Budget",
     "Lane",
@@ -191,6 +193,7 @@ class Lane:
             future, queued_at, expires, fn, args, kwargs = job
             if not future.set_running_or_notify_cancel():
                 continue  # withdrawn by its caller (counted there)
+            tracing.job_started(future)
             try:
                 future.set_result(self._run(priority, queued_at, expires, fn, args, kwargs))
             except BaseException as exc:
@@ -280,7 +283,8 @@ class Lane:
         future: Future = Future()
         self._queue.put((priority, next(self._arrivals), (future, self._clock(), expires, fn, args, kwargs)))
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            with tracing.lane(self.name, future):
+                return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
             if future.cancel():  # still queued: it will never run
                 with self._count:

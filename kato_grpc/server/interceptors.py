@@ -4,6 +4,8 @@ Order (outermost first; each sees the call before the next and its outcome after
 
 1. `RequestContextInterceptor`: request id, access log. First, so every answer,
    refusals included, carries ``x-request-id`` and is logged.
+   `tracing.TracingInterceptor` (when the OTEL_* variables turn traces on) right after:
+   its span covers every other interceptor, and its trace id reaches the access log.
 2. `MetricsInterceptor` (``--metrics-port``): before auth, so refused calls are
    counted by their code (UNAUTHENTICATED, PERMISSION_DENIED) like any other.
 3. `AdmissionInterceptor` (admission.py): request bytes in flight; a call that does not
@@ -28,7 +30,7 @@ from typing import Any
 
 import grpc
 
-from kato_grpc.server import admission, auth, decoding, request_context, state_signing, state_size, tls
+from kato_grpc.server import admission, auth, decoding, request_context, state_signing, state_size, tls, tracing
 from kato_grpc.server.metrics import Metrics, MetricsInterceptor
 from kato_grpc.server.settings import Settings
 
@@ -52,6 +54,8 @@ def build_interceptors(
     chain: list[grpc.aio.ServerInterceptor] = [
         request_context.RequestContextInterceptor(every_call=getattr(settings, "access_log", False))
     ]
+    if tracing.enabled():
+        chain.append(tracing.TracingInterceptor())
     if metrics is not None:
         chain.append(MetricsInterceptor(metrics))
     chain.append(
@@ -94,3 +98,4 @@ def check_settings(settings: Any) -> None:
         state_signing.StateKeyRing.from_file(settings.state_keys_file)
     if tls.tls_enabled(settings):
         tls.server_credentials(settings)
+    tracing.check_env()

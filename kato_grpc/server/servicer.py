@@ -31,7 +31,7 @@ from kato_grpc.core.model import Limits, Outcome, SessionState
 from kato_grpc.core.observation import metadata_violations, validate_state
 from kato_grpc.core.predict import predict_patterns
 from kato_grpc.kb.base import KnowledgeStore
-from kato_grpc.server import convert, knowledge_bases
+from kato_grpc.server import convert, knowledge_bases, tracing
 from kato_grpc.server.errors import map_exception, rich_status
 from kato_grpc.server.execution import (
     NORMAL,
@@ -123,6 +123,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
     async def _cpu(self, kb_id: str, fn: Callable, *args, urgent: bool = False, **kwargs):
         """Engine work on the cpu lane, reading knowledge base `kb_id`'s index; `urgent` work
         (known to be short) goes ahead of the long work queued."""
+        tracing.note_kb(kb_id)
         return await self._cpu_lane.run(URGENT if urgent else NORMAL, self._guarded_read, (kb_id, fn, args, kwargs), {})
 
     def _guarded_read(self, kb_id: str, fn: Callable, args: tuple, kwargs: dict):
@@ -131,6 +132,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
 
     async def _store_read(self, kb_id: str, fn: Callable, *args):
         """A knowledge-store read (`view`, `get_pattern`, ...) on the kb lane."""
+        tracing.note_kb(kb_id)
         return await self._kb_lane(self._guarded_store, self._guard.store_reading, kb_id, fn, args)
 
     async def _store_write(self, kb_id: str, fn: Callable, *args):
@@ -140,6 +142,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
         own: a back end that stalls is then found by that read, whose call is abandoned
         before any write is sent (a write job, once running, cannot be withdrawn).
         """
+        tracing.note_kb(kb_id)
         if self._guard.refreshes_on_read:
             await self._view(kb_id)
         check_budget()
@@ -152,6 +155,7 @@ class KatoServicer(api_grpc.KatoServiceServicer):
             return fn(*args)
 
     async def _view(self, kb_id: str):
+        tracing.note_kb(kb_id)
         return await self._kb_lane(self._guarded_store, self._guard.fetching_view, kb_id, self._kb.view, (kb_id,))
 
     async def apply_effects(self, kb_id: str, effects, origin: tuple[str, int] | None = None) -> None:

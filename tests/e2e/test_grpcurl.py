@@ -96,7 +96,13 @@ def test_describe_service_shows_its_comment_and_methods(kato_server):
     text = grpcurl(kato_server.target, "describe", "kato.v1.KatoService")
     assert "kato.v1.KatoService is a service:" in text
     assert "// " + leading_comment("kato/v1/kato_service.proto", [6, 0]) in text
-    assert "rpc Observe ( .kato.v1.ObserveRequest ) returns ( .kato.v1.ObserveResponse );" in text
+    # every unary method shows its HTTP route (google.api.http), the stream has none
+    assert "rpc Observe ( .kato.v1.ObserveRequest ) returns ( .kato.v1.ObserveResponse ) {" in text
+    assert 'post: "/v1/sessions/{session_id}:observe"' in text
+    assert (
+        "rpc StreamObservations ( stream .kato.v1.StreamObservationsRequest ) "
+        "returns ( stream .kato.v1.StreamObservationsResponse );"
+    ) in text
 
 
 def test_describe_method_shows_its_comment(kato_server):

@@ -4055,7 +4055,7 @@ var File_kato_v1_kato_service_proto protoreflect.FileDescriptor
 
 const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1akato/v1/kato_service.proto\x12\akato.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17google/rpc/status.proto\x1a\x13kato/v1/types.proto\"\xfa\x02\n" +
+	"\x1akato/v1/kato_service.proto\x12\akato.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17google/rpc/status.proto\x1a\x13kato/v1/types.proto\"\xfa\x02\n" +
 	"\x0eObserveRequest\x12-\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.kato.v1.SessionStateH\x00R\x05state\x12\x1f\n" +
 	"\n" +
@@ -4300,37 +4300,37 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsessionId\"I\n" +
 	"\x15SessionExistsResponse\x12\x16\n" +
 	"\x06exists\x18\x01 \x01(\bR\x06exists\x12\x18\n" +
-	"\aexpired\x18\x02 \x01(\bR\aexpired2\xd7\x10\n" +
-	"\vKatoService\x12<\n" +
-	"\aObserve\x12\x17.kato.v1.ObserveRequest\x1a\x18.kato.v1.ObserveResponse\x12T\n" +
-	"\x0fObserveSequence\x12\x1f.kato.v1.ObserveSequenceRequest\x1a .kato.v1.ObserveSequenceResponse\x12a\n" +
-	"\x12StreamObservations\x12\".kato.v1.StreamObservationsRequest\x1a#.kato.v1.StreamObservationsResponse(\x010\x01\x126\n" +
-	"\x05Learn\x12\x15.kato.v1.LearnRequest\x1a\x16.kato.v1.LearnResponse\x12<\n" +
-	"\aPredict\x12\x17.kato.v1.PredictRequest\x1a\x18.kato.v1.PredictResponse\x12?\n" +
-	"\bClearStm\x12\x18.kato.v1.ClearStmRequest\x1a\x19.kato.v1.ClearStmResponse\x12?\n" +
-	"\bClearAll\x12\x18.kato.v1.ClearAllRequest\x1a\x19.kato.v1.ClearAllResponse\x129\n" +
-	"\x06GetStm\x12\x16.kato.v1.GetStmRequest\x1a\x17.kato.v1.GetStmResponse\x12Q\n" +
-	"\x0eGetPerceptData\x12\x1e.kato.v1.GetPerceptDataRequest\x1a\x1f.kato.v1.GetPerceptDataResponse\x12W\n" +
-	"\x10GetCognitionData\x12 .kato.v1.GetCognitionDataRequest\x1a!.kato.v1.GetCognitionDataResponse\x12K\n" +
-	"\fUpdateConfig\x12\x1c.kato.v1.UpdateConfigRequest\x1a\x1d.kato.v1.UpdateConfigResponse\x12B\n" +
-	"\tGetConfig\x12\x19.kato.v1.GetConfigRequest\x1a\x1a.kato.v1.GetConfigResponse\x12E\n" +
+	"\aexpired\x18\x02 \x01(\bR\aexpired2\xca\x1c\n" +
+	"\vKatoService\x12\x85\x01\n" +
+	"\aObserve\x12\x17.kato.v1.ObserveRequest\x1a\x18.kato.v1.ObserveResponse\"G\x82\xd3\xe4\x93\x02A:\x01*Z\x19:\x01*\"\x14/v1/sessions:observe\"!/v1/sessions/{session_id}:observe\x12\xad\x01\n" +
+	"\x0fObserveSequence\x12\x1f.kato.v1.ObserveSequenceRequest\x1a .kato.v1.ObserveSequenceResponse\"W\x82\xd3\xe4\x93\x02Q:\x01*Z!:\x01*\"\x1c/v1/sessions:observeSequence\")/v1/sessions/{session_id}:observeSequence\x12a\n" +
+	"\x12StreamObservations\x12\".kato.v1.StreamObservationsRequest\x1a#.kato.v1.StreamObservationsResponse(\x010\x01\x12{\n" +
+	"\x05Learn\x12\x15.kato.v1.LearnRequest\x1a\x16.kato.v1.LearnResponse\"C\x82\xd3\xe4\x93\x02=:\x01*Z\x17:\x01*\"\x12/v1/sessions:learn\"\x1f/v1/sessions/{session_id}:learn\x12\x86\x01\n" +
+	"\aPredict\x12\x17.kato.v1.PredictRequest\x1a\x18.kato.v1.PredictResponse\"H\x82\xd3\xe4\x93\x02BZ\x19:\x01*\"\x14/v1/sessions:predict\x12%/v1/sessions/{session_id}/predictions\x12\x8a\x01\n" +
+	"\bClearStm\x12\x18.kato.v1.ClearStmRequest\x1a\x19.kato.v1.ClearStmResponse\"I\x82\xd3\xe4\x93\x02C:\x01*Z\x1a:\x01*\"\x15/v1/sessions:clearStm\"\"/v1/sessions/{session_id}:clearStm\x12\x8a\x01\n" +
+	"\bClearAll\x12\x18.kato.v1.ClearAllRequest\x1a\x19.kato.v1.ClearAllResponse\"I\x82\xd3\xe4\x93\x02C:\x01*Z\x1a:\x01*\"\x15/v1/sessions:clearAll\"\"/v1/sessions/{session_id}:clearAll\x12z\n" +
+	"\x06GetStm\x12\x16.kato.v1.GetStmRequest\x1a\x17.kato.v1.GetStmResponse\"?\x82\xd3\xe4\x93\x029Z\x18:\x01*\"\x13/v1/sessions:getStm\x12\x1d/v1/sessions/{session_id}/stm\x12\xa2\x01\n" +
+	"\x0eGetPerceptData\x12\x1e.kato.v1.GetPerceptDataRequest\x1a\x1f.kato.v1.GetPerceptDataResponse\"O\x82\xd3\xe4\x93\x02IZ :\x01*\"\x1b/v1/sessions:getPerceptData\x12%/v1/sessions/{session_id}/perceptData\x12\xac\x01\n" +
+	"\x10GetCognitionData\x12 .kato.v1.GetCognitionDataRequest\x1a!.kato.v1.GetCognitionDataResponse\"S\x82\xd3\xe4\x93\x02MZ\":\x01*\"\x1d/v1/sessions:getCognitionData\x12'/v1/sessions/{session_id}/cognitionData\x12\x9e\x01\n" +
+	"\fUpdateConfig\x12\x1c.kato.v1.UpdateConfigRequest\x1a\x1d.kato.v1.UpdateConfigResponse\"Q\x82\xd3\xe4\x93\x02K:\x01*Z\x1e:\x01*\"\x19/v1/sessions:updateConfig\"&/v1/sessions/{session_id}:updateConfig\x12\x89\x01\n" +
+	"\tGetConfig\x12\x19.kato.v1.GetConfigRequest\x1a\x1a.kato.v1.GetConfigResponse\"E\x82\xd3\xe4\x93\x02?Z\x1b:\x01*\"\x16/v1/sessions:getConfig\x12 /v1/sessions/{session_id}/config\x12y\n" +
 	"\n" +
-	"GetPattern\x12\x1a.kato.v1.GetPatternRequest\x1a\x1b.kato.v1.GetPatternResponse\x12K\n" +
-	"\fListPatterns\x12\x1c.kato.v1.ListPatternsRequest\x1a\x1d.kato.v1.ListPatternsResponse\x12N\n" +
-	"\rUpdatePattern\x12\x1d.kato.v1.UpdatePatternRequest\x1a\x1e.kato.v1.UpdatePatternResponse\x12N\n" +
-	"\rDeletePattern\x12\x1d.kato.v1.DeletePatternRequest\x1a\x1e.kato.v1.DeletePatternResponse\x12Q\n" +
-	"\x0eGetSymbolStats\x12\x1e.kato.v1.GetSymbolStatsRequest\x1a\x1f.kato.v1.GetSymbolStatsResponse\x12Z\n" +
-	"\x11GetSymbolAffinity\x12!.kato.v1.GetSymbolAffinityRequest\x1a\".kato.v1.GetSymbolAffinityResponse\x12]\n" +
-	"\x12ClearKnowledgeBase\x12\".kato.v1.ClearKnowledgeBaseRequest\x1a#.kato.v1.ClearKnowledgeBaseResponse\x12W\n" +
-	"\x10FinalizeTraining\x12 .kato.v1.FinalizeTrainingRequest\x1a!.kato.v1.FinalizeTrainingResponse\x12]\n" +
-	"\x12ListKnowledgeBases\x12\".kato.v1.ListKnowledgeBasesRequest\x1a#.kato.v1.ListKnowledgeBasesResponse\x12N\n" +
-	"\rCreateSession\x12\x1d.kato.v1.CreateSessionRequest\x1a\x1e.kato.v1.CreateSessionResponse\x12E\n" +
+	"GetPattern\x12\x1a.kato.v1.GetPatternRequest\x1a\x1b.kato.v1.GetPatternResponse\"2\x82\xd3\xe4\x93\x02,\x12*/v1/knowledgeBases/{kb_id}/patterns/{name}\x12x\n" +
+	"\fListPatterns\x12\x1c.kato.v1.ListPatternsRequest\x1a\x1d.kato.v1.ListPatternsResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/knowledgeBases/{kb_id}/patterns\x12\x85\x01\n" +
+	"\rUpdatePattern\x12\x1d.kato.v1.UpdatePatternRequest\x1a\x1e.kato.v1.UpdatePatternResponse\"5\x82\xd3\xe4\x93\x02/:\x01*2*/v1/knowledgeBases/{kb_id}/patterns/{name}\x12\x82\x01\n" +
+	"\rDeletePattern\x12\x1d.kato.v1.DeletePatternRequest\x1a\x1e.kato.v1.DeletePatternResponse\"2\x82\xd3\xe4\x93\x02,**/v1/knowledgeBases/{kb_id}/patterns/{name}\x12\x81\x01\n" +
+	"\x0eGetSymbolStats\x12\x1e.kato.v1.GetSymbolStatsRequest\x1a\x1f.kato.v1.GetSymbolStatsResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/knowledgeBases/{kb_id}/symbolStats\x12\x8d\x01\n" +
+	"\x11GetSymbolAffinity\x12!.kato.v1.GetSymbolAffinityRequest\x1a\".kato.v1.GetSymbolAffinityResponse\"1\x82\xd3\xe4\x93\x02+\x12)/v1/knowledgeBases/{kb_id}/symbolAffinity\x12\x8a\x01\n" +
+	"\x12ClearKnowledgeBase\x12\".kato.v1.ClearKnowledgeBaseRequest\x1a#.kato.v1.ClearKnowledgeBaseResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/knowledgeBases/{kb_id}:clear\x12\x8f\x01\n" +
+	"\x10FinalizeTraining\x12 .kato.v1.FinalizeTrainingRequest\x1a!.kato.v1.FinalizeTrainingResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/v1/knowledgeBases/{kb_id}:finalizeTraining\x12y\n" +
+	"\x12ListKnowledgeBases\x12\".kato.v1.ListKnowledgeBasesRequest\x1a#.kato.v1.ListKnowledgeBasesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/knowledgeBases\x12g\n" +
+	"\rCreateSession\x12\x1d.kato.v1.CreateSessionRequest\x1a\x1e.kato.v1.CreateSessionResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/sessions\x12h\n" +
 	"\n" +
-	"GetSession\x12\x1a.kato.v1.GetSessionRequest\x1a\x1b.kato.v1.GetSessionResponse\x12N\n" +
-	"\rDeleteSession\x12\x1d.kato.v1.DeleteSessionRequest\x1a\x1e.kato.v1.DeleteSessionResponse\x12N\n" +
-	"\rExtendSession\x12\x1d.kato.v1.ExtendSessionRequest\x1a\x1e.kato.v1.ExtendSessionResponse\x12`\n" +
-	"\x13UpdateSessionConfig\x12#.kato.v1.UpdateSessionConfigRequest\x1a$.kato.v1.UpdateSessionConfigResponse\x12N\n" +
-	"\rSessionExists\x12\x1d.kato.v1.SessionExistsRequest\x1a\x1e.kato.v1.SessionExistsResponseB9Z7github.com/kato-grpc/kato-grpc/clients/go/katov1;katov1b\x06proto3"
+	"GetSession\x12\x1a.kato.v1.GetSessionRequest\x1a\x1b.kato.v1.GetSessionResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/sessions/{session_id}\x12q\n" +
+	"\rDeleteSession\x12\x1d.kato.v1.DeleteSessionRequest\x1a\x1e.kato.v1.DeleteSessionResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/sessions/{session_id}\x12{\n" +
+	"\rExtendSession\x12\x1d.kato.v1.ExtendSessionRequest\x1a\x1e.kato.v1.ExtendSessionResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/sessions/{session_id}:extend\x12\x92\x01\n" +
+	"\x13UpdateSessionConfig\x12#.kato.v1.UpdateSessionConfigRequest\x1a$.kato.v1.UpdateSessionConfigResponse\"0\x82\xd3\xe4\x93\x02*:\x06config2 /v1/sessions/{session_id}/config\x12{\n" +
+	"\rSessionExists\x12\x1d.kato.v1.SessionExistsRequest\x1a\x1e.kato.v1.SessionExistsResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/sessions/{session_id}/existenceB9Z7github.com/kato-grpc/kato-grpc/clients/go/katov1;katov1b\x06proto3"
 
 var (
 	file_kato_v1_kato_service_proto_rawDescOnce sync.Once

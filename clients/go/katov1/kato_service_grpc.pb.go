@@ -87,6 +87,13 @@ const (
 // FAILED_PRECONDITION for Learn on an empty short-term memory;
 // RESOURCE_EXHAUSTED for input over a server limit.
 // A rejected call changes nothing.
+//
+// HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+// served by the gateway (gateway/) with the proto3 JSON mapping. A
+// server-held session is named in the path
+// (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+// to the collection's method (`POST /v1/sessions:observe`, the state in the
+// body). StreamObservations is served over gRPC only.
 type KatoServiceClient interface {
 	// Observes one event into the session's short-term memory and returns the
 	// new state, the session time and, when asked, the predictions.
@@ -524,6 +531,13 @@ func (c *katoServiceClient) SessionExists(ctx context.Context, in *SessionExists
 // FAILED_PRECONDITION for Learn on an empty short-term memory;
 // RESOURCE_EXHAUSTED for input over a server limit.
 // A rejected call changes nothing.
+//
+// HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+// served by the gateway (gateway/) with the proto3 JSON mapping. A
+// server-held session is named in the path
+// (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+// to the collection's method (`POST /v1/sessions:observe`, the state in the
+// body). StreamObservations is served over gRPC only.
 type KatoServiceServer interface {
 	// Observes one event into the session's short-term memory and returns the
 	// new state, the session time and, when asked, the predictions.

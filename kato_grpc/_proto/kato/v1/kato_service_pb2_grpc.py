@@ -61,6 +61,13 @@ class KatoServiceStub:
     FAILED_PRECONDITION for Learn on an empty short-term memory;
     RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
+
+    HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+    served by the gateway (gateway/) with the proto3 JSON mapping. A
+    server-held session is named in the path
+    (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+    to the collection's method (`POST /v1/sessions:observe`, the state in the
+    body). StreamObservations is served over gRPC only.
     """
 
     def __init__(self, channel):
@@ -242,6 +249,13 @@ class KatoServiceServicer:
     FAILED_PRECONDITION for Learn on an empty short-term memory;
     RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
+
+    HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+    served by the gateway (gateway/) with the proto3 JSON mapping. A
+    server-held session is named in the path
+    (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+    to the collection's method (`POST /v1/sessions:observe`, the state in the
+    body). StreamObservations is served over gRPC only.
     """
 
     def Observe(self, request, context):
@@ -675,6 +689,13 @@ class KatoService:
     FAILED_PRECONDITION for Learn on an empty short-term memory;
     RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
+
+    HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+    served by the gateway (gateway/) with the proto3 JSON mapping. A
+    server-held session is named in the path
+    (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+    to the collection's method (`POST /v1/sessions:observe`, the state in the
+    body). StreamObservations is served over gRPC only.
     """
 
     @staticmethod

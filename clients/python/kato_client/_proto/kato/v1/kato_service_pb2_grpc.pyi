@@ -493,6 +493,13 @@ class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserv
     FAILED_PRECONDITION for Learn on an empty short-term memory;
     RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
+
+    HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+    served by the gateway (gateway/) with the proto3 JSON mapping. A
+    server-held session is named in the path
+    (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+    to the collection's method (`POST /v1/sessions:observe`, the state in the
+    body). StreamObservations is served over gRPC only.
     """
 
     @typing.overload
@@ -1030,6 +1037,13 @@ class KatoServiceServicer(metaclass=abc.ABCMeta):
     FAILED_PRECONDITION for Learn on an empty short-term memory;
     RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
+
+    HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+    served by the gateway (gateway/) with the proto3 JSON mapping. A
+    server-held session is named in the path
+    (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+    to the collection's method (`POST /v1/sessions:observe`, the state in the
+    body). StreamObservations is served over gRPC only.
     """
 
     @abc.abstractmethod
