@@ -327,9 +327,11 @@ class MetricsInterceptor(Interceptor):
 
         def deserialize(data: bytes) -> Any:
             request_bytes.observe(len(data))
+            assert inner_deserializer is not None  # installed only when there is one
             return inner_deserializer(data)
 
         def serialize(message: Any) -> bytes:
+            assert inner_serializer is not None  # installed only when there is one
             data = inner_serializer(message)
             response_bytes.observe(len(data))
             return data
