@@ -176,6 +176,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (SO_REUSEPORT); CPU is summed")
     args = parser.parse_args()
 
     patterns = anchor_patterns(args.patterns) if args.kb == "anchor" else skewed_patterns(args.patterns)
@@ -187,7 +188,7 @@ def main() -> None:
             redis = RedisServer(Path(tmp) / "redis").start()
         except RedisUnavailable:
             redis = None
-        flags = ["--data-dir", str(data_dir), "--workers", "1"]
+        flags = ["--data-dir", str(data_dir), "--workers", str(args.workers)]
         flags += ["--redis-url", redis.url] if redis else []
         server = ServerProcess(flags).start()
         try:
@@ -197,7 +198,10 @@ def main() -> None:
             if redis:
                 redis.stop()
     engine_ms = engine_predict_ms(patterns, query)
-    print(f"\n{args.kb} KB, {args.patterns} patterns; {args.calls} calls x {args.runs} runs, {args.threads} threads")
+    print(
+        f"\n{args.kb} KB, {args.patterns} patterns; {args.calls} calls x {args.runs} runs, {args.threads} threads, "
+        f"{args.workers} worker(s)"
+    )
     print(f"engine's own Predict (native, in-process, median): {engine_ms:.2f} ms\n")
     print(f"{'scenario':<52} {'server CPU/call':>16} {'x health':>9} {'bytes in':>9} {'bytes out':>10}")
     health = statistics.median(rows["health check"][0])
