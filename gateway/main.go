@@ -6,6 +6,7 @@
 //   - Authorization            -> authorization (the server's `Bearer <key>`)
 //   - Grpc-Timeout (e.g. 500m) -> the call's deadline
 //   - X-Request-Id             -> x-request-id; the server's id comes back as X-Request-Id
+//     (and a session call's x-kato-state-bytes as X-Kato-State-Bytes)
 //   - traceparent, tracestate  -> the same keys (W3C trace context)
 //
 // Errors are the google.rpc.Status of the call as JSON (code, message, details with
@@ -68,16 +69,24 @@ func incomingHeader(key string) (string, bool) {
 	return runtime.DefaultHeaderMatcher(key)
 }
 
-// The server returns its request id as trailing metadata; an HTTP client reads headers.
-func requestIDFromTrailer(ctx context.Context, w http.ResponseWriter) {
+// Trailing metadata the server sends, as the response headers an HTTP client reads.
+var trailerHeaders = map[string]string{
+	requestIDHeader:      "X-Request-Id",
+	"x-kato-state-bytes": "X-Kato-State-Bytes", // the session state's serialized size
+}
+
+// The server returns these as trailing metadata; an HTTP client reads headers.
+func headersFromTrailer(ctx context.Context, w http.ResponseWriter) {
 	md, ok := runtime.ServerMetadataFromContext(ctx)
 	if !ok {
 		return
 	}
-	for _, m := range []metadata.MD{md.TrailerMD, md.HeaderMD} {
-		if ids := m.Get(requestIDHeader); len(ids) > 0 {
-			w.Header().Set("X-Request-Id", ids[0])
-			return
+	for key, header := range trailerHeaders {
+		for _, m := range []metadata.MD{md.TrailerMD, md.HeaderMD} {
+			if values := m.Get(key); len(values) > 0 {
+				w.Header().Set(header, values[0])
+				break
+			}
 		}
 	}
 }
@@ -93,11 +102,11 @@ func newMux(ctx context.Context, grpcTarget string) (*runtime.ServeMux, error) {
 			},
 		}),
 		runtime.WithForwardResponseOption(func(ctx context.Context, w http.ResponseWriter, _ proto.Message) error {
-			requestIDFromTrailer(ctx, w)
+			headersFromTrailer(ctx, w)
 			return nil
 		}),
 		runtime.WithErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-			requestIDFromTrailer(ctx, w)
+			headersFromTrailer(ctx, w)
 			runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 		}),
 	)

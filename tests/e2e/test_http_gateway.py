@@ -134,6 +134,14 @@ def test_the_request_id_goes_to_the_server_and_comes_back(open_gateway):
     assert re.fullmatch(r"[0-9a-f]{32}", headers["X-Request-Id"])
 
 
+def test_a_client_held_call_reports_the_state_size_as_a_header(open_gateway):
+    status, body, headers = call(
+        open_gateway, "POST", "/v1/sessions:observe", {"state": {"kbId": "gw-size"}, "observation": {"strings": ["a"]}}
+    )
+    assert status == 200, body
+    assert int(headers["X-Kato-State-Bytes"]) > 0
+
+
 # --- errors ------------------------------------------------------------------------------
 
 
