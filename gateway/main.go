@@ -94,10 +94,13 @@ func headersFromTrailer(ctx context.Context, w http.ResponseWriter) {
 func newMux(ctx context.Context, grpcTarget string) (*runtime.ServeMux, error) {
 	mux := runtime.NewServeMux(
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
-		// proto3 JSON as grpcurl prints it: lowerCamelCase names, unset fields left out.
+		// Not grpc-gateway's defaults: responses are proto3 JSON as grpcurl prints them
+		// (unset fields left out, so the curl and grpcurl walkthroughs print the same), and
+		// an unknown field in a request is a 400, not dropped (a misspelt field would
+		// otherwise be silently ignored).
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
 			Marshaler: &runtime.JSONPb{
-				MarshalOptions:   protojson.MarshalOptions{},
+				MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false},
 				UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 			},
 		}),
@@ -137,7 +140,7 @@ func newHandler(mux *runtime.ServeMux, staticDir string) http.Handler {
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "HTTP address to serve on (host:port; port 0 picks one)")
 	grpcTarget := flag.String("grpc-target", "127.0.0.1:50051", "the KATO gRPC server")
-	staticDir := flag.String("static-dir", defaultStaticDir(), "directory holding swagger-ui/ (make gateway)")
+	staticDir := flag.String("static-dir", defaultStaticDir(), "directory holding swagger-ui/ (make gateway-assets)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -167,6 +167,12 @@ def test_status_codes_follow_google_rpc_code(open_gateway):
     assert (status, body["code"]) == (400, 3)  # an unsigned state
 
 
+def test_an_unknown_field_is_400_not_dropped(open_gateway):
+    status, body, _ = call(open_gateway, "POST", "/v1/sessions", {"kbId": "gw-u", "ttlSecond": 5})
+    assert (status, body["code"]) == (400, 3)
+    assert "ttlSecond" in body["message"]
+
+
 def test_a_body_that_is_not_json_is_400(open_gateway):
     request = urllib.request.Request(open_gateway + "/v1/sessions", data=b"{not json", method="POST")
     with pytest.raises(urllib.error.HTTPError) as raised:
