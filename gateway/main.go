@@ -6,6 +6,7 @@
 //   - Authorization            -> authorization (the server's `Bearer <key>`)
 //   - Grpc-Timeout (e.g. 500m) -> the call's deadline
 //   - X-Request-Id             -> x-request-id; the server's id comes back as X-Request-Id
+//     (and a session call's x-kato-state-bytes as X-Kato-State-Bytes)
 //   - traceparent, tracestate  -> the same keys (W3C trace context)
 //
 // Errors are the google.rpc.Status of the call as JSON (code, message, details with
@@ -68,16 +69,24 @@ func incomingHeader(key string) (string, bool) {
 	return runtime.DefaultHeaderMatcher(key)
 }
 
-// The server returns its request id as trailing metadata; an HTTP client reads headers.
-func requestIDFromTrailer(ctx context.Context, w http.ResponseWriter) {
+// Trailing metadata the server sends, as the response headers an HTTP client reads.
+var trailerHeaders = map[string]string{
+	requestIDHeader:      "X-Request-Id",
+	"x-kato-state-bytes": "X-Kato-State-Bytes", // the session state's serialized size
+}
+
+// The server returns these as trailing metadata; an HTTP client reads headers.
+func headersFromTrailer(ctx context.Context, w http.ResponseWriter) {
 	md, ok := runtime.ServerMetadataFromContext(ctx)
 	if !ok {
 		return
 	}
-	for _, m := range []metadata.MD{md.TrailerMD, md.HeaderMD} {
-		if ids := m.Get(requestIDHeader); len(ids) > 0 {
-			w.Header().Set("X-Request-Id", ids[0])
-			return
+	for key, header := range trailerHeaders {
+		for _, m := range []metadata.MD{md.TrailerMD, md.HeaderMD} {
+			if values := m.Get(key); len(values) > 0 {
+				w.Header().Set(header, values[0])
+				break
+			}
 		}
 	}
 }
@@ -85,19 +94,22 @@ func requestIDFromTrailer(ctx context.Context, w http.ResponseWriter) {
 func newMux(ctx context.Context, grpcTarget string) (*runtime.ServeMux, error) {
 	mux := runtime.NewServeMux(
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
-		// proto3 JSON as grpcurl prints it: lowerCamelCase names, unset fields left out.
+		// Not grpc-gateway's defaults: responses are proto3 JSON as grpcurl prints them
+		// (unset fields left out, so the curl and grpcurl walkthroughs print the same), and
+		// an unknown field in a request is a 400, not dropped (a misspelt field would
+		// otherwise be silently ignored).
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
 			Marshaler: &runtime.JSONPb{
-				MarshalOptions:   protojson.MarshalOptions{},
+				MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false},
 				UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 			},
 		}),
 		runtime.WithForwardResponseOption(func(ctx context.Context, w http.ResponseWriter, _ proto.Message) error {
-			requestIDFromTrailer(ctx, w)
+			headersFromTrailer(ctx, w)
 			return nil
 		}),
 		runtime.WithErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-			requestIDFromTrailer(ctx, w)
+			headersFromTrailer(ctx, w)
 			runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 		}),
 	)
@@ -128,7 +140,7 @@ func newHandler(mux *runtime.ServeMux, staticDir string) http.Handler {
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "HTTP address to serve on (host:port; port 0 picks one)")
 	grpcTarget := flag.String("grpc-target", "127.0.0.1:50051", "the KATO gRPC server")
-	staticDir := flag.String("static-dir", defaultStaticDir(), "directory holding swagger-ui/ (make gateway)")
+	staticDir := flag.String("static-dir", defaultStaticDir(), "directory holding swagger-ui/ (make gateway-assets)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

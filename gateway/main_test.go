@@ -48,7 +48,7 @@ func TestAnErrorIsItsStatusAsJSONWithTheServersRequestID(t *testing.T) {
 	ctx := runtime.NewServerMetadataContext(context.Background(), md)
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest("GET", "/v1/sessions/x", nil)
-	requestIDFromTrailer(ctx, w)
+	headersFromTrailer(ctx, w)
 	runtime.DefaultHTTPErrorHandler(ctx, mux, &runtime.JSONPb{}, w, r, status.Error(codes.NotFound, "no such session"))
 	if w.Code != http.StatusNotFound || w.Header().Get("X-Request-Id") != "rid-1" {
 		t.Fatalf("status %d, X-Request-Id %q", w.Code, w.Header().Get("X-Request-Id"))

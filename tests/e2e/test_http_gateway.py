@@ -134,6 +134,14 @@ def test_the_request_id_goes_to_the_server_and_comes_back(open_gateway):
     assert re.fullmatch(r"[0-9a-f]{32}", headers["X-Request-Id"])
 
 
+def test_a_client_held_call_reports_the_state_size_as_a_header(open_gateway):
+    status, body, headers = call(
+        open_gateway, "POST", "/v1/sessions:observe", {"state": {"kbId": "gw-size"}, "observation": {"strings": ["a"]}}
+    )
+    assert status == 200, body
+    assert int(headers["X-Kato-State-Bytes"]) > 0
+
+
 # --- errors ------------------------------------------------------------------------------
 
 
@@ -157,6 +165,12 @@ def test_status_codes_follow_google_rpc_code(open_gateway):
     assert (status, body["code"]) == (400, 9)  # FAILED_PRECONDITION: empty short-term memory
     status, body, _ = call(open_gateway, "POST", "/v1/sessions:observe", {"state": {"kbId": "gw-e", "time": "1"}})
     assert (status, body["code"]) == (400, 3)  # an unsigned state
+
+
+def test_an_unknown_field_is_400_not_dropped(open_gateway):
+    status, body, _ = call(open_gateway, "POST", "/v1/sessions", {"kbId": "gw-u", "ttlSecond": 5})
+    assert (status, body["code"]) == (400, 3)
+    assert "ttlSecond" in body["message"]
 
 
 def test_a_body_that_is_not_json_is_400(open_gateway):
