@@ -181,6 +181,7 @@ def test_the_runtime_install_serves_without_a_dev_tool(wheels, tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+        server.stdout.close()
 
 
 def test_the_compose_file_deploys_what_readme_describes(dockerfile):
