@@ -54,7 +54,8 @@ def test_node_client_suite():
     if not (NODE_CLIENT / "node_modules" / ".package-lock.json").is_file():
         installed = _run([npm, "ci", "--no-audit", "--no-fund"], NODE_CLIENT, timeout=600)
         assert installed.returncode == 0, installed.stdout + installed.stderr
-    done = _run([node, "--test", "test/client.test.js", "test/retry-info.test.js"], NODE_CLIENT, timeout=900)
+    tests = ["test/client.test.js", "test/retry-info.test.js", "test/package.test.js"]
+    done = _run([node, "--test", "--test-concurrency=1", *tests], NODE_CLIENT, timeout=900)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "# skipped 0" in output and "# fail 0" in output, output
