@@ -1,12 +1,16 @@
 # KATO gRPC — developer targets.
 #
-#   make serve       set up (venv + package) and serve on 127.0.0.1:50051, embedded store
+#   make serve       set up (venv + package) and serve gRPC on 127.0.0.1:50051, embedded store,
+#                    and HTTP/JSON on 127.0.0.1:8080 (the gateway, when Go is installed)
 #   make test        set up everything the tests need (venv, redis-server, clickhouse-server,
 #                    grpcurl, Go and Node client deps) and run the whole suite
+#   make test-fast   the pure and in-process tests only (no Redis, ClickHouse or server
+#                    processes; markers in pyproject.toml): the edit-test loop, about a minute
 #   make setup       only the Python virtualenv with the package and its dev tools
 #   make lint        buf lint of protos/, a check that generated code matches protos/, lint-py
 #   make lint-py     ruff check and ruff format --check over LINT_PATHS, mypy over MYPY_PATHS
 #   make bench       the in-process benchmarks in loadtest/ (figures, not pass/fail)
+#   make loadtest-http  HTTP/JSON through the gateway vs gRPC, tracing on/off (loadtest/http-report.md)
 #
 # Proto targets:
 #   make proto       regenerate kato_grpc/_proto/ (the server's) and
@@ -26,7 +30,7 @@
 # file added twice when it is identical, so server and client load side by side. Nothing is added to sys.path and no top-level `kato`
 # package exists, so a module can never be loaded twice under two names.
 #
-# google/api/field_behavior.proto comes from the installed
+# google/api/{annotations,field_behavior,http}.proto come from the installed
 # googleapis-common-protos wheel (it is not vendored): protoc reads it from
 # site-packages, buf from $(PROTO_DEPS), a git-ignored copy made by
 # `make proto-deps`. buf needs no network.
@@ -48,9 +52,12 @@ PY_BIN_DIR = $(shell $(PY) -c 'import os, sys; print(os.path.dirname(sys.executa
 GRPC_TOOLS_INCLUDE = $(shell $(PY) -c 'import os, grpc_tools; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
 GOOGLEAPIS_INCLUDE = $(shell $(PY) -c 'import os, google.api.field_behavior_pb2 as m; print(os.path.dirname(os.path.dirname(os.path.dirname(m.__file__))))')
 
+# The google/api imports of protos/ (from the googleapis-common-protos wheel).
+GOOGLE_API_PROTOS := annotations.proto field_behavior.proto http.proto
+
 PROTOC = $(PY) -m grpc_tools.protoc -I $(PROTO_SRC) -I $(GRPC_TOOLS_INCLUDE) -I $(GOOGLEAPIS_INCLUDE)
 
-.PHONY: setup setup-system serve test test-only lint lint-py check-proto breaking bench proto proto-deps lint-proto
+.PHONY: setup setup-system serve test test-only test-fast lint lint-py check-proto breaking bench proto proto-deps lint-proto
 
 PYTHON ?= python3
 VENV := .venv
@@ -83,8 +90,11 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(NATIVE_SOURCE
 
 setup: $(VENV)/.installed
 
+# The gRPC server on 127.0.0.1:50051 and the HTTP/JSON gateway on 127.0.0.1:8080 (built
+# first; skipped with a note when Go is missing). Flags for the server: SERVE_ARGS="...".
+SERVE_ARGS ?=
 serve: setup
-	$(VENV)/bin/kato-grpc serve
+	./scripts/serve.sh $(SERVE_ARGS)
 
 # System packages and tools the integration and e2e tests use (Debian; needs root).
 setup-system:
@@ -94,6 +104,11 @@ test: setup-system setup test-only
 
 test-only:
 	$(PY) -m pytest -q
+
+FAST_MARKERS := not redis and not clickhouse and not e2e and not slow
+
+test-fast: setup
+	$(PY) -m pytest -q -m "$(FAST_MARKERS)"
 
 lint: lint-proto check-proto lint-py
 
@@ -110,7 +125,7 @@ lint-py: setup
 # Fails when the committed generated code differs from what protos/ generates.
 check-proto: setup
 	$(MAKE) --no-print-directory proto >/dev/null
-	@stale="$$(git status --porcelain -- $(PROTO_OUT) $(CLIENT_PROTO_OUT))"; \
+	@stale="$$(git status --porcelain -- $(PROTO_OUT) $(CLIENT_PROTO_OUT) $(GATEWAY_GENERATED))"; \
 	if [ -n "$$stale" ]; then echo "$$stale"; echo "generated code is stale: run make proto and commit"; exit 1; fi
 
 # Breaking-change check of protos/ against the last commit that changed them.
@@ -157,7 +172,7 @@ proto:
 
 proto-deps:
 	mkdir -p $(PROTO_DEPS)/google/api $(PROTO_DEPS)/google/rpc
-	cp $(GOOGLEAPIS_INCLUDE)/google/api/field_behavior.proto $(PROTO_DEPS)/google/api/
+	cp $(addprefix $(GOOGLEAPIS_INCLUDE)/google/api/,$(GOOGLE_API_PROTOS)) $(PROTO_DEPS)/google/api/
 	cp $(GOOGLEAPIS_INCLUDE)/google/rpc/status.proto $(PROTO_DEPS)/google/rpc/
 
 lint-proto: proto-deps
@@ -191,8 +206,8 @@ GO_CLIENT := clients/go
 GO_MODULE := github.com/kato-grpc/kato-grpc/clients/go
 NODE_CLIENT := clients/node
 
-.PHONY: proto-go proto-node
-proto: proto-go proto-node
+.PHONY: proto-go proto-node proto-gateway
+proto: proto-go proto-node proto-gateway
 
 proto-go:
 	@$(GO_BIN)/protoc-gen-go --version 2>/dev/null | grep -qx 'protoc-gen-go $(PROTOC_GEN_GO_VERSION)' || { \
@@ -212,7 +227,7 @@ proto-go:
 proto-node:
 	rm -rf $(NODE_CLIENT)/third_party
 	mkdir -p $(NODE_CLIENT)/third_party/google/api $(NODE_CLIENT)/third_party/google/rpc
-	cp $(GOOGLEAPIS_INCLUDE)/google/api/field_behavior.proto $(NODE_CLIENT)/third_party/google/api/
+	cp $(addprefix $(GOOGLEAPIS_INCLUDE)/google/api/,$(GOOGLE_API_PROTOS)) $(NODE_CLIENT)/third_party/google/api/
 	cp $(GOOGLEAPIS_INCLUDE)/google/rpc/status.proto $(GOOGLEAPIS_INCLUDE)/google/rpc/error_details.proto \
 	  $(NODE_CLIENT)/third_party/google/rpc/
 
@@ -233,3 +248,61 @@ $(VENV)/.installed-loadtest: $(VENV)/.installed
 loadtest: setup $(VENV)/.installed-loadtest
 	@command -v ghz >/dev/null 2>&1 || $(GO) install github.com/bojand/ghz/cmd/ghz@latest
 	$(PY) loadtest/run.py $(LOADTEST_ARGS)
+
+# The HTTP/JSON gateway (gateway/, its own Go module): grpc-gateway v2 transcodes the
+# google.api.http routes of protos/ to gRPC calls on the server.
+#
+#   make proto-gateway  gateway/katov1/kato_service.pb.gw.go (protoc-gen-grpc-gateway,
+#                       standalone: it imports the Go client's katov1 stubs) and
+#                       gateway/openapi/kato_service.swagger.json (protoc-gen-openapiv2),
+#                       both committed and checked by check-proto. Plugins pinned below:
+#                         go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
+#                         go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
+#   make gateway        the binary, bin/kato-gateway (Go; modules from the proxy)
+#   make gateway-assets the Swagger UI it serves at /docs/: swagger-ui-dist, pinned in
+#                       gateway/package-lock.json, installed with npm ci and copied into
+#                       gateway/static/swagger-ui/ (git-ignored; see gateway/README.md)
+GRPC_GATEWAY_VERSION := v2.34.0
+GATEWAY := gateway
+GATEWAY_GENERATED := $(GATEWAY)/katov1 $(GATEWAY)/openapi
+SWAGGER_UI := $(GATEWAY)/static/swagger-ui
+
+proto-gateway:
+	@for p in protoc-gen-grpc-gateway protoc-gen-openapiv2; do \
+	  $(GO_BIN)/$$p --version 2>/dev/null | grep -q 'Version $(GRPC_GATEWAY_VERSION),' || { \
+	    echo "proto-gateway: needs $$p $(GRPC_GATEWAY_VERSION) in $(GO_BIN):"; \
+	    echo "  go install github.com/grpc-ecosystem/grpc-gateway/v2/$$p@$(GRPC_GATEWAY_VERSION)"; exit 1; }; \
+	done
+	rm -rf $(GATEWAY_GENERATED)
+	mkdir -p $(GATEWAY)/openapi
+	$(PROTOC) \
+	  --plugin=protoc-gen-grpc-gateway=$(GO_BIN)/protoc-gen-grpc-gateway \
+	  --grpc-gateway_out=$(GATEWAY) --grpc-gateway_opt=module=$(GO_MODULE),standalone=true \
+	  $(SERVICE_PROTO_FILES)
+	$(PROTOC) \
+	  --plugin=protoc-gen-openapiv2=$(GO_BIN)/protoc-gen-openapiv2 \
+	  --openapiv2_out=$(GATEWAY)/openapi \
+	  --openapiv2_opt=openapi_naming_strategy=simple,openapi_configuration=$(GATEWAY)/openapi.yaml \
+	  $(SERVICE_PROTO_FILES)
+	mv $(GATEWAY)/openapi/$(PROTO_PKG)/kato_service.swagger.json $(GATEWAY)/openapi/
+	rm -rf $(GATEWAY)/openapi/kato
+
+.PHONY: gateway gateway-assets
+gateway:
+	cd $(GATEWAY) && $(GO) build -o ../bin/kato-gateway .
+
+gateway-assets: $(SWAGGER_UI)/.installed
+
+$(SWAGGER_UI)/.installed: $(GATEWAY)/package.json $(GATEWAY)/package-lock.json
+	cd $(GATEWAY) && npm ci --silent --no-audit --no-fund
+	rm -rf $(SWAGGER_UI) && mkdir -p $(SWAGGER_UI)
+	cp $(addprefix $(GATEWAY)/node_modules/swagger-ui-dist/,swagger-ui.css swagger-ui-bundle.js swagger-ui-standalone-preset.js favicon-32x32.png LICENSE) $(SWAGGER_UI)/
+	touch $@
+
+# HTTP/JSON through the gateway next to gRPC, and tracing on/off (loadtest/http_gateway.py,
+# ~2 min): writes loadtest/http-report.md. Needs ghz and hey (installed here when missing).
+.PHONY: loadtest-http
+loadtest-http: setup
+	@command -v ghz >/dev/null 2>&1 || $(GO) install github.com/bojand/ghz/cmd/ghz@latest
+	@command -v hey >/dev/null 2>&1 || $(GO) install github.com/rakyll/hey@v0.1.4
+	$(PY) loadtest/http_gateway.py $(LOADTEST_ARGS)

@@ -38,10 +38,7 @@ def observe_call(state_msg, word: str, kb) -> bytes:
     state = convert.state_from_proto(request.state)
     outcome = engine.observe(state, convert.observation_from_proto(request.observation), kb)
     response = api.ObserveResponse(stm_length=outcome.result.stm_length, time=outcome.result.time)
-    convert.predictions_to_proto(outcome.result.predictions, response, "predictions")
-    encoded = convert.EncodedPredictions(response.predictions)  # encoded once, as the servicer does
-    convert.state_to_proto(dataclasses.replace(outcome.state, last_predictions=encoded), response.state)
-    del response.predictions[:]
+    convert.state_to_proto(outcome.state, response.state)  # the state carries no predictions
     return response.SerializeToString()
 
 
@@ -69,9 +66,8 @@ def main() -> None:
         base = engine.new_session("bench")
         for word in words[:5]:
             base = engine.observe(base, Observation(strings=(word,)), kb).state
-        # A quiet session's state carries no predictions from earlier calls.
         quiet_state = engine.update_config(base, {"process_predictions": False})
-        quiet = convert.state_to_proto(dataclasses.replace(quiet_state, last_predictions=()))
+        quiet = convert.state_to_proto(dataclasses.replace(quiet_state, cognition_stm=None))
         loud = convert.state_to_proto(base)
         rounds = {"quiet": [], "loud": [], "predict": []}
         for _ in range(args.rounds):

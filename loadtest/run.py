@@ -526,10 +526,16 @@ class Result:
     ratio: float = float("nan")
     p99_ratio: float = float("nan")
     verify: dict | None = None
+    server_cpu_seconds: float = 0.0
 
     @property
     def error_rate(self) -> float:
         return self.errors / max(1, self.ok + self.errors)
+
+    @property
+    def server_ms_per_call(self) -> float:
+        """What the server paid per call: its CPU seconds over the run, per call answered."""
+        return self.server_cpu_seconds / max(1, self.ok + self.errors) * 1000
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
@@ -705,6 +711,7 @@ class Runner:
             p95=quantile(latencies, 0.95),
             p99=quantile(latencies, 0.99),
             server_cores=server_cpu / wall,
+            server_cpu_seconds=server_cpu,
             redis_cores=redis_cpu / wall,
             ghz_cores=ghz_cpu / wall,
             other_cores=max(0.0, busy - own) / wall,
@@ -981,7 +988,7 @@ def write_report(results: list[Result], path: Path, meta: dict) -> None:
         "loadtest/bench_kb.py uses. Observe requests carry a client-held STM "
         "of 5 events (2 random symbols, then the first 3 events of a stored pattern) and observe the pattern's 4th "
         "event, drawn from 1,000 variants; with predictions, `return_predictions` is true (the default "
-        "`max_predictions` 100 predictions come back, in the response and in the new state's `last_predictions`).",
+        "`max_predictions` 100 predictions come back, once, in the response).",
         "",
         "Stacks: **A** `--workers 1 --max-stm-events 6`; **B** the same data served by `--workers 2` "
         "(SO_REUSEPORT, two processes; ghz's 10 connections are spread over them by the kernel); **C** `--workers 1` "
@@ -1003,8 +1010,8 @@ def write_report(results: list[Result], path: Path, meta: dict) -> None:
         ),
         "",
         "| scenario | stack | workers (ghz) | calls/s | p50 ms | p95 ms | p99 ms | errors | vs base | p99 vs base "
-        "| server CPU | redis CPU | ghz CPU | other CPU | server peak RSS MB | baseline |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| server CPU | server CPU ms / call | redis CPU | ghz CPU | other CPU | server peak RSS MB | baseline |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in results:
         lines.append(
@@ -1012,8 +1019,8 @@ def write_report(results: list[Result], path: Path, meta: dict) -> None:
             f"| {fmt(r.p50, 2)} | {fmt(r.p95, 2)} | {fmt(r.p99, 2)} | {r.error_rate:.2%} "
             f"| {'–' if r.ratio != r.ratio else f'{r.ratio:.0%}'} "
             f"| {'–' if r.p99_ratio != r.p99_ratio else f'{r.p99_ratio:.2f}x'} "
-            f"| {r.server_cores:.2f} | {r.redis_cores:.2f} | {r.ghz_cores:.2f} | {r.other_cores:.2f} "
-            f"| {r.peak_rss_mb:,.0f} | {r.baseline} |"
+            f"| {r.server_cores:.2f} | {r.server_ms_per_call:.3f} | {r.redis_cores:.2f} | {r.ghz_cores:.2f} "
+            f"| {r.other_cores:.2f} | {r.peak_rss_mb:,.0f} | {r.baseline} |"
         )
     noisy = [r.name for r in results if r.other_cores >= 0.3]
     if noisy:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the integration and e2e tests need on a fresh Debian machine:
 # redis-server and clickhouse-server (Debian packages), grpcurl (Go module proxy),
-# the Go client's tools and the Node client's packages. Idempotent: skips what is there.
+# the Go client's tools, the Node client's packages and the HTTP gateway's generators,
+# modules and Swagger UI assets. Idempotent: skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,29 @@ if command -v go >/dev/null; then
   command -v protoc-gen-go >/dev/null || go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
   command -v protoc-gen-go-grpc >/dev/null || go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
   if [ -f clients/go/go.mod ]; then (cd clients/go && go mod download); fi
+  # The HTTP/JSON gateway: its generators (make proto-gateway) and modules.
+  gw=$(sed -n 's/^GRPC_GATEWAY_VERSION := //p' Makefile)
+  for p in protoc-gen-grpc-gateway protoc-gen-openapiv2; do
+    "$p" --version 2>/dev/null | grep -q "Version $gw," || go install "github.com/grpc-ecosystem/grpc-gateway/v2/$p@$gw"
+  done
+  if [ -f gateway/go.mod ]; then (cd gateway && go mod download); fi
 fi
 if command -v npm >/dev/null && [ -f clients/node/package-lock.json ]; then
   (cd clients/node && npm ci --silent --no-audit --no-fund)
+fi
+# The gateway's Swagger UI page (swagger-ui-dist, pinned in gateway/package-lock.json).
+if command -v npm >/dev/null && [ -f gateway/package-lock.json ]; then
+  make --no-print-directory -s gateway-assets
+fi
+
+# What the suite needs, checked once here with a message that says what to do. Under CI
+# (CI=true) anything missing stops the run: the tests would fail on it anyway, later.
+PATH="$PATH:/usr/sbin:/sbin"
+lacking=()
+for tool in redis-server clickhouse-server jq curl cargo go grpcurl node npm make; do
+  command -v "$tool" >/dev/null || lacking+=("$tool")
+done
+if [ ${#lacking[@]} -gt 0 ]; then
+  echo "setup-system: not installed: ${lacking[*]} (the tests that need them skip; under CI=true they fail)" >&2
+  if [ "${CI:-}" = "true" ]; then exit 1; fi
 fi

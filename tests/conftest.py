@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.support.requirements import MISSING, in_ci, missing
+
 
 def _core_backend(request: pytest.FixtureRequest) -> Callable[[], object]:
     try:
@@ -60,6 +62,9 @@ CONFORMANCE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Callable[[], o
     "grpc-redis": _grpc_backend("server", "kato_redis_server"),
     # server-held sessions, knowledge bases in a real clickhouse-server (skipped when missing)
     "grpc-clickhouse": _grpc_backend("server", "kato_clickhouse_server"),
+    # the gRPC adapter's cases over HTTP/JSON through the gateway (gateway/, built with Go)
+    "http-client-held": lambda r: __import__("tests.conformance.http_adapter", fromlist=["*"]).backend("client")(r),
+    "http-server-held": lambda r: __import__("tests.conformance.http_adapter", fromlist=["*"]).backend("server")(r),
 }
 
 
@@ -88,7 +93,7 @@ def _start_redis(workdir):
     try:
         return RedisServer(workdir).start()
     except RedisUnavailable as exc:
-        pytest.skip(f"needs a real Redis: {exc}")
+        missing(f"a real Redis ({exc})")
 
 
 @pytest.fixture
@@ -132,7 +137,7 @@ def _start_clickhouse(workdir):
     try:
         return ClickHouseServer(workdir).start()
     except ClickHouseUnavailable as exc:
-        pytest.skip(f"needs a real ClickHouse: {exc}")
+        missing(f"a real ClickHouse ({exc})")
 
 
 @pytest.fixture
@@ -179,3 +184,54 @@ def kato_clickhouse_server(shared_clickhouse_server, tmp_path_factory: pytest.Te
     ).start()
     yield server
     server.stop()
+
+
+# --- what a test needs: markers, and no passing by skipping under CI --------------------
+
+# Fixtures that start a process of a back end; a test using one gets that back end's marker.
+_FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
+    "redis_server": ("redis",),
+    "shared_redis_server": ("redis",),
+    "shared_clickhouse_server": ("clickhouse",),
+    "clickhouse_server": ("clickhouse",),
+    "kato_server": ("e2e",),
+    "start_server": ("e2e",),
+}
+# Conformance back ends are picked by parameter, not by fixture name.
+_CONFORMANCE_MARKERS: dict[str, tuple[str, ...]] = {
+    "grpc-client-held": ("e2e",),
+    "grpc-server-held": ("e2e",),
+    "grpc-redis": ("e2e", "redis"),
+    "grpc-clickhouse": ("e2e", "clickhouse"),
+    "http-client-held": ("e2e",),
+    "http-server-held": ("e2e",),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with the back ends it starts, so `-m "not redis"` and make test-fast work."""
+    for item in items:
+        names: set[str] = set()
+        for fixture in getattr(item, "fixturenames", ()):
+            names.update(_FIXTURE_MARKERS.get(fixture, ()))
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "conformance_adapter_factory" in callspec.params:
+            names.update(_CONFORMANCE_MARKERS.get(callspec.params["conformance_adapter_factory"], ()))
+        if item.path.parent.name == "e2e":
+            names.add("e2e")
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            names.add("slow")  # a property: hundreds of examples, seconds each
+        for name in sorted(names):
+            item.add_marker(name)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Under CI=true a skip for something missing (a `needs(...)` marker) is a failure."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.skipped and in_ci() and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+        if MISSING in reason:
+            report.outcome = "failed"
+            report.longrepr = f"CI=true and the test was skipped for what this machine lacks: {reason}"

@@ -79,11 +79,16 @@ def clear_all(state: SessionState) -> Outcome:
     return Outcome(state=clear_stm(state), effects=(ClearKnowledgeBase(),))
 
 
-def cognition_data(state: SessionState) -> dict[str, Any]:
-    """What GetCognitionData reports (§9.2). The predictions are the state's own sequence,
-    not a copy: a server may hold them encoded until a caller reads them."""
+def cognition_data(state: SessionState, kb: KnowledgeView, predictor: Predictor = predict_patterns) -> dict[str, Any]:
+    """What GetCognitionData reports (§9.2).
+
+    `last_predictions` are computed again from the STM the last Observe predicted from
+    (`cognition_stm`) with the session's config and `kb`: by determinism they are that
+    Observe's predictions unless the knowledge base or the config changed since.
+    """
+    basis = state.cognition_stm
     return {
-        "predictions": state.last_predictions,
+        "predictions": predictor(basis, state.config, kb).predictions if basis else (),
         "emotives": dict(state.emotive_acc[-1]) if state.emotive_acc else {},
         "symbols": [symbol for event in state.stm for symbol in event],
         "short_term_memory": [list(event) for event in state.stm],
@@ -192,16 +197,18 @@ def _observe(
         percept=percept,
     )
     if observation.is_empty:
-        state = replace(state, last_predictions=())
+        state = replace(state, cognition_stm=None)
         return state, [], ObserveResult(stm_length=len(state.stm), time=time, unique_id=unique_id)
 
     event = build_event(vector_part, observation.strings, config.sort_symbols)
     state = replace(state, stm=_keep_newest((*state.stm, event), limits.max_stm_events))
     predicted = PredictResult()
+    basis = None
     if with_predictions and config.process_predictions:
         predicted = predictor(state.stm, config, kb)
+        basis = state.stm  # step 9: what GetCognitionData computes them from again
     state, effects, learned = _auto_learn(state)
-    state = replace(state, last_predictions=predicted.predictions)
+    state = replace(state, cognition_stm=basis)
     return (
         state,
         effects,
@@ -248,7 +255,7 @@ def observe_sequence(
     Later items see the patterns learned by earlier ones. `auto_learned_patterns` lists every
     stored name in the order learned, the final learn included (conformance vector
     ``test_observe_sequence_learn_at_end``). Predictions are computed only
-    for the last item, the only one whose predictions are kept (`last_predictions`).
+    for the last item, the only one whose predictions are kept (`cognition_stm`).
     """
     if len(observations) > limits.max_observations_per_sequence:
         raise LimitExceeded(

@@ -161,7 +161,10 @@ class SessionState:
     pending_vectors: tuple[tuple[str, tuple[float, ...]], ...] = ()
     time: int = 0
     percept: Percept | None = None
-    last_predictions: Sequence[Prediction] = ()
+    # What the last Observe predicted from (§3.5), or None when its predictions are [].
+    # The predictions themselves are not kept: `engine.cognition_data` computes them
+    # again from this STM, so a state stays the size of its session.
+    cognition_stm: tuple[Event, ...] | None = None
     version: int = 0
 
 

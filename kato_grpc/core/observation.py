@@ -164,11 +164,28 @@ def validate_observation(
             bad.append(FieldViolation(f"{p}emotives[{key!r}]", f"{value!r} must be a finite number"))
     if len(observation.unique_id) > limits.max_unique_id_chars:
         bad.append(FieldViolation(f"{p}unique_id", f"must be at most {limits.max_unique_id_chars} characters"))
+    bad.extend(metadata_violations(observation.metadata, f"{p}metadata"))
     if over:
         raise LimitExceeded(over + bad)
     if bad:
         raise ValidationError(bad)
     return dim
+
+
+def metadata_violations(value: Any, field: str) -> list[FieldViolation]:
+    """A violation for every number in metadata (nested maps and lists) that is NaN or
+    infinite: JSON has no such numbers, and the learned pattern would keep them as text.
+
+    >>> metadata_violations({"a": [1.0, float("nan")], "b": {"c": float("inf")}}, "metadata")[0].field
+    'metadata.a[1]'
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return [FieldViolation(field, f"{value!r} is not a finite number (metadata numbers must be finite)")]
+    if isinstance(value, Mapping):
+        return [v for key in sorted(value) for v in metadata_violations(value[key], f"{field}.{key}")]
+    if isinstance(value, (list, tuple)):
+        return [v for i, item in enumerate(value) for v in metadata_violations(item, f"{field}[{i}]")]
+    return []
 
 
 _VECTOR_NAME = re.compile(r"VCTR\|[0-9a-f]{40}")
@@ -211,6 +228,30 @@ def _vector_violations(values: Sequence[float], limits: Limits, field: str) -> l
     return []
 
 
+def _check_events(
+    events: tuple[Event, ...], limits: Limits, field: str, over: list[FieldViolation], bad: list[FieldViolation]
+) -> None:
+    """The rules of a short-term memory that came from outside: the engine's caps and shapes."""
+    if len(events) > limits.max_stm_events:
+        over.append(FieldViolation(field, f"{len(events)} events exceed max_stm_events={limits.max_stm_events}"))
+    per_event = limits.max_symbols_per_event + limits.max_vectors_per_observation
+    # One pass in C over the whole STM first; the per-event loop below names the culprit.
+    longest = max(map(len, chain.from_iterable(events)), default=0)
+    suspect = events and (not all(events) or max(map(len, events)) > per_event or longest * 4 > limits.max_symbol_bytes)
+    for i, event in enumerate(events if suspect else ()):
+        if not event:
+            bad.append(FieldViolation(f"{field}[{i}]", "an event must hold at least one symbol"))
+        elif len(event) > per_event:
+            over.append(
+                FieldViolation(
+                    f"{field}[{i}].symbols",
+                    f"{len(event)} symbols exceed max_symbols_per_event + max_vectors_per_observation={per_event}",
+                )
+            )
+        else:
+            over.extend(_symbol_violations(event, limits, f"{field}[{i}].symbols", vector_names=True))
+
+
 def validate_state(state: SessionState, limits: Limits, kb_dim: int | None, prefix: str = "state") -> None:
     """Check a session state that came from outside with the rules of the observations that
     would have built it (§10): every rule `validate_observation` applies, the caps the
@@ -218,35 +259,17 @@ def validate_state(state: SessionState, limits: Limits, kb_dim: int | None, pref
     pending vectors named by their own values, of one dimension, the index's).
 
     The signature already proves a state is the server's; this is defence in depth, for
-    what would reach the shared knowledge base. `last_predictions` and the percept's
-    emotive means are not checked: they are derived, and only go back to the same client.
+    what would reach the shared knowledge base, and for the `cognition_stm` that
+    GetCognitionData predicts from. The percept's emotive means are not checked: they
+    are derived, and only go back to the same client.
     Raises `LimitExceeded` or `ValidationError`.
     """
     over: list[FieldViolation] = []
     bad: list[FieldViolation] = []
     p = prefix
-    if len(state.stm) > limits.max_stm_events:
-        over.append(
-            FieldViolation(f"{p}.stm", f"{len(state.stm)} events exceed max_stm_events={limits.max_stm_events}")
-        )
-    per_event = limits.max_symbols_per_event + limits.max_vectors_per_observation
-    # One pass in C over the whole STM first; the per-event loop below names the culprit.
-    longest = max(map(len, chain.from_iterable(state.stm)), default=0)
-    suspect = state.stm and (
-        not all(state.stm) or max(map(len, state.stm)) > per_event or longest * 4 > limits.max_symbol_bytes
-    )
-    for i, event in enumerate(state.stm if suspect else ()):
-        if not event:
-            bad.append(FieldViolation(f"{p}.stm[{i}]", "an event must hold at least one symbol"))
-        elif len(event) > per_event:
-            over.append(
-                FieldViolation(
-                    f"{p}.stm[{i}].symbols",
-                    f"{len(event)} symbols exceed max_symbols_per_event + max_vectors_per_observation={per_event}",
-                )
-            )
-        else:
-            over.extend(_symbol_violations(event, limits, f"{p}.stm[{i}].symbols", vector_names=True))
+    _check_events(state.stm, limits, f"{p}.stm", over, bad)
+    if state.cognition_stm is not None and state.cognition_stm is not state.stm:
+        _check_events(state.cognition_stm, limits, f"{p}.cognition_basis.stm", over, bad)
     for name in ("emotive_acc", "metadata_acc"):
         entries = getattr(state, name)
         if len(entries) > limits.max_accumulator_entries:

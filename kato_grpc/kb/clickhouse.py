@@ -92,6 +92,7 @@ import random
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -392,6 +393,9 @@ class ClickHouseStore(IndexedStore):
 
             host, kwargs = self._client_args
             self._client = Client(host, **kwargs)
+            # A store dropped without close() still hangs up, instead of leaving its
+            # socket to the garbage collector (a ResourceWarning).
+            self._hang_up = weakref.finalize(self, _disconnect, self._client)
         return self._client
 
     @contextmanager
@@ -433,8 +437,8 @@ class ClickHouseStore(IndexedStore):
     def _reset(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            with suppress(Exception):
-                client.disconnect()
+            self._hang_up.detach()
+            _disconnect(client)
 
     def _scalar(self, query: str, params: Any = None) -> Any:
         return self._execute(query, params)[0][0]
@@ -922,3 +926,8 @@ class ClickHouseStore(IndexedStore):
             self._cursors.clear()
             with self._db_lock:
                 self._reset()
+
+
+def _disconnect(client: Any) -> None:
+    with suppress(Exception):
+        client.disconnect()

@@ -4,12 +4,21 @@ A subclass only says how to load a KB (`_load`) and how to persist a `Change`
 (`_commit`). Every write is first computed as a `Change` against the current index,
 committed, and only then applied to the index, so a failed commit leaves the index as
 it was and the index never shows uncommitted data.
+
+The ledger of applied origins (see `apply`) keeps a server-held session's newest
+version for as long as the store lives (one entry per session, needed to repair its
+outbox), and a client-held call's request id (origins starting ``request:``) for
+``request_window_seconds`` after it was applied: a retry within the window counts once,
+and the ledger stays bounded by the calls of one window however many ids pass.
+Clearing a knowledge base forgets its client-held ids.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -22,7 +31,10 @@ from kato_grpc.kb.base import Affinity, SymbolStats
 from kato_grpc.kb.engines import Index
 from kato_grpc.kb.ops import check_frequency, updated_record
 
-__all__ = ["Change", "IndexedStore", "plan"]
+__all__ = ["Change", "IndexedStore", "plan", "CLIENT_ORIGIN", "DEFAULT_REQUEST_WINDOW_SECONDS"]
+
+CLIENT_ORIGIN = "request:"  # the prefix of a client-held call's origin (server/servicer.py)
+DEFAULT_REQUEST_WINDOW_SECONDS = 86400.0  # --request-id-window-seconds
 
 Vector = tuple[float, ...]
 
@@ -82,11 +94,21 @@ def apply_to_index(index: Index, change: Change) -> None:
 class IndexedStore:
     """A `KnowledgeStore` built on one in-memory index per KB, kept after first use."""
 
-    def __init__(self, new_index: Callable[[], Index] = MemoryKnowledgeBase) -> None:
+    def __init__(
+        self,
+        new_index: Callable[[], Index] = MemoryKnowledgeBase,
+        *,
+        request_window_seconds: float = DEFAULT_REQUEST_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         # The index class: MemoryKnowledgeBase (Python engine) or NativeKnowledgeBase.
         self._new_index = new_index
         self._indexes: dict[str, Index] = {}
         self._applied: dict[tuple[str, str], int] = {}
+        # Client-held origins in `_applied`, oldest applied first, with when (clock seconds).
+        self._client_ids: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self.request_window_seconds = request_window_seconds
+        self._clock = clock  # wall-clock seconds: a durable ledger outlives the process
         # Writers and index loading take this lock; readers of a loaded index do not.
         # Re-entrant: a write fetches the index (which may load it) while holding it.
         self._lock = threading.RLock()
@@ -114,7 +136,11 @@ class IndexedStore:
         """Persist `change` atomically; raise (having changed nothing) on failure."""
 
     def _last_applied(self, kb_id: str, session_id: str) -> int:
-        """The newest session version whose effects this KB has (-1 if none)."""
+        """The newest session version whose effects this KB has (-1 if none, or if a client-held
+        id's window has passed)."""
+        at = self._client_ids.get((kb_id, session_id))
+        if at is not None and at < self._clock() - self.request_window_seconds:
+            return -1
         return self._applied.get((kb_id, session_id), -1)
 
     # --- shared machinery ----------------------------------------------------------------
@@ -172,7 +198,37 @@ class IndexedStore:
             return replace(plan(index, effects), origin=origin)
 
         self._write(kb_id, make_change)
-        self._applied[(kb_id, origin[0])] = max(origin[1], self._applied.get((kb_id, origin[0]), -1))
+        with self._lock:
+            self._remember(kb_id, origin)
+
+    def _remember(self, kb_id: str, origin: tuple[str, int]) -> None:
+        """Note an applied origin in the in-memory ledger and forget the client-held ids
+        whose window has passed (under the lock)."""
+        key = (kb_id, origin[0])
+        self._applied[key] = max(origin[1], self._applied.get(key, -1))
+        if not origin[0].startswith(CLIENT_ORIGIN):
+            return
+        now = self._clock()
+        self._client_ids[key] = now
+        self._client_ids.move_to_end(key)
+        cutoff = now - self.request_window_seconds
+        while self._client_ids:
+            oldest, at = next(iter(self._client_ids.items()))
+            if at >= cutoff:
+                break
+            del self._client_ids[oldest]
+            self._applied.pop(oldest, None)
+
+    def _forget_client_ids(self, kb_id: str) -> None:
+        """A cleared KB's client-held ids (under the lock): a retry after the clear is applied
+        again. Server-held sessions' versions stay, so an outbox repair never re-applies."""
+        for key in [key for key in self._client_ids if key[0] == kb_id]:
+            del self._client_ids[key]
+            self._applied.pop(key, None)
+
+    def ledger_size(self) -> int:
+        """Entries in the ledger of applied origins (tests: it stays bounded)."""
+        return len(self._applied)
 
     def put_records(
         self, kb_id: str, records: Sequence[PatternRecord], vectors: Sequence[tuple[str, Vector]] = ()
@@ -238,6 +294,8 @@ class IndexedStore:
 
     def clear(self, kb_id: str) -> None:
         self._write(kb_id, lambda index: Change(cleared=True))
+        with self._lock:
+            self._forget_client_ids(kb_id)
 
     def knowledge_bases(self, after: str, limit: int) -> list[tuple[str, int]]:
         """The loaded indexes: the whole store for the memory store (durable stores override)."""

@@ -11,9 +11,8 @@ docs/architecture-decisions/ADR-003-native-engine.md.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import fields
 from types import ModuleType
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 from kato_grpc.core.config import SessionConfig
 from kato_grpc.core.knowledge import KnowledgeView, PendingView, VectorIndex, apply_effect
@@ -26,6 +25,9 @@ from kato_grpc.core.model import (
     Prediction,
     PredictResult,
 )
+
+if TYPE_CHECKING:
+    from kato_grpc._native import PatternIndex, PredictionFields, PredictOutcome, Record, StoredRecord
 
 _native: ModuleType | None
 try:
@@ -61,7 +63,7 @@ def require_native() -> None:
         )
 
 
-def _record_tuple(record: PatternRecord) -> tuple:
+def _record_tuple(record: PatternRecord) -> Record:
     return (
         record.name,
         record.events,
@@ -72,37 +74,19 @@ def _record_tuple(record: PatternRecord) -> tuple:
     )
 
 
-def _record(fields: tuple) -> PatternRecord:
+def _record(fields: StoredRecord) -> PatternRecord:
     return PatternRecord(*fields)
 
 
-def _config_tuple(config: SessionConfig) -> tuple:
-    return (
-        config.recall_threshold,
-        config.max_predictions,
-        config.use_token_matching,
-        config.fuzzy_token_threshold,
-        config.rank_sort_algo,
-        config.affinity_emotive or "",
-        list(config.filter_pipeline),
-        config.length_min_ratio,
-        config.length_max_ratio,
-        config.jaccard_threshold,
-        config.jaccard_min_overlap,
-        config.minhash_threshold,
-    )
-
-
-_PREDICTION_FIELDS = tuple(f.name for f in fields(Prediction))
-
-
-def _prediction(values: tuple) -> Prediction:
-    if values[11]:
-        values = (*values[:11], tuple(Anomaly(*a) for a in values[11]), *values[12:])
-    # The frozen dataclass's __init__ sets 35 fields one setattr at a time; filling the
+def _prediction(fields: PredictionFields) -> Prediction:
+    """A `Prediction` from the native dict of its fields (every field, by name)."""
+    values: dict[str, object] = dict(fields)
+    if fields["anomalies"]:
+        values["anomalies"] = tuple(Anomaly(**a) for a in fields["anomalies"])
+    # The frozen dataclass's __init__ sets 36 fields one setattr at a time; filling the
     # instance dict directly is ~5x faster and gives an equal object.
     prediction = object.__new__(Prediction)
-    prediction.__dict__.update(zip(_PREDICTION_FIELDS, (*values, "prototypical"), strict=True))
+    prediction.__dict__.update(values)
     return prediction
 
 
@@ -113,7 +97,7 @@ class _NativeSequence(Sequence):
 
     __slots__ = ("_items", "_outcome")
 
-    def __init__(self, outcome) -> None:
+    def __init__(self, outcome: PredictOutcome) -> None:
         self._outcome = outcome
         self._items: tuple | None = None
 
@@ -178,7 +162,7 @@ class NativeFuturePotentials(_NativeSequence):
         return self._outcome.future_count()
 
     def _build(self) -> tuple:
-        return tuple(FuturePotential(*f) for f in self._outcome.futures())
+        return tuple(FuturePotential(**f) for f in self._outcome.futures())
 
     def wire(self, field_number: int) -> bytes:
         """Wire bytes of a `repeated kato.v1.FuturePotential` field with this number."""
@@ -191,7 +175,7 @@ class NativeKnowledgeBase:
     def __init__(self) -> None:
         require_native()
         assert _native is not None
-        self._patterns = _native.PatternIndex()
+        self._patterns: PatternIndex = _native.PatternIndex()
         self._vectors = VectorIndex()
 
     # --- effects -----------------------------------------------------------------
@@ -274,10 +258,14 @@ class NativeKnowledgeBase:
         self, stm: Sequence[Event], config: SessionConfig, pending: Sequence[PatternRecord] = ()
     ) -> PredictResult:
         """Predict (§6) on this KB with `pending` (this call's own learns) laid over it."""
-        outcome = self._patterns.predict(stm, _config_tuple(config), [_record_tuple(r) for r in pending])
+        outcome = self._patterns.predict(stm, config, [_record_tuple(r) for r in pending])
         if not outcome.prediction_count() and not outcome.future_count():
             return PredictResult()
         return PredictResult(NativePredictions(outcome), NativeFuturePotentials(outcome))
+
+    def search_stats(self, stm: Sequence[Event], config: SessionConfig) -> dict[str, int]:
+        """How many candidates each stage of a Predict's search discards (benchmarks)."""
+        return dict(self._patterns.predict(stm, config, []).search_stats())
 
 
 def native_predict(stm: Sequence[Event], config: SessionConfig, kb: KnowledgeView) -> PredictResult:

@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.model import PatternRecord
 from kato_grpc.kb.engines import Index
-from kato_grpc.kb.indexed import Change, IndexedStore, apply_to_index
+from kato_grpc.kb.indexed import (
+    CLIENT_ORIGIN,
+    DEFAULT_REQUEST_WINDOW_SECONDS,
+    Change,
+    IndexedStore,
+    apply_to_index,
+)
 from kato_grpc.kb.records import dumps, load_rows, record_columns, record_from_columns
 
 __all__ = ["SqliteStore", "SCHEMA_VERSION"]
@@ -54,7 +61,17 @@ _MIGRATIONS: list[list[str]] = [
         ) WITHOUT ROWID""",
     ],
 ]
+_MIGRATIONS.append(
+    [
+        # When each origin was applied (unix seconds): client-held request ids are pruned
+        # after --request-id-window-seconds. Rows from before get the upgrade's time.
+        "ALTER TABLE applied ADD COLUMN applied_at REAL NOT NULL DEFAULT 0",
+        "UPDATE applied SET applied_at = CAST(strftime('%s', 'now') AS REAL)",
+        "CREATE INDEX IF NOT EXISTS applied_by_time ON applied (applied_at)",
+    ]
+)
 SCHEMA_VERSION = len(_MIGRATIONS)
+PRUNES_PER_WINDOW = 16  # the ledger holds at most a window and a sixteenth of client-held ids
 
 
 def _pattern_row(kb_id: str, r: PatternRecord) -> tuple:
@@ -64,8 +81,16 @@ def _pattern_row(kb_id: str, r: PatternRecord) -> tuple:
 class SqliteStore(IndexedStore):
     """Durable knowledge bases in ``<data_dir>/kato.db``."""
 
-    def __init__(self, data_dir: str | Path, new_index: Callable[[], Index] = MemoryKnowledgeBase) -> None:
-        super().__init__(new_index)
+    def __init__(
+        self,
+        data_dir: str | Path,
+        new_index: Callable[[], Index] = MemoryKnowledgeBase,
+        *,
+        request_window_seconds: float = DEFAULT_REQUEST_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(new_index, request_window_seconds=request_window_seconds, clock=clock)
+        self._pruned_at = float("-inf")
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)
         self.path = path / "kato.db"
@@ -89,7 +114,6 @@ class SqliteStore(IndexedStore):
         version = self._data_version()
         if version != self._seen_version:
             self._indexes.clear()
-            self._applied.clear()
             self._seen_version = version
 
     def _index(self, kb_id: str) -> Index:
@@ -185,6 +209,8 @@ class SqliteStore(IndexedStore):
         if change.cleared:
             conn.execute("DELETE FROM patterns WHERE kb_id = ?", (kb_id,))
             conn.execute("DELETE FROM vectors WHERE kb_id = ?", (kb_id,))
+            # Client-held ids go with the KB; sessions' versions stay (see IndexedStore).
+            conn.execute("DELETE FROM applied WHERE kb_id = ? AND session_id LIKE ?", (kb_id, CLIENT_ORIGIN + "%"))
         if change.deleted:
             conn.executemany("DELETE FROM patterns WHERE kb_id = ? AND name = ?", [(kb_id, n) for n in change.deleted])
         if patterns:
@@ -192,13 +218,34 @@ class SqliteStore(IndexedStore):
         if vectors:
             conn.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?, ?)", vectors)
         if change.origin is not None:
-            conn.execute("INSERT OR REPLACE INTO applied VALUES (?, ?, ?)", (kb_id, *change.origin))
+            now = self._clock()
+            conn.execute("INSERT OR REPLACE INTO applied VALUES (?, ?, ?, ?)", (kb_id, *change.origin, now))
+            if now - self._pruned_at >= self.request_window_seconds / PRUNES_PER_WINDOW:
+                conn.execute(
+                    "DELETE FROM applied WHERE applied_at < ? AND session_id LIKE ?",
+                    (now - self.request_window_seconds, CLIENT_ORIGIN + "%"),
+                )
+                self._pruned_at = now
 
     def _last_applied(self, kb_id: str, session_id: str) -> int:
         row = self._conn.execute(
-            "SELECT version FROM applied WHERE kb_id = ? AND session_id = ?", (kb_id, session_id)
+            "SELECT version, applied_at FROM applied WHERE kb_id = ? AND session_id = ?", (kb_id, session_id)
         ).fetchone()
-        return row[0] if row else -1
+        if row is None:
+            return -1
+        version, applied_at = row
+        if session_id.startswith(CLIENT_ORIGIN) and applied_at < self._clock() - self.request_window_seconds:
+            return -1  # past its window, not yet pruned: as if it were
+        return version
+
+    def _remember(self, kb_id: str, origin: tuple[str, int]) -> None:
+        """The ledger is the `applied` table (pruned as it is written): nothing kept in memory."""
+
+    def _forget_client_ids(self, kb_id: str) -> None:
+        """Done by the clear's own transaction (`_write_rows`)."""
+
+    def ledger_size(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM applied").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

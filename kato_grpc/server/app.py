@@ -11,6 +11,8 @@ import logging
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -21,9 +23,10 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2, kato_service_pb2_grpc
 from kato_grpc.kb.engines import engine_named
 from kato_grpc.kb.indexed import IndexedStore
 from kato_grpc.kb.sqlite import SqliteStore
-from kato_grpc.server import auth, reflection, request_context, state_signing, state_size, tls
+from kato_grpc.server import auth, reflection, request_context, state_signing, state_size, tls, tracing
+from kato_grpc.server.admission import ByteBudget, LateAnswerFilter
 from kato_grpc.server.backends import BackendWatch, probes_for
-from kato_grpc.server.execution import InlineSessionStore, KbGuard, Lane, OffloadedSessionStore
+from kato_grpc.server.execution import InlineSessionStore, KbGuard, Lane, OffloadedSessionStore, past_commit
 from kato_grpc.server.interceptors import build_interceptors, check_settings
 from kato_grpc.server.metrics import Metrics
 from kato_grpc.server.servicer import KatoServicer
@@ -70,7 +73,11 @@ def build_stores(settings: Settings) -> Stores:
             new_index=engine_named(settings.engine).new_index,
         )
     else:
-        kb = SqliteStore(settings.data_dir, new_index=engine_named(settings.engine).new_index)
+        kb = SqliteStore(
+            settings.data_dir,
+            new_index=engine_named(settings.engine).new_index,
+            request_window_seconds=settings.request_id_window_seconds,
+        )
     sessions: SessionStore
     if settings.redis_url:
         from kato_grpc.sessions.redis_store import RedisSessionStore, redact_url
@@ -109,14 +116,30 @@ class Lanes:
     @classmethod
     def from_settings(cls, settings: Settings) -> Lanes:
         return cls(
-            cpu=Lane("cpu", settings.cpu_threads, None, "the engine"),
+            cpu=Lane(
+                "cpu",
+                settings.cpu_threads,
+                None,
+                "the engine",
+                max_queue=settings.cpu_queue_length,
+                hold=test_hold("cpu"),
+            ),
             kb=Lane(
                 "kb",
                 settings.kb_threads,
                 settings.kb_timeout_seconds,
                 "ClickHouse" if settings.clickhouse_url else "the knowledge store",
+                max_queue=settings.kb_queue_length,
+                hold=test_hold("kb"),
             ),
-            sessions=Lane("session", settings.session_threads, settings.redis_timeout_seconds, "Redis"),
+            sessions=Lane(
+                "session",
+                settings.session_threads,
+                settings.redis_timeout_seconds,
+                "Redis",
+                max_queue=settings.session_queue_length,
+                hold=test_hold("session"),
+            ),
         )
 
     def all(self) -> tuple[Lane, ...]:
@@ -125,6 +148,26 @@ class Lanes:
     def close(self) -> None:
         for lane in self.all():
             lane.close()
+
+
+TEST_HOLD_ENV = "KATO_TEST_LANE_HOLD"
+
+
+def test_hold(lane: str) -> Callable[[], None] | None:
+    """For overload tests only: with ``KATO_TEST_LANE_HOLD=cpu=/some/file`` every job of the
+    cpu lane waits, on its thread, until that file exists. A test fills a lane with calls it
+    holds this way and releases them when it has seen what it wanted: no verdict then
+    depends on how fast the machine is."""
+    for part in os.environ.get(TEST_HOLD_ENV, "").split(","):
+        name, _, path = part.partition("=")
+        if name == lane and path:
+
+            def hold(path: str = path) -> None:
+                while not os.path.exists(path):
+                    time.sleep(0.005)
+
+            return hold
+    return None
 
 
 async def create_server(
@@ -138,13 +181,14 @@ async def create_server(
     """`keys` defaults to the settings' API keys (None: auth off); `metrics` None = no metrics;
     `lanes` defaults to new ones from the settings."""
     lanes = lanes or Lanes.from_settings(settings)
+    budget = ByteBudget(settings.max_bytes_in_flight)
     sessions = (
         OffloadedSessionStore(stores.sessions, lanes.sessions)
         if stores.sessions_block
-        else InlineSessionStore(stores.sessions)
+        else InlineSessionStore(tracing.traced_session_store(stores.sessions) if tracing.enabled() else stores.sessions)
     )
     server = grpc.aio.server(
-        interceptors=build_interceptors(settings, sessions, keys, metrics),
+        interceptors=build_interceptors(settings, sessions, keys, metrics, budget=budget),
         options=[
             # Requests only: a response over a send limit would fail after its effects were applied.
             ("grpc.max_receive_message_length", settings.max_request_bytes),
@@ -163,9 +207,16 @@ async def create_server(
         guard=guard,
         predictor=engine_named(settings.engine).predictor,
     )
+
+    async def apply_committed(kb_id: str, effects, origin) -> None:
+        # The runner applies a session's effects after its compare-and-set (or repairs them
+        # on load): the call has committed, so no lane may refuse this work.
+        with past_commit():
+            await servicer.apply_effects(kb_id, effects, origin)
+
     runner = SessionRunner(
         sessions,
-        servicer.apply_effects,
+        apply_committed,
         state_size.measuring_codec(STATE_CODEC),
         default_ttl=settings.session_ttl_seconds,
         auto_extend=settings.session_auto_extend,
@@ -175,7 +226,7 @@ async def create_server(
     )
     servicer.use_sessions(runner)
     if metrics is not None:
-        metrics.watch(stores.kb, runner, lanes.all())
+        metrics.watch(stores.kb, runner, lanes.all(), budget)
     kato_service_pb2_grpc.add_KatoServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -221,6 +272,7 @@ def say(line: str) -> None:
 
 
 async def _serve_one(settings: Settings, worker: int = 0) -> None:
+    tracing.configure_from_env()
     stores = build_stores(settings)
     keys = auth.keyring_from_settings(settings)
     metrics = Metrics() if settings.metrics_port else None
@@ -257,6 +309,7 @@ async def _serve_one(settings: Settings, worker: int = 0) -> None:
     await server.stop(settings.grace_seconds)
     lanes.close()
     stores.close()
+    tracing.shutdown()
     say("kato-grpc stopped")
 
 
@@ -267,6 +320,7 @@ def serve(settings: Settings) -> None:
     except ValueError as exc:
         raise SystemExit(f"kato-grpc: {exc}") from None
     request_context.configure_logging(settings.log_level, settings.log_format)
+    LateAnswerFilter.install()
     state_signing.load_state_keys(settings)  # the default ring is created once, before any worker forks
     if settings.workers > 1 and not settings.redis_url:
         log.warning(

@@ -44,7 +44,6 @@ from kato_grpc.kb.native import NativeFuturePotentials, NativePredictions
 
 __all__ = [
     "PATTERN_PREFIX",
-    "EncodedPredictions",
     "config_from_proto",
     "config_to_proto",
     "emotives_from_proto",
@@ -335,55 +334,13 @@ def prediction_to_proto(p: Prediction, out: pb.Prediction | None = None) -> pb.P
     return m
 
 
-class EncodedPredictions(Sequence[Prediction]):
-    """Predictions kept as the `kato.v1.Prediction` messages they arrived in.
-
-    A session's last predictions travel in its state, yet no transition reads them:
-    Observe replaces them, ClearStm clears them, every other step passes them on. Kept
-    as messages, they cross a decode and a re-encode as one copy instead of ~100
-    `Prediction` objects built and taken apart (about 2 ms each way for 20); they are
-    decoded, once, only when something reads them (GetCognitionData).
-    """
-
-    __slots__ = ("_decoded", "messages")
-
-    def __init__(self, messages: Sequence[pb.Prediction]) -> None:
-        self.messages = messages
-        self._decoded: tuple[Prediction, ...] | None = None
-
-    def _predictions(self) -> tuple[Prediction, ...]:
-        if self._decoded is None:
-            self._decoded = tuple([prediction_from_proto(m) for m in self.messages])
-        return self._decoded
-
-    def __len__(self) -> int:
-        return len(self.messages)
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._predictions()[index]
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence):
-            return NotImplemented
-        return self._predictions() == tuple(other)
-
-    __hash__ = None  # type: ignore[assignment]  # equal to a tuple, so not hashable like one
-
-    def __repr__(self) -> str:
-        return f"EncodedPredictions({len(self.messages)} messages)"
-
-
 def predictions_to_proto(predictions: Iterable[Prediction], message: Any, field: str) -> None:
     """Append `predictions` to the repeated `Prediction` field `field` of `message`.
 
     Predictions already in wire form are not built again field by field (~14 µs a
-    prediction): the native engine's come as protobuf bytes, parsed once in C, and
-    `EncodedPredictions` are copied as the messages they are."""
+    prediction): the native engine's come as protobuf bytes, parsed once in C."""
     if isinstance(predictions, NativePredictions):
         message.MergeFromString(predictions.wire(message.DESCRIPTOR.fields_by_name[field].number))
-        return
-    if isinstance(predictions, EncodedPredictions):
-        getattr(message, field).extend(predictions.messages)
         return
     add = getattr(message, field).add
     for p in predictions:
@@ -516,8 +473,10 @@ def state_to_proto(state: SessionState, out: pb.SessionState | None = None) -> p
         config_to_proto(config, msg.config, overrides_only=True)
     if state.percept is not None:
         percept_to_proto(state.percept, msg.percept)
-    if state.last_predictions:
-        predictions_to_proto(state.last_predictions, msg, "last_predictions")
+    if state.cognition_stm is not None:
+        msg.cognition_basis.SetInParent()
+        if state.cognition_stm is not state.stm and state.cognition_stm != state.stm:
+            events_to_proto(state.cognition_stm, msg.cognition_basis.stm)
     msg.version = state.version
     return msg
 
@@ -526,23 +485,30 @@ def state_from_proto(msg: pb.SessionState, *, prefix: str = "state") -> SessionS
     """The engine's `SessionState` of a message.
 
     The config is the defaults overridden by ``msg.config``'s present fields and is
-    validated (`ValidationError` on ``<prefix>.config.<key>``). The last predictions
-    stay messages (`EncodedPredictions`, sharing `msg`'s field: leave `msg`
-    unchanged) until something reads them.
+    validated (`ValidationError` on ``<prefix>.config.<key>``). The deprecated
+    `last_predictions` field is ignored: a state carries its `cognition_basis` instead.
     """
     config = config_from_proto(msg.config, f"{prefix}.config") if msg.HasField("config") else _DEFAULT_CONFIG
+    stm = events_from_proto(msg.stm)
     return SessionState(
         kb_id=msg.kb_id,
         config=config,
-        stm=events_from_proto(msg.stm),
+        stm=stm,
         emotive_acc=tuple([dict(sorted(m.values.items())) for m in msg.emotive_acc]),
         metadata_acc=tuple([struct_to_dict(s) for s in msg.metadata_acc]),
         pending_vectors=tuple([(v.name, tuple(v.values)) for v in msg.pending_vectors]),
         time=msg.time,
         percept=percept_from_proto(msg.percept) if msg.HasField("percept") else None,
-        last_predictions=EncodedPredictions(msg.last_predictions) if msg.last_predictions else (),
+        cognition_stm=_cognition_stm(msg, stm),
         version=msg.version,
     )
+
+
+def _cognition_stm(msg: pb.SessionState, stm: tuple[Event, ...]) -> tuple[Event, ...] | None:
+    """The STM the last Observe predicted from: the basis's own events, or (none sent) `stm`."""
+    if not msg.HasField("cognition_basis"):
+        return None
+    return events_from_proto(msg.cognition_basis.stm) if msg.cognition_basis.stm else stm
 
 
 def serialize_state(msg: pb.SessionState) -> bytes:

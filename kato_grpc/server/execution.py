@@ -11,6 +11,14 @@ Three bounded thread pools, each a `Lane` with a ceiling on how long a call wait
 A lane's queue is ordered by priority, then arrival, so short work passed as urgent
 (an Observe computing no predictions) never waits behind queued long work (Predict).
 
+A lane's queue is bounded (``--cpu-queue-length``, ``--kb-queue-length``,
+``--session-queue-length``): work that finds it full, or whose expected wait (the work
+ahead of it times the lane's mean job time, divided among its threads) is longer than the
+call's deadline allows, raises `Overloaded` instead of queueing, and the call is answered
+RESOURCE_EXHAUSTED at once (server/admission.py). Only work before the call's commit is
+ever refused: once a call has committed (a server-held session's compare-and-set), the
+rest of its work runs `past_commit` and queues whatever the length.
+
 A call's `Budget` (its client's deadline, minus a margin so that our own status reaches
 the client first) lives in a context variable set when the call starts; every lane call
 waits at most the budget's remainder or the lane's ceiling, whichever is shorter, then
@@ -37,14 +45,20 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from kato_grpc.server import tracing
+
 __all__ = [
     "Budget",
     "Lane",
     "KbGuard",
     "DeadlineExceeded",
     "BackendTimeout",
+    "Overloaded",
+    "past_commit",
+    "QUEUE_PER_THREAD",
     "start_budget",
     "check_budget",
+    "budget_spent",
     "OffloadedSessionStore",
     "InlineSessionStore",
 ]
@@ -59,6 +73,33 @@ class DeadlineExceeded(Exception):
 
 class BackendTimeout(Exception):
     """A back end did not answer within its ceiling. Maps to UNAVAILABLE; nothing was applied."""
+
+
+class Overloaded(Exception):
+    """The server cannot take this call now; nothing was applied. Maps to RESOURCE_EXHAUSTED
+    with `reason` (ErrorInfo), `metadata` and `retry_after` seconds (RetryInfo)."""
+
+    def __init__(self, reason: str, message: str, retry_after: float, metadata: dict[str, str]) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.metadata = metadata
+
+
+QUEUE_PER_THREAD = 32  # a lane's default queue length, per thread: a few hundred ms of Predicts
+MIN_RETRY_SECONDS = 0.05
+_PAST_COMMIT: ContextVar[bool] = ContextVar("kato_past_commit", default=False)
+
+
+@contextmanager
+def past_commit() -> Iterator[None]:
+    """Around the work a call does after its commit: lanes queue it whatever their length,
+    since refusing it would answer RESOURCE_EXHAUSTED for a call that changed something."""
+    token = _PAST_COMMIT.set(True)
+    try:
+        yield
+    finally:
+        _PAST_COMMIT.reset(token)
 
 
 @dataclass(frozen=True)
@@ -91,6 +132,12 @@ def check_budget() -> None:
         raise DeadlineExceeded("deadline passed; nothing was applied")
 
 
+def budget_spent() -> bool:
+    """Whether the current call's budget (its deadline less the margin) has run out."""
+    remaining = _BUDGET.get().remaining()
+    return remaining is not None and remaining <= 0
+
+
 URGENT, NORMAL = 0, 1  # queue priorities: short work never waits behind long work already queued
 
 
@@ -102,38 +149,65 @@ class Lane:
     (Predict), so it waits for a free thread, not for the whole queue.
     """
 
-    def __init__(self, name: str, threads: int, ceiling: float | None = None, what: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        threads: int,
+        ceiling: float | None = None,
+        what: str = "",
+        *,
+        max_queue: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+        hold: Callable[[], None] | None = None,
+    ) -> None:
         if threads < 1:
             raise ValueError(f"--{name}-threads must be >= 1, got {threads}")
+        if max_queue < 0:
+            raise ValueError(f"--{name}-queue-length must be >= 0, got {max_queue}")
         self.name = name
         self.threads = threads
         self.ceiling = ceiling  # seconds a call waits for this lane at most (None: the deadline only)
         self.what = what or name  # for messages: "Redis at ...", "the knowledge store"
+        self.max_queue = max_queue or QUEUE_PER_THREAD * threads
+        self._clock = clock
+        self._hold = hold  # tests only: every job waits in it (see app.test_hold)
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._arrivals = itertools.count()
         self._count = threading.Lock()
         self.queued = 0
+        self.queued_urgent = 0
         self.busy = 0
+        self.job_seconds = 0.0  # mean time of a job here (exponentially weighted), 0 until one ran
+        self.refused: dict[str, int] = {}  # by reason (LANE_QUEUE_FULL, QUEUE_WAIT_EXCEEDS_DEADLINE)
+        self.withdrawn = 0  # queued work whose caller stopped waiting: it never ran
+        # Called with (seconds queued, seconds run) after each job (the metrics' histograms).
+        self.observe: Callable[[float, float], None] | None = None
         for i in range(threads):
             threading.Thread(target=self._work, name=f"kato-{name}-{i}", daemon=True).start()
 
     def _work(self) -> None:
         while True:
-            _, _, job = self._queue.get()
+            priority, _, job = self._queue.get()
             if job is None:
                 return
-            future, expires, fn, args, kwargs = job
+            future, queued_at, expires, fn, args, kwargs = job
             if not future.set_running_or_notify_cancel():
                 continue  # withdrawn by its caller (counted there)
+            tracing.job_started(future)
             try:
-                future.set_result(self._run(expires, fn, args, kwargs))
+                future.set_result(self._run(priority, queued_at, expires, fn, args, kwargs))
             except BaseException as exc:
                 future.set_exception(exc)
 
-    def _run(self, expires: float | None, fn: Callable, args: tuple, kwargs: dict) -> Any:
+    def _run(
+        self, priority: int, queued_at: float, expires: float | None, fn: Callable, args: tuple, kwargs: dict
+    ) -> Any:
         with self._count:
-            self.queued -= 1
+            self._dequeued(priority)
             self.busy += 1
+        if self._hold is not None:
+            self._hold()
+        began = self._clock()
         # The job sees its caller's budget: `check_budget` in it says whether anyone still waits.
         token = _BUDGET.set(Budget(expires))
         try:
@@ -141,8 +215,48 @@ class Lane:
             return fn(*args, **kwargs)
         finally:
             _BUDGET.reset(token)
+            took = self._clock() - began
             with self._count:
                 self.busy -= 1
+                self.job_seconds = took if not self.job_seconds else 0.8 * self.job_seconds + 0.2 * took
+            if self.observe is not None:
+                self.observe(began - queued_at, took)
+
+    def _dequeued(self, priority: int) -> None:
+        self.queued -= 1
+        if priority == URGENT:
+            self.queued_urgent -= 1
+
+    def expected_wait(self, priority: int) -> float:
+        """Seconds new work of `priority` would wait for a thread: the work ahead of it (queued
+        at its priority or above, and the running jobs beyond the free threads) times the mean
+        job time, shared among the threads; 0 while no job has run yet."""
+        ahead = self.queued_urgent if priority == URGENT else self.queued
+        return max(ahead + self.busy - self.threads + 1, 0) * self.job_seconds / self.threads
+
+    def _admit(self, priority: int, remaining: float | None) -> None:
+        """Raise `Overloaded` if this work is to be refused rather than queued."""
+        if _PAST_COMMIT.get():
+            return
+        wait = self.expected_wait(priority)
+        if self.queued >= self.max_queue:
+            reason = "LANE_QUEUE_FULL"
+            message = f"the {self.name} lane's queue is full ({self.queued} of {self.max_queue} waiting)"
+        elif remaining is not None and wait > remaining:
+            reason = "QUEUE_WAIT_EXCEEDS_DEADLINE"
+            message = (
+                f"the {self.name} lane's expected wait of {wait * 1000:.0f} ms exceeds the"
+                f" {max(remaining, 0) * 1000:.0f} ms left of the call's deadline"
+            )
+        else:
+            return
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        raise Overloaded(
+            reason,
+            f"{message}; nothing was applied: retry after the delay given",
+            max(wait, MIN_RETRY_SECONDS),
+            {"lane": self.name, "queued": str(self.queued), "maxQueue": str(self.max_queue)},
+        )
 
     async def __call__(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` on this lane, within the call's budget and the ceiling."""
@@ -161,16 +275,21 @@ class Lane:
         if timeout is not None and timeout <= 0:
             raise DeadlineExceeded("deadline passed; nothing was applied")
         with self._count:
+            self._admit(priority, remaining)
             self.queued += 1
+            if priority == URGENT:
+                self.queued_urgent += 1
         expires = None if timeout is None else time.monotonic() + timeout
         future: Future = Future()
-        self._queue.put((priority, next(self._arrivals), (future, expires, fn, args, kwargs)))
+        self._queue.put((priority, next(self._arrivals), (future, self._clock(), expires, fn, args, kwargs)))
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            with tracing.lane(self.name, future):
+                return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
             if future.cancel():  # still queued: it will never run
                 with self._count:
-                    self.queued -= 1
+                    self._dequeued(priority)
+                    self.withdrawn += 1
             if isinstance(exc, asyncio.CancelledError):
                 raise
             if by_deadline:

@@ -73,9 +73,10 @@ def wrap_handler(
     handler: grpc.RpcMethodHandler,
     wrap: Callable[[Behavior, str], Behavior],
     request_deserializer: Callable[[bytes], Any] | None = None,
+    response_serializer: Callable[[Any], bytes] | None = None,
 ) -> grpc.RpcMethodHandler:
     """A copy of `handler` whose behavior is `wrap(behavior, kind)` (same shape), and
-    whose request deserializer is `request_deserializer` when given."""
+    whose request deserializer / response serializer are the ones given, if any."""
     kind = kind_of(handler)
     behavior = getattr(handler, kind)
     if not (inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)):
@@ -83,7 +84,7 @@ def wrap_handler(
     return _FACTORIES[kind](
         wrap(behavior, kind),
         request_deserializer=request_deserializer or handler.request_deserializer,
-        response_serializer=handler.response_serializer,
+        response_serializer=response_serializer or handler.response_serializer,
     )
 
 
@@ -104,6 +105,9 @@ def around(
     start: Callable[[grpc.aio.ServicerContext], Awaitable[Any]],
     finish: Callable[[grpc.aio.ServicerContext, Any, grpc.StatusCode], None],
     inner_context: Callable[[grpc.aio.ServicerContext, Any], Any] | None = None,
+    *,
+    request_deserializer: Callable[[bytes], Any] | None = None,
+    response_serializer: Callable[[Any], bytes] | None = None,
 ) -> grpc.RpcMethodHandler:
     """`handler` run between ``token = await start(context)`` and ``finish(context, token, code)``.
 
@@ -111,7 +115,8 @@ def around(
     that status is sent: after the last response or the error, and for a call ended with
     ``abort`` inside it, before the abort (which sends the status at once). So whatever
     `finish` records (a metric, a log line) is visible by the time the caller has its
-    answer. With `inner_context`, the behavior gets ``inner_context(context, token)``.
+    answer. With `inner_context`, the behavior gets ``inner_context(context, token)``;
+    a `request_deserializer` / `response_serializer` given replaces the handler's.
     """
 
     def wrap(behavior: Behavior, kind: str) -> Behavior:
@@ -142,7 +147,7 @@ def around(
 
         return single
 
-    return wrap_handler(handler, wrap)
+    return wrap_handler(handler, wrap, request_deserializer, response_serializer)
 
 
 class _Call:

@@ -40,6 +40,10 @@ class Settings:
     cpu_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     kb_threads: int = 4
     session_threads: int = 16
+    cpu_queue_length: int = 0
+    kb_queue_length: int = 0
+    session_queue_length: int = 0
+    max_bytes_in_flight: int = 128 * 1024 * 1024
     kb_timeout_seconds: float = 10.0
     redis_timeout_seconds: float = 5.0
     health_probe_seconds: float = 1.0
@@ -60,8 +64,9 @@ _HELP = {
     " settings such as ?insert_quorum=2 ride along (default: the embedded store in data_dir)",
     "session_ttl_seconds": "default TTL of a server-held session",
     "session_auto_extend": "whether each session access slides its expiry",
-    "request_id_window_seconds": "how long a server-held session remembers an applied request_id, so a retry is"
-    " answered and not applied twice (never less than the session's TTL)",
+    "request_id_window_seconds": "how long an applied request_id is remembered, so a retry is answered and not"
+    " applied twice: by a server-held session (never less than its TTL) and, for a client-held call's effects,"
+    " by the embedded knowledge store (pruned after it)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (symbols and metadata are logged only at DEBUG)",
     "log_format": "text, or json for one JSON object per line (with the call's request id)",
     "access_log": "log every call at INFO (method, code, duration, request id); otherwise only server-side"
@@ -76,6 +81,13 @@ _HELP = {
     "cpu_threads": "threads running the engine (observe, predict); calls beyond them queue",
     "kb_threads": "threads calling the knowledge store (SQLite commits, ClickHouse queries)",
     "session_threads": "threads calling Redis for server-held sessions (with --redis-url)",
+    "cpu_queue_length": "engine work allowed to wait for a cpu thread; more is refused with RESOURCE_EXHAUSTED"
+    " (LANE_QUEUE_FULL) and a RetryInfo (0 = 32 per --cpu-threads)",
+    "kb_queue_length": "knowledge-store calls allowed to wait for a kb thread (0 = 32 per --kb-threads)",
+    "session_queue_length": "Redis calls allowed to wait for a session thread (0 = 32 per --session-threads)",
+    "max_bytes_in_flight": "request bytes the server holds at once across all calls; a request that does not fit"
+    " is refused unread with RESOURCE_EXHAUSTED (REQUEST_BYTES_EXHAUSTED), which bounds the memory calls take"
+    " (at least --max-request-bytes)",
     "kb_timeout_seconds": "longest a call waits for the knowledge store before UNAVAILABLE (also ClickHouse's"
     " socket timeout)",
     "redis_timeout_seconds": "longest a call waits for Redis before UNAVAILABLE (also Redis's socket timeout)",

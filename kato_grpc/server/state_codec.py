@@ -1,7 +1,7 @@
 """How server-held session stores hold a `SessionState`: deterministic `kato.v1.SessionState` bytes.
 
-The last predictions stay messages from decode to encode (`convert.EncodedPredictions`),
-exactly as in a client-held call: a transition that leaves them alone copies them back.
+The same bytes a client-held call carries: the session, not its last answer (the last
+Observe's predictions are computed again by GetCognitionData from `cognition_basis`).
 """
 
 from __future__ import annotations

@@ -37,9 +37,10 @@ name it.
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -80,6 +81,19 @@ class Codec:
 
     encode: Callable[[SessionState], bytes]
     decode: Callable[[bytes], SessionState]
+
+
+def conflict_backoff(first: float = 0.0005, ceiling: float = 0.05, multiplier: float = 2.0) -> Iterator[float]:
+    """Pauses between compare-and-set attempts that lost to another writer.
+
+    Exponential with full jitter, the shape of google.api_core's retry: writers that
+    collided spread out instead of colliding again in lockstep, and a session changed by
+    many callers at once costs a few short waits instead of 64 attempts back to back.
+    The jitter moves only when an attempt is made, never what it computes."""
+    delay = first
+    while True:
+        yield random.uniform(0.0, delay)
+        delay = min(delay * multiplier, ceiling)
 
 
 class SessionRunner:
@@ -153,6 +167,7 @@ class SessionRunner:
         `request_id` was already answered. Raises what `step` raises, with nothing written,
         and `RequestAlreadyApplied` for a request applied before whose reply is gone.
         """
+        backoff = conflict_backoff()
         for _ in range(self._max_attempts):
             record = await self.load(session_id)
             # The ledger (Redis) is reached only once the record's recent replies are full.
@@ -194,6 +209,7 @@ class SessionRunner:
                     await self._apply_effects(record.kb_id, outcome.effects, (session_id, version))
                 return response, None
             self.conflicts += 1
+            await asyncio.sleep(next(backoff))
         raise ConflictExhausted(f"session {session_id!r} is being changed concurrently; retry the call")
 
     @staticmethod

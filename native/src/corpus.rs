@@ -84,7 +84,7 @@ impl<'a> Corpus<'a> {
                 Pending { name: p.name, layout, frequency: p.frequency, extra: p.extra.boxed(), replaces }
             })
             .collect();
-        items.sort_by(|a, b| a.name.cmp(&b.name));
+        items.sort_by_key(|p| p.name);
         Corpus { index, pending: items, shadowed }
     }
 
@@ -181,6 +181,16 @@ impl<'a> Corpus<'a> {
         }
         for (i, p) in self.pending.iter().enumerate() {
             if Self::pending_symbols(p).contains(&symbol) {
+                out.push(OVERLAY | i as u32);
+            }
+        }
+    }
+
+    /// The patterns containing `symbol` more than once, in no particular order.
+    pub fn containing_repeatedly(&self, symbol: SymbolId, out: &mut Vec<Candidate>) {
+        out.extend(self.index.repeats(symbol).iter().filter(|slot| !self.shadowed.contains_key(*slot)));
+        for (i, p) in self.pending.iter().enumerate() {
+            if Self::pending_symbols(p).iter().filter(|&&s| s == symbol).count() > 1 {
                 out.push(OVERLAY | i as u32);
             }
         }

@@ -149,6 +149,9 @@ pub struct Index {
     symbol_freq: Vec<i64>,
     /// Per symbol: the slots of the patterns containing it (each once); `pmf(s)` is its length.
     postings: Vec<Vec<Slot>>,
+    /// Per symbol: the slots of the patterns containing it more than once (few), so that
+    /// Predict counts a pattern's multiset overlap with the state from postings alone.
+    repeats: Vec<Vec<Slot>>,
     live_symbols: usize,
 
     names: Vec<Name>,
@@ -195,6 +198,11 @@ impl Index {
 
     pub fn postings(&self, id: SymbolId) -> &[Slot] {
         self.postings.get(id as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// The slots of the patterns containing `id` more than once.
+    pub fn repeats(&self, id: SymbolId) -> &[Slot] {
+        self.repeats.get(id as usize).map_or(&[], Vec::as_slice)
     }
 
     /// Upper end of the slot numbers (live or free).
@@ -334,6 +342,7 @@ impl Index {
         if self.symbol_freq.len() < self.symbols.len() {
             self.symbol_freq.resize(self.symbols.len(), 0);
             self.postings.resize_with(self.symbols.len(), Vec::new);
+            self.repeats.resize_with(self.symbols.len(), Vec::new);
         }
         for (k, &id) in events.symbols.iter().enumerate() {
             let i = id as usize;
@@ -343,6 +352,9 @@ impl Index {
                     self.live_symbols += 1;
                 }
                 self.postings[i].push(slot);
+                if events.symbols[k + 1..].contains(&id) {
+                    self.repeats[i].push(slot);
+                }
             }
         }
         self.total_symbols += frequency * events.symbols.len() as i64;
@@ -368,6 +380,10 @@ impl Index {
                 if postings.is_empty() {
                     self.live_symbols -= 1;
                     postings.shrink_to_fit();
+                }
+                let repeats = &mut self.repeats[s];
+                if let Some(at) = repeats.iter().position(|&p| p == slot) {
+                    repeats.swap_remove(at);
                 }
             }
         }
@@ -419,7 +435,7 @@ impl Index {
     /// Release the spare capacity left by growth (after a bulk load).
     pub fn shrink(&mut self) {
         self.arena.shrink_to_fit();
-        for postings in &mut self.postings {
+        for postings in self.postings.iter_mut().chain(&mut self.repeats) {
             postings.shrink_to_fit();
         }
         self.names.shrink_to_fit();

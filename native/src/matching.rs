@@ -147,6 +147,215 @@ pub fn character_ratio(s1: &[char], s2: &[char]) -> f64 {
     1.0 - d as f64 / tot as f64
 }
 
+/// A state of at most 64 symbols, against which a pattern becomes one word per symbol:
+/// bit j of the row of `p[i]` is set iff `p[i] == q[j]`. The LCS and difflib's blocks are
+/// then a few word operations per pattern symbol that occurs in the state (the usual
+/// case: STMs are short, and most pattern symbols are not in them).
+pub struct WordState {
+    /// Per symbol id below `DENSE_LIMIT`: 1 + its position in `masks`, 0 if not in the state.
+    dense: Vec<u8>,
+    sparse: Map<u32, u8>,
+    /// Bit j of `masks[at]` says that symbol is `q[j]`; `masks[0]` = 0 (not in the state).
+    masks: Vec<u64>,
+    length: usize,
+}
+
+/// The non-zero rows of a pattern against a `WordState`: (i, row), i ascending.
+pub type Hits = Vec<(u32, u64)>;
+
+/// Runs ending in the row just read, by length (see `word_longest`); reused between calls.
+pub type RunEnds = [u64; 65];
+
+impl WordState {
+    pub const MAX_LENGTH: usize = 64;
+    const DENSE_LIMIT: usize = 1 << 16;
+
+    /// None if `q` is longer than a word (then `LcsAgainst` and `BlockMatcher` serve).
+    pub fn new(q: &[u32]) -> Option<Self> {
+        if q.len() > Self::MAX_LENGTH {
+            return None;
+        }
+        let top = q.iter().map(|&x| x as usize).filter(|&x| x < Self::DENSE_LIMIT).max().map_or(0, |x| x + 1);
+        let mut state = WordState { dense: vec![0; top], sparse: Map::default(), masks: vec![0], length: q.len() };
+        for (j, &x) in q.iter().enumerate() {
+            let mut at = state.position(x);
+            if at == 0 {
+                at = state.masks.len();
+                state.masks.push(0);
+                match state.dense.get_mut(x as usize) {
+                    Some(slot) => *slot = at as u8,
+                    None => {
+                        state.sparse.insert(x, at as u8);
+                    }
+                }
+            }
+            state.masks[at] |= 1u64 << j;
+        }
+        Some(state)
+    }
+
+    fn position(&self, x: u32) -> usize {
+        match self.dense.get(x as usize) {
+            Some(&at) => at as usize,
+            None if self.sparse.is_empty() => 0,
+            None => self.sparse.get(&x).map_or(0, |&at| at as usize),
+        }
+    }
+
+    /// The non-zero rows of `p` in `out`. Branch-free per symbol: whether a pattern symbol
+    /// is in the state is as good as random, and a mispredicted branch costs more than
+    /// the lookup.
+    pub fn hits(&self, p: &[u32], out: &mut Hits) {
+        out.clear();
+        out.resize(p.len(), (0, 0));
+        let mut count = 0;
+        for (i, &x) in p.iter().enumerate() {
+            let row = self.masks[self.position(x)];
+            out[count] = (i as u32, row);
+            count += (row != 0) as usize;
+        }
+        out.truncate(count);
+    }
+
+    /// Length of the longest common subsequence (Hyyrö's bit-parallel recurrence, in
+    /// which a row of zeros leaves the state unchanged, so only the hits are read).
+    pub fn lcs(&self, hits: &[(u32, u64)]) -> usize {
+        let mut v = !0u64;
+        for &(_, m) in hits {
+            let u = v & m;
+            v = v.wrapping_add(u) | (v & !m);
+        }
+        count_zeros(&[v], self.length)
+    }
+
+    /// difflib's first block: the longest common run of the whole `p` and state.
+    pub fn top(&self, hits: &[(u32, u64)], p_len: usize, ends: &mut RunEnds) -> (usize, usize, usize) {
+        word_longest(hits, ends, (0, p_len), (0, self.length))
+    }
+
+    /// Whether a symbol matches before the first block on both sides (then the left
+    /// recursion finds a block) and whether one matches after it (the right one does).
+    pub fn sides(&self, hits: &[(u32, u64)], (i, j, k): (usize, usize, usize)) -> Sides {
+        let below = |bit: usize| if bit >= 64 { !0u64 } else { (1u64 << bit) - 1 };
+        Sides {
+            left: hits.iter().take_while(|h| (h.0 as usize) < i).any(|h| h.1 & below(j) != 0),
+            right: hits.iter().any(|h| h.0 as usize >= i + k && h.1 & !below(j + k) != 0),
+        }
+    }
+
+    /// difflib's matching blocks of `p` (as its hits) and the state, as `BlockMatcher::blocks`,
+    /// given the first block (`top`) and its `sides`.
+    pub fn blocks(
+        &self,
+        hits: &[(u32, u64)],
+        p_len: usize,
+        (top, sides): ((usize, usize, usize), Sides),
+        ends: &mut RunEnds,
+        out: &mut Vec<(usize, usize, usize)>,
+    ) {
+        out.clear();
+        let (i, j, k) = top;
+        if k == 0 {
+            return;
+        }
+        if sides.left {
+            word_blocks(hits, ends, (0, i), (0, j), out);
+        }
+        out.push(top);
+        if sides.right {
+            word_blocks(hits, ends, (i + k, p_len), (j + k, self.length), out);
+        }
+    }
+}
+
+/// Where symbols match around the first block (`WordState::sides`).
+#[derive(Clone, Copy)]
+pub struct Sides {
+    pub left: bool,
+    pub right: bool,
+}
+
+impl Sides {
+    /// The blocks number at least this: the first, and one more on each side that matches.
+    pub fn least_blocks(self) -> usize {
+        1 + self.left as usize + self.right as usize
+    }
+}
+
+/// The longest common run of `a[alo..ahi]` and `b[blo..bhi]`, smallest `i` then smallest `j`.
+///
+/// After each row, `ends[t]` holds the positions j where a run of length ≥ t+1 ends in it.
+/// A run grows by one per row, so the best length `k` grows by at most one per row, and
+/// it does at the first row where `ends[k]` (runs of length k+1) is not empty, at that
+/// row's lowest such j: exactly where difflib's scan (i ascending, j ascending, replace
+/// only when strictly longer) replaces its best. A row without hits ends every run.
+fn word_longest(
+    hits: &[(u32, u64)],
+    ends: &mut RunEnds,
+    a: (usize, usize),
+    b: (usize, usize),
+) -> (usize, usize, usize) {
+    let ((alo, ahi), (blo, bhi)) = (a, b);
+    let width = bhi - blo;
+    if width == 0 {
+        return (alo, blo, 0);
+    }
+    let window = if width == 64 { !0u64 } else { ((1u64 << width) - 1) << blo };
+    let limit = (ahi - alo).min(width);
+    let (mut best_i, mut best_j, mut k) = (alo, blo, 0usize);
+    let mut continues = usize::MAX; // the row that would extend the runs of the last one
+    let start = hits.partition_point(|&(i, _)| (i as usize) < alo);
+    for &(i, row) in &hits[start..] {
+        let i = i as usize;
+        if i >= ahi {
+            break;
+        }
+        let x = row & window;
+        if x == 0 {
+            continue;
+        }
+        if i == continues {
+            for t in (1..=k).rev() {
+                ends[t] = x & (ends[t - 1] << 1);
+            }
+        } else {
+            ends[1..=k].fill(0);
+        }
+        ends[0] = x;
+        continues = i + 1;
+        if ends[k] != 0 {
+            let j = ends[k].trailing_zeros() as usize;
+            k += 1;
+            best_i = i + 1 - k;
+            best_j = j + 1 - k;
+            if k == limit {
+                break; // no longer run fits in the ranges
+            }
+        }
+    }
+    (best_i, best_j, k)
+}
+
+fn word_blocks(
+    hits: &[(u32, u64)],
+    ends: &mut RunEnds,
+    a: (usize, usize),
+    b: (usize, usize),
+    out: &mut Vec<(usize, usize, usize)>,
+) {
+    let (i, j, k) = word_longest(hits, ends, a, b);
+    if k == 0 {
+        return;
+    }
+    if a.0 < i && b.0 < j {
+        word_blocks(hits, ends, (a.0, i), (b.0, j), out);
+    }
+    out.push((i, j, k));
+    if i + k < a.1 && j + k < b.1 {
+        word_blocks(hits, ends, (i + k, a.1), (j + k, b.1), out);
+    }
+}
+
 /// difflib's `SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()`
 /// without its sentinel, for a fixed `b` (the state) and many `a` (patterns).
 pub struct BlockMatcher {
@@ -190,8 +399,8 @@ impl BlockMatcher {
         let mut current_touched = std::mem::take(&mut self.current_touched);
         previous_touched.clear();
         current_touched.clear();
-        for i in alo..ahi {
-            if let Some(at) = self.index.get(a[i]) {
+        for (i, &x) in a.iter().enumerate().take(ahi).skip(alo) {
+            if let Some(at) = self.index.get(x) {
                 for &j in &self.positions[at] {
                     let j = j as usize;
                     if j < blo {

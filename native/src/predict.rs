@@ -7,7 +7,7 @@
 
 use crate::corpus::{Candidate, Corpus, LocalSymbols};
 use crate::index::{prefetch, Extra, Name, SymbolId};
-use crate::matching::{character_ratio, BlockMatcher, LcsAgainst};
+use crate::matching::{character_ratio, BlockMatcher, Hits, LcsAgainst, RunEnds, WordState};
 use hashbrown::HashMap;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -20,11 +20,90 @@ pub struct Config {
     pub max_predictions: usize,
     pub use_token_matching: bool,
     pub fuzzy_token_threshold: f64,
-    pub rank_sort_algo: String,
+    pub rank_by: RankKey,
     pub affinity_emotive: String,
     pub filters: Filters,
 }
 
+/// The fields `rank_sort_algo` may name (SPEC.md §6.10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RankKey {
+    Potential,
+    Similarity,
+    Evidence,
+    Confidence,
+    Snr,
+    Fragmentation,
+    Frequency,
+    NormalizedEntropy,
+    GlobalNormalizedEntropy,
+    ItfdfSimilarity,
+    Confluence,
+    PredictiveInformation,
+    BayesianPosterior,
+    BayesianPrior,
+    BayesianLikelihood,
+    TfidfScore,
+    WeightedSimilarity,
+    WeightedEvidence,
+    WeightedConfidence,
+    WeightedSnr,
+}
+
+impl RankKey {
+    pub const ALL: [(&'static str, RankKey); 20] = [
+        ("potential", RankKey::Potential),
+        ("similarity", RankKey::Similarity),
+        ("evidence", RankKey::Evidence),
+        ("confidence", RankKey::Confidence),
+        ("snr", RankKey::Snr),
+        ("fragmentation", RankKey::Fragmentation),
+        ("frequency", RankKey::Frequency),
+        ("normalized_entropy", RankKey::NormalizedEntropy),
+        ("global_normalized_entropy", RankKey::GlobalNormalizedEntropy),
+        ("itfdf_similarity", RankKey::ItfdfSimilarity),
+        ("confluence", RankKey::Confluence),
+        ("predictive_information", RankKey::PredictiveInformation),
+        ("bayesian_posterior", RankKey::BayesianPosterior),
+        ("bayesian_prior", RankKey::BayesianPrior),
+        ("bayesian_likelihood", RankKey::BayesianLikelihood),
+        ("tfidf_score", RankKey::TfidfScore),
+        ("weighted_similarity", RankKey::WeightedSimilarity),
+        ("weighted_evidence", RankKey::WeightedEvidence),
+        ("weighted_confidence", RankKey::WeightedConfidence),
+        ("weighted_snr", RankKey::WeightedSnr),
+    ];
+
+    pub fn parse(name: &str) -> Option<RankKey> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|&(_, key)| key)
+    }
+}
+
+/// The stages `filter_pipeline` may name (SPEC.md §6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterStage {
+    Length,
+    Jaccard,
+    Minhash,
+    Bloom,
+    /// Keeps what the threshold keeps anyway.
+    Rapidfuzz,
+}
+
+impl FilterStage {
+    pub fn parse(name: &str) -> Option<FilterStage> {
+        Some(match name {
+            "length" => FilterStage::Length,
+            "jaccard" => FilterStage::Jaccard,
+            "minhash" => FilterStage::Minhash,
+            "bloom" => FilterStage::Bloom,
+            "rapidfuzz" => FilterStage::Rapidfuzz,
+            _ => return None,
+        })
+    }
+}
+
+/// The stages of `filter_pipeline` that remove patterns, and their settings.
 #[derive(Default)]
 pub struct Filters {
     pub length: bool,
@@ -47,7 +126,9 @@ pub type Anomaly = (SymbolId, SymbolId, f64);
 pub struct Scored {
     pub candidate: Candidate,
     pub name: Name,
-    pub similarity: f64,
+    /// Known once the candidate is an ensemble member (`Scorer::complete`); the search
+    /// computes it only when the blocks alone do not show that it reaches the threshold.
+    similarity: Option<f64>,
     pub evidence: f64,
     pub confidence: f64,
     pub snr: f64,
@@ -55,9 +136,14 @@ pub struct Scored {
     pub fragmentation: f64,
     pub present_start: usize,
     pub future_start: usize,
-    blocks: Vec<(usize, usize, usize)>,
     /// Under fuzzy tokens, the matches and anomalies (they decide m).
     fuzzy: Option<(Vec<SymbolId>, Vec<Anomaly>)>,
+}
+
+impl Scored {
+    pub fn similarity(&self) -> f64 {
+        self.similarity.expect("every ensemble member has its similarity")
+    }
 }
 
 /// The lists of an ensemble member, built only once it is in the ensemble.
@@ -92,33 +178,29 @@ pub struct Prediction {
 }
 
 impl Prediction {
-    fn rank_value(&self, field: &str) -> Option<f64> {
+    fn rank_value(&self, key: RankKey) -> Option<f64> {
         let s = &self.scored;
-        Some(match field {
-            "potential" => self.potential,
-            "similarity" => s.similarity,
-            "evidence" => s.evidence,
-            "confidence" => s.confidence,
-            "snr" => s.snr,
-            "fragmentation" => s.fragmentation,
-            "frequency" => self.frequency as f64,
-            "normalized_entropy" => self.normalized_entropy,
-            "global_normalized_entropy" => self.global_normalized_entropy,
-            "itfdf_similarity" => self.itfdf_similarity,
-            "confluence" => self.confluence,
-            "predictive_information" => self.predictive_information,
-            "bayesian_posterior" => self.bayesian_posterior,
-            "bayesian_prior" => self.bayesian_prior,
-            "bayesian_likelihood" => self.bayesian_likelihood,
-            "tfidf_score" => self.tfidf_score,
-            "entropy" => self.entropy,
-            "pattern_probability" => self.pattern_probability,
-            "weighted_strength" => self.weighted_strength,
-            "weighted_similarity" => return self.weighted_similarity,
-            "weighted_evidence" => return self.weighted_evidence,
-            "weighted_confidence" => return self.weighted_confidence,
-            "weighted_snr" => return self.weighted_snr,
-            _ => self.potential,
+        Some(match key {
+            RankKey::Potential => self.potential,
+            RankKey::Similarity => s.similarity(),
+            RankKey::Evidence => s.evidence,
+            RankKey::Confidence => s.confidence,
+            RankKey::Snr => s.snr,
+            RankKey::Fragmentation => s.fragmentation,
+            RankKey::Frequency => self.frequency as f64,
+            RankKey::NormalizedEntropy => self.normalized_entropy,
+            RankKey::GlobalNormalizedEntropy => self.global_normalized_entropy,
+            RankKey::ItfdfSimilarity => self.itfdf_similarity,
+            RankKey::Confluence => self.confluence,
+            RankKey::PredictiveInformation => self.predictive_information,
+            RankKey::BayesianPosterior => self.bayesian_posterior,
+            RankKey::BayesianPrior => self.bayesian_prior,
+            RankKey::BayesianLikelihood => self.bayesian_likelihood,
+            RankKey::TfidfScore => self.tfidf_score,
+            RankKey::WeightedSimilarity => return self.weighted_similarity,
+            RankKey::WeightedEvidence => return self.weighted_evidence,
+            RankKey::WeightedConfidence => return self.weighted_confidence,
+            RankKey::WeightedSnr => return self.weighted_snr,
         })
     }
 }
@@ -136,6 +218,7 @@ pub struct Outcome {
     pub members: Vec<Prediction>,
     pub ranking: Vec<usize>,
     pub futures: Vec<FuturePotential>,
+    pub stats: SearchStats,
 }
 
 /// The STM as Predict sees it.
@@ -203,18 +286,112 @@ const MARGIN: f64 = 1e-9;
 const SCORE_AHEAD: usize = 8;
 const COUNT_AHEAD: usize = 48;
 
+/// How a state matches patterns at the token level: word operations when it fits in a
+/// word (`WordState`), the general matchers otherwise.
+enum TokenMatcher {
+    Word { state: WordState, hits: Hits, ends: Box<RunEnds> },
+    General { lcs: LcsAgainst<SymbolId>, blocks: BlockMatcher },
+}
+
+impl TokenMatcher {
+    fn new(q: &[SymbolId]) -> Self {
+        match WordState::new(q) {
+            Some(state) => TokenMatcher::Word { state, hits: Vec::new(), ends: Box::new([0; 65]) },
+            None => TokenMatcher::General { lcs: LcsAgainst::new(q), blocks: BlockMatcher::new(q) },
+        }
+    }
+
+    /// The matching blocks of `p` and the state (§6.3) in `out`.
+    fn blocks(&mut self, p: &[SymbolId], n: usize, out: &mut Vec<(usize, usize, usize)>) {
+        self.blocks_unless(p, n, out, |_| false);
+    }
+
+    /// As `blocks`, unless `hopeless(b)` says that a candidate with at least b blocks cannot
+    /// enter the ensemble: then false, and the rest of the blocks is never searched. (With
+    /// a word state b comes from the first block alone; otherwise nothing is spared.)
+    fn blocks_unless(
+        &mut self,
+        p: &[SymbolId],
+        n: usize,
+        out: &mut Vec<(usize, usize, usize)>,
+        hopeless: impl FnOnce(usize) -> bool,
+    ) -> bool {
+        match self {
+            TokenMatcher::Word { state, hits, ends } => {
+                state.hits(p, hits);
+                let top = state.top(hits, p.len(), ends);
+                if top.2 == 0 {
+                    out.clear();
+                    return true;
+                }
+                let sides = state.sides(hits, top);
+                if hopeless(sides.least_blocks()) {
+                    return false;
+                }
+                state.blocks(hits, p.len(), (top, sides), ends, out);
+            }
+            TokenMatcher::General { blocks, .. } => blocks.blocks(p, n, out),
+        }
+        true
+    }
+
+    /// The LCS of `p` and the state; `same_p` if `blocks` just read this same `p`.
+    fn lcs(&mut self, p: &[SymbolId], same_p: bool) -> usize {
+        match self {
+            TokenMatcher::Word { state, hits, .. } => {
+                if !same_p {
+                    state.hits(p, hits);
+                }
+                state.lcs(hits)
+            }
+            TokenMatcher::General { lcs, .. } => lcs.lcs(p.iter().copied()),
+        }
+    }
+}
+
+/// How many candidates each stage of the search discarded (the benchmarks print them).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SearchStats {
+    /// Candidates considered: those sharing a symbol with the state, or every pattern.
+    pub candidates: usize,
+    /// Dropped before any matching: even their symbol overlap cannot reach the threshold.
+    pub overlap_threshold: usize,
+    /// Never matched: their bound on pre_potential fell below the ensemble's worst member.
+    pub bound: usize,
+    /// Removed by `filter_pipeline`.
+    pub filtered: usize,
+    /// Matched (blocks computed, and the LCS when the blocks alone did not settle the threshold).
+    pub matched: usize,
+    /// Matched, then below the threshold (or without a block).
+    pub threshold: usize,
+    /// First block found, then dropped: with the blocks it implies, the bound falls below
+    /// the ensemble's worst member.
+    pub block_bound: usize,
+    /// Matched and passing, but not in the ensemble.
+    pub pruned: usize,
+    pub ensemble: usize,
+}
+
+/// What a candidate must beat to enter a full ensemble (its worst member), and the
+/// candidate's multiset overlap with the state (which bounds its matches).
+#[derive(Clone, Copy)]
+struct Floor<'s> {
+    worst: &'s Scored,
+    overlap: usize,
+}
+
 struct Scorer<'a, 'c> {
     corpus: &'c Corpus<'a>,
     symbols: &'c LocalSymbols<'a>,
     config: &'c Config,
     state: &'c State,
     state_set: Vec<SymbolId>,
-    lcs: LcsAgainst<SymbolId>,
+    tokens: TokenMatcher,
     state_chars: Vec<char>,
     char_lcs: Option<LcsAgainst<char>>,
-    matcher: BlockMatcher,
     blocks: Vec<(usize, usize, usize)>,
     ratio_cache: Map<(SymbolId, SymbolId), f64>,
+    stats: SearchStats,
 }
 
 impl<'a, 'c> Scorer<'a, 'c> {
@@ -235,12 +412,12 @@ impl<'a, 'c> Scorer<'a, 'c> {
             config,
             state,
             state_set,
-            lcs: LcsAgainst::new(&state.flat),
+            tokens: TokenMatcher::new(&state.flat),
             state_chars,
             char_lcs,
-            matcher: BlockMatcher::new(&state.flat),
             blocks: Vec::new(),
             ratio_cache: Map::default(),
+            stats: SearchStats::default(),
         }
     }
 
@@ -290,7 +467,7 @@ impl<'a, 'c> Scorer<'a, 'c> {
 
     /// The candidate's own metrics, or None if a filter, the threshold or §6.3 drops it,
     /// or if it would not rank before `floor` (the worst member kept so far) in pruning.
-    fn score(&mut self, candidate: Candidate, floor: Option<&Scored>) -> Option<Scored> {
+    fn score(&mut self, candidate: Candidate, floor: Option<Floor>) -> Option<Scored> {
         let mut blocks = std::mem::take(&mut self.blocks); // one buffer for every candidate
         let scored = self.score_with(candidate, floor, &mut blocks);
         self.blocks = blocks;
@@ -300,33 +477,56 @@ impl<'a, 'c> Scorer<'a, 'c> {
     fn score_with(
         &mut self,
         candidate: Candidate,
-        floor: Option<&Scored>,
+        floor: Option<Floor>,
         blocks: &mut Vec<(usize, usize, usize)>,
     ) -> Option<Scored> {
         let (name, events) = self.corpus.name_and_events(candidate);
         let p = events.symbols;
         if !self.passes_filters(p) {
+            self.stats.filtered += 1;
             return None;
         }
+        self.stats.matched += 1;
         let n = self.state.flat.len();
-        let similarity = if self.config.use_token_matching {
-            token_similarity(self.lcs.lcs(p.iter().copied()), p.len(), n)
-        } else {
-            self.character_similarity(p)
+        let threshold = self.config.recall_threshold;
+        let mut similarity = None;
+        if !self.config.use_token_matching {
+            let s = self.character_similarity(p);
+            if s < threshold {
+                self.stats.threshold += 1;
+                return None;
+            }
+            similarity = Some(s);
+        }
+        // With the first block known, a bound that counts the blocks it implies may already
+        // show the candidate cannot beat the floor (`pre_potential_bound`).
+        let hopeless = |least: usize| {
+            floor.as_ref().is_some_and(|f| pre_potential_bound(f.overlap, p.len(), n, least) < f.worst.pre_potential)
         };
-        if similarity < self.config.recall_threshold {
+        if !self.tokens.blocks_unless(p, n, blocks, hopeless) {
+            self.stats.block_bound += 1;
             return None;
         }
-        self.matcher.blocks(p, n, blocks);
-        if blocks.is_empty() && self.config.recall_threshold > 0.0 {
+        let block_matches: usize = blocks.iter().map(|b| b.2).sum();
+        // The blocks match a common subsequence, so LCS ≥ their matches, and the similarity
+        // is non-decreasing in the LCS: if the matches reach the threshold, so does the LCS,
+        // which is then needed only for the output (members compute it, `complete`).
+        if self.config.use_token_matching && token_similarity(block_matches, p.len(), n) < threshold {
+            let s = token_similarity(self.tokens.lcs(p, true), p.len(), n);
+            if s < threshold {
+                self.stats.threshold += 1;
+                return None;
+            }
+            similarity = Some(s);
+        }
+        if blocks.is_empty() && threshold > 0.0 {
+            self.stats.threshold += 1;
             return None;
         }
 
         // §6.3: the blocks give the matches, the fragmentation and the flat past/present.
         let (mut m, past_len, present_len, fragmentation) = match (blocks.first(), blocks.last()) {
-            (Some(first), Some(last)) => {
-                (blocks.iter().map(|b| b.2).sum(), first.0, last.0 + last.2 - first.0, (blocks.len() - 1) as f64)
-            }
+            (Some(first), Some(last)) => (block_matches, first.0, last.0 + last.2 - first.0, (blocks.len() - 1) as f64),
             _ => (0, 0, p.len(), -1.0),
         };
         // §6.4: whole events; an event only partly covered is taken whole.
@@ -337,6 +537,8 @@ impl<'a, 'c> Scorer<'a, 'c> {
                 future_start = e + 1;
             } else if covered < past_len + present_len {
                 future_start = e + 1;
+            } else {
+                break;
             }
             covered += len as usize;
         }
@@ -357,8 +559,9 @@ impl<'a, 'c> Scorer<'a, 'c> {
         let snr = if m + n > 0 { (3 * m as i64 - n as i64) as f64 / (m + n) as f64 } else { 0.0 };
         let pre_potential = (evidence + confidence) * snr + frag_term(fragmentation);
         if floor
-            .is_some_and(|worst| pruning_order(pre_potential, name, worst.pre_potential, &worst.name) != Ordering::Less)
+            .is_some_and(|f| pruning_order(pre_potential, name, f.worst.pre_potential, &f.worst.name) != Ordering::Less)
         {
+            self.stats.pruned += 1;
             return None; // it could not enter the ensemble: spare building it
         }
         Some(Scored {
@@ -372,19 +575,30 @@ impl<'a, 'c> Scorer<'a, 'c> {
             fragmentation,
             present_start,
             future_start,
-            blocks: blocks.clone(),
             fuzzy,
         })
     }
 
+    /// Sets the similarity of an ensemble member whose blocks settled the threshold.
+    fn complete(&mut self, scored: &mut Scored) {
+        if scored.similarity.is_none() {
+            let p = self.corpus.pattern(scored.candidate).events.symbols;
+            let lcs = self.tokens.lcs(p, false);
+            scored.similarity = Some(token_similarity(lcs, p.len(), self.state.flat.len()));
+        }
+    }
+
     /// matches, missing, extras and anomalies of an ensemble member (§6.3–6.5.1).
-    fn align(&self, scored: &Scored) -> Alignment {
+    fn align(&mut self, scored: &Scored) -> Alignment {
         let q = &self.state.flat;
+        let events = self.corpus.pattern(scored.candidate).events;
         let (matches, anomalies) = match &scored.fuzzy {
             Some((matches, anomalies)) => (matches.clone(), anomalies.clone()),
-            None => (scored.blocks.iter().flat_map(|&(_, j, k)| q[j..j + k].iter().copied()).collect(), Vec::new()),
+            None => {
+                self.tokens.blocks(events.symbols, q.len(), &mut self.blocks);
+                (self.blocks.iter().flat_map(|&(_, j, k)| q[j..j + k].iter().copied()).collect(), Vec::new())
+            }
         };
-        let events = self.corpus.pattern(scored.candidate).events;
         let present: Vec<&[SymbolId]> =
             events.iter().skip(scored.present_start).take(scored.future_start - scored.present_start).collect();
         let missing = present.iter().map(|e| e.iter().copied().filter(|s| !matches.contains(s)).collect()).collect();
@@ -496,14 +710,21 @@ fn select_ensemble(
         bounded_search(scorer, corpus, state, config, keep, needs_every_pattern, scratch)
     } else {
         let candidates = if needs_every_pattern { corpus.all() } else { sharing(corpus, &state.flat) };
+        scorer.stats.candidates = candidates.len();
         let mut scored: Vec<Scored> = candidates.into_iter().filter_map(|c| scorer.score(c, None)).collect();
         if scored.len() > keep {
-            scored.sort_by(prunes_before);
+            // The pruning order is total (names are unique): the first `keep` are one set.
+            scored.select_nth_unstable_by(keep - 1, prunes_before);
+            scorer.stats.pruned += scored.len() - keep;
             scored.truncate(keep);
         }
         scored
     };
-    ensemble.sort_by(|a, b| a.name.cmp(&b.name));
+    scorer.stats.ensemble = ensemble.len();
+    for member in &mut ensemble {
+        scorer.complete(member);
+    }
+    ensemble.sort_by_key(|member| member.name);
     ensemble
 }
 
@@ -518,12 +739,37 @@ fn sharing(corpus: &Corpus, q: &[SymbolId]) -> Vec<Candidate> {
     out
 }
 
-/// Exact tokens: score candidates in decreasing order of an upper bound on their
-/// pre-potential and stop once none left can beat (or tie) the worst kept member.
+/// An upper bound on the pre_potential of a pattern of `length` symbols against a state
+/// of `n`, when its matches are at most `most` (exact tokens: m ≤ LCS ≤ the multiset
+/// overlap c). With m ≥ 1 matches (a shared symbol always makes a block), a present of R
+/// symbols (m ≤ R ≤ L: it holds every match and lies in the pattern) and B ≥ 1 blocks,
 ///
-/// With c the multiset overlap of pattern and state, the matches m ≤ LCS ≤ c, so
-/// similarity ≤ 2c/(L+n), evidence ≤ c/L, confidence ≤ 1, snr ≤ (3c−n)/(c+n) and the
-/// fragmentation term ≤ 1.
+///   pre_potential = (m/L + m/R)·snr(m) + 1/B,   snr(m) = (3m − n)/(m + n), increasing in m.
+///
+/// Where snr(m) ≥ 0 it is largest at R = m: (m/L + 1)·snr(m) + 1, increasing in m, so
+/// taken at m = most. Where snr(m) < 0 it is largest at R = L: (2/L)·m(3m − n)/(m + n) + 1,
+/// convex in m (its second derivative is 16n²/(L(m + n)³) > 0), so largest at an end of
+/// [1, most]. With at least `least_blocks` blocks the last term is at most 1/least_blocks.
+/// Without a shared symbol (most = 0) it is (0 + 0)·(−1) + 0 = 0.
+fn pre_potential_bound(most: usize, length: usize, n: usize, least_blocks: usize) -> f64 {
+    if most == 0 {
+        return MARGIN;
+    }
+    let (l, n) = (length as f64, n as f64);
+    let snr = |m: f64| (3.0 * m - n) / (m + n);
+    let most_f = most as f64;
+    let best = if snr(most_f) >= 0.0 {
+        (most_f / l + 1.0) * snr(most_f)
+    } else {
+        let negative = |m: f64| 2.0 * m / l * snr(m);
+        negative(1.0).max(negative(most_f))
+    };
+    best + 1.0 / least_blocks as f64 + MARGIN
+}
+
+/// Exact tokens: score candidates in decreasing order of an upper bound on their
+/// pre-potential (`pre_potential_bound` of their overlap c) and stop once none left can
+/// beat (or tie) the worst kept member.
 fn bounded_search(
     scorer: &mut Scorer,
     corpus: &Corpus,
@@ -550,17 +796,21 @@ fn bounded_search(
             if let Some(&ahead) = holders.get(k + COUNT_AHEAD) {
                 prefetch(&overlap[..], corpus.candidate_position(ahead));
             }
-            let c = if q_count == 1 {
-                1
-            } else {
-                let p_count = corpus.pattern(candidate).events.symbols.iter().filter(|&&s| s == symbol).count();
-                p_count.min(q_count)
-            };
             let at = corpus.candidate_position(candidate);
             if overlap[at] == 0 {
                 sharing.push(candidate);
             }
-            overlap[at] += c as u32;
+            overlap[at] += 1;
+        }
+        if q_count > 1 {
+            // Only the patterns holding the symbol more than once (listed at learn time)
+            // share more than one of its occurrences.
+            holders.clear();
+            corpus.containing_repeatedly(symbol, &mut holders);
+            for &candidate in &holders {
+                let p_count = corpus.pattern(candidate).events.symbols.iter().filter(|&&s| s == symbol).count();
+                overlap[corpus.candidate_position(candidate)] += (p_count.min(q_count) - 1) as u32;
+            }
         }
     }
     let overlap_of: Vec<u32> = sharing.iter().map(|&c| overlap[corpus.candidate_position(c)]).collect();
@@ -574,10 +824,13 @@ fn bounded_search(
     } else {
         sharing.into_iter().zip(overlap_of).collect()
     };
-    // The bound depends on (c, L) only: group the candidates by it and visit the groups in
-    // decreasing bound order (the order within a group does not change the result).
-    let mut group_of: Map<(usize, usize), usize> = Map::default();
-    let mut groups: Vec<(f64, Vec<Candidate>)> = Vec::new();
+    scorer.stats.candidates = pool.len();
+    // The bound depends on (c, L) only. Number the distinct (c, L) as groups, then lay the
+    // candidates out group by group in decreasing bound order (a counting sort; the order
+    // within a group does not change the result).
+    let mut group_ids = GroupIds::new(n);
+    let mut groups: Vec<Group> = Vec::new();
+    let mut grouped: Vec<(Candidate, u32)> = Vec::with_capacity(pool.len());
     for (k, &(candidate, c)) in pool.iter().enumerate() {
         if let Some(&(ahead, _)) = pool.get(k + COUNT_AHEAD) {
             corpus.prefetch_length(ahead);
@@ -585,41 +838,97 @@ fn bounded_search(
         let c = c as usize;
         let length = corpus.length(candidate);
         if 2.0 * c as f64 / (length + n) as f64 + MARGIN < config.recall_threshold {
+            scorer.stats.overlap_threshold += 1;
             continue;
         }
-        let g = *group_of.entry((c, length)).or_insert_with(|| {
-            let snr_bound = if c + n > 0 { (3 * c as i64 - n as i64) as f64 / (c + n) as f64 } else { 0.0 };
-            let bound = (c as f64 / length as f64 + 1.0) * snr_bound.max(0.0) + 1.0 + MARGIN;
-            groups.push((bound, Vec::new()));
+        let g = group_ids.get_or_insert(c, length, || {
+            groups.push(Group { bound: pre_potential_bound(c, length, n, 1), overlap: c, size: 0, start: 0 });
             groups.len() - 1
         });
-        groups[g].1.push(candidate);
+        groups[g].size += 1;
+        grouped.push((candidate, g as u32));
     }
-    groups.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal));
+    let mut by_bound: Vec<usize> = (0..groups.len()).collect();
+    by_bound.sort_by(|&a, &b| groups[b].bound.partial_cmp(&groups[a].bound).unwrap_or(Ordering::Equal));
+    let mut start = 0;
+    for &g in &by_bound {
+        groups[g].start = start;
+        start += groups[g].size;
+    }
+    let mut order: Vec<(Candidate, u32)> = vec![(0, 0); grouped.len()];
+    for &(candidate, g) in &grouped {
+        let group = &mut groups[g as usize];
+        order[group.start] = (candidate, g);
+        group.start += 1;
+    }
 
     let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(keep + 1);
-    let order: Vec<(f64, Candidate)> =
-        groups.into_iter().flat_map(|(bound, members)| members.into_iter().map(move |c| (bound, c))).collect();
-    for (k, &(bound, candidate)) in order.iter().enumerate() {
-        if let Some(&(_, ahead)) = order.get(k + 2 * SCORE_AHEAD) {
+    for (k, &(candidate, g)) in order.iter().enumerate() {
+        if let Some(&(ahead, _)) = order.get(k + 2 * SCORE_AHEAD) {
             corpus.prefetch_offset(ahead);
         }
-        if let Some(&(_, ahead)) = order.get(k + SCORE_AHEAD) {
+        if let Some(&(ahead, _)) = order.get(k + SCORE_AHEAD) {
             corpus.prefetch_pattern(ahead);
         }
-        if heap.len() == keep && bound < heap.peek().unwrap().0.pre_potential {
+        let group = &groups[g as usize];
+        if heap.len() == keep && group.bound < heap.peek().unwrap().0.pre_potential {
+            scorer.stats.bound += order.len() - k;
             break;
         }
-        let floor = if heap.len() == keep { heap.peek().map(|kept| &kept.0) } else { None };
+        let floor = if heap.len() == keep {
+            heap.peek().map(|kept| Floor { worst: &kept.0, overlap: group.overlap })
+        } else {
+            None
+        };
         let Some(scored) = scorer.score(candidate, floor) else {
             continue;
         };
         if heap.len() == keep {
             heap.pop(); // `score` returned it: it ranks before the worst kept
+            scorer.stats.pruned += 1;
         }
         heap.push(Kept(scored));
     }
     heap.into_iter().map(|k| k.0).collect()
+}
+
+/// Candidates with one (overlap, length), hence one bound; `start` is where the group
+/// begins in the search order (then where its next member goes, while laying out).
+struct Group {
+    bound: f64,
+    overlap: usize,
+    size: usize,
+    start: usize,
+}
+
+/// Group numbers by (c, L): a dense table for the usual small lengths, a map beyond.
+struct GroupIds {
+    stride: usize,
+    dense: Vec<u32>,
+    sparse: Map<(usize, usize), usize>,
+}
+
+impl GroupIds {
+    const DENSE_LIMIT: usize = 1 << 16;
+
+    /// For overlaps c ≤ n.
+    fn new(n: usize) -> Self {
+        GroupIds { stride: n + 1, dense: Vec::new(), sparse: Map::default() }
+    }
+
+    fn get_or_insert(&mut self, c: usize, length: usize, new: impl FnOnce() -> usize) -> usize {
+        let key = length * self.stride + c;
+        if key >= Self::DENSE_LIMIT {
+            return *self.sparse.entry((c, length)).or_insert_with(new);
+        }
+        if key >= self.dense.len() {
+            self.dense.resize((key + 1).next_power_of_two().min(Self::DENSE_LIMIT), u32::MAX);
+        }
+        if self.dense[key] == u32::MAX {
+            self.dense[key] = new() as u32;
+        }
+        self.dense[key] as usize
+    }
 }
 
 /// Predictions and future potentials for the state (§6).
@@ -630,15 +939,15 @@ pub fn predict(
     config: &Config,
     scratch: &mut Vec<u32>,
 ) -> Outcome {
-    let empty = Outcome { members: Vec::new(), ranking: Vec::new(), futures: Vec::new() };
+    let empty = |stats| Outcome { members: Vec::new(), ranking: Vec::new(), futures: Vec::new(), stats };
     let q = &state.flat;
     if q.is_empty() {
-        return empty;
+        return empty(SearchStats::default());
     }
     let mut scorer = Scorer::new(corpus, symbols, config, state);
     let ensemble = select_ensemble(&mut scorer, corpus, state, config, scratch);
     if ensemble.is_empty() {
-        return empty;
+        return empty(scorer.stats);
     }
     let alignments: Vec<Alignment> = ensemble.iter().map(|s| scorer.align(s)).collect();
 
@@ -716,7 +1025,7 @@ pub fn predict(
             group_first.push(i);
             group_weight.len() - 1
         });
-        group_weight[g] += s.similarity * frequencies[i] as f64;
+        group_weight[g] += s.similarity() * frequencies[i] as f64;
         group_size[g] += 1;
         member_group.push(Some(g));
     }
@@ -729,7 +1038,7 @@ pub fn predict(
 
     let mut evidence_sum = 0.0;
     for (s, &f) in ensemble.iter().zip(&frequencies) {
-        evidence_sum += s.similarity * (f as f64 / ensemble_frequency as f64);
+        evidence_sum += s.similarity() * (f as f64 / ensemble_frequency as f64);
     }
 
     // Affinity weights of the state's distinct symbols (§6.8).
@@ -828,7 +1137,7 @@ pub fn predict(
         };
 
         let prior = f as f64 / ensemble_frequency as f64;
-        let weighted_strength = s.similarity * f as f64 / ensemble_frequency as f64;
+        let weighted_strength = s.similarity() * f as f64 / ensemble_frequency as f64;
         let information = match member_group[i] {
             Some(g) => {
                 let agg = aggregate[g];
@@ -858,8 +1167,8 @@ pub fn predict(
             (e, c, r) = (ev, conf, snr);
         }
         let potential = (e + c) * r + itfdf + frag_term(s.fragmentation);
-        let posterior = if evidence_sum != 0.0 { s.similarity * prior / evidence_sum } else { 0.0 };
-        let similarity = s.similarity;
+        let posterior = if evidence_sum != 0.0 { s.similarity() * prior / evidence_sum } else { 0.0 };
+        let similarity = s.similarity();
         members.push(Prediction {
             scored: s,
             alignment,
@@ -886,9 +1195,8 @@ pub fn predict(
 
     // Ranking: descending by the rank field, nulls last, ties by name (§6.10).
     let mut ranking: Vec<usize> = (0..members.len()).collect();
-    let field = config.rank_sort_algo.as_str();
     ranking.sort_by(|&a, &b| {
-        let (x, y) = (members[a].rank_value(field), members[b].rank_value(field));
+        let (x, y) = (members[a].rank_value(config.rank_by), members[b].rank_value(config.rank_by));
         let by_value = match (x, y) {
             (Some(x), Some(y)) => y.partial_cmp(&x).unwrap_or(Ordering::Equal),
             (Some(_), None) => Ordering::Less,
@@ -908,7 +1216,7 @@ pub fn predict(
         })
         .collect();
     futures.sort_by(|a, b| b.aggregate_potential.partial_cmp(&a.aggregate_potential).unwrap_or(Ordering::Equal));
-    Outcome { members, ranking, futures }
+    Outcome { members, ranking, futures, stats: scorer.stats }
 }
 
 /// Average of the stored emotive window (§5.4), keys in first-appearance order.

@@ -398,7 +398,8 @@ class CoreAdapter:
         return {} if percept is None else to_plain(percept)
 
     def cognition_data(self, alias: str, step: Mapping[str, Any]) -> dict[str, Any]:
-        data = engine.cognition_data(self._session(alias).state)
+        session = self._session(alias)
+        data = engine.cognition_data(session.state, self._kb(session), self._engine.predictor)
         plain = to_plain({key: value for key, value in data.items() if key != "predictions"})
         plain["predictions"] = [_prediction(p) for p in data.get("predictions", [])]
         return plain

@@ -87,9 +87,9 @@ def _prediction(message: pb.Prediction) -> dict[str, Any]:
 
 
 class GrpcAdapter:
-    def __init__(self, target: str, mode: str) -> None:
+    def __init__(self, target: str, mode: str, client: KatoClient | None = None) -> None:
         assert mode in ("client", "server")
-        self._client = KatoClient(target)
+        self._client = client or KatoClient(target)
         self._mode = mode
         self._prefix = f"t{next(_counter)}-{uuid.uuid4().hex[:8]}"
         self._sessions: dict[str, Session | ServerSession] = {}

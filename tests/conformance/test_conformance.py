@@ -3,9 +3,10 @@
 Cases come from the ``*.json`` files of ``$KATO_CONFORMANCE_DIR`` (default: the
 ``vectors`` directory beside this file), one pytest case per vector case with the id
 ``<file stem>::<case id>``, for each back end of the ``conformance_adapter_factory``
-fixture (tests/conftest.py). Cases tagged ``http-only`` are skipped, as are the tags
-listed (comma-separated) in ``$KATO_CONFORMANCE_SKIP_TAGS`` and in a factory's optional
-``skip_tags`` attribute.
+fixture (tests/conftest.py). Cases tagged ``http-only`` are skipped unless a factory
+lists the tag in its optional ``runs_tags`` attribute (the HTTP/JSON back ends, which have
+a raw wire format), as are the tags listed (comma-separated) in
+``$KATO_CONFORMANCE_SKIP_TAGS`` and in a factory's optional ``skip_tags`` attribute.
 
     .venv/bin/python -m pytest tests/conformance -q
     KATO_CONFORMANCE_SKIP_TAGS=timing,slow .venv/bin/python -m pytest tests/conformance -q
@@ -27,7 +28,8 @@ CASES = load_cases(VECTOR_DIR)
 
 def _skip_tags(factory: object) -> frozenset[str]:
     from_env = {tag.strip() for tag in os.environ.get("KATO_CONFORMANCE_SKIP_TAGS", "").split(",")}
-    return ALWAYS_SKIPPED | {tag for tag in from_env if tag} | frozenset(getattr(factory, "skip_tags", ()))
+    always = ALWAYS_SKIPPED - frozenset(getattr(factory, "runs_tags", ()))
+    return always | {tag for tag in from_env if tag} | frozenset(getattr(factory, "skip_tags", ()))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.test_id for case in CASES])

@@ -13,7 +13,6 @@ import json
 import queue
 import secrets
 import signal
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.server.auth import METHOD_ROLES, REDIS_KEYS_HASH, Role
 from tests.support.server import ServerProcess
 from tests.support.state_keys import write_state_keys
+from tests.support.waiting import HANG_GUARD, wait_until
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
@@ -270,7 +270,9 @@ def test_the_key_is_never_echoed_or_logged(stub, auth_server):
         assert key.secret not in repr(outcome.trailing_metadata())
         assert key.secret not in repr(outcome.initial_metadata())
         assert "x-request-id" in dict(outcome.trailing_metadata())  # refusals carry it too
-    time.sleep(0.2)  # let the log lines through
+    fence = ("x-request-id", "req-fence")  # logged after every line of the calls above
+    call(stub, "ListPatterns", api.ListPatternsRequest(kb_id=kb()), key, metadata=[fence])
+    auth_server.wait_for_output("req-fence")
     log = "".join(auth_server.output)
     assert "[redacted]" in log  # the server runs at DEBUG and logs call metadata...
     assert not any(k.secret in log for k in KEYS.values())  # ...never a key
@@ -440,11 +442,8 @@ def test_an_unknown_session_is_not_found_for_any_key(stub):
 # --- reload on SIGHUP ----------------------------------------------------------------------------
 
 
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+def wait_for(predicate, timeout: float = HANG_GUARD) -> None:
+    wait_until(predicate, "the reload", timeout)
 
 
 def test_sighup_reloads_the_keys_without_dropping_the_connection(tmp_path):

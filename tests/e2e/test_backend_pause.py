@@ -36,7 +36,7 @@ def status(channel: grpc.Channel, service: str = "") -> int:
     )
 
 
-def wait_for_status(channel: grpc.Channel, wanted: int, within: float = 30.0) -> None:
+def wait_for_status(channel: grpc.Channel, wanted: int, within: float = 120.0) -> None:
     give_up = time.monotonic() + within
     while status(channel, SERVICE) != wanted:
         assert time.monotonic() < give_up, (

@@ -13,19 +13,18 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from kato_grpc._proto import descriptor_set
 from kato_grpc.core.learning import pattern_name
+from tests.support.requirements import missing, needs
 from tests.support.server import ROOT, find_tool
 
 WALKTHROUGH = ROOT / "docs" / "grpcurl-walkthrough.sh"
 
 
 GRPCURL = find_tool("grpcurl")
-pytestmark = pytest.mark.skipif(
-    GRPCURL is None,
-    reason="grpcurl not found on PATH or in ~/go/bin; install it with "
+pytestmark = needs(
+    GRPCURL is not None,
+    "grpcurl (on PATH or in ~/go/bin); install it with "
     "`go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest` (make test does)",
 )
 
@@ -47,7 +46,7 @@ def leading_comment(file_name: str, path: list[int]) -> str:
 
 def test_walkthrough_prints_the_learned_pattern_and_its_predictions(kato_server):
     if find_tool("jq") is None:
-        pytest.skip("jq not found on PATH; the walkthrough threads the client-held state with jq")
+        missing("jq on PATH (the walkthrough threads the client-held state with jq)")
     env = {**os.environ, "PATH": f"{Path(GRPCURL).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     done = subprocess.run(
         ["bash", str(WALKTHROUGH), kato_server.target], capture_output=True, text=True, env=env, timeout=120
@@ -97,7 +96,13 @@ def test_describe_service_shows_its_comment_and_methods(kato_server):
     text = grpcurl(kato_server.target, "describe", "kato.v1.KatoService")
     assert "kato.v1.KatoService is a service:" in text
     assert "// " + leading_comment("kato/v1/kato_service.proto", [6, 0]) in text
-    assert "rpc Observe ( .kato.v1.ObserveRequest ) returns ( .kato.v1.ObserveResponse );" in text
+    # every unary method shows its HTTP route (google.api.http), the stream has none
+    assert "rpc Observe ( .kato.v1.ObserveRequest ) returns ( .kato.v1.ObserveResponse ) {" in text
+    assert 'post: "/v1/sessions/{session_id}:observe"' in text
+    assert (
+        "rpc StreamObservations ( stream .kato.v1.StreamObservationsRequest ) "
+        "returns ( stream .kato.v1.StreamObservationsResponse );"
+    ) in text
 
 
 def test_describe_method_shows_its_comment(kato_server):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.requirements import missing, needs
 from tests.support.server import ROOT
 
 GO_CLIENT = ROOT / "clients" / "go"
@@ -30,10 +31,8 @@ MIN_CASES = 30
 
 GO = shutil.which("go") or next((str(p) for p in [Path("/usr/local/go/bin/go")] if p.is_file()), None)
 NODE, NPM = shutil.which("node"), shutil.which("npm")
-needs_go = pytest.mark.skipif(
-    GO is None, reason="Go toolchain not found (neither `go` on PATH nor /usr/local/go/bin/go)"
-)
-needs_node = pytest.mark.skipif(NODE is None or NPM is None, reason="node and npm not found on PATH")
+needs_go = needs(GO is not None, "the Go toolchain (neither `go` on PATH nor /usr/local/go/bin/go)")
+needs_node = needs(NODE is not None and NPM is not None, "node and npm on PATH")
 _SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$", re.MULTILINE)
 
 
@@ -78,10 +77,10 @@ def _files(directory: Path) -> dict[str, bytes]:
 def test_committed_stubs_match_the_protos(tmp_path, target, variable, committed, subdir):
     """`make proto-go` / `make proto-node` into a scratch directory give the committed files."""
     if shutil.which("make") is None:
-        pytest.skip("make not found on PATH")
+        missing("make on PATH")
     done = _run(["make", "--no-print-directory", target, f"{variable}={tmp_path}"], ROOT, timeout=120)
     if done.returncode != 0 and "needs protoc-gen-go" in done.stdout:
-        pytest.skip(done.stdout.strip())
+        missing(done.stdout.strip())
     assert done.returncode == 0, done.stdout + done.stderr
     assert _files(tmp_path / subdir) == _files(committed / subdir), (
         f"{committed / subdir} is stale: run `make {target}`"

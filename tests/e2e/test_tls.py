@@ -19,10 +19,11 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from tests.support.certs import Pki, issue, make_ca, make_pki
+from tests.support.requirements import needs
 from tests.support.server import ServerProcess, find_tool
 
 GRPCURL = find_tool("grpcurl")
-needs_grpcurl = pytest.mark.skipif(GRPCURL is None, reason="grpcurl not found on PATH or in ~/go/bin")
+needs_grpcurl = needs(GRPCURL is not None, "grpcurl (on PATH or in ~/go/bin)")
 
 
 @pytest.fixture(scope="module")

@@ -129,7 +129,8 @@ TAMPERINGS = {
     "time": lambda s: setattr(s, "time", s.time + 1),
     "config": lambda s: setattr(s.config, "recall_threshold", 0.9),
     "percept": lambda s: s.percept.strings.append("forged"),
-    "last_predictions": lambda s: setattr(s.last_predictions[0], "frequency", 99),
+    "last_predictions": lambda s: s.last_predictions.add(name="forged"),  # deprecated: never written
+    "cognition_basis": lambda s: s.cognition_basis.stm.add(symbols=["forged"]),
     "version": lambda s: setattr(s, "version", s.version + 1),
     "signature_key_id": lambda s: setattr(s, "signature_key_id", "previous"),
     "signature": lambda s: setattr(s, "signature", bytes([s.signature[0] ^ 1]) + s.signature[1:]),
@@ -144,7 +145,7 @@ def test_every_field_has_a_tampering():
 def test_a_tampered_state_is_refused_and_changes_nothing(stub, field):
     kb_id = kb()
     state = rich_state(stub, kb_id)
-    assert state.last_predictions and state.pending_vectors and state.metadata_acc and state.percept.strings
+    assert state.HasField("cognition_basis") and state.pending_vectors and state.metadata_acc and state.percept.strings
     before = kb_snapshot(stub, kb_id)
     TAMPERINGS[field](state)
     for call, request in (

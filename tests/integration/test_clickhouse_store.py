@@ -16,6 +16,7 @@ from kato_grpc.core.model import IndexVectors, LearnPattern
 from kato_grpc.kb import MemoryStore
 from kato_grpc.kb.clickhouse import OVERLAP, SCHEMA_VERSION, ClickHouseStore
 from kato_grpc.sessions.base import StoreUnavailable
+from tests.support.requirements import missing
 
 pytestmark = pytest.mark.timeout(180)
 KB = "kb1"
@@ -256,7 +257,7 @@ def sharded_url(tmp_path):
     try:
         server = ClickHouseServer(tmp_path / "ch", extra_config=_TWO_SHARDS).start()
     except ClickHouseUnavailable as exc:
-        pytest.skip(f"needs a real ClickHouse: {exc}")
+        missing(f"a real ClickHouse ({exc})")
     admin = ClickHouseStore(server.url_for("default"))
     tables = ("pattern_ops", "vectors", "applied", "kb_clears", "kb_log", "kb_log_floor")
     for shard in ("kato_shard1", "kato_shard2"):

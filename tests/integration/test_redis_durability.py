@@ -21,7 +21,10 @@ from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
 from kato_grpc.sessions.redis_durability import check_persistence
 from tests.support.redis import RedisServer, RedisUnavailable
+from tests.support.requirements import missing
 from tests.support.server import ServerProcess
+
+pytestmark = pytest.mark.e2e  # starts `kato-grpc serve` processes
 
 
 def _free_port() -> int:
@@ -38,7 +41,7 @@ def start_redis(tmp_path):
         try:
             server = RedisServer(tmp_path / f"redis-{len(started)}", extra_args=extra_args).start()
         except RedisUnavailable as exc:
-            pytest.skip(f"needs a real Redis: {exc}")
+            missing(f"a real Redis ({exc})")
         started.append(server)
         return server
 

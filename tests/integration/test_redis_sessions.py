@@ -27,9 +27,10 @@ from kato_client import KatoClient
 from kato_client.client import ServerSession
 from kato_client.errors import FailedPrecondition, NotFound, Unavailable
 
+from kato_grpc.sessions.redis_store import session_key
 from tests.support.server import ServerProcess
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 @dataclass
@@ -232,15 +233,33 @@ def test_a_learn_retried_with_its_request_id_returns_the_first_reply(deployment)
 # --- TTL ------------------------------------------------------------------------------------
 
 
-def test_access_slides_the_expiry_but_session_exists_does_not(one_server):
-    client = one_server.client(0)
-    session = client.server_session(kb_id("ttl"), ttl_seconds=2)
-    time.sleep(1.2)
-    session.observe(["a"])  # t=1.2: expiry slides to 3.2
-    time.sleep(1.2)
-    status = session.exists()  # t=2.4: alive only because of the Observe; does not slide
+@pytest.fixture
+def redis_server_deployment(redis_server, tmp_path):
+    with ExitStack() as stack:
+        yield _deploy(stack, tmp_path / "data", 1, redis_server.url)
+
+
+def test_access_slides_the_expiry_but_session_exists_does_not(redis_server_deployment):
+    # The expiry is read from Redis itself (PEXPIRETIME), so no step has to beat a TTL;
+    # each sleep only makes sure the clock has moved on (a lower bound, never a race).
+    deployment = redis_server_deployment
+    session = deployment.client(0).server_session(kb_id("ttl"), ttl_seconds=600)
+    redis_client, key = deployment.redis(), session_key(session.session_id)
+    created = redis_client.pexpiretime(key)
+    time.sleep(0.01)
+    session.observe(["a"])
+    observed = redis_client.pexpiretime(key)
+    assert observed > created  # an access slides the expiry
+    time.sleep(0.01)
+    status = session.exists()
     assert (status.exists, status.expired) == (True, False)
-    time.sleep(1.2)  # t=3.6
+    assert redis_client.pexpiretime(key) == observed  # SessionExists does not
+
+
+def test_an_expired_session_is_not_found_and_says_so(one_server):
+    session = one_server.client(0).server_session(kb_id("ttl"), ttl_seconds=600)
+    session.extend(1)
+    time.sleep(1.1)  # past the 1 s TTL: a lower bound only
     status = session.exists()
     assert (status.exists, status.expired) == (False, True)
     with pytest.raises(NotFound) as raised:
@@ -252,11 +271,13 @@ def test_access_slides_the_expiry_but_session_exists_does_not(one_server):
 
 def test_extend_session_sets_a_new_ttl_from_now(one_server):
     session = one_server.client(0).server_session(kb_id("extend"), ttl_seconds=1)
-    assert session.extend(4).ttl_seconds == 4
-    time.sleep(1.5)
+    before = time.time()
+    extended = session.extend(600)
+    assert extended.ttl_seconds == 600
+    assert extended.expires_at.ToMilliseconds() >= before * 1000 + 600_000 - 1
+    time.sleep(1.1)  # past the TTL it was created with: a lower bound only
     assert session.exists().exists
-    info = session.info_now()
-    assert info.ttl_seconds == 4 and info.expires_at.ToMilliseconds() > time.time() * 1000 + 2000
+    assert session.info_now().ttl_seconds == 600
 
 
 def test_unknown_and_deleted_sessions_are_not_found_and_not_expired(one_server):

@@ -35,6 +35,8 @@ from kato_grpc.sessions.request_ids import (
 from kato_grpc.sessions.runner import SessionRunner
 from tests.support.server import ServerProcess
 
+pytestmark = pytest.mark.e2e  # starts `kato-grpc serve` processes
+
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
 def stub(request, tmp_path_factory):

@@ -8,7 +8,7 @@
 
 Everything the server writes (data, tmp, user files, logs, the config itself) lives
 under `workdir`, so tests never touch /var/lib/clickhouse or /etc. Raises
-`ClickHouseUnavailable` (the fixtures turn it into pytest.skip) when no server binary
+`ClickHouseUnavailable` (the fixtures report it as missing: a skip, a failure under CI) when no server binary
 is installed (Debian: apt-get install clickhouse-server).
 """
 

@@ -31,7 +31,7 @@ class ServerProcess:
     # For a TLS server: how the health wait dials it (with a client certificate if asked).
     credentials: grpc.ChannelCredentials | None = None
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 120.0) -> ServerProcess:
         env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'clients' / 'python'}", **self.env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kato_grpc", "serve", "--host", "127.0.0.1", "--port", "0", *self.args],
@@ -50,10 +50,12 @@ class ServerProcess:
             match = _LISTENING.search(line)
             if match:
                 self.target = f"{match.group(1)}:{match.group(2)}"
-                threading.Thread(target=self._drain, daemon=True).start()
+                self._drainer = threading.Thread(target=self._drain, daemon=True)
+                self._drainer.start()
                 self.wait_healthy()
                 return self
         self.process.kill()
+        self._reap()
         raise RuntimeError("server did not start:\n" + "".join(self.output))
 
     def sign(self, state):
@@ -74,7 +76,7 @@ class ServerProcess:
         for line in self.process.stdout:
             self.output.append(line)
 
-    def wait_healthy(self, timeout: float = 10.0) -> None:
+    def wait_healthy(self, timeout: float = 60.0) -> None:
         channel = (
             grpc.secure_channel(self.target, self.credentials)
             if self.credentials
@@ -95,15 +97,36 @@ class ServerProcess:
                         raise
                 time.sleep(0.05)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+    def wait_for_output(self, needle: str, count: int = 1) -> None:
+        """Block until the server has printed `needle` (at least `count` times)."""
+        from tests.support.waiting import wait_until
+
+        wait_until(lambda: "".join(self.output).count(needle) >= count, f"server output {needle!r}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self._reap()
+
+    def _reap(self) -> int:
+        """Wait for the exited process, read the rest of its output, close the pipe."""
+        assert self.process is not None
+        code = self.process.wait()
+        drainer = getattr(self, "_drainer", None)
+        if drainer is not None:
+            drainer.join(60)  # a hang guard: the pipe ends when the process (and its workers) exit
+            if drainer.is_alive():
+                return code
+        if self.process.stdout is not None and not self.process.stdout.closed:
+            self.output.extend(self.process.stdout.readlines())
+            self.process.stdout.close()
+        return code
 
 
 def find_tool(name: str) -> str | None:

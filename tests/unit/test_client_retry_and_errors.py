@@ -60,3 +60,27 @@ def test_backoff_grows_to_its_cap_with_jitter_below_the_bound() -> None:
 def test_every_error_code_has_its_own_class(code: grpc.StatusCode) -> None:
     cls = error_class(code)
     assert cls is not KatoClientError and issubclass(cls, KatoClientError) and cls.code == code
+
+
+def test_retry_waits_at_least_the_delay_the_server_asked_for() -> None:
+    clock, attempts = _Clock(), []
+
+    class Shed(Exception):
+        retry_delay = 2.5
+
+    def target() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise Shed()
+        return "served"
+
+    result = retry_target(
+        target,
+        lambda e: isinstance(e, Shed),
+        itertools.repeat(0.1),
+        deadline=None,
+        clock=lambda: clock.now,
+        sleep=clock.sleep,
+        at_least=lambda e: e.retry_delay,
+    )
+    assert result == "served" and clock.slept == [2.5, 2.5]

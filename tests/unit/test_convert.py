@@ -95,10 +95,7 @@ def rich_state() -> SessionState:
             emotives={"joy": 2.0},
             metadata={"n": 7.0},
         ),
-        last_predictions=(
-            make_prediction(),
-            make_prediction("b98534b32c1d7489d4ce1a48724aa65aeecbdba9", weighted=True),
-        ),
+        cognition_stm=(("a", "b"), ("c",)),  # not the STM: a learn came after the Observe
         version=9,
     )
 
@@ -177,18 +174,24 @@ def test_state_in_place_into_response():
     assert convert.state_from_proto(wire(response).state) == state
 
 
-def test_last_predictions_stay_messages_until_read_and_are_carried_over_as_they_came():
+def test_the_cognition_basis_holds_events_only_when_they_are_not_the_stm():
     state = rich_state()
-    incoming = wire(convert.state_to_proto(state))
-    decoded = convert.state_from_proto(incoming)
-    assert isinstance(decoded.last_predictions, convert.EncodedPredictions)
-    assert decoded.last_predictions._decoded is None  # nothing decoded yet
-    carried = convert.state_to_proto(replace(decoded, time=decoded.time))
-    assert convert.serialize_state(carried) == convert.serialize_state(incoming)
-    assert decoded.last_predictions._decoded is None  # carrying them over did not decode them
-    assert decoded == state  # read, they equal the originals
-    assert list(decoded.last_predictions) == list(state.last_predictions)
-    assert decoded.last_predictions[-1] == state.last_predictions[-1]
+    same = replace(state, cognition_stm=state.stm)
+    msg = convert.state_to_proto(same)
+    assert msg.HasField("cognition_basis") and not msg.cognition_basis.stm  # no second copy of the STM
+    assert convert.state_from_proto(wire(msg)) == same
+    other = convert.state_to_proto(state)
+    assert [list(e.symbols) for e in other.cognition_basis.stm] == [["a", "b"], ["c"]]
+    none = convert.state_to_proto(replace(state, cognition_stm=None))
+    assert not none.HasField("cognition_basis")
+    assert convert.state_from_proto(wire(none)).cognition_stm is None
+
+
+def test_the_deprecated_last_predictions_are_ignored():
+    msg = convert.state_to_proto(rich_state())
+    assert not msg.last_predictions  # never written
+    convert.prediction_to_proto(make_prediction(), msg.last_predictions.add())
+    assert convert.state_from_proto(wire(msg)) == rich_state()
 
 
 def test_invalid_config_in_state_is_rejected():

@@ -187,9 +187,10 @@ def test_empty_observation_counts_time_and_resets_predictions_only():
     s = CoreSession()
     s.learn_events(["a"], ["b"])
     s.observe("a")
-    assert s.state.last_predictions
+    assert engine.cognition_data(s.state, s.kb)["predictions"]
     result = s.observe()
-    assert (result.time, result.stm_length, s.state.last_predictions) == (2, 1, ())
+    assert (result.time, result.stm_length, s.state.cognition_stm) == (2, 1, None)
+    assert engine.cognition_data(s.state, s.kb)["predictions"] == ()
     assert result.unique_id == "obs-2"
 
 
@@ -282,7 +283,7 @@ def test_observe_sequence_is_atomic_and_sees_its_own_learns():
         s.state, [Observation(strings=("x", "y")), Observation(strings=("x", "y"))], s.kb, learn_after_each=True
     )
     assert seq.result.auto_learned_patterns == ("PTRN|" + pattern_name([("x", "y")]),) * 2
-    assert seq.state.last_predictions and seq.state.last_predictions[0].frequency == 1
+    assert seq.state.cognition_stm == (("x", "y"),)  # what the last item predicted from, before its learn
 
 
 def test_same_session_and_kb_give_identical_predictions():

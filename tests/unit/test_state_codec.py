@@ -1,4 +1,4 @@
-"""The stored-state codec: a transition carries the last predictions over without decoding them."""
+"""The stored-state codec: a state holds what the last Observe predicted from, never its predictions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from kato_grpc.core import engine
 from kato_grpc.core.knowledge import MemoryKnowledgeBase
 from kato_grpc.core.learning import pattern_name
 from kato_grpc.core.model import LearnPattern, Observation
-from kato_grpc.server.convert import EncodedPredictions
 from kato_grpc.server.state_codec import decode_state, encode_state
 
 ABC = (("a",), ("b",), ("c",))
@@ -18,29 +17,28 @@ def predicted_state():
     state = engine.new_session("kb")
     for symbol in ("a", "b"):
         state = engine.observe(state, Observation(strings=(symbol,)), kb).state
-    assert state.last_predictions
+    assert engine.cognition_data(state, kb)["predictions"]
     return kb, state
 
 
-def test_a_step_that_leaves_the_predictions_alone_stores_them_unchanged():
-    _, state = predicted_state()
-    stored = decode_state(encode_state(state))
-    assert isinstance(stored.last_predictions, EncodedPredictions) and stored.stm == state.stm
-    learned = engine.learn(stored).state
-    assert encode_state(learned) == encode_state(engine.learn(state).state)
-    assert stored.last_predictions._decoded is None  # carried over as messages
-    assert decode_state(encode_state(learned)).last_predictions == state.last_predictions
-
-
-def test_a_step_that_clears_or_replaces_the_predictions_stores_the_new_ones():
+def test_a_stored_state_gives_the_same_cognition_data_and_no_predictions_bytes():
     kb, state = predicted_state()
     stored = decode_state(encode_state(state))
-    assert decode_state(encode_state(engine.clear_stm(stored))).last_predictions == ()
-    observed = engine.observe(stored, Observation(strings=("c",)), kb).state
-    assert encode_state(observed) == encode_state(engine.observe(state, Observation(strings=("c",)), kb).state)
+    assert stored == state and stored.cognition_stm == state.stm
+    assert engine.cognition_data(stored, kb) == engine.cognition_data(state, kb)
+    assert len(encode_state(state)) < 100  # two events and a basis that points at them
+
+
+def test_a_learn_keeps_the_basis_and_a_clear_drops_it():
+    kb, state = predicted_state()
+    learned = decode_state(encode_state(engine.learn(state).state))
+    assert learned.stm == () and learned.cognition_stm == (("a",), ("b",))
+    assert engine.cognition_data(learned, kb)["predictions"]
+    cleared = decode_state(encode_state(engine.clear_stm(learned)))
+    assert cleared.cognition_stm is None and engine.cognition_data(cleared, kb)["predictions"] == ()
 
 
 def test_a_state_without_predictions_round_trips():
     state = engine.new_session("kb")
-    assert decode_state(encode_state(state)).last_predictions == ()
+    assert decode_state(encode_state(state)).cognition_stm is None
     assert encode_state(decode_state(encode_state(state))) == encode_state(state)

@@ -38,8 +38,9 @@ type ObserveRequest struct {
 	// The observation. Unset is an empty observation.
 	Observation *Observation `protobuf:"bytes,3,opt,name=observation,proto3" json:"observation,omitempty"`
 	// Whether the response carries the predictions computed by this Observe.
-	// They are computed (when `process_predictions` is true) and kept as the
-	// cognition data either way. Default false.
+	// They are computed when `process_predictions` is true either way, and
+	// GetCognitionData can give them later (it computes them again). Default
+	// false.
 	ReturnPredictions bool `protobuf:"varint,4,opt,name=return_predictions,json=returnPredictions,proto3" json:"return_predictions,omitempty"`
 	// A unique identifier of this request (a UUID4 is recommended), at most 128
 	// characters. A retry with the same `request_id` is never applied twice.
@@ -50,11 +51,20 @@ type ObserveRequest struct {
 	// came), the retry fails with ALREADY_EXISTS (reason
 	// `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
 	// the state sent identify the call; its knowledge-base effects (learned
-	// patterns) are applied once however often it is retried, with no time
-	// limit, and the response is computed again.
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// patterns) are applied once however often it is retried within the same
+	// window (`--request-id-window-seconds`, 24 hours by default; a retry
+	// after it is applied again), and the response is computed again.
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// With `return_predictions`: how much of each prediction the response holds. Default FULL.
+	PredictionView PredictionView `protobuf:"varint,6,opt,name=prediction_view,json=predictionView,proto3,enum=kato.v1.PredictionView" json:"prediction_view,omitempty"`
+	// With `return_predictions`: returns at most this many predictions, the best ranked first; 0 (the
+	// default) returns all of them, at most the session's `max_predictions`.
+	// The engine's work is the same (the ranking and the future potentials
+	// are those of the session's configuration); the response is smaller.
+	// Must not be negative.
+	MaxPredictions int32 `protobuf:"varint,7,opt,name=max_predictions,json=maxPredictions,proto3" json:"max_predictions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ObserveRequest) Reset() {
@@ -131,6 +141,20 @@ func (x *ObserveRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *ObserveRequest) GetPredictionView() PredictionView {
+	if x != nil {
+		return x.PredictionView
+	}
+	return PredictionView_PREDICTION_VIEW_UNSPECIFIED
+}
+
+func (x *ObserveRequest) GetMaxPredictions() int32 {
+	if x != nil {
+		return x.MaxPredictions
+	}
+	return 0
 }
 
 type isObserveRequest_Session interface {
@@ -286,8 +310,9 @@ type ObserveSequenceRequest struct {
 	// came), the retry fails with ALREADY_EXISTS (reason
 	// `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
 	// the state sent identify the call; its knowledge-base effects (learned
-	// patterns) are applied once however often it is retried, with no time
-	// limit, and the response is computed again.
+	// patterns) are applied once however often it is retried within the same
+	// window (`--request-id-window-seconds`, 24 hours by default; a retry
+	// after it is applied again), and the response is computed again.
 	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -638,8 +663,16 @@ type StreamOpen struct {
 	// Whether each observation's answer carries its predictions and future
 	// potentials. Default false.
 	ReturnPredictions bool `protobuf:"varint,3,opt,name=return_predictions,json=returnPredictions,proto3" json:"return_predictions,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// With `return_predictions`: how much of each prediction the response holds. Default FULL.
+	PredictionView PredictionView `protobuf:"varint,4,opt,name=prediction_view,json=predictionView,proto3,enum=kato.v1.PredictionView" json:"prediction_view,omitempty"`
+	// With `return_predictions`: returns at most this many predictions, the best ranked first; 0 (the
+	// default) returns all of them, at most the session's `max_predictions`.
+	// The engine's work is the same (the ranking and the future potentials
+	// are those of the session's configuration); the response is smaller.
+	// Must not be negative.
+	MaxPredictions int32 `protobuf:"varint,5,opt,name=max_predictions,json=maxPredictions,proto3" json:"max_predictions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StreamOpen) Reset() {
@@ -702,6 +735,20 @@ func (x *StreamOpen) GetReturnPredictions() bool {
 		return x.ReturnPredictions
 	}
 	return false
+}
+
+func (x *StreamOpen) GetPredictionView() PredictionView {
+	if x != nil {
+		return x.PredictionView
+	}
+	return PredictionView_PREDICTION_VIEW_UNSPECIFIED
+}
+
+func (x *StreamOpen) GetMaxPredictions() int32 {
+	if x != nil {
+		return x.MaxPredictions
+	}
+	return 0
 }
 
 type isStreamOpen_Session interface {
@@ -1066,8 +1113,9 @@ type LearnRequest struct {
 	// came), the retry fails with ALREADY_EXISTS (reason
 	// `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
 	// the state sent identify the call; its knowledge-base effects (learned
-	// patterns) are applied once however often it is retried, with no time
-	// limit, and the response is computed again.
+	// patterns) are applied once however often it is retried within the same
+	// window (`--request-id-window-seconds`, 24 hours by default; a retry
+	// after it is applied again), and the response is computed again.
 	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1220,9 +1268,17 @@ type PredictRequest struct {
 	//
 	//	*PredictRequest_State
 	//	*PredictRequest_SessionId
-	Session       isPredictRequest_Session `protobuf_oneof:"session"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Session isPredictRequest_Session `protobuf_oneof:"session"`
+	// How much of each returned prediction the response holds. Default FULL.
+	PredictionView PredictionView `protobuf:"varint,3,opt,name=prediction_view,json=predictionView,proto3,enum=kato.v1.PredictionView" json:"prediction_view,omitempty"`
+	// Returns at most this many predictions, the best ranked first; 0 (the
+	// default) returns all of them, at most the session's `max_predictions`.
+	// The engine's work is the same (the ranking and the future potentials
+	// are those of the session's configuration); the response is smaller.
+	// Must not be negative.
+	MaxPredictions int32 `protobuf:"varint,4,opt,name=max_predictions,json=maxPredictions,proto3" json:"max_predictions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PredictRequest) Reset() {
@@ -1278,6 +1334,20 @@ func (x *PredictRequest) GetSessionId() string {
 		}
 	}
 	return ""
+}
+
+func (x *PredictRequest) GetPredictionView() PredictionView {
+	if x != nil {
+		return x.PredictionView
+	}
+	return PredictionView_PREDICTION_VIEW_UNSPECIFIED
+}
+
+func (x *PredictRequest) GetMaxPredictions() int32 {
+	if x != nil {
+		return x.MaxPredictions
+	}
+	return 0
 }
 
 type isPredictRequest_Session interface {
@@ -1985,8 +2055,8 @@ func (*GetCognitionDataRequest_SessionId) isGetCognitionDataRequest_Session() {}
 // The response of GetCognitionData.
 type GetCognitionDataResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The predictions computed by the last Observe; empty after an empty
-	// observation and after ClearStm.
+	// The predictions of the last Observe, recomputed (see GetCognitionData);
+	// empty after an empty observation and after ClearStm.
 	Predictions []*Prediction `protobuf:"bytes,1,rep,name=predictions,proto3" json:"predictions,omitempty"`
 	// The last entry of the emotive accumulator, or empty.
 	Emotives map[string]float64 `protobuf:"bytes,2,rep,name=emotives,proto3" json:"emotives,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
@@ -3985,7 +4055,7 @@ var File_kato_v1_kato_service_proto protoreflect.FileDescriptor
 
 const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1akato/v1/kato_service.proto\x12\akato.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17google/rpc/status.proto\x1a\x13kato/v1/types.proto\"\x83\x02\n" +
+	"\x1akato/v1/kato_service.proto\x12\akato.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17google/rpc/status.proto\x1a\x13kato/v1/types.proto\"\xfa\x02\n" +
 	"\x0eObserveRequest\x12-\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.kato.v1.SessionStateH\x00R\x05state\x12\x1f\n" +
 	"\n" +
@@ -3993,7 +4063,9 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\vobservation\x18\x03 \x01(\v2\x14.kato.v1.ObservationB\x04\xe2A\x01\x01R\vobservation\x123\n" +
 	"\x12return_predictions\x18\x04 \x01(\bB\x04\xe2A\x01\x01R\x11returnPredictions\x12#\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tB\x04\xe2A\x01\x01R\trequestIdB\t\n" +
+	"request_id\x18\x05 \x01(\tB\x04\xe2A\x01\x01R\trequestId\x12F\n" +
+	"\x0fprediction_view\x18\x06 \x01(\x0e2\x17.kato.v1.PredictionViewB\x04\xe2A\x01\x01R\x0epredictionView\x12-\n" +
+	"\x0fmax_predictions\x18\a \x01(\x05B\x04\xe2A\x01\x01R\x0emaxPredictionsB\t\n" +
 	"\asession\"\xbe\x02\n" +
 	"\x0fObserveResponse\x12+\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.kato.v1.SessionStateR\x05state\x12\x1d\n" +
@@ -4029,13 +4101,15 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\vobservation\x18\x02 \x01(\v2\x14.kato.v1.ObservationH\x00R\vobservation\x12,\n" +
 	"\x05learn\x18\x03 \x01(\v2\x14.kato.v1.StreamLearnH\x00R\x05learn\x126\n" +
 	"\tclear_stm\x18\x04 \x01(\v2\x17.kato.v1.StreamClearStmH\x00R\bclearStmB\x06\n" +
-	"\x04step\"\x9c\x01\n" +
+	"\x04step\"\x93\x02\n" +
 	"\n" +
 	"StreamOpen\x12-\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.kato.v1.SessionStateH\x00R\x05state\x12\x1f\n" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tH\x00R\tsessionId\x123\n" +
-	"\x12return_predictions\x18\x03 \x01(\bB\x04\xe2A\x01\x01R\x11returnPredictionsB\t\n" +
+	"\x12return_predictions\x18\x03 \x01(\bB\x04\xe2A\x01\x01R\x11returnPredictions\x12F\n" +
+	"\x0fprediction_view\x18\x04 \x01(\x0e2\x17.kato.v1.PredictionViewB\x04\xe2A\x01\x01R\x0epredictionView\x12-\n" +
+	"\x0fmax_predictions\x18\x05 \x01(\x05B\x04\xe2A\x01\x01R\x0emaxPredictionsB\t\n" +
 	"\asession\"\r\n" +
 	"\vStreamLearn\"\x10\n" +
 	"\x0eStreamClearStm\"\xd7\x02\n" +
@@ -4061,11 +4135,13 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"\asession\"_\n" +
 	"\rLearnResponse\x12+\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.kato.v1.SessionStateR\x05state\x12!\n" +
-	"\fpattern_name\x18\x02 \x01(\tR\vpatternName\"k\n" +
+	"\fpattern_name\x18\x02 \x01(\tR\vpatternName\"\xe2\x01\n" +
 	"\x0ePredictRequest\x12-\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.kato.v1.SessionStateH\x00R\x05state\x12\x1f\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tH\x00R\tsessionIdB\t\n" +
+	"session_id\x18\x02 \x01(\tH\x00R\tsessionId\x12F\n" +
+	"\x0fprediction_view\x18\x03 \x01(\x0e2\x17.kato.v1.PredictionViewB\x04\xe2A\x01\x01R\x0epredictionView\x12-\n" +
+	"\x0fmax_predictions\x18\x04 \x01(\x05B\x04\xe2A\x01\x01R\x0emaxPredictionsB\t\n" +
 	"\asession\"\x8f\x01\n" +
 	"\x0fPredictResponse\x125\n" +
 	"\vpredictions\x18\x01 \x03(\v2\x13.kato.v1.PredictionR\vpredictions\x12E\n" +
@@ -4224,37 +4300,37 @@ const file_kato_v1_kato_service_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsessionId\"I\n" +
 	"\x15SessionExistsResponse\x12\x16\n" +
 	"\x06exists\x18\x01 \x01(\bR\x06exists\x12\x18\n" +
-	"\aexpired\x18\x02 \x01(\bR\aexpired2\xd7\x10\n" +
-	"\vKatoService\x12<\n" +
-	"\aObserve\x12\x17.kato.v1.ObserveRequest\x1a\x18.kato.v1.ObserveResponse\x12T\n" +
-	"\x0fObserveSequence\x12\x1f.kato.v1.ObserveSequenceRequest\x1a .kato.v1.ObserveSequenceResponse\x12a\n" +
-	"\x12StreamObservations\x12\".kato.v1.StreamObservationsRequest\x1a#.kato.v1.StreamObservationsResponse(\x010\x01\x126\n" +
-	"\x05Learn\x12\x15.kato.v1.LearnRequest\x1a\x16.kato.v1.LearnResponse\x12<\n" +
-	"\aPredict\x12\x17.kato.v1.PredictRequest\x1a\x18.kato.v1.PredictResponse\x12?\n" +
-	"\bClearStm\x12\x18.kato.v1.ClearStmRequest\x1a\x19.kato.v1.ClearStmResponse\x12?\n" +
-	"\bClearAll\x12\x18.kato.v1.ClearAllRequest\x1a\x19.kato.v1.ClearAllResponse\x129\n" +
-	"\x06GetStm\x12\x16.kato.v1.GetStmRequest\x1a\x17.kato.v1.GetStmResponse\x12Q\n" +
-	"\x0eGetPerceptData\x12\x1e.kato.v1.GetPerceptDataRequest\x1a\x1f.kato.v1.GetPerceptDataResponse\x12W\n" +
-	"\x10GetCognitionData\x12 .kato.v1.GetCognitionDataRequest\x1a!.kato.v1.GetCognitionDataResponse\x12K\n" +
-	"\fUpdateConfig\x12\x1c.kato.v1.UpdateConfigRequest\x1a\x1d.kato.v1.UpdateConfigResponse\x12B\n" +
-	"\tGetConfig\x12\x19.kato.v1.GetConfigRequest\x1a\x1a.kato.v1.GetConfigResponse\x12E\n" +
+	"\aexpired\x18\x02 \x01(\bR\aexpired2\xca\x1c\n" +
+	"\vKatoService\x12\x85\x01\n" +
+	"\aObserve\x12\x17.kato.v1.ObserveRequest\x1a\x18.kato.v1.ObserveResponse\"G\x82\xd3\xe4\x93\x02A:\x01*Z\x19:\x01*\"\x14/v1/sessions:observe\"!/v1/sessions/{session_id}:observe\x12\xad\x01\n" +
+	"\x0fObserveSequence\x12\x1f.kato.v1.ObserveSequenceRequest\x1a .kato.v1.ObserveSequenceResponse\"W\x82\xd3\xe4\x93\x02Q:\x01*Z!:\x01*\"\x1c/v1/sessions:observeSequence\")/v1/sessions/{session_id}:observeSequence\x12a\n" +
+	"\x12StreamObservations\x12\".kato.v1.StreamObservationsRequest\x1a#.kato.v1.StreamObservationsResponse(\x010\x01\x12{\n" +
+	"\x05Learn\x12\x15.kato.v1.LearnRequest\x1a\x16.kato.v1.LearnResponse\"C\x82\xd3\xe4\x93\x02=:\x01*Z\x17:\x01*\"\x12/v1/sessions:learn\"\x1f/v1/sessions/{session_id}:learn\x12\x86\x01\n" +
+	"\aPredict\x12\x17.kato.v1.PredictRequest\x1a\x18.kato.v1.PredictResponse\"H\x82\xd3\xe4\x93\x02BZ\x19:\x01*\"\x14/v1/sessions:predict\x12%/v1/sessions/{session_id}/predictions\x12\x8a\x01\n" +
+	"\bClearStm\x12\x18.kato.v1.ClearStmRequest\x1a\x19.kato.v1.ClearStmResponse\"I\x82\xd3\xe4\x93\x02C:\x01*Z\x1a:\x01*\"\x15/v1/sessions:clearStm\"\"/v1/sessions/{session_id}:clearStm\x12\x8a\x01\n" +
+	"\bClearAll\x12\x18.kato.v1.ClearAllRequest\x1a\x19.kato.v1.ClearAllResponse\"I\x82\xd3\xe4\x93\x02C:\x01*Z\x1a:\x01*\"\x15/v1/sessions:clearAll\"\"/v1/sessions/{session_id}:clearAll\x12z\n" +
+	"\x06GetStm\x12\x16.kato.v1.GetStmRequest\x1a\x17.kato.v1.GetStmResponse\"?\x82\xd3\xe4\x93\x029Z\x18:\x01*\"\x13/v1/sessions:getStm\x12\x1d/v1/sessions/{session_id}/stm\x12\xa2\x01\n" +
+	"\x0eGetPerceptData\x12\x1e.kato.v1.GetPerceptDataRequest\x1a\x1f.kato.v1.GetPerceptDataResponse\"O\x82\xd3\xe4\x93\x02IZ :\x01*\"\x1b/v1/sessions:getPerceptData\x12%/v1/sessions/{session_id}/perceptData\x12\xac\x01\n" +
+	"\x10GetCognitionData\x12 .kato.v1.GetCognitionDataRequest\x1a!.kato.v1.GetCognitionDataResponse\"S\x82\xd3\xe4\x93\x02MZ\":\x01*\"\x1d/v1/sessions:getCognitionData\x12'/v1/sessions/{session_id}/cognitionData\x12\x9e\x01\n" +
+	"\fUpdateConfig\x12\x1c.kato.v1.UpdateConfigRequest\x1a\x1d.kato.v1.UpdateConfigResponse\"Q\x82\xd3\xe4\x93\x02K:\x01*Z\x1e:\x01*\"\x19/v1/sessions:updateConfig\"&/v1/sessions/{session_id}:updateConfig\x12\x89\x01\n" +
+	"\tGetConfig\x12\x19.kato.v1.GetConfigRequest\x1a\x1a.kato.v1.GetConfigResponse\"E\x82\xd3\xe4\x93\x02?Z\x1b:\x01*\"\x16/v1/sessions:getConfig\x12 /v1/sessions/{session_id}/config\x12y\n" +
 	"\n" +
-	"GetPattern\x12\x1a.kato.v1.GetPatternRequest\x1a\x1b.kato.v1.GetPatternResponse\x12K\n" +
-	"\fListPatterns\x12\x1c.kato.v1.ListPatternsRequest\x1a\x1d.kato.v1.ListPatternsResponse\x12N\n" +
-	"\rUpdatePattern\x12\x1d.kato.v1.UpdatePatternRequest\x1a\x1e.kato.v1.UpdatePatternResponse\x12N\n" +
-	"\rDeletePattern\x12\x1d.kato.v1.DeletePatternRequest\x1a\x1e.kato.v1.DeletePatternResponse\x12Q\n" +
-	"\x0eGetSymbolStats\x12\x1e.kato.v1.GetSymbolStatsRequest\x1a\x1f.kato.v1.GetSymbolStatsResponse\x12Z\n" +
-	"\x11GetSymbolAffinity\x12!.kato.v1.GetSymbolAffinityRequest\x1a\".kato.v1.GetSymbolAffinityResponse\x12]\n" +
-	"\x12ClearKnowledgeBase\x12\".kato.v1.ClearKnowledgeBaseRequest\x1a#.kato.v1.ClearKnowledgeBaseResponse\x12W\n" +
-	"\x10FinalizeTraining\x12 .kato.v1.FinalizeTrainingRequest\x1a!.kato.v1.FinalizeTrainingResponse\x12]\n" +
-	"\x12ListKnowledgeBases\x12\".kato.v1.ListKnowledgeBasesRequest\x1a#.kato.v1.ListKnowledgeBasesResponse\x12N\n" +
-	"\rCreateSession\x12\x1d.kato.v1.CreateSessionRequest\x1a\x1e.kato.v1.CreateSessionResponse\x12E\n" +
+	"GetPattern\x12\x1a.kato.v1.GetPatternRequest\x1a\x1b.kato.v1.GetPatternResponse\"2\x82\xd3\xe4\x93\x02,\x12*/v1/knowledgeBases/{kb_id}/patterns/{name}\x12x\n" +
+	"\fListPatterns\x12\x1c.kato.v1.ListPatternsRequest\x1a\x1d.kato.v1.ListPatternsResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/knowledgeBases/{kb_id}/patterns\x12\x85\x01\n" +
+	"\rUpdatePattern\x12\x1d.kato.v1.UpdatePatternRequest\x1a\x1e.kato.v1.UpdatePatternResponse\"5\x82\xd3\xe4\x93\x02/:\x01*2*/v1/knowledgeBases/{kb_id}/patterns/{name}\x12\x82\x01\n" +
+	"\rDeletePattern\x12\x1d.kato.v1.DeletePatternRequest\x1a\x1e.kato.v1.DeletePatternResponse\"2\x82\xd3\xe4\x93\x02,**/v1/knowledgeBases/{kb_id}/patterns/{name}\x12\x81\x01\n" +
+	"\x0eGetSymbolStats\x12\x1e.kato.v1.GetSymbolStatsRequest\x1a\x1f.kato.v1.GetSymbolStatsResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/knowledgeBases/{kb_id}/symbolStats\x12\x8d\x01\n" +
+	"\x11GetSymbolAffinity\x12!.kato.v1.GetSymbolAffinityRequest\x1a\".kato.v1.GetSymbolAffinityResponse\"1\x82\xd3\xe4\x93\x02+\x12)/v1/knowledgeBases/{kb_id}/symbolAffinity\x12\x8a\x01\n" +
+	"\x12ClearKnowledgeBase\x12\".kato.v1.ClearKnowledgeBaseRequest\x1a#.kato.v1.ClearKnowledgeBaseResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/knowledgeBases/{kb_id}:clear\x12\x8f\x01\n" +
+	"\x10FinalizeTraining\x12 .kato.v1.FinalizeTrainingRequest\x1a!.kato.v1.FinalizeTrainingResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/v1/knowledgeBases/{kb_id}:finalizeTraining\x12y\n" +
+	"\x12ListKnowledgeBases\x12\".kato.v1.ListKnowledgeBasesRequest\x1a#.kato.v1.ListKnowledgeBasesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/knowledgeBases\x12g\n" +
+	"\rCreateSession\x12\x1d.kato.v1.CreateSessionRequest\x1a\x1e.kato.v1.CreateSessionResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/sessions\x12h\n" +
 	"\n" +
-	"GetSession\x12\x1a.kato.v1.GetSessionRequest\x1a\x1b.kato.v1.GetSessionResponse\x12N\n" +
-	"\rDeleteSession\x12\x1d.kato.v1.DeleteSessionRequest\x1a\x1e.kato.v1.DeleteSessionResponse\x12N\n" +
-	"\rExtendSession\x12\x1d.kato.v1.ExtendSessionRequest\x1a\x1e.kato.v1.ExtendSessionResponse\x12`\n" +
-	"\x13UpdateSessionConfig\x12#.kato.v1.UpdateSessionConfigRequest\x1a$.kato.v1.UpdateSessionConfigResponse\x12N\n" +
-	"\rSessionExists\x12\x1d.kato.v1.SessionExistsRequest\x1a\x1e.kato.v1.SessionExistsResponseB9Z7github.com/kato-grpc/kato-grpc/clients/go/katov1;katov1b\x06proto3"
+	"GetSession\x12\x1a.kato.v1.GetSessionRequest\x1a\x1b.kato.v1.GetSessionResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/sessions/{session_id}\x12q\n" +
+	"\rDeleteSession\x12\x1d.kato.v1.DeleteSessionRequest\x1a\x1e.kato.v1.DeleteSessionResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/sessions/{session_id}\x12{\n" +
+	"\rExtendSession\x12\x1d.kato.v1.ExtendSessionRequest\x1a\x1e.kato.v1.ExtendSessionResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/sessions/{session_id}:extend\x12\x92\x01\n" +
+	"\x13UpdateSessionConfig\x12#.kato.v1.UpdateSessionConfigRequest\x1a$.kato.v1.UpdateSessionConfigResponse\"0\x82\xd3\xe4\x93\x02*:\x06config2 /v1/sessions/{session_id}/config\x12{\n" +
+	"\rSessionExists\x12\x1d.kato.v1.SessionExistsRequest\x1a\x1e.kato.v1.SessionExistsResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/sessions/{session_id}/existenceB9Z7github.com/kato-grpc/kato-grpc/clients/go/katov1;katov1b\x06proto3"
 
 var (
 	file_kato_v1_kato_service_proto_rawDescOnce sync.Once
@@ -4334,143 +4410,147 @@ var file_kato_v1_kato_service_proto_goTypes = []any{
 	nil,                                 // 61: kato.v1.UpdatePatternRequest.MetadataEntry
 	(*SessionState)(nil),                // 62: kato.v1.SessionState
 	(*Observation)(nil),                 // 63: kato.v1.Observation
-	(*Prediction)(nil),                  // 64: kato.v1.Prediction
-	(*FuturePotential)(nil),             // 65: kato.v1.FuturePotential
-	(*SequenceItemResult)(nil),          // 66: kato.v1.SequenceItemResult
-	(*status.Status)(nil),               // 67: google.rpc.Status
-	(*Event)(nil),                       // 68: kato.v1.Event
-	(*Percept)(nil),                     // 69: kato.v1.Percept
-	(*SessionConfig)(nil),               // 70: kato.v1.SessionConfig
-	(*Pattern)(nil),                     // 71: kato.v1.Pattern
-	(*EmotiveMap)(nil),                  // 72: kato.v1.EmotiveMap
-	(*fieldmaskpb.FieldMask)(nil),       // 73: google.protobuf.FieldMask
-	(*SymbolStat)(nil),                  // 74: kato.v1.SymbolStat
-	(*SymbolAffinity)(nil),              // 75: kato.v1.SymbolAffinity
-	(*structpb.Struct)(nil),             // 76: google.protobuf.Struct
-	(*Session)(nil),                     // 77: kato.v1.Session
-	(*StringList)(nil),                  // 78: kato.v1.StringList
+	(PredictionView)(0),                 // 64: kato.v1.PredictionView
+	(*Prediction)(nil),                  // 65: kato.v1.Prediction
+	(*FuturePotential)(nil),             // 66: kato.v1.FuturePotential
+	(*SequenceItemResult)(nil),          // 67: kato.v1.SequenceItemResult
+	(*status.Status)(nil),               // 68: google.rpc.Status
+	(*Event)(nil),                       // 69: kato.v1.Event
+	(*Percept)(nil),                     // 70: kato.v1.Percept
+	(*SessionConfig)(nil),               // 71: kato.v1.SessionConfig
+	(*Pattern)(nil),                     // 72: kato.v1.Pattern
+	(*EmotiveMap)(nil),                  // 73: kato.v1.EmotiveMap
+	(*fieldmaskpb.FieldMask)(nil),       // 74: google.protobuf.FieldMask
+	(*SymbolStat)(nil),                  // 75: kato.v1.SymbolStat
+	(*SymbolAffinity)(nil),              // 76: kato.v1.SymbolAffinity
+	(*structpb.Struct)(nil),             // 77: google.protobuf.Struct
+	(*Session)(nil),                     // 78: kato.v1.Session
+	(*StringList)(nil),                  // 79: kato.v1.StringList
 }
 var file_kato_v1_kato_service_proto_depIdxs = []int32{
 	62, // 0: kato.v1.ObserveRequest.state:type_name -> kato.v1.SessionState
 	63, // 1: kato.v1.ObserveRequest.observation:type_name -> kato.v1.Observation
-	62, // 2: kato.v1.ObserveResponse.state:type_name -> kato.v1.SessionState
-	64, // 3: kato.v1.ObserveResponse.predictions:type_name -> kato.v1.Prediction
-	65, // 4: kato.v1.ObserveResponse.future_potentials:type_name -> kato.v1.FuturePotential
-	62, // 5: kato.v1.ObserveSequenceRequest.state:type_name -> kato.v1.SessionState
-	63, // 6: kato.v1.ObserveSequenceRequest.observations:type_name -> kato.v1.Observation
-	62, // 7: kato.v1.ObserveSequenceResponse.state:type_name -> kato.v1.SessionState
-	66, // 8: kato.v1.ObserveSequenceResponse.results:type_name -> kato.v1.SequenceItemResult
-	5,  // 9: kato.v1.StreamObservationsRequest.open:type_name -> kato.v1.StreamOpen
-	63, // 10: kato.v1.StreamObservationsRequest.observation:type_name -> kato.v1.Observation
-	6,  // 11: kato.v1.StreamObservationsRequest.learn:type_name -> kato.v1.StreamLearn
-	7,  // 12: kato.v1.StreamObservationsRequest.clear_stm:type_name -> kato.v1.StreamClearStm
-	62, // 13: kato.v1.StreamOpen.state:type_name -> kato.v1.SessionState
-	9,  // 14: kato.v1.StreamObservationsResponse.opened:type_name -> kato.v1.StreamOpened
-	1,  // 15: kato.v1.StreamObservationsResponse.observed:type_name -> kato.v1.ObserveResponse
-	12, // 16: kato.v1.StreamObservationsResponse.learned:type_name -> kato.v1.LearnResponse
-	16, // 17: kato.v1.StreamObservationsResponse.cleared:type_name -> kato.v1.ClearStmResponse
-	10, // 18: kato.v1.StreamObservationsResponse.closed:type_name -> kato.v1.StreamClosed
-	67, // 19: kato.v1.StreamObservationsResponse.error:type_name -> google.rpc.Status
-	62, // 20: kato.v1.StreamClosed.state:type_name -> kato.v1.SessionState
-	62, // 21: kato.v1.LearnRequest.state:type_name -> kato.v1.SessionState
-	62, // 22: kato.v1.LearnResponse.state:type_name -> kato.v1.SessionState
-	62, // 23: kato.v1.PredictRequest.state:type_name -> kato.v1.SessionState
-	64, // 24: kato.v1.PredictResponse.predictions:type_name -> kato.v1.Prediction
-	65, // 25: kato.v1.PredictResponse.future_potentials:type_name -> kato.v1.FuturePotential
-	62, // 26: kato.v1.ClearStmRequest.state:type_name -> kato.v1.SessionState
-	62, // 27: kato.v1.ClearStmResponse.state:type_name -> kato.v1.SessionState
-	62, // 28: kato.v1.ClearAllRequest.state:type_name -> kato.v1.SessionState
-	62, // 29: kato.v1.ClearAllResponse.state:type_name -> kato.v1.SessionState
-	62, // 30: kato.v1.GetStmRequest.state:type_name -> kato.v1.SessionState
-	68, // 31: kato.v1.GetStmResponse.stm:type_name -> kato.v1.Event
-	62, // 32: kato.v1.GetPerceptDataRequest.state:type_name -> kato.v1.SessionState
-	69, // 33: kato.v1.GetPerceptDataResponse.percept:type_name -> kato.v1.Percept
-	62, // 34: kato.v1.GetCognitionDataRequest.state:type_name -> kato.v1.SessionState
-	64, // 35: kato.v1.GetCognitionDataResponse.predictions:type_name -> kato.v1.Prediction
-	60, // 36: kato.v1.GetCognitionDataResponse.emotives:type_name -> kato.v1.GetCognitionDataResponse.EmotivesEntry
-	68, // 37: kato.v1.GetCognitionDataResponse.short_term_memory:type_name -> kato.v1.Event
-	62, // 38: kato.v1.UpdateConfigRequest.state:type_name -> kato.v1.SessionState
-	70, // 39: kato.v1.UpdateConfigRequest.config:type_name -> kato.v1.SessionConfig
-	62, // 40: kato.v1.UpdateConfigResponse.state:type_name -> kato.v1.SessionState
-	70, // 41: kato.v1.UpdateConfigResponse.config:type_name -> kato.v1.SessionConfig
-	62, // 42: kato.v1.GetConfigRequest.state:type_name -> kato.v1.SessionState
-	70, // 43: kato.v1.GetConfigResponse.config:type_name -> kato.v1.SessionConfig
-	71, // 44: kato.v1.GetPatternResponse.pattern:type_name -> kato.v1.Pattern
-	71, // 45: kato.v1.ListPatternsResponse.patterns:type_name -> kato.v1.Pattern
-	72, // 46: kato.v1.UpdatePatternRequest.emotives:type_name -> kato.v1.EmotiveMap
-	61, // 47: kato.v1.UpdatePatternRequest.metadata:type_name -> kato.v1.UpdatePatternRequest.MetadataEntry
-	73, // 48: kato.v1.UpdatePatternRequest.update_mask:type_name -> google.protobuf.FieldMask
-	71, // 49: kato.v1.UpdatePatternResponse.pattern:type_name -> kato.v1.Pattern
-	74, // 50: kato.v1.GetSymbolStatsResponse.symbol_stats:type_name -> kato.v1.SymbolStat
-	75, // 51: kato.v1.GetSymbolAffinityResponse.symbol_affinities:type_name -> kato.v1.SymbolAffinity
-	47, // 52: kato.v1.ListKnowledgeBasesResponse.knowledge_bases:type_name -> kato.v1.KnowledgeBase
-	70, // 53: kato.v1.CreateSessionRequest.config:type_name -> kato.v1.SessionConfig
-	76, // 54: kato.v1.CreateSessionRequest.metadata:type_name -> google.protobuf.Struct
-	77, // 55: kato.v1.CreateSessionResponse.session:type_name -> kato.v1.Session
-	77, // 56: kato.v1.GetSessionResponse.session:type_name -> kato.v1.Session
-	77, // 57: kato.v1.ExtendSessionResponse.session:type_name -> kato.v1.Session
-	70, // 58: kato.v1.UpdateSessionConfigRequest.config:type_name -> kato.v1.SessionConfig
-	70, // 59: kato.v1.UpdateSessionConfigResponse.config:type_name -> kato.v1.SessionConfig
-	78, // 60: kato.v1.UpdatePatternRequest.MetadataEntry.value:type_name -> kato.v1.StringList
-	0,  // 61: kato.v1.KatoService.Observe:input_type -> kato.v1.ObserveRequest
-	2,  // 62: kato.v1.KatoService.ObserveSequence:input_type -> kato.v1.ObserveSequenceRequest
-	4,  // 63: kato.v1.KatoService.StreamObservations:input_type -> kato.v1.StreamObservationsRequest
-	11, // 64: kato.v1.KatoService.Learn:input_type -> kato.v1.LearnRequest
-	13, // 65: kato.v1.KatoService.Predict:input_type -> kato.v1.PredictRequest
-	15, // 66: kato.v1.KatoService.ClearStm:input_type -> kato.v1.ClearStmRequest
-	17, // 67: kato.v1.KatoService.ClearAll:input_type -> kato.v1.ClearAllRequest
-	19, // 68: kato.v1.KatoService.GetStm:input_type -> kato.v1.GetStmRequest
-	21, // 69: kato.v1.KatoService.GetPerceptData:input_type -> kato.v1.GetPerceptDataRequest
-	23, // 70: kato.v1.KatoService.GetCognitionData:input_type -> kato.v1.GetCognitionDataRequest
-	25, // 71: kato.v1.KatoService.UpdateConfig:input_type -> kato.v1.UpdateConfigRequest
-	27, // 72: kato.v1.KatoService.GetConfig:input_type -> kato.v1.GetConfigRequest
-	29, // 73: kato.v1.KatoService.GetPattern:input_type -> kato.v1.GetPatternRequest
-	31, // 74: kato.v1.KatoService.ListPatterns:input_type -> kato.v1.ListPatternsRequest
-	33, // 75: kato.v1.KatoService.UpdatePattern:input_type -> kato.v1.UpdatePatternRequest
-	35, // 76: kato.v1.KatoService.DeletePattern:input_type -> kato.v1.DeletePatternRequest
-	37, // 77: kato.v1.KatoService.GetSymbolStats:input_type -> kato.v1.GetSymbolStatsRequest
-	39, // 78: kato.v1.KatoService.GetSymbolAffinity:input_type -> kato.v1.GetSymbolAffinityRequest
-	41, // 79: kato.v1.KatoService.ClearKnowledgeBase:input_type -> kato.v1.ClearKnowledgeBaseRequest
-	43, // 80: kato.v1.KatoService.FinalizeTraining:input_type -> kato.v1.FinalizeTrainingRequest
-	45, // 81: kato.v1.KatoService.ListKnowledgeBases:input_type -> kato.v1.ListKnowledgeBasesRequest
-	48, // 82: kato.v1.KatoService.CreateSession:input_type -> kato.v1.CreateSessionRequest
-	50, // 83: kato.v1.KatoService.GetSession:input_type -> kato.v1.GetSessionRequest
-	52, // 84: kato.v1.KatoService.DeleteSession:input_type -> kato.v1.DeleteSessionRequest
-	54, // 85: kato.v1.KatoService.ExtendSession:input_type -> kato.v1.ExtendSessionRequest
-	56, // 86: kato.v1.KatoService.UpdateSessionConfig:input_type -> kato.v1.UpdateSessionConfigRequest
-	58, // 87: kato.v1.KatoService.SessionExists:input_type -> kato.v1.SessionExistsRequest
-	1,  // 88: kato.v1.KatoService.Observe:output_type -> kato.v1.ObserveResponse
-	3,  // 89: kato.v1.KatoService.ObserveSequence:output_type -> kato.v1.ObserveSequenceResponse
-	8,  // 90: kato.v1.KatoService.StreamObservations:output_type -> kato.v1.StreamObservationsResponse
-	12, // 91: kato.v1.KatoService.Learn:output_type -> kato.v1.LearnResponse
-	14, // 92: kato.v1.KatoService.Predict:output_type -> kato.v1.PredictResponse
-	16, // 93: kato.v1.KatoService.ClearStm:output_type -> kato.v1.ClearStmResponse
-	18, // 94: kato.v1.KatoService.ClearAll:output_type -> kato.v1.ClearAllResponse
-	20, // 95: kato.v1.KatoService.GetStm:output_type -> kato.v1.GetStmResponse
-	22, // 96: kato.v1.KatoService.GetPerceptData:output_type -> kato.v1.GetPerceptDataResponse
-	24, // 97: kato.v1.KatoService.GetCognitionData:output_type -> kato.v1.GetCognitionDataResponse
-	26, // 98: kato.v1.KatoService.UpdateConfig:output_type -> kato.v1.UpdateConfigResponse
-	28, // 99: kato.v1.KatoService.GetConfig:output_type -> kato.v1.GetConfigResponse
-	30, // 100: kato.v1.KatoService.GetPattern:output_type -> kato.v1.GetPatternResponse
-	32, // 101: kato.v1.KatoService.ListPatterns:output_type -> kato.v1.ListPatternsResponse
-	34, // 102: kato.v1.KatoService.UpdatePattern:output_type -> kato.v1.UpdatePatternResponse
-	36, // 103: kato.v1.KatoService.DeletePattern:output_type -> kato.v1.DeletePatternResponse
-	38, // 104: kato.v1.KatoService.GetSymbolStats:output_type -> kato.v1.GetSymbolStatsResponse
-	40, // 105: kato.v1.KatoService.GetSymbolAffinity:output_type -> kato.v1.GetSymbolAffinityResponse
-	42, // 106: kato.v1.KatoService.ClearKnowledgeBase:output_type -> kato.v1.ClearKnowledgeBaseResponse
-	44, // 107: kato.v1.KatoService.FinalizeTraining:output_type -> kato.v1.FinalizeTrainingResponse
-	46, // 108: kato.v1.KatoService.ListKnowledgeBases:output_type -> kato.v1.ListKnowledgeBasesResponse
-	49, // 109: kato.v1.KatoService.CreateSession:output_type -> kato.v1.CreateSessionResponse
-	51, // 110: kato.v1.KatoService.GetSession:output_type -> kato.v1.GetSessionResponse
-	53, // 111: kato.v1.KatoService.DeleteSession:output_type -> kato.v1.DeleteSessionResponse
-	55, // 112: kato.v1.KatoService.ExtendSession:output_type -> kato.v1.ExtendSessionResponse
-	57, // 113: kato.v1.KatoService.UpdateSessionConfig:output_type -> kato.v1.UpdateSessionConfigResponse
-	59, // 114: kato.v1.KatoService.SessionExists:output_type -> kato.v1.SessionExistsResponse
-	88, // [88:115] is the sub-list for method output_type
-	61, // [61:88] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	64, // 2: kato.v1.ObserveRequest.prediction_view:type_name -> kato.v1.PredictionView
+	62, // 3: kato.v1.ObserveResponse.state:type_name -> kato.v1.SessionState
+	65, // 4: kato.v1.ObserveResponse.predictions:type_name -> kato.v1.Prediction
+	66, // 5: kato.v1.ObserveResponse.future_potentials:type_name -> kato.v1.FuturePotential
+	62, // 6: kato.v1.ObserveSequenceRequest.state:type_name -> kato.v1.SessionState
+	63, // 7: kato.v1.ObserveSequenceRequest.observations:type_name -> kato.v1.Observation
+	62, // 8: kato.v1.ObserveSequenceResponse.state:type_name -> kato.v1.SessionState
+	67, // 9: kato.v1.ObserveSequenceResponse.results:type_name -> kato.v1.SequenceItemResult
+	5,  // 10: kato.v1.StreamObservationsRequest.open:type_name -> kato.v1.StreamOpen
+	63, // 11: kato.v1.StreamObservationsRequest.observation:type_name -> kato.v1.Observation
+	6,  // 12: kato.v1.StreamObservationsRequest.learn:type_name -> kato.v1.StreamLearn
+	7,  // 13: kato.v1.StreamObservationsRequest.clear_stm:type_name -> kato.v1.StreamClearStm
+	62, // 14: kato.v1.StreamOpen.state:type_name -> kato.v1.SessionState
+	64, // 15: kato.v1.StreamOpen.prediction_view:type_name -> kato.v1.PredictionView
+	9,  // 16: kato.v1.StreamObservationsResponse.opened:type_name -> kato.v1.StreamOpened
+	1,  // 17: kato.v1.StreamObservationsResponse.observed:type_name -> kato.v1.ObserveResponse
+	12, // 18: kato.v1.StreamObservationsResponse.learned:type_name -> kato.v1.LearnResponse
+	16, // 19: kato.v1.StreamObservationsResponse.cleared:type_name -> kato.v1.ClearStmResponse
+	10, // 20: kato.v1.StreamObservationsResponse.closed:type_name -> kato.v1.StreamClosed
+	68, // 21: kato.v1.StreamObservationsResponse.error:type_name -> google.rpc.Status
+	62, // 22: kato.v1.StreamClosed.state:type_name -> kato.v1.SessionState
+	62, // 23: kato.v1.LearnRequest.state:type_name -> kato.v1.SessionState
+	62, // 24: kato.v1.LearnResponse.state:type_name -> kato.v1.SessionState
+	62, // 25: kato.v1.PredictRequest.state:type_name -> kato.v1.SessionState
+	64, // 26: kato.v1.PredictRequest.prediction_view:type_name -> kato.v1.PredictionView
+	65, // 27: kato.v1.PredictResponse.predictions:type_name -> kato.v1.Prediction
+	66, // 28: kato.v1.PredictResponse.future_potentials:type_name -> kato.v1.FuturePotential
+	62, // 29: kato.v1.ClearStmRequest.state:type_name -> kato.v1.SessionState
+	62, // 30: kato.v1.ClearStmResponse.state:type_name -> kato.v1.SessionState
+	62, // 31: kato.v1.ClearAllRequest.state:type_name -> kato.v1.SessionState
+	62, // 32: kato.v1.ClearAllResponse.state:type_name -> kato.v1.SessionState
+	62, // 33: kato.v1.GetStmRequest.state:type_name -> kato.v1.SessionState
+	69, // 34: kato.v1.GetStmResponse.stm:type_name -> kato.v1.Event
+	62, // 35: kato.v1.GetPerceptDataRequest.state:type_name -> kato.v1.SessionState
+	70, // 36: kato.v1.GetPerceptDataResponse.percept:type_name -> kato.v1.Percept
+	62, // 37: kato.v1.GetCognitionDataRequest.state:type_name -> kato.v1.SessionState
+	65, // 38: kato.v1.GetCognitionDataResponse.predictions:type_name -> kato.v1.Prediction
+	60, // 39: kato.v1.GetCognitionDataResponse.emotives:type_name -> kato.v1.GetCognitionDataResponse.EmotivesEntry
+	69, // 40: kato.v1.GetCognitionDataResponse.short_term_memory:type_name -> kato.v1.Event
+	62, // 41: kato.v1.UpdateConfigRequest.state:type_name -> kato.v1.SessionState
+	71, // 42: kato.v1.UpdateConfigRequest.config:type_name -> kato.v1.SessionConfig
+	62, // 43: kato.v1.UpdateConfigResponse.state:type_name -> kato.v1.SessionState
+	71, // 44: kato.v1.UpdateConfigResponse.config:type_name -> kato.v1.SessionConfig
+	62, // 45: kato.v1.GetConfigRequest.state:type_name -> kato.v1.SessionState
+	71, // 46: kato.v1.GetConfigResponse.config:type_name -> kato.v1.SessionConfig
+	72, // 47: kato.v1.GetPatternResponse.pattern:type_name -> kato.v1.Pattern
+	72, // 48: kato.v1.ListPatternsResponse.patterns:type_name -> kato.v1.Pattern
+	73, // 49: kato.v1.UpdatePatternRequest.emotives:type_name -> kato.v1.EmotiveMap
+	61, // 50: kato.v1.UpdatePatternRequest.metadata:type_name -> kato.v1.UpdatePatternRequest.MetadataEntry
+	74, // 51: kato.v1.UpdatePatternRequest.update_mask:type_name -> google.protobuf.FieldMask
+	72, // 52: kato.v1.UpdatePatternResponse.pattern:type_name -> kato.v1.Pattern
+	75, // 53: kato.v1.GetSymbolStatsResponse.symbol_stats:type_name -> kato.v1.SymbolStat
+	76, // 54: kato.v1.GetSymbolAffinityResponse.symbol_affinities:type_name -> kato.v1.SymbolAffinity
+	47, // 55: kato.v1.ListKnowledgeBasesResponse.knowledge_bases:type_name -> kato.v1.KnowledgeBase
+	71, // 56: kato.v1.CreateSessionRequest.config:type_name -> kato.v1.SessionConfig
+	77, // 57: kato.v1.CreateSessionRequest.metadata:type_name -> google.protobuf.Struct
+	78, // 58: kato.v1.CreateSessionResponse.session:type_name -> kato.v1.Session
+	78, // 59: kato.v1.GetSessionResponse.session:type_name -> kato.v1.Session
+	78, // 60: kato.v1.ExtendSessionResponse.session:type_name -> kato.v1.Session
+	71, // 61: kato.v1.UpdateSessionConfigRequest.config:type_name -> kato.v1.SessionConfig
+	71, // 62: kato.v1.UpdateSessionConfigResponse.config:type_name -> kato.v1.SessionConfig
+	79, // 63: kato.v1.UpdatePatternRequest.MetadataEntry.value:type_name -> kato.v1.StringList
+	0,  // 64: kato.v1.KatoService.Observe:input_type -> kato.v1.ObserveRequest
+	2,  // 65: kato.v1.KatoService.ObserveSequence:input_type -> kato.v1.ObserveSequenceRequest
+	4,  // 66: kato.v1.KatoService.StreamObservations:input_type -> kato.v1.StreamObservationsRequest
+	11, // 67: kato.v1.KatoService.Learn:input_type -> kato.v1.LearnRequest
+	13, // 68: kato.v1.KatoService.Predict:input_type -> kato.v1.PredictRequest
+	15, // 69: kato.v1.KatoService.ClearStm:input_type -> kato.v1.ClearStmRequest
+	17, // 70: kato.v1.KatoService.ClearAll:input_type -> kato.v1.ClearAllRequest
+	19, // 71: kato.v1.KatoService.GetStm:input_type -> kato.v1.GetStmRequest
+	21, // 72: kato.v1.KatoService.GetPerceptData:input_type -> kato.v1.GetPerceptDataRequest
+	23, // 73: kato.v1.KatoService.GetCognitionData:input_type -> kato.v1.GetCognitionDataRequest
+	25, // 74: kato.v1.KatoService.UpdateConfig:input_type -> kato.v1.UpdateConfigRequest
+	27, // 75: kato.v1.KatoService.GetConfig:input_type -> kato.v1.GetConfigRequest
+	29, // 76: kato.v1.KatoService.GetPattern:input_type -> kato.v1.GetPatternRequest
+	31, // 77: kato.v1.KatoService.ListPatterns:input_type -> kato.v1.ListPatternsRequest
+	33, // 78: kato.v1.KatoService.UpdatePattern:input_type -> kato.v1.UpdatePatternRequest
+	35, // 79: kato.v1.KatoService.DeletePattern:input_type -> kato.v1.DeletePatternRequest
+	37, // 80: kato.v1.KatoService.GetSymbolStats:input_type -> kato.v1.GetSymbolStatsRequest
+	39, // 81: kato.v1.KatoService.GetSymbolAffinity:input_type -> kato.v1.GetSymbolAffinityRequest
+	41, // 82: kato.v1.KatoService.ClearKnowledgeBase:input_type -> kato.v1.ClearKnowledgeBaseRequest
+	43, // 83: kato.v1.KatoService.FinalizeTraining:input_type -> kato.v1.FinalizeTrainingRequest
+	45, // 84: kato.v1.KatoService.ListKnowledgeBases:input_type -> kato.v1.ListKnowledgeBasesRequest
+	48, // 85: kato.v1.KatoService.CreateSession:input_type -> kato.v1.CreateSessionRequest
+	50, // 86: kato.v1.KatoService.GetSession:input_type -> kato.v1.GetSessionRequest
+	52, // 87: kato.v1.KatoService.DeleteSession:input_type -> kato.v1.DeleteSessionRequest
+	54, // 88: kato.v1.KatoService.ExtendSession:input_type -> kato.v1.ExtendSessionRequest
+	56, // 89: kato.v1.KatoService.UpdateSessionConfig:input_type -> kato.v1.UpdateSessionConfigRequest
+	58, // 90: kato.v1.KatoService.SessionExists:input_type -> kato.v1.SessionExistsRequest
+	1,  // 91: kato.v1.KatoService.Observe:output_type -> kato.v1.ObserveResponse
+	3,  // 92: kato.v1.KatoService.ObserveSequence:output_type -> kato.v1.ObserveSequenceResponse
+	8,  // 93: kato.v1.KatoService.StreamObservations:output_type -> kato.v1.StreamObservationsResponse
+	12, // 94: kato.v1.KatoService.Learn:output_type -> kato.v1.LearnResponse
+	14, // 95: kato.v1.KatoService.Predict:output_type -> kato.v1.PredictResponse
+	16, // 96: kato.v1.KatoService.ClearStm:output_type -> kato.v1.ClearStmResponse
+	18, // 97: kato.v1.KatoService.ClearAll:output_type -> kato.v1.ClearAllResponse
+	20, // 98: kato.v1.KatoService.GetStm:output_type -> kato.v1.GetStmResponse
+	22, // 99: kato.v1.KatoService.GetPerceptData:output_type -> kato.v1.GetPerceptDataResponse
+	24, // 100: kato.v1.KatoService.GetCognitionData:output_type -> kato.v1.GetCognitionDataResponse
+	26, // 101: kato.v1.KatoService.UpdateConfig:output_type -> kato.v1.UpdateConfigResponse
+	28, // 102: kato.v1.KatoService.GetConfig:output_type -> kato.v1.GetConfigResponse
+	30, // 103: kato.v1.KatoService.GetPattern:output_type -> kato.v1.GetPatternResponse
+	32, // 104: kato.v1.KatoService.ListPatterns:output_type -> kato.v1.ListPatternsResponse
+	34, // 105: kato.v1.KatoService.UpdatePattern:output_type -> kato.v1.UpdatePatternResponse
+	36, // 106: kato.v1.KatoService.DeletePattern:output_type -> kato.v1.DeletePatternResponse
+	38, // 107: kato.v1.KatoService.GetSymbolStats:output_type -> kato.v1.GetSymbolStatsResponse
+	40, // 108: kato.v1.KatoService.GetSymbolAffinity:output_type -> kato.v1.GetSymbolAffinityResponse
+	42, // 109: kato.v1.KatoService.ClearKnowledgeBase:output_type -> kato.v1.ClearKnowledgeBaseResponse
+	44, // 110: kato.v1.KatoService.FinalizeTraining:output_type -> kato.v1.FinalizeTrainingResponse
+	46, // 111: kato.v1.KatoService.ListKnowledgeBases:output_type -> kato.v1.ListKnowledgeBasesResponse
+	49, // 112: kato.v1.KatoService.CreateSession:output_type -> kato.v1.CreateSessionResponse
+	51, // 113: kato.v1.KatoService.GetSession:output_type -> kato.v1.GetSessionResponse
+	53, // 114: kato.v1.KatoService.DeleteSession:output_type -> kato.v1.DeleteSessionResponse
+	55, // 115: kato.v1.KatoService.ExtendSession:output_type -> kato.v1.ExtendSessionResponse
+	57, // 116: kato.v1.KatoService.UpdateSessionConfig:output_type -> kato.v1.UpdateSessionConfigResponse
+	59, // 117: kato.v1.KatoService.SessionExists:output_type -> kato.v1.SessionExistsResponse
+	91, // [91:118] is the sub-list for method output_type
+	64, // [64:91] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_kato_v1_kato_service_proto_init() }

@@ -87,6 +87,13 @@ const (
 // FAILED_PRECONDITION for Learn on an empty short-term memory;
 // RESOURCE_EXHAUSTED for input over a server limit.
 // A rejected call changes nothing.
+//
+// HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+// served by the gateway (gateway/) with the proto3 JSON mapping. A
+// server-held session is named in the path
+// (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+// to the collection's method (`POST /v1/sessions:observe`, the state in the
+// body). StreamObservations is served over gRPC only.
 type KatoServiceClient interface {
 	// Observes one event into the session's short-term memory and returns the
 	// new state, the session time and, when asked, the predictions.
@@ -140,6 +147,15 @@ type KatoServiceClient interface {
 	GetPerceptData(ctx context.Context, in *GetPerceptDataRequest, opts ...grpc.CallOption) (*GetPerceptDataResponse, error)
 	// Gets the predictions of the session's last Observe with its short-term
 	// memory and time. Changes nothing.
+	//
+	// The predictions are recomputed from the short-term memory that Observe
+	// predicted from (the state's `cognition_basis`), with the session's
+	// configuration and knowledge base as they are now. The engine is
+	// deterministic, so they are that Observe's predictions unless the
+	// knowledge base or the configuration changed since (a learn, this
+	// session's auto-learn included, or another session's write). They are
+	// empty initially, after an empty observation, after ClearStm, and when
+	// `process_predictions` was false.
 	GetCognitionData(ctx context.Context, in *GetCognitionDataRequest, opts ...grpc.CallOption) (*GetCognitionDataResponse, error)
 	// Updates the given keys of the session's configuration, all or nothing,
 	// and returns the effective configuration.
@@ -515,6 +531,13 @@ func (c *katoServiceClient) SessionExists(ctx context.Context, in *SessionExists
 // FAILED_PRECONDITION for Learn on an empty short-term memory;
 // RESOURCE_EXHAUSTED for input over a server limit.
 // A rejected call changes nothing.
+//
+// HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+// served by the gateway (gateway/) with the proto3 JSON mapping. A
+// server-held session is named in the path
+// (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+// to the collection's method (`POST /v1/sessions:observe`, the state in the
+// body). StreamObservations is served over gRPC only.
 type KatoServiceServer interface {
 	// Observes one event into the session's short-term memory and returns the
 	// new state, the session time and, when asked, the predictions.
@@ -568,6 +591,15 @@ type KatoServiceServer interface {
 	GetPerceptData(context.Context, *GetPerceptDataRequest) (*GetPerceptDataResponse, error)
 	// Gets the predictions of the session's last Observe with its short-term
 	// memory and time. Changes nothing.
+	//
+	// The predictions are recomputed from the short-term memory that Observe
+	// predicted from (the state's `cognition_basis`), with the session's
+	// configuration and knowledge base as they are now. The engine is
+	// deterministic, so they are that Observe's predictions unless the
+	// knowledge base or the configuration changed since (a learn, this
+	// session's auto-learn included, or another session's write). They are
+	// empty initially, after an empty observation, after ClearStm, and when
+	// `process_predictions` was false.
 	GetCognitionData(context.Context, *GetCognitionDataRequest) (*GetCognitionDataResponse, error)
 	// Updates the given keys of the session's configuration, all or nothing,
 	// and returns the effective configuration.

@@ -24,6 +24,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// How much of each prediction a response holds (AIP-157).
+type PredictionView int32
+
+const (
+	// The default: FULL.
+	PredictionView_PREDICTION_VIEW_UNSPECIFIED PredictionView = 0
+	// `type`, `name`, `frequency`, `future` and `potential` only: what a feed
+	// acting on what comes next needs, at a small part of the bytes.
+	PredictionView_PREDICTION_VIEW_BASIC PredictionView = 1
+	// Every field: the alignment (`past`, `present`, `missing`, `extras`,
+	// `anomalies`) and every metric that explains the ranking.
+	PredictionView_PREDICTION_VIEW_FULL PredictionView = 2
+)
+
+// Enum value maps for PredictionView.
+var (
+	PredictionView_name = map[int32]string{
+		0: "PREDICTION_VIEW_UNSPECIFIED",
+		1: "PREDICTION_VIEW_BASIC",
+		2: "PREDICTION_VIEW_FULL",
+	}
+	PredictionView_value = map[string]int32{
+		"PREDICTION_VIEW_UNSPECIFIED": 0,
+		"PREDICTION_VIEW_BASIC":       1,
+		"PREDICTION_VIEW_FULL":        2,
+	}
+)
+
+func (x PredictionView) Enum() *PredictionView {
+	p := new(PredictionView)
+	*p = x
+	return p
+}
+
+func (x PredictionView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PredictionView) Descriptor() protoreflect.EnumDescriptor {
+	return file_kato_v1_types_proto_enumTypes[0].Descriptor()
+}
+
+func (PredictionView) Type() protoreflect.EnumType {
+	return &file_kato_v1_types_proto_enumTypes[0]
+}
+
+func (x PredictionView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PredictionView.Descriptor instead.
+func (PredictionView) EnumDescriptor() ([]byte, []int) {
+	return file_kato_v1_types_proto_rawDescGZIP(), []int{0}
+}
+
 // One event: the symbols observed together, in their stored order.
 //
 // Stored events are already sorted when the session's `sort_symbols` is true,
@@ -771,8 +826,11 @@ type SessionState struct {
 	Config *SessionConfig `protobuf:"bytes,7,opt,name=config,proto3" json:"config,omitempty"`
 	// The last accepted observation; unset initially and after ClearStm.
 	Percept *Percept `protobuf:"bytes,8,opt,name=percept,proto3" json:"percept,omitempty"`
-	// The predictions computed by the last Observe; empty initially, after an
-	// empty observation and after ClearStm.
+	// No longer written, and ignored when sent: a state does not carry the
+	// last Observe's predictions (they are recomputed on demand, see
+	// `cognition_basis`). Kept so that older states still decode.
+	//
+	// Deprecated: Marked as deprecated in kato/v1/types.proto.
 	LastPredictions []*Prediction `protobuf:"bytes,9,rep,name=last_predictions,json=lastPredictions,proto3" json:"last_predictions,omitempty"`
 	// Incremented by server-held session stores on every write, for
 	// compare-and-set. Not used by the engine.
@@ -784,9 +842,15 @@ type SessionState struct {
 	// `signature_key_id` and `signature` cleared, serialized deterministically
 	// (map entries in key order) by the server. Set by the server on every
 	// state it returns; send it back unchanged.
-	Signature     []byte `protobuf:"bytes,12,opt,name=signature,proto3" json:"signature,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Signature []byte `protobuf:"bytes,12,opt,name=signature,proto3" json:"signature,omitempty"`
+	// What the last Observe predicted from, so that GetCognitionData can give
+	// its predictions without the state carrying them. Present when that
+	// Observe computed predictions (a non-empty observation with
+	// `process_predictions` true) and no ClearStm followed; absent when they
+	// are empty. See GetCognitionData for the rule.
+	CognitionBasis *CognitionBasis `protobuf:"bytes,13,opt,name=cognition_basis,json=cognitionBasis,proto3" json:"cognition_basis,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SessionState) Reset() {
@@ -875,6 +939,7 @@ func (x *SessionState) GetPercept() *Percept {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in kato/v1/types.proto.
 func (x *SessionState) GetLastPredictions() []*Prediction {
 	if x != nil {
 		return x.LastPredictions
@@ -903,6 +968,61 @@ func (x *SessionState) GetSignature() []byte {
 	return nil
 }
 
+func (x *SessionState) GetCognitionBasis() *CognitionBasis {
+	if x != nil {
+		return x.CognitionBasis
+	}
+	return nil
+}
+
+// The short-term memory the last Observe of a session predicted from.
+type CognitionBasis struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events, oldest first, when they are no longer the session's `stm`
+	// (a learn changed it since). Empty when they are the session's `stm`:
+	// an Observe predicts from a non-empty memory, so empty is unambiguous.
+	Stm           []*Event `protobuf:"bytes,1,rep,name=stm,proto3" json:"stm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CognitionBasis) Reset() {
+	*x = CognitionBasis{}
+	mi := &file_kato_v1_types_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CognitionBasis) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CognitionBasis) ProtoMessage() {}
+
+func (x *CognitionBasis) ProtoReflect() protoreflect.Message {
+	mi := &file_kato_v1_types_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CognitionBasis.ProtoReflect.Descriptor instead.
+func (*CognitionBasis) Descriptor() ([]byte, []int) {
+	return file_kato_v1_types_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CognitionBasis) GetStm() []*Event {
+	if x != nil {
+		return x.Stm
+	}
+	return nil
+}
+
 // A fuzzy symbol match: the observed symbol was taken for the pattern's
 // expected symbol.
 type Anomaly struct {
@@ -919,7 +1039,7 @@ type Anomaly struct {
 
 func (x *Anomaly) Reset() {
 	*x = Anomaly{}
-	mi := &file_kato_v1_types_proto_msgTypes[9]
+	mi := &file_kato_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1051,7 @@ func (x *Anomaly) String() string {
 func (*Anomaly) ProtoMessage() {}
 
 func (x *Anomaly) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_types_proto_msgTypes[9]
+	mi := &file_kato_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1064,7 @@ func (x *Anomaly) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Anomaly.ProtoReflect.Descriptor instead.
 func (*Anomaly) Descriptor() ([]byte, []int) {
-	return file_kato_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_kato_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Anomaly) GetObserved() string {
@@ -1058,7 +1178,7 @@ type Prediction struct {
 
 func (x *Prediction) Reset() {
 	*x = Prediction{}
-	mi := &file_kato_v1_types_proto_msgTypes[10]
+	mi := &file_kato_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1190,7 @@ func (x *Prediction) String() string {
 func (*Prediction) ProtoMessage() {}
 
 func (x *Prediction) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_types_proto_msgTypes[10]
+	mi := &file_kato_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1203,7 @@ func (x *Prediction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prediction.ProtoReflect.Descriptor instead.
 func (*Prediction) Descriptor() ([]byte, []int) {
-	return file_kato_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_kato_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Prediction) GetType() string {
@@ -1348,7 +1468,7 @@ type FuturePotential struct {
 
 func (x *FuturePotential) Reset() {
 	*x = FuturePotential{}
-	mi := &file_kato_v1_types_proto_msgTypes[11]
+	mi := &file_kato_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1480,7 @@ func (x *FuturePotential) String() string {
 func (*FuturePotential) ProtoMessage() {}
 
 func (x *FuturePotential) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_types_proto_msgTypes[11]
+	mi := &file_kato_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1493,7 @@ func (x *FuturePotential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FuturePotential.ProtoReflect.Descriptor instead.
 func (*FuturePotential) Descriptor() ([]byte, []int) {
-	return file_kato_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_kato_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FuturePotential) GetFuture() []*Event {
@@ -1427,7 +1547,7 @@ type Pattern struct {
 
 func (x *Pattern) Reset() {
 	*x = Pattern{}
-	mi := &file_kato_v1_types_proto_msgTypes[12]
+	mi := &file_kato_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1559,7 @@ func (x *Pattern) String() string {
 func (*Pattern) ProtoMessage() {}
 
 func (x *Pattern) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_types_proto_msgTypes[12]
+	mi := &file_kato_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1572,7 @@ func (x *Pattern) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pattern.ProtoReflect.Descriptor instead.
 func (*Pattern) Descriptor() ([]byte, []int) {
-	return file_kato_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_kato_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Pattern) GetName() string {
@@ -1513,7 +1633,7 @@ type SymbolStat struct {
 
 func (x *SymbolStat) Reset() {
 	*x = SymbolStat{}
-	mi := &file_kato_v1_types_proto_msgTypes[13]
+	mi := &file_kato_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1645,7 @@ func (x *SymbolStat) String() string {
 func (*SymbolStat) ProtoMessage() {}
 
 func (x *SymbolStat) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_types_proto_msgTypes[13]
+	mi := &file_kato_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1658,7 @@ func (x *SymbolStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymbolStat.ProtoReflect.Descriptor instead.
 func (*SymbolStat) Descriptor() ([]byte, []int) {
-	return file_kato_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_kato_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SymbolStat) GetSymbol() string {
@@ -1576,7 +1696,7 @@ type SymbolAffinity struct {
 
 func (x *SymbolAffinity) Reset() {
 	*x = SymbolAffinity{}
-	mi := &file_kato_v1_types_proto_msgTypes[14]
+	mi := &file_kato_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1708,7 @@ func (x *SymbolAffinity) String() string {
 func (*SymbolAffinity) ProtoMessage() {}
 
 func (x *SymbolAffinity) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_types_proto_msgTypes[14]
+	mi := &file_kato_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1721,7 @@ func (x *SymbolAffinity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymbolAffinity.ProtoReflect.Descriptor instead.
 func (*SymbolAffinity) Descriptor() ([]byte, []int) {
-	return file_kato_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_kato_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SymbolAffinity) GetSymbol() string {
@@ -1639,7 +1759,7 @@ type SequenceItemResult struct {
 
 func (x *SequenceItemResult) Reset() {
 	*x = SequenceItemResult{}
-	mi := &file_kato_v1_types_proto_msgTypes[15]
+	mi := &file_kato_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1771,7 @@ func (x *SequenceItemResult) String() string {
 func (*SequenceItemResult) ProtoMessage() {}
 
 func (x *SequenceItemResult) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_types_proto_msgTypes[15]
+	mi := &file_kato_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1784,7 @@ func (x *SequenceItemResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SequenceItemResult.ProtoReflect.Descriptor instead.
 func (*SequenceItemResult) Descriptor() ([]byte, []int) {
-	return file_kato_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_kato_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SequenceItemResult) GetSequencePosition() int32 {
@@ -1725,7 +1845,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_kato_v1_types_proto_msgTypes[16]
+	mi := &file_kato_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1857,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_kato_v1_types_proto_msgTypes[16]
+	mi := &file_kato_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1870,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_kato_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_kato_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Session) GetSessionId() string {
@@ -1882,7 +2002,7 @@ const file_kato_v1_types_proto_rawDesc = "" +
 	"\x1a_bloom_false_positive_rateB\x1b\n" +
 	"\x19_max_candidates_per_stageB\x18\n" +
 	"\x16_enable_filter_metricsB\x0f\n" +
-	"\r_indexer_type\"\x88\x04\n" +
+	"\r_indexer_type\"\xce\x04\n" +
 	"\fSessionState\x12\x13\n" +
 	"\x05kb_id\x18\x01 \x01(\tR\x04kbId\x12 \n" +
 	"\x03stm\x18\x02 \x03(\v2\x0e.kato.v1.EventR\x03stm\x124\n" +
@@ -1892,12 +2012,15 @@ const file_kato_v1_types_proto_rawDesc = "" +
 	"\x0fpending_vectors\x18\x05 \x03(\v2\x14.kato.v1.NamedVectorR\x0ependingVectors\x12\x12\n" +
 	"\x04time\x18\x06 \x01(\x03R\x04time\x12.\n" +
 	"\x06config\x18\a \x01(\v2\x16.kato.v1.SessionConfigR\x06config\x12*\n" +
-	"\apercept\x18\b \x01(\v2\x10.kato.v1.PerceptR\apercept\x12>\n" +
-	"\x10last_predictions\x18\t \x03(\v2\x13.kato.v1.PredictionR\x0flastPredictions\x12\x18\n" +
+	"\apercept\x18\b \x01(\v2\x10.kato.v1.PerceptR\apercept\x12B\n" +
+	"\x10last_predictions\x18\t \x03(\v2\x13.kato.v1.PredictionB\x02\x18\x01R\x0flastPredictions\x12\x18\n" +
 	"\aversion\x18\n" +
 	" \x01(\x03R\aversion\x12(\n" +
 	"\x10signature_key_id\x18\v \x01(\tR\x0esignatureKeyId\x12\x1c\n" +
-	"\tsignature\x18\f \x01(\fR\tsignature\"a\n" +
+	"\tsignature\x18\f \x01(\fR\tsignature\x12@\n" +
+	"\x0fcognition_basis\x18\r \x01(\v2\x17.kato.v1.CognitionBasisR\x0ecognitionBasis\"2\n" +
+	"\x0eCognitionBasis\x12 \n" +
+	"\x03stm\x18\x01 \x03(\v2\x0e.kato.v1.EventR\x03stm\"a\n" +
 	"\aAnomaly\x12\x1a\n" +
 	"\bobserved\x18\x01 \x01(\tR\bobserved\x12\x1a\n" +
 	"\bexpected\x18\x02 \x01(\tR\bexpected\x12\x1e\n" +
@@ -2003,7 +2126,11 @@ const file_kato_v1_types_proto_rawDesc = "" +
 	"\bmetadata\x18\x04 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12.\n" +
 	"\x06config\x18\x05 \x01(\v2\x16.kato.v1.SessionConfigR\x06config\x12?\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\texpiresAtB9Z7github.com/kato-grpc/kato-grpc/clients/go/katov1;katov1b\x06proto3"
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\texpiresAt*f\n" +
+	"\x0ePredictionView\x12\x1f\n" +
+	"\x1bPREDICTION_VIEW_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15PREDICTION_VIEW_BASIC\x10\x01\x12\x18\n" +
+	"\x14PREDICTION_VIEW_FULL\x10\x02B9Z7github.com/kato-grpc/kato-grpc/clients/go/katov1;katov1b\x06proto3"
 
 var (
 	file_kato_v1_types_proto_rawDescOnce sync.Once
@@ -2017,75 +2144,80 @@ func file_kato_v1_types_proto_rawDescGZIP() []byte {
 	return file_kato_v1_types_proto_rawDescData
 }
 
-var file_kato_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_kato_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_kato_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_kato_v1_types_proto_goTypes = []any{
-	(*Event)(nil),                 // 0: kato.v1.Event
-	(*EmotiveMap)(nil),            // 1: kato.v1.EmotiveMap
-	(*StringList)(nil),            // 2: kato.v1.StringList
-	(*Vector)(nil),                // 3: kato.v1.Vector
-	(*NamedVector)(nil),           // 4: kato.v1.NamedVector
-	(*Observation)(nil),           // 5: kato.v1.Observation
-	(*Percept)(nil),               // 6: kato.v1.Percept
-	(*SessionConfig)(nil),         // 7: kato.v1.SessionConfig
-	(*SessionState)(nil),          // 8: kato.v1.SessionState
-	(*Anomaly)(nil),               // 9: kato.v1.Anomaly
-	(*Prediction)(nil),            // 10: kato.v1.Prediction
-	(*FuturePotential)(nil),       // 11: kato.v1.FuturePotential
-	(*Pattern)(nil),               // 12: kato.v1.Pattern
-	(*SymbolStat)(nil),            // 13: kato.v1.SymbolStat
-	(*SymbolAffinity)(nil),        // 14: kato.v1.SymbolAffinity
-	(*SequenceItemResult)(nil),    // 15: kato.v1.SequenceItemResult
-	(*Session)(nil),               // 16: kato.v1.Session
-	nil,                           // 17: kato.v1.EmotiveMap.ValuesEntry
-	nil,                           // 18: kato.v1.Observation.EmotivesEntry
-	nil,                           // 19: kato.v1.Percept.EmotivesEntry
-	nil,                           // 20: kato.v1.Prediction.EmotivesEntry
-	nil,                           // 21: kato.v1.Prediction.MetadataEntry
-	nil,                           // 22: kato.v1.Pattern.MetadataEntry
-	nil,                           // 23: kato.v1.SymbolAffinity.AffinitiesEntry
-	(*structpb.Struct)(nil),       // 24: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(PredictionView)(0),           // 0: kato.v1.PredictionView
+	(*Event)(nil),                 // 1: kato.v1.Event
+	(*EmotiveMap)(nil),            // 2: kato.v1.EmotiveMap
+	(*StringList)(nil),            // 3: kato.v1.StringList
+	(*Vector)(nil),                // 4: kato.v1.Vector
+	(*NamedVector)(nil),           // 5: kato.v1.NamedVector
+	(*Observation)(nil),           // 6: kato.v1.Observation
+	(*Percept)(nil),               // 7: kato.v1.Percept
+	(*SessionConfig)(nil),         // 8: kato.v1.SessionConfig
+	(*SessionState)(nil),          // 9: kato.v1.SessionState
+	(*CognitionBasis)(nil),        // 10: kato.v1.CognitionBasis
+	(*Anomaly)(nil),               // 11: kato.v1.Anomaly
+	(*Prediction)(nil),            // 12: kato.v1.Prediction
+	(*FuturePotential)(nil),       // 13: kato.v1.FuturePotential
+	(*Pattern)(nil),               // 14: kato.v1.Pattern
+	(*SymbolStat)(nil),            // 15: kato.v1.SymbolStat
+	(*SymbolAffinity)(nil),        // 16: kato.v1.SymbolAffinity
+	(*SequenceItemResult)(nil),    // 17: kato.v1.SequenceItemResult
+	(*Session)(nil),               // 18: kato.v1.Session
+	nil,                           // 19: kato.v1.EmotiveMap.ValuesEntry
+	nil,                           // 20: kato.v1.Observation.EmotivesEntry
+	nil,                           // 21: kato.v1.Percept.EmotivesEntry
+	nil,                           // 22: kato.v1.Prediction.EmotivesEntry
+	nil,                           // 23: kato.v1.Prediction.MetadataEntry
+	nil,                           // 24: kato.v1.Pattern.MetadataEntry
+	nil,                           // 25: kato.v1.SymbolAffinity.AffinitiesEntry
+	(*structpb.Struct)(nil),       // 26: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
 }
 var file_kato_v1_types_proto_depIdxs = []int32{
-	17, // 0: kato.v1.EmotiveMap.values:type_name -> kato.v1.EmotiveMap.ValuesEntry
-	3,  // 1: kato.v1.Observation.vectors:type_name -> kato.v1.Vector
-	18, // 2: kato.v1.Observation.emotives:type_name -> kato.v1.Observation.EmotivesEntry
-	24, // 3: kato.v1.Observation.metadata:type_name -> google.protobuf.Struct
-	3,  // 4: kato.v1.Percept.vectors:type_name -> kato.v1.Vector
-	19, // 5: kato.v1.Percept.emotives:type_name -> kato.v1.Percept.EmotivesEntry
-	24, // 6: kato.v1.Percept.metadata:type_name -> google.protobuf.Struct
-	2,  // 7: kato.v1.SessionConfig.filter_pipeline:type_name -> kato.v1.StringList
-	0,  // 8: kato.v1.SessionState.stm:type_name -> kato.v1.Event
-	1,  // 9: kato.v1.SessionState.emotive_acc:type_name -> kato.v1.EmotiveMap
-	24, // 10: kato.v1.SessionState.metadata_acc:type_name -> google.protobuf.Struct
-	4,  // 11: kato.v1.SessionState.pending_vectors:type_name -> kato.v1.NamedVector
-	7,  // 12: kato.v1.SessionState.config:type_name -> kato.v1.SessionConfig
-	6,  // 13: kato.v1.SessionState.percept:type_name -> kato.v1.Percept
-	10, // 14: kato.v1.SessionState.last_predictions:type_name -> kato.v1.Prediction
-	20, // 15: kato.v1.Prediction.emotives:type_name -> kato.v1.Prediction.EmotivesEntry
-	21, // 16: kato.v1.Prediction.metadata:type_name -> kato.v1.Prediction.MetadataEntry
-	0,  // 17: kato.v1.Prediction.sequence:type_name -> kato.v1.Event
-	0,  // 18: kato.v1.Prediction.past:type_name -> kato.v1.Event
-	0,  // 19: kato.v1.Prediction.present:type_name -> kato.v1.Event
-	0,  // 20: kato.v1.Prediction.future:type_name -> kato.v1.Event
-	0,  // 21: kato.v1.Prediction.missing:type_name -> kato.v1.Event
-	0,  // 22: kato.v1.Prediction.extras:type_name -> kato.v1.Event
-	9,  // 23: kato.v1.Prediction.anomalies:type_name -> kato.v1.Anomaly
-	0,  // 24: kato.v1.FuturePotential.future:type_name -> kato.v1.Event
-	0,  // 25: kato.v1.Pattern.events:type_name -> kato.v1.Event
-	1,  // 26: kato.v1.Pattern.emotives:type_name -> kato.v1.EmotiveMap
-	22, // 27: kato.v1.Pattern.metadata:type_name -> kato.v1.Pattern.MetadataEntry
-	23, // 28: kato.v1.SymbolAffinity.affinities:type_name -> kato.v1.SymbolAffinity.AffinitiesEntry
-	24, // 29: kato.v1.Session.metadata:type_name -> google.protobuf.Struct
-	7,  // 30: kato.v1.Session.config:type_name -> kato.v1.SessionConfig
-	25, // 31: kato.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 32: kato.v1.Prediction.MetadataEntry.value:type_name -> kato.v1.StringList
-	2,  // 33: kato.v1.Pattern.MetadataEntry.value:type_name -> kato.v1.StringList
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	19, // 0: kato.v1.EmotiveMap.values:type_name -> kato.v1.EmotiveMap.ValuesEntry
+	4,  // 1: kato.v1.Observation.vectors:type_name -> kato.v1.Vector
+	20, // 2: kato.v1.Observation.emotives:type_name -> kato.v1.Observation.EmotivesEntry
+	26, // 3: kato.v1.Observation.metadata:type_name -> google.protobuf.Struct
+	4,  // 4: kato.v1.Percept.vectors:type_name -> kato.v1.Vector
+	21, // 5: kato.v1.Percept.emotives:type_name -> kato.v1.Percept.EmotivesEntry
+	26, // 6: kato.v1.Percept.metadata:type_name -> google.protobuf.Struct
+	3,  // 7: kato.v1.SessionConfig.filter_pipeline:type_name -> kato.v1.StringList
+	1,  // 8: kato.v1.SessionState.stm:type_name -> kato.v1.Event
+	2,  // 9: kato.v1.SessionState.emotive_acc:type_name -> kato.v1.EmotiveMap
+	26, // 10: kato.v1.SessionState.metadata_acc:type_name -> google.protobuf.Struct
+	5,  // 11: kato.v1.SessionState.pending_vectors:type_name -> kato.v1.NamedVector
+	8,  // 12: kato.v1.SessionState.config:type_name -> kato.v1.SessionConfig
+	7,  // 13: kato.v1.SessionState.percept:type_name -> kato.v1.Percept
+	12, // 14: kato.v1.SessionState.last_predictions:type_name -> kato.v1.Prediction
+	10, // 15: kato.v1.SessionState.cognition_basis:type_name -> kato.v1.CognitionBasis
+	1,  // 16: kato.v1.CognitionBasis.stm:type_name -> kato.v1.Event
+	22, // 17: kato.v1.Prediction.emotives:type_name -> kato.v1.Prediction.EmotivesEntry
+	23, // 18: kato.v1.Prediction.metadata:type_name -> kato.v1.Prediction.MetadataEntry
+	1,  // 19: kato.v1.Prediction.sequence:type_name -> kato.v1.Event
+	1,  // 20: kato.v1.Prediction.past:type_name -> kato.v1.Event
+	1,  // 21: kato.v1.Prediction.present:type_name -> kato.v1.Event
+	1,  // 22: kato.v1.Prediction.future:type_name -> kato.v1.Event
+	1,  // 23: kato.v1.Prediction.missing:type_name -> kato.v1.Event
+	1,  // 24: kato.v1.Prediction.extras:type_name -> kato.v1.Event
+	11, // 25: kato.v1.Prediction.anomalies:type_name -> kato.v1.Anomaly
+	1,  // 26: kato.v1.FuturePotential.future:type_name -> kato.v1.Event
+	1,  // 27: kato.v1.Pattern.events:type_name -> kato.v1.Event
+	2,  // 28: kato.v1.Pattern.emotives:type_name -> kato.v1.EmotiveMap
+	24, // 29: kato.v1.Pattern.metadata:type_name -> kato.v1.Pattern.MetadataEntry
+	25, // 30: kato.v1.SymbolAffinity.affinities:type_name -> kato.v1.SymbolAffinity.AffinitiesEntry
+	26, // 31: kato.v1.Session.metadata:type_name -> google.protobuf.Struct
+	8,  // 32: kato.v1.Session.config:type_name -> kato.v1.SessionConfig
+	27, // 33: kato.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	3,  // 34: kato.v1.Prediction.MetadataEntry.value:type_name -> kato.v1.StringList
+	3,  // 35: kato.v1.Pattern.MetadataEntry.value:type_name -> kato.v1.StringList
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_kato_v1_types_proto_init() }
@@ -2094,19 +2226,20 @@ func file_kato_v1_types_proto_init() {
 		return
 	}
 	file_kato_v1_types_proto_msgTypes[7].OneofWrappers = []any{}
-	file_kato_v1_types_proto_msgTypes[10].OneofWrappers = []any{}
+	file_kato_v1_types_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kato_v1_types_proto_rawDesc), len(file_kato_v1_types_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   24,
+			NumEnums:      1,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_kato_v1_types_proto_goTypes,
 		DependencyIndexes: file_kato_v1_types_proto_depIdxs,
+		EnumInfos:         file_kato_v1_types_proto_enumTypes,
 		MessageInfos:      file_kato_v1_types_proto_msgTypes,
 	}.Build()
 	File_kato_v1_types_proto = out.File

@@ -125,19 +125,17 @@ class KatoClient:
             remaining = max(give_up_at - time.monotonic(), 0.0)
             return self._attempt(rpc, request, remaining if self.timeout is None else min(self.timeout, remaining))
 
-        asked: list[float] = [0.0]  # the last error's RetryInfo delay: wait at least that long
-
         def retryable(error: Exception) -> bool:
             if not isinstance(error, KatoClientError):
                 return False
-            asked[0] = error.retry_delay or 0.0
-            # RESOURCE_EXHAUSTED is worth another attempt only when the server says when;
-            # without RetryInfo it is input over a limit, and a repeat fails the same way.
-            told = error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and error.retry_delay is not None
-            return error.code in policy.codes or told
+            # Shed by a busy server (it says when to come back): nothing was applied.
+            shed = error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and error.retry_delay is not None
+            return shed or error.code in policy.codes
 
-        delays = (max(delay, asked[0]) for delay in policy.delays())
-        return retry_target(attempt, retryable, delays, policy.deadline)
+        def server_delay(error: Exception) -> float:
+            return getattr(error, "retry_delay", None) or 0.0
+
+        return retry_target(attempt, retryable, policy.delays(), policy.deadline, at_least=server_delay)
 
     def _attempt(self, rpc: Any, request: Any, timeout: float | None) -> Any:
         try:
@@ -297,11 +295,21 @@ class _SessionCalls:
         metadata: Mapping[str, Any] | None = None,
         unique_id: str = "",
         return_predictions: bool = False,
+        max_predictions: int = 0,
+        prediction_view: pb.PredictionView.ValueType = pb.PREDICTION_VIEW_UNSPECIFIED,
         request_id: str = "",
     ) -> api.ObserveResponse:
+        """Observe; with `return_predictions`, at most `max_predictions` (0: all) come back,
+        each as much as `prediction_view` says (BASIC: name, frequency, future, potential)."""
         obs = observation(strings, vectors, emotives, metadata, unique_id)
         response: api.ObserveResponse = self._write(
-            "Observe", api.ObserveRequest, request_id, observation=obs, return_predictions=return_predictions
+            "Observe",
+            api.ObserveRequest,
+            request_id,
+            observation=obs,
+            return_predictions=return_predictions,
+            max_predictions=max_predictions,
+            prediction_view=prediction_view,
         )
         return response
 
@@ -331,8 +339,11 @@ class _SessionCalls:
         response: api.LearnResponse = self._write("Learn", api.LearnRequest, request_id)
         return response.pattern_name
 
-    def predict(self) -> api.PredictResponse:
-        return self.client.call("Predict", self._request(api.PredictRequest))
+    def predict(
+        self, max_predictions: int = 0, prediction_view: pb.PredictionView.ValueType = pb.PREDICTION_VIEW_UNSPECIFIED
+    ) -> api.PredictResponse:
+        request = self._request(api.PredictRequest, max_predictions=max_predictions, prediction_view=prediction_view)
+        return self.client.call("Predict", request)
 
     def clear_stm(self) -> None:
         self._keep(self.client.call("ClearStm", self._request(api.ClearStmRequest)))

@@ -6,6 +6,8 @@
 - `code` and `message` (the status details string);
 - `field_violations` from a `google.rpc.BadRequest` detail, and `reason` and `metadata`
   from a `google.rpc.ErrorInfo` detail (``SESSION_NOT_FOUND``, ``{"sessionId": ...}``);
+- `retry_delay`, the seconds a `google.rpc.RetryInfo` detail asks to wait before a retry
+  (None without one: the server sends it when it sheds a call it is too busy for);
 - `details`, every detail message unpacked (unknown types stay `Any`);
 - `retry_delay`, seconds from a `google.rpc.RetryInfo` detail (None without one): the
   server's word on when to try again;
@@ -80,6 +82,9 @@ class KatoClientError(Exception):
         self.field_violations = field_violations
         self.metadata = metadata or {}
         self.details = details
+        self.retry_delay = next(
+            (d.retry_delay.ToNanoseconds() / 1e9 for d in details if isinstance(d, error_details_pb2.RetryInfo)), None
+        )
         self.request_id = request_id
         self.trailing_metadata = trailing_metadata
         self.response = response

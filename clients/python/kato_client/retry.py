@@ -36,7 +36,9 @@ T = TypeVar("T")
 
 RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
 """UNAVAILABLE: this attempt did not get through; ABORTED: the server's read-modify-write
-lost its race too often (code.proto: retry the whole call)."""
+lost its race too often (code.proto: retry the whole call). RESOURCE_EXHAUSTED is retried
+too, but only when the server says when (a `RetryInfo`: it shed the call, changing
+nothing); without one it is a limit the request itself exceeds."""
 
 
 def exponential_sleep_generator(initial: float, maximum: float, multiplier: float = 2.0) -> Iterator[float]:
@@ -62,13 +64,14 @@ def retry_target(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    at_least: Callable[[Exception], float] = lambda error: 0.0,
 ) -> T:
     """Calls `target` until it returns, retrying the errors `predicate` accepts.
 
     Waits the next delay of `sleep_generator` between attempts and gives up, raising the
     last error, when the generator is exhausted or when the next attempt would start after
     `deadline` seconds from now (None: no deadline). An error the predicate rejects is
-    raised at once.
+    raised at once. A delay is never shorter than ``at_least(error)`` (the server's RetryInfo).
     """
     give_up_at = None if deadline is None else clock() + deadline
     delays = iter(sleep_generator)
@@ -79,6 +82,8 @@ def retry_target(
             if not predicate(error):
                 raise
             delay = next(delays, None)
+            if delay is not None:
+                delay = max(delay, at_least(error))
             if delay is None or (give_up_at is not None and clock() + delay > give_up_at):
                 raise
         sleep(delay)

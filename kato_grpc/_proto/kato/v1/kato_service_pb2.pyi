@@ -33,14 +33,17 @@ class ObserveRequest(google.protobuf.message.Message):
     OBSERVATION_FIELD_NUMBER: builtins.int
     RETURN_PREDICTIONS_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
+    PREDICTION_VIEW_FIELD_NUMBER: builtins.int
+    MAX_PREDICTIONS_FIELD_NUMBER: builtins.int
     session_id: builtins.str
     """The identifier of a server-held session (see CreateSession). Served
     when the server has a session store.
     """
     return_predictions: builtins.bool
     """Whether the response carries the predictions computed by this Observe.
-    They are computed (when `process_predictions` is true) and kept as the
-    cognition data either way. Default false.
+    They are computed when `process_predictions` is true either way, and
+    GetCognitionData can give them later (it computes them again). Default
+    false.
     """
     request_id: builtins.str
     """A unique identifier of this request (a UUID4 is recommended), at most 128
@@ -52,8 +55,18 @@ class ObserveRequest(google.protobuf.message.Message):
     came), the retry fails with ALREADY_EXISTS (reason
     `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
     the state sent identify the call; its knowledge-base effects (learned
-    patterns) are applied once however often it is retried, with no time
-    limit, and the response is computed again.
+    patterns) are applied once however often it is retried within the same
+    window (`--request-id-window-seconds`, 24 hours by default; a retry
+    after it is applied again), and the response is computed again.
+    """
+    prediction_view: kato_grpc._proto.kato.v1.types_pb2.PredictionView.ValueType
+    """With `return_predictions`: how much of each prediction the response holds. Default FULL."""
+    max_predictions: builtins.int
+    """With `return_predictions`: returns at most this many predictions, the best ranked first; 0 (the
+    default) returns all of them, at most the session's `max_predictions`.
+    The engine's work is the same (the ranking and the future potentials
+    are those of the session's configuration); the response is smaller.
+    Must not be negative.
     """
     @property
     def state(self) -> kato_grpc._proto.kato.v1.types_pb2.SessionState:
@@ -71,9 +84,11 @@ class ObserveRequest(google.protobuf.message.Message):
         observation: kato_grpc._proto.kato.v1.types_pb2.Observation | None = ...,
         return_predictions: builtins.bool = ...,
         request_id: builtins.str = ...,
+        prediction_view: kato_grpc._proto.kato.v1.types_pb2.PredictionView.ValueType = ...,
+        max_predictions: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["observation", b"observation", "session", b"session", "session_id", b"session_id", "state", b"state"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["observation", b"observation", "request_id", b"request_id", "return_predictions", b"return_predictions", "session", b"session", "session_id", b"session_id", "state", b"state"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["max_predictions", b"max_predictions", "observation", b"observation", "prediction_view", b"prediction_view", "request_id", b"request_id", "return_predictions", b"return_predictions", "session", b"session", "session_id", b"session_id", "state", b"state"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["session", b"session"]) -> typing.Literal["state", "session_id"] | None: ...
 
 Global___ObserveRequest: typing_extensions.TypeAlias = ObserveRequest
@@ -174,8 +189,9 @@ class ObserveSequenceRequest(google.protobuf.message.Message):
     came), the retry fails with ALREADY_EXISTS (reason
     `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
     the state sent identify the call; its knowledge-base effects (learned
-    patterns) are applied once however often it is retried, with no time
-    limit, and the response is computed again.
+    patterns) are applied once however often it is retried within the same
+    window (`--request-id-window-seconds`, 24 hours by default; a retry
+    after it is applied again), and the response is computed again.
     """
     @property
     def state(self) -> kato_grpc._proto.kato.v1.types_pb2.SessionState:
@@ -304,11 +320,22 @@ class StreamOpen(google.protobuf.message.Message):
     STATE_FIELD_NUMBER: builtins.int
     SESSION_ID_FIELD_NUMBER: builtins.int
     RETURN_PREDICTIONS_FIELD_NUMBER: builtins.int
+    PREDICTION_VIEW_FIELD_NUMBER: builtins.int
+    MAX_PREDICTIONS_FIELD_NUMBER: builtins.int
     session_id: builtins.str
     """A server-held session (CreateSession); stored after every step."""
     return_predictions: builtins.bool
     """Whether each observation's answer carries its predictions and future
     potentials. Default false.
+    """
+    prediction_view: kato_grpc._proto.kato.v1.types_pb2.PredictionView.ValueType
+    """With `return_predictions`: how much of each prediction the response holds. Default FULL."""
+    max_predictions: builtins.int
+    """With `return_predictions`: returns at most this many predictions, the best ranked first; 0 (the
+    default) returns all of them, at most the session's `max_predictions`.
+    The engine's work is the same (the ranking and the future potentials
+    are those of the session's configuration); the response is smaller.
+    Must not be negative.
     """
     @property
     def state(self) -> kato_grpc._proto.kato.v1.types_pb2.SessionState:
@@ -322,9 +349,11 @@ class StreamOpen(google.protobuf.message.Message):
         state: kato_grpc._proto.kato.v1.types_pb2.SessionState | None = ...,
         session_id: builtins.str = ...,
         return_predictions: builtins.bool = ...,
+        prediction_view: kato_grpc._proto.kato.v1.types_pb2.PredictionView.ValueType = ...,
+        max_predictions: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["session", b"session", "session_id", b"session_id", "state", b"state"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["return_predictions", b"return_predictions", "session", b"session", "session_id", b"session_id", "state", b"state"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["max_predictions", b"max_predictions", "prediction_view", b"prediction_view", "return_predictions", b"return_predictions", "session", b"session", "session_id", b"session_id", "state", b"state"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["session", b"session"]) -> typing.Literal["state", "session_id"] | None: ...
 
 Global___StreamOpen: typing_extensions.TypeAlias = StreamOpen
@@ -471,8 +500,9 @@ class LearnRequest(google.protobuf.message.Message):
     came), the retry fails with ALREADY_EXISTS (reason
     `REQUEST_ALREADY_APPLIED`) and changes nothing. Client-held: the id and
     the state sent identify the call; its knowledge-base effects (learned
-    patterns) are applied once however often it is retried, with no time
-    limit, and the response is computed again.
+    patterns) are applied once however often it is retried within the same
+    window (`--request-id-window-seconds`, 24 hours by default; a retry
+    after it is applied again), and the response is computed again.
     """
     @property
     def state(self) -> kato_grpc._proto.kato.v1.types_pb2.SessionState:
@@ -528,9 +558,20 @@ class PredictRequest(google.protobuf.message.Message):
 
     STATE_FIELD_NUMBER: builtins.int
     SESSION_ID_FIELD_NUMBER: builtins.int
+    PREDICTION_VIEW_FIELD_NUMBER: builtins.int
+    MAX_PREDICTIONS_FIELD_NUMBER: builtins.int
     session_id: builtins.str
     """The identifier of a server-held session (see CreateSession). Served
     when the server has a session store.
+    """
+    prediction_view: kato_grpc._proto.kato.v1.types_pb2.PredictionView.ValueType
+    """How much of each returned prediction the response holds. Default FULL."""
+    max_predictions: builtins.int
+    """Returns at most this many predictions, the best ranked first; 0 (the
+    default) returns all of them, at most the session's `max_predictions`.
+    The engine's work is the same (the ranking and the future potentials
+    are those of the session's configuration); the response is smaller.
+    Must not be negative.
     """
     @property
     def state(self) -> kato_grpc._proto.kato.v1.types_pb2.SessionState:
@@ -541,9 +582,11 @@ class PredictRequest(google.protobuf.message.Message):
         *,
         state: kato_grpc._proto.kato.v1.types_pb2.SessionState | None = ...,
         session_id: builtins.str = ...,
+        prediction_view: kato_grpc._proto.kato.v1.types_pb2.PredictionView.ValueType = ...,
+        max_predictions: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["session", b"session", "session_id", b"session_id", "state", b"state"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["session", b"session", "session_id", b"session_id", "state", b"state"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["max_predictions", b"max_predictions", "prediction_view", b"prediction_view", "session", b"session", "session_id", b"session_id", "state", b"state"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["session", b"session"]) -> typing.Literal["state", "session_id"] | None: ...
 
 Global___PredictRequest: typing_extensions.TypeAlias = PredictRequest
@@ -836,8 +879,8 @@ class GetCognitionDataResponse(google.protobuf.message.Message):
     """The session time."""
     @property
     def predictions(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[kato_grpc._proto.kato.v1.types_pb2.Prediction]:
-        """The predictions computed by the last Observe; empty after an empty
-        observation and after ClearStm.
+        """The predictions of the last Observe, recomputed (see GetCognitionData);
+        empty after an empty observation and after ClearStm.
         """
 
     @property

@@ -61,6 +61,13 @@ class KatoServiceStub:
     FAILED_PRECONDITION for Learn on an empty short-term memory;
     RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
+
+    HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+    served by the gateway (gateway/) with the proto3 JSON mapping. A
+    server-held session is named in the path
+    (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+    to the collection's method (`POST /v1/sessions:observe`, the state in the
+    body). StreamObservations is served over gRPC only.
     """
 
     def __init__(self, channel):
@@ -242,6 +249,13 @@ class KatoServiceServicer:
     FAILED_PRECONDITION for Learn on an empty short-term memory;
     RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
+
+    HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+    served by the gateway (gateway/) with the proto3 JSON mapping. A
+    server-held session is named in the path
+    (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+    to the collection's method (`POST /v1/sessions:observe`, the state in the
+    body). StreamObservations is served over gRPC only.
     """
 
     def Observe(self, request, context):
@@ -342,6 +356,15 @@ class KatoServiceServicer:
     def GetCognitionData(self, request, context):
         """Gets the predictions of the session's last Observe with its short-term
         memory and time. Changes nothing.
+
+        The predictions are recomputed from the short-term memory that Observe
+        predicted from (the state's `cognition_basis`), with the session's
+        configuration and knowledge base as they are now. The engine is
+        deterministic, so they are that Observe's predictions unless the
+        knowledge base or the configuration changed since (a learn, this
+        session's auto-learn included, or another session's write). They are
+        empty initially, after an empty observation, after ClearStm, and when
+        `process_predictions` was false.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -666,6 +689,13 @@ class KatoService:
     FAILED_PRECONDITION for Learn on an empty short-term memory;
     RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
+
+    HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+    served by the gateway (gateway/) with the proto3 JSON mapping. A
+    server-held session is named in the path
+    (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+    to the collection's method (`POST /v1/sessions:observe`, the state in the
+    body). StreamObservations is served over gRPC only.
     """
 
     @staticmethod

@@ -493,6 +493,13 @@ class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserv
     FAILED_PRECONDITION for Learn on an empty short-term memory;
     RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
+
+    HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+    served by the gateway (gateway/) with the proto3 JSON mapping. A
+    server-held session is named in the path
+    (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+    to the collection's method (`POST /v1/sessions:observe`, the state in the
+    body). StreamObservations is served over gRPC only.
     """
 
     @typing.overload
@@ -788,6 +795,15 @@ class KatoServiceStub(typing.Generic[_KatoServiceObserveType, _KatoServiceObserv
     GetCognitionData: _KatoServiceGetCognitionDataType
     """Gets the predictions of the session's last Observe with its short-term
     memory and time. Changes nothing.
+
+    The predictions are recomputed from the short-term memory that Observe
+    predicted from (the state's `cognition_basis`), with the session's
+    configuration and knowledge base as they are now. The engine is
+    deterministic, so they are that Observe's predictions unless the
+    knowledge base or the configuration changed since (a learn, this
+    session's auto-learn included, or another session's write). They are
+    empty initially, after an empty observation, after ClearStm, and when
+    `process_predictions` was false.
     """
 
     UpdateConfig: _KatoServiceUpdateConfigType
@@ -1021,6 +1037,13 @@ class KatoServiceServicer(metaclass=abc.ABCMeta):
     FAILED_PRECONDITION for Learn on an empty short-term memory;
     RESOURCE_EXHAUSTED for input over a server limit.
     A rejected call changes nothing.
+
+    HTTP/JSON: every unary call also has an HTTP route (`google.api.http`),
+    served by the gateway (gateway/) with the proto3 JSON mapping. A
+    server-held session is named in the path
+    (`POST /v1/sessions/{session_id}:observe`); a client-held state is posted
+    to the collection's method (`POST /v1/sessions:observe`, the state in the
+    body). StreamObservations is served over gRPC only.
     """
 
     @abc.abstractmethod
@@ -1142,6 +1165,15 @@ class KatoServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[kato_grpc._proto.kato.v1.kato_service_pb2.GetCognitionDataResponse, collections.abc.Awaitable[kato_grpc._proto.kato.v1.kato_service_pb2.GetCognitionDataResponse]]:
         """Gets the predictions of the session's last Observe with its short-term
         memory and time. Changes nothing.
+
+        The predictions are recomputed from the short-term memory that Observe
+        predicted from (the state's `cognition_basis`), with the session's
+        configuration and knowledge base as they are now. The engine is
+        deterministic, so they are that Observe's predictions unless the
+        knowledge base or the configuration changed since (a learn, this
+        session's auto-learn included, or another session's write). They are
+        empty initially, after an empty observation, after ClearStm, and when
+        `process_predictions` was false.
         """
 
     @abc.abstractmethod

@@ -7,6 +7,7 @@ import builtins
 import collections.abc
 import google.protobuf.descriptor
 import google.protobuf.internal.containers
+import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 import google.protobuf.struct_pb2
 import google.protobuf.timestamp_pb2
@@ -19,6 +20,38 @@ else:
     import typing_extensions
 
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+
+class _PredictionView:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _PredictionViewEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_PredictionView.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    PREDICTION_VIEW_UNSPECIFIED: _PredictionView.ValueType  # 0
+    """The default: FULL."""
+    PREDICTION_VIEW_BASIC: _PredictionView.ValueType  # 1
+    """`type`, `name`, `frequency`, `future` and `potential` only: what a feed
+    acting on what comes next needs, at a small part of the bytes.
+    """
+    PREDICTION_VIEW_FULL: _PredictionView.ValueType  # 2
+    """Every field: the alignment (`past`, `present`, `missing`, `extras`,
+    `anomalies`) and every metric that explains the ranking.
+    """
+
+class PredictionView(_PredictionView, metaclass=_PredictionViewEnumTypeWrapper):
+    """How much of each prediction a response holds (AIP-157)."""
+
+PREDICTION_VIEW_UNSPECIFIED: PredictionView.ValueType  # 0
+"""The default: FULL."""
+PREDICTION_VIEW_BASIC: PredictionView.ValueType  # 1
+"""`type`, `name`, `frequency`, `future` and `potential` only: what a feed
+acting on what comes next needs, at a small part of the bytes.
+"""
+PREDICTION_VIEW_FULL: PredictionView.ValueType  # 2
+"""Every field: the alignment (`past`, `present`, `missing`, `extras`,
+`anomalies`) and every metric that explains the ranking.
+"""
+Global___PredictionView: typing_extensions.TypeAlias = PredictionView
 
 @typing.final
 class Event(google.protobuf.message.Message):
@@ -544,6 +577,7 @@ class SessionState(google.protobuf.message.Message):
     VERSION_FIELD_NUMBER: builtins.int
     SIGNATURE_KEY_ID_FIELD_NUMBER: builtins.int
     SIGNATURE_FIELD_NUMBER: builtins.int
+    COGNITION_BASIS_FIELD_NUMBER: builtins.int
     kb_id: builtins.str
     """The knowledge base the session reads and writes. Required: 1 to 128
     bytes of `[A-Za-z0-9_.:-]`.
@@ -602,8 +636,18 @@ class SessionState(google.protobuf.message.Message):
 
     @property
     def last_predictions(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___Prediction]:
-        """The predictions computed by the last Observe; empty initially, after an
-        empty observation and after ClearStm.
+        """No longer written, and ignored when sent: a state does not carry the
+        last Observe's predictions (they are recomputed on demand, see
+        `cognition_basis`). Kept so that older states still decode.
+        """
+
+    @property
+    def cognition_basis(self) -> Global___CognitionBasis:
+        """What the last Observe predicted from, so that GetCognitionData can give
+        its predictions without the state carrying them. Present when that
+        Observe computed predictions (a non-empty observation with
+        `process_predictions` true) and no ClearStm followed; absent when they
+        are empty. See GetCognitionData for the rule.
         """
 
     def __init__(
@@ -621,11 +665,35 @@ class SessionState(google.protobuf.message.Message):
         version: builtins.int = ...,
         signature_key_id: builtins.str = ...,
         signature: builtins.bytes = ...,
+        cognition_basis: Global___CognitionBasis | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["config", b"config", "percept", b"percept"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["config", b"config", "emotive_acc", b"emotive_acc", "kb_id", b"kb_id", "last_predictions", b"last_predictions", "metadata_acc", b"metadata_acc", "pending_vectors", b"pending_vectors", "percept", b"percept", "signature", b"signature", "signature_key_id", b"signature_key_id", "stm", b"stm", "time", b"time", "version", b"version"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["cognition_basis", b"cognition_basis", "config", b"config", "percept", b"percept"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["cognition_basis", b"cognition_basis", "config", b"config", "emotive_acc", b"emotive_acc", "kb_id", b"kb_id", "last_predictions", b"last_predictions", "metadata_acc", b"metadata_acc", "pending_vectors", b"pending_vectors", "percept", b"percept", "signature", b"signature", "signature_key_id", b"signature_key_id", "stm", b"stm", "time", b"time", "version", b"version"]) -> None: ...
 
 Global___SessionState: typing_extensions.TypeAlias = SessionState
+
+@typing.final
+class CognitionBasis(google.protobuf.message.Message):
+    """The short-term memory the last Observe of a session predicted from."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STM_FIELD_NUMBER: builtins.int
+    @property
+    def stm(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___Event]:
+        """The events, oldest first, when they are no longer the session's `stm`
+        (a learn changed it since). Empty when they are the session's `stm`:
+        an Observe predicts from a non-empty memory, so empty is unambiguous.
+        """
+
+    def __init__(
+        self,
+        *,
+        stm: collections.abc.Iterable[Global___Event] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["stm", b"stm"]) -> None: ...
+
+Global___CognitionBasis: typing_extensions.TypeAlias = CognitionBasis
 
 @typing.final
 class Anomaly(google.protobuf.message.Message):

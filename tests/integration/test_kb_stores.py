@@ -306,7 +306,7 @@ def test_sqlite_migration_idempotent(tmp_path):
         store.apply(KB, [ABC])
         store.close()
     conn = sqlite3.connect(tmp_path / "kato.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT frequency FROM patterns").fetchall() == [(3,)]
     conn.close()
