@@ -24,9 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.requirements import missing
 from tests.support.server import ROOT
 
-yaml = pytest.importorskip("yaml")
+try:
+    import yaml
+except ModuleNotFoundError:  # a dev dependency (pyproject.toml): an old venv lacks it
+    missing("PyYAML (make setup installs it)", allow_module_level=True)
 
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "compose.yaml"
@@ -187,6 +191,7 @@ def test_the_runtime_install_serves_without_a_dev_tool(wheels, tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+        server.stdout.close()
 
 
 def test_the_compose_file_deploys_what_readme_describes(dockerfile):
@@ -225,9 +230,7 @@ def _need_docker(extra: list[str] | None = None) -> str:
     if why is None and extra and subprocess.run(["docker", *extra], capture_output=True, timeout=60).returncode:
         why = f"`docker {' '.join(extra)}` does not run"
     if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{why}, and CI=true: the image must be checked in CI")
-        pytest.skip(why)
+        missing(why)
     return "docker"
 
 
