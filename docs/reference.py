@@ -39,8 +39,8 @@ What a call costs: Predict (and an Observe with `process_predictions`) scores th
 candidate patterns its filters let through, so its time grows with the candidates, not
 with the size of the knowledge base. `recall_threshold` is the least similarity a
 prediction needs (a higher one returns fewer) and `max_predictions` bounds how many are
-ranked and returned, so both bound the bytes of the answer and, for a client-held
-session, of the state that carries the last predictions.
+ranked and returned, so both bound the bytes of the answer (a client-held state never
+carries predictions).
 loadtest/report.md has the measured bytes and times per call.
 """
 

@@ -11,8 +11,13 @@ const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const protobuf = require('protobufjs');
 
-/** The directory of kato/v1/*.proto: the repository's protos/ (KATO_PROTO_DIR overrides it). */
-const PROTO_DIR = process.env.KATO_PROTO_DIR || path.join(__dirname, '..', '..', 'protos');
+/**
+ * The directory of kato/v1/*.proto: KATO_PROTO_DIR, else the copy a packed package
+ * carries (protos/, made by `npm pack`'s prepack), else the repository's protos/.
+ */
+const PROTO_DIR = process.env.KATO_PROTO_DIR
+  || [path.join(__dirname, 'protos'), path.join(__dirname, '..', '..', 'protos')]
+    .find((dir) => fs.existsSync(path.join(dir, 'kato', 'v1', 'kato_service.proto')));
 const INCLUDE_DIRS = [PROTO_DIR, path.join(__dirname, 'third_party')];
 const PROTO_FILES = ['kato/v1/kato_service.proto', 'kato/v1/types.proto'];
 

@@ -788,7 +788,9 @@ class ClickHouseStore(IndexedStore):
 
     def knowledge_bases(self, after: str, limit: int) -> list[tuple[str, int]]:
         """Folded in ClickHouse: a name is stored when its newest operation since its KB's
-        last clear is not a delete (a delete is the only operation that removes one)."""
+        last clear is not a delete (a delete is the only operation that removes one). Each
+        page aggregates the operations of every KB after `after`: an operator's call, not
+        one for a hot path."""
         self._ensure_schema()
         ops, clears = self._t("pattern_ops"), self._t("kb_clears")
         rows = self._execute(

@@ -24,9 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.requirements import missing
 from tests.support.server import ROOT
 
-yaml = pytest.importorskip("yaml")
+try:
+    import yaml
+except ModuleNotFoundError:  # a dev dependency (pyproject.toml): an old venv lacks it
+    missing("PyYAML (make setup installs it)", allow_module_level=True)
 
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "compose.yaml"
@@ -82,7 +86,13 @@ def wheels(dockerfile, tmp_path_factory) -> Path:
     (command,) = [rest for ins, rest in dockerfile["build"] if ins == "RUN" and rest.startswith("pip wheel")]
     argv = [sys.executable, "-m", *shlex.split(command)]
     argv[argv.index("--wheel-dir") + 1] = str(out)
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    leftover = ROOT / "clients" / "python" / "build"  # setuptools' scratch space in the source tree
+    existed = leftover.exists()
+    try:
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    finally:
+        if not existed:  # a second copy of kato_client there would confuse mypy (make lint-py)
+            shutil.rmtree(leftover, ignore_errors=True)
     assert done.returncode == 0, done.stdout + done.stderr
     return out
 
@@ -220,9 +230,7 @@ def _need_docker(extra: list[str] | None = None) -> str:
     if why is None and extra and subprocess.run(["docker", *extra], capture_output=True, timeout=60).returncode:
         why = f"`docker {' '.join(extra)}` does not run"
     if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{why}, and CI=true: the image must be checked in CI")
-        pytest.skip(why)
+        missing(why)
     return "docker"
 
 

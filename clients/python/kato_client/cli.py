@@ -37,6 +37,7 @@ from kato_client._proto.kato.v1 import kato_service_pb2 as api
 from kato_client._proto.kato.v1 import types_pb2 as pb
 from kato_client.client import KatoClient, ServerSession, Session, config_message
 from kato_client.errors import KatoClientError
+from kato_client.retry import Retry
 
 __all__ = ["main"]
 
@@ -310,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"server host:port (env KATO_ADDR, default {DEFAULT_ADDR})",
     )
     parser.add_argument("--json", action="store_true", help="print the response as JSON")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call, retries included")
     verbs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def verb(sub: Any, name: str, run: Callable[..., Printed], help: str) -> argparse.ArgumentParser:
@@ -374,7 +375,8 @@ def _print(shown: Message | dict[str, Any], text: str, as_json_output: bool) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with KatoClient(args.addr, timeout=args.timeout) as kato:
+        # --timeout bounds the whole call, retries included (Retry's deadline).
+        with KatoClient(args.addr, timeout=args.timeout, retry=Retry(deadline=args.timeout)) as kato:
             shown, text = args.run(kato, args)
     except UsageError as exc:
         print(f"kato: {exc}", file=sys.stderr)

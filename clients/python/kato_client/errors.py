@@ -9,8 +9,6 @@
 - `retry_delay`, the seconds a `google.rpc.RetryInfo` detail asks to wait before a retry
   (None without one: the server sends it when it sheds a call it is too busy for);
 - `details`, every detail message unpacked (unknown types stay `Any`);
-- `retry_delay`, seconds from a `google.rpc.RetryInfo` detail (None without one): the
-  server's word on when to try again;
 - `request_id`, the server's ``x-request-id`` trailing metadata, to find the call in its logs;
 - `trailing_metadata`, and the original `grpc.RpcError` as `response` and `__cause__`.
 """
@@ -74,7 +72,6 @@ class KatoClientError(Exception):
         request_id: str = "",
         trailing_metadata: tuple[tuple[str, str | bytes], ...] = (),
         response: grpc.RpcError | None = None,
-        retry_delay: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -88,7 +85,6 @@ class KatoClientError(Exception):
         self.request_id = request_id
         self.trailing_metadata = trailing_metadata
         self.response = response
-        self.retry_delay = retry_delay
 
 
 class Cancelled(KatoClientError):
@@ -199,14 +195,11 @@ def from_rpc_error(error: grpc.RpcError) -> KatoClientError:
     details = tuple(_unpack(detail) for detail in status.details) if status else ()
     violations: list[FieldViolation] = []
     reason, info_metadata = "", {}
-    retry_delay = None
     for detail in details:
         if isinstance(detail, error_details_pb2.BadRequest):
             violations += [FieldViolation(v.field, v.description) for v in detail.field_violations]
         elif isinstance(detail, error_details_pb2.ErrorInfo):
             reason, info_metadata = detail.reason, dict(detail.metadata)
-        elif isinstance(detail, error_details_pb2.RetryInfo):
-            retry_delay = detail.retry_delay.ToTimedelta().total_seconds()
     trailing = tuple((key, value) for key, value in error.trailing_metadata() or ())
     request_id = next((value for key, value in trailing if key == REQUEST_ID_HEADER and isinstance(value, str)), "")
     return error_class(error.code())(
@@ -218,5 +211,4 @@ def from_rpc_error(error: grpc.RpcError) -> KatoClientError:
         request_id=request_id,
         trailing_metadata=trailing,
         response=error,
-        retry_delay=retry_delay,
     )
