@@ -22,6 +22,7 @@ import argparse
 import os
 import queue
 import random
+import socket
 import statistics
 import sys
 import tempfile
@@ -91,6 +92,12 @@ def seed(data_dir: Path, patterns: list[list[list[str]]]) -> None:
     for start in range(0, len(learns), 1000):
         store.apply(KB, learns[start : start + 1000])
     store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -189,6 +196,8 @@ def main() -> None:
         except RedisUnavailable:
             redis = None
         flags = ["--data-dir", str(data_dir), "--workers", str(args.workers)]
+        if args.workers > 1:  # workers share one port (SO_REUSEPORT): it must be chosen
+            flags += ["--port", str(free_port())]
         flags += ["--redis-url", redis.url] if redis else []
         server = ServerProcess(flags).start()
         try:

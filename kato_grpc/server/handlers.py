@@ -203,6 +203,22 @@ class Method:
     kind: str
 
 
+def as_generator(behavior: Behavior, kind: str) -> Behavior:
+    """A streaming behavior as the async generator an interceptor iterates.
+
+    A handler may instead write its responses with ``context.write`` and return None
+    (grpcio-health's ``Watch`` does): then the generator awaits it and yields nothing."""
+    if kind not in ("unary_stream", "stream_stream") or inspect.isasyncgenfunction(behavior):
+        return behavior
+
+    async def generator(request: Any, context: grpc.aio.ServicerContext):
+        await behavior(request, context)
+        return
+        yield  # unreachable: makes this function an async generator
+
+    return generator
+
+
 class Interceptor(grpc.aio.ServerInterceptor):
     """What our interceptors share: each method's handler wrapped once, cached, served.
 
@@ -249,7 +265,7 @@ class Interceptor(grpc.aio.ServerInterceptor):
             return handler
         return wrap_handler(
             handler,
-            lambda behavior, kind: functools.partial(around_call, plan=plan, call_next=behavior),
+            lambda behavior, kind: functools.partial(around_call, plan=plan, call_next=as_generator(behavior, kind)),
             request_deserializer=self.request_deserializer(plan),
         )
 

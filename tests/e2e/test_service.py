@@ -359,3 +359,13 @@ def test_an_environment_variable_sets_its_flag(start_server):
         with pytest.raises(ResourceExhausted) as caught:
             session.observe(["123456789"])
     assert "max_symbol_bytes=8" in caught.value.message
+
+
+def test_health_watch_streams_the_status(kato_server):
+    # Watch writes its stream with context.write (grpcio-health): every interceptor passes it on.
+    with grpc.insecure_channel(kato_server.target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="kato.v1.KatoService"), timeout=60
+        )
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
