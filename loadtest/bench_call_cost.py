@@ -218,7 +218,34 @@ def main() -> None:
         ms = statistics.median(cpu)
         ratios = statistics.median([c / h for c, h in zip(cpu, rows["health check"][0], strict=True)])
         print(f"{name:<52} {ms:>13.3f} ms {ratios:>8.1f}x {sizes[0]:>9} {sizes[1]:>10}")
-    print(f"\n(health check: {health:.3f} ms of server CPU per call)")
+    print(f"\n(health check: {health:.3f} ms of server CPU per call)\n")
+    for line in verdicts(rows, engine_ms):
+        print(line)
+
+
+# Issue 20's targets: (scenario, allowed multiple of the health check, plus the engine's Predict?)
+TARGETS = (
+    ("client-held Observe, process_predictions false", 2.0, False),
+    ("client-held Observe, default config (not returned)", 2.0, True),
+    ("client-held Observe, return_predictions (FULL)", 3.0, True),
+    ("server-held Observe (Redis), no predictions", 3.0, False),
+    ("StreamObservations, per observation, no predictions", 1.0, False),
+)
+
+
+def verdicts(rows: dict[str, tuple[list[float], tuple[int, int]]], engine_ms: float) -> list[str]:
+    """One line a target: the bound, the median measured, met or by how much it misses."""
+    health = statistics.median(rows["health check"][0])
+    lines = []
+    for name, multiple, plus_engine in TARGETS:
+        if name not in rows:
+            continue
+        bound = multiple * health + (engine_ms if plus_engine else 0.0)
+        measured = statistics.median(rows[name][0])
+        verdict = "met" if measured <= bound else f"missed by {measured - bound:.3f} ms ({measured / bound:.2f}x)"
+        wanted = f"{multiple:g}x health" + (" + engine" if plus_engine else "")
+        lines.append(f"target {name}: <= {wanted} = {bound:.3f} ms; measured {measured:.3f} ms: {verdict}")
+    return lines
 
 
 def run_scenarios(
