@@ -323,7 +323,8 @@ class MetricsInterceptor(Interceptor):
             if info.reason and code is not grpc.StatusCode.OK:
                 m.rejected.labels(name, code.name, info.reason).inc()
 
-        inner_deserializer, inner_serializer = handler.request_deserializer, handler.response_serializer
+        inner_deserializer: Any = handler.request_deserializer
+        inner_serializer: Any = handler.response_serializer
 
         def deserialize(data: bytes) -> Any:
             request_bytes.observe(len(data))

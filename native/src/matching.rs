@@ -69,26 +69,46 @@ impl<T: Key> KeyIndex<T> {
 ///
 /// Each element of `b` gets a bit mask of its positions; the other sequence is
 /// scanned once, and elements absent from `b` leave the state untouched.
+///
+/// The masks take (distinct elements of `b`) × ⌈len(b)/64⌉ words: quadratic in `b` when
+/// its elements are mostly distinct (a 100,000-symbol STM of distinct symbols would take
+/// 1.2 GiB). Above `DENSE_WORDS` the positions of each element are kept instead, O(len(b)),
+/// and an element's mask is built from them when the scan meets it: the same words, the
+/// same result, the same number of word operations per element scanned.
 pub struct LcsAgainst<T: Key> {
     masks: KeyIndex<T>,
     words: usize,
-    bits: Vec<u64>,
+    bits: Vec<u64>,           // dense: `words` words per element of `b`
+    positions: Vec<Vec<u32>>, // sparse (when dense would exceed DENSE_WORDS): each element's positions
     length: usize,
 }
 
 impl<T: Key> LcsAgainst<T> {
+    /// Words of dense masks allowed (4 MiB); beyond, masks are built from positions.
+    const DENSE_WORDS: usize = 1 << 19;
+
     pub fn new(b: &[T]) -> Self {
         let words = b.len().div_ceil(64).max(1);
         let mut masks = KeyIndex::new(b);
-        let mut bits: Vec<u64> = Vec::new();
+        let mut positions: Vec<Vec<u32>> = Vec::new();
         for (j, &x) in b.iter().enumerate() {
-            let at = masks.get_or_insert(x, bits.len() / words);
-            if at * words == bits.len() {
-                bits.resize(bits.len() + words, 0);
+            let at = masks.get_or_insert(x, positions.len());
+            if at == positions.len() {
+                positions.push(Vec::new());
             }
-            bits[at * words + j / 64] |= 1u64 << (j % 64);
+            positions[at].push(j as u32);
         }
-        LcsAgainst { masks, words, bits, length: b.len() }
+        let mut bits: Vec<u64> = Vec::new();
+        if positions.len() * words <= Self::DENSE_WORDS {
+            bits.resize(positions.len() * words, 0);
+            for (at, js) in positions.iter().enumerate() {
+                for &j in js {
+                    bits[at * words + j as usize / 64] |= 1u64 << (j % 64);
+                }
+            }
+            positions = Vec::new();
+        }
+        LcsAgainst { masks, words, bits, positions, length: b.len() }
     }
 
     /// Length of the longest common subsequence of `a` and `b`.
@@ -109,9 +129,18 @@ impl<T: Key> LcsAgainst<T> {
             return count_zeros(&[v], self.length);
         }
         let mut v = vec![!0u64; words];
+        let mut built = if self.positions.is_empty() { Vec::new() } else { vec![0u64; words] };
         for x in a {
             if let Some(at) = self.masks.get(x) {
-                let m = &self.bits[at * words..(at + 1) * words];
+                let m: &[u64] = if self.positions.is_empty() {
+                    &self.bits[at * words..(at + 1) * words]
+                } else {
+                    built.fill(0);
+                    for &j in &self.positions[at] {
+                        built[j as usize / 64] |= 1u64 << (j % 64);
+                    }
+                    &built
+                };
                 let mut carry = 0u64;
                 for w in 0..words {
                     let u = v[w] & m[w];
@@ -463,5 +492,36 @@ impl BlockMatcher {
     pub fn blocks(&mut self, a: &[u32], b_len: usize, out: &mut Vec<(usize, usize, usize)>) {
         out.clear();
         self.collect(a, 0, a.len(), 0, b_len, out);
+    }
+}
+
+#[cfg(test)]
+mod lcs_tests {
+    use super::LcsAgainst;
+
+    fn lcs_by_table(a: &[u32], b: &[u32]) -> usize {
+        let mut previous = vec![0usize; b.len() + 1];
+        for &x in a {
+            let mut current = vec![0usize; b.len() + 1];
+            for (j, &y) in b.iter().enumerate() {
+                current[j + 1] = if x == y { previous[j] + 1 } else { current[j].max(previous[j + 1]) };
+            }
+            previous = current;
+        }
+        previous[b.len()]
+    }
+
+    #[test]
+    fn masks_built_from_positions_give_the_lcs_of_dense_masks() {
+        // About 6,900 distinct elements × 125 words is past DENSE_WORDS: positions are kept.
+        let b: Vec<u32> = (0..8000).map(|i| if i % 7 == 0 { 3 } else { i * 13 % 9973 + 10 }).collect();
+        let lcs = LcsAgainst::new(&b);
+        assert!(!lcs.positions.is_empty());
+        let a: Vec<u32> = (0..3000).map(|i| if i % 5 == 0 { 3 } else { i * 29 % 9973 + 10 }).collect();
+        assert_eq!(lcs.lcs(a.iter().copied()), lcs_by_table(&a, &b));
+        let small: Vec<u32> = b[..300].to_vec();
+        let dense = LcsAgainst::new(&small);
+        assert!(dense.positions.is_empty());
+        assert_eq!(dense.lcs(a.iter().copied()), lcs_by_table(&a, &small));
     }
 }

@@ -91,3 +91,80 @@ def test_a_writer_waits_for_the_readers_of_its_kb_only():
     same.join(30)
     assert written.is_set()
     threads[0].join(30)
+
+
+class _Clock:
+    """Lane time that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_work_that_would_wait_past_its_deadline_is_refused_not_queued():
+    from kato_grpc.server.execution import Overloaded
+
+    clock = _Clock()
+    lane = Lane("test", 1, clock=clock)
+    release = threading.Event()
+
+    def slow_job() -> None:
+        clock.now += 2.0  # each job takes two lane seconds
+
+    async def scenario():
+        start_budget(None)
+        await lane(slow_job)  # the lane learns its mean job time: 2 s
+        blocker = asyncio.ensure_future(lane(release.wait, 30))
+        while lane.busy == 0:
+            await asyncio.sleep(0.01)
+        start_budget(30)  # 30 s to wait for ~2 s: queued
+        queued = asyncio.ensure_future(lane(lambda: None))
+        while lane.queued == 0:
+            await asyncio.sleep(0.01)
+        start_budget(3)  # two jobs ahead (~4 s) exceed the 3 s left: refused at once
+        with pytest.raises(Overloaded) as refused:
+            await lane(lambda: None)
+        assert refused.value.reason == "QUEUE_WAIT_EXCEEDS_DEADLINE"
+        assert refused.value.retry_after == pytest.approx(4.0)
+        release.set()
+        await blocker
+        await queued
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        lane.close()
+    assert lane.refused == {"QUEUE_WAIT_EXCEEDS_DEADLINE": 1}
+
+
+def test_a_full_queue_refuses_except_work_past_its_commit():
+    from kato_grpc.server.execution import Overloaded, past_commit
+
+    lane = Lane("test", 1, max_queue=1)
+    release = threading.Event()
+
+    async def scenario():
+        start_budget(None)
+        blocker = asyncio.ensure_future(lane(release.wait, 30))
+        while lane.busy == 0:
+            await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(lane(lambda: "queued"))
+        while lane.queued == 0:
+            await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded, match="queue is full"):
+            await lane(lambda: None)
+        with past_commit():  # a committed call's remaining work is never refused
+            committed = asyncio.ensure_future(lane(lambda: "committed"))
+            while lane.queued < 2:
+                await asyncio.sleep(0.01)
+        release.set()
+        return await blocker, await queued, await committed
+
+    try:
+        assert asyncio.run(scenario())[1:] == ("queued", "committed")
+    finally:
+        release.set()
+        lane.close()
