@@ -4,8 +4,10 @@
 #   make test        set up everything the tests need (venv, redis-server, clickhouse-server,
 #                    grpcurl, Go and Node client deps) and run the whole suite
 #   make setup       only the Python virtualenv with the package and its dev tools
-#   make lint        buf lint of protos/, a check that generated code matches protos/, lint-py
+#   make lint        buf lint of protos/, a check that generated code matches protos/, lint-py, lint-rust
 #   make lint-py     ruff check and ruff format --check over LINT_PATHS, mypy over MYPY_PATHS
+#   make lint-rust   cargo fmt --check and cargo clippy (warnings are errors) over native/
+#   make test-rust   cargo test: the Rust unit tests of native/
 #   make bench       the in-process benchmarks in loadtest/ (figures, not pass/fail)
 #
 # Proto targets:
@@ -95,7 +97,19 @@ test: setup-system setup test-only
 test-only:
 	$(PY) -m pytest -q
 
-lint: lint-proto check-proto lint-py
+lint: lint-proto check-proto lint-py lint-rust
+
+# The native engine's crate held to the same gates as the Python: format, lints, unit tests.
+# Its tests link libpython (the crate is built without pyo3's extension-module feature, which
+# maturin turns on), found through PYO3_PYTHON.
+.PHONY: lint-rust test-rust
+
+lint-rust: check-rust
+	cd native && cargo fmt --check
+	cd native && cargo clippy --quiet --all-targets -- -D warnings
+
+test-rust: setup
+	cd native && PYO3_PYTHON=$(abspath $(PY)) cargo test --quiet
 
 # ruff (rules and format) over the whole tree; mypy over the server package and the client
 # (strict on kato_grpc/core and kato_client, see pyproject.toml).

@@ -1238,3 +1238,52 @@ pub fn average_emotives(extra: Option<&Extra>) -> Vec<(String, f64)> {
     }
     sums.into_iter().map(|(k, s, c)| (k, s / c as f64)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rank_key_parses_from_its_name_and_nothing_else_does() {
+        for (name, key) in RankKey::ALL {
+            assert_eq!(RankKey::parse(name), Some(key));
+        }
+        for name in ["", "Potential", "potential ", "entropy", "weighted_strength"] {
+            assert_eq!(RankKey::parse(name), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn filter_stages_parse_from_their_names() {
+        assert_eq!(FilterStage::parse("length"), Some(FilterStage::Length));
+        assert_eq!(FilterStage::parse("jaccard"), Some(FilterStage::Jaccard));
+        assert_eq!(FilterStage::parse("minhash"), Some(FilterStage::Minhash));
+        assert_eq!(FilterStage::parse("bloom"), Some(FilterStage::Bloom));
+        assert_eq!(FilterStage::parse("rapidfuzz"), Some(FilterStage::Rapidfuzz));
+        assert_eq!(FilterStage::parse("lsh"), None);
+    }
+
+    #[test]
+    fn the_pre_potential_bound_holds_for_every_feasible_alignment() {
+        // Every (m, R, B) the alignment can produce: 1 ≤ m ≤ most, m ≤ R ≤ L, B ≥ 1.
+        for n in 1..12 {
+            for length in 1..14 {
+                for most in 0..=n.min(length) {
+                    for least in 1..4 {
+                        let bound = pre_potential_bound(most, length, n, least);
+                        for m in 1..=most {
+                            for r in m..=length {
+                                for b in least..least + 3 {
+                                    let (e, c) = (m as f64 / length as f64, m as f64 / r as f64);
+                                    let snr = (3 * m as i64 - n as i64) as f64 / (m + n) as f64;
+                                    let pre = (e + c) * snr + frag_term((b - 1) as f64);
+                                    assert!(pre <= bound, "n {n} L {length} m {m} R {r} B {b}: {pre} > {bound}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
