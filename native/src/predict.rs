@@ -146,11 +146,53 @@ impl Scored {
     }
 }
 
+/// Lists (events) of values in one buffer: the values in order, and where each list ends.
+/// One allocation for all of a prediction's events instead of one per event.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Lists<T> {
+    values: Vec<T>,
+    ends: Vec<u32>,
+}
+
+impl<T: Copy> Lists<T> {
+    pub fn push(&mut self, list: impl IntoIterator<Item = T>) {
+        self.values.extend(list);
+        self.ends.push(self.values.len() as u32);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Every value, list after list.
+    pub fn values(&self) -> &[T] {
+        &self.values
+    }
+
+    pub fn get(&self, k: usize) -> &[T] {
+        let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
+        &self.values[start..self.ends[k] as usize]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[T]> + '_ {
+        (0..self.len()).map(|k| self.get(k))
+    }
+
+    /// The lists `range`.
+    pub fn range(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &[T]> + '_ {
+        range.map(|k| self.get(k))
+    }
+}
+
 /// The lists of an ensemble member, built only once it is in the ensemble.
 pub struct Alignment {
     pub matches: Vec<SymbolId>,
-    pub missing: Vec<Vec<SymbolId>>,
-    pub extras: Vec<Vec<SymbolId>>,
+    pub missing: Lists<SymbolId>,
+    pub extras: Lists<SymbolId>,
     pub anomalies: Vec<Anomaly>,
 }
 
@@ -601,13 +643,14 @@ impl<'a, 'c> Scorer<'a, 'c> {
         };
         let present: Vec<&[SymbolId]> =
             events.iter().skip(scored.present_start).take(scored.future_start - scored.present_start).collect();
-        let missing = present.iter().map(|e| e.iter().copied().filter(|s| !matches.contains(s)).collect()).collect();
-        let extras = self
-            .state
-            .events
-            .iter()
-            .map(|e| e.iter().copied().filter(|s| !present.iter().any(|pe| pe.contains(s))).collect())
-            .collect();
+        let mut missing = Lists::default();
+        for e in &present {
+            missing.push(e.iter().copied().filter(|s| !matches.contains(s)));
+        }
+        let mut extras = Lists::default();
+        for e in &self.state.events {
+            extras.push(e.iter().copied().filter(|s| !present.iter().any(|pe| pe.contains(s))));
+        }
         Alignment { matches, missing, extras, anomalies }
     }
 
@@ -998,7 +1041,7 @@ pub fn predict(
     let state_norm = norm_sq.sqrt();
 
     // Predictive information groups members by their (sorted) future.
-    let mut group_of: Map<Vec<Vec<SymbolId>>, usize> = Map::default();
+    let mut group_of: Map<Lists<SymbolId>, usize> = Map::default();
     let mut group_weight: Vec<f64> = Vec::new();
     let mut group_size: Vec<usize> = Vec::new();
     let mut group_first: Vec<usize> = Vec::new();
@@ -1006,15 +1049,12 @@ pub fn predict(
     for (i, s) in ensemble.iter().enumerate() {
         let events = corpus.pattern(s.candidate).events;
         // Sorting by id groups exactly the events whose symbols sorted by text are equal.
-        let future: Vec<Vec<SymbolId>> = events
-            .iter()
-            .skip(s.future_start)
-            .map(|e| {
-                let mut e = e.to_vec();
-                e.sort_unstable();
-                e
-            })
-            .collect();
+        let mut future = Lists::default();
+        for e in events.iter().skip(s.future_start) {
+            let start = future.values.len();
+            future.push(e.iter().copied());
+            future.values[start..].sort_unstable();
+        }
         if future.is_empty() {
             member_group.push(None);
             continue;
@@ -1157,7 +1197,7 @@ pub fn predict(
             let w_matches = weighted_sum(&mut a.matches.iter().copied(), w);
             let w_pattern = weighted_sum(&mut corpus.pattern(s.candidate).events.symbols.iter().copied(), w);
             let w_present = weighted_sum(&mut present.iter().copied(), w);
-            let w_extras = weighted_sum(&mut a.extras.iter().flatten().copied(), w);
+            let w_extras = weighted_sum(&mut a.extras.values().iter().copied(), w);
             let den = q_weight + w_pattern;
             w_sim = if den != 0.0 { Some(2.0 * w_matches / den) } else { None };
             let ev = if w_pattern != 0.0 { w_matches / w_pattern } else { 0.0 };
