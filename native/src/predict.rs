@@ -126,9 +126,7 @@ pub type Anomaly = (SymbolId, SymbolId, f64);
 pub struct Scored {
     pub candidate: Candidate,
     pub name: Name,
-    /// Known once the candidate is an ensemble member (`Scorer::complete`); the search
-    /// computes it only when the blocks alone do not show that it reaches the threshold.
-    similarity: Option<f64>,
+    pub similarity: f64,
     pub evidence: f64,
     pub confidence: f64,
     pub snr: f64,
@@ -138,12 +136,6 @@ pub struct Scored {
     pub future_start: usize,
     /// Under fuzzy tokens, the matches and anomalies (they decide m).
     fuzzy: Option<(Vec<SymbolId>, Vec<Anomaly>)>,
-}
-
-impl Scored {
-    pub fn similarity(&self) -> f64 {
-        self.similarity.expect("every ensemble member has its similarity")
-    }
 }
 
 /// Lists (events) of values in one buffer: the values in order, and where each list ends.
@@ -224,7 +216,7 @@ impl Prediction {
         let s = &self.scored;
         Some(match key {
             RankKey::Potential => self.potential,
-            RankKey::Similarity => s.similarity(),
+            RankKey::Similarity => s.similarity,
             RankKey::Evidence => s.evidence,
             RankKey::Confidence => s.confidence,
             RankKey::Snr => s.snr,
@@ -345,22 +337,26 @@ impl TokenMatcher {
 
     /// The matching blocks of `p` and the state (§6.3) in `out`.
     fn blocks(&mut self, p: &[SymbolId], n: usize, out: &mut Vec<(usize, usize, usize)>) {
-        self.blocks_unless(p, n, out, |_| false);
+        self.blocks_unless(p, n, false, out, |_| false);
     }
 
     /// As `blocks`, unless `hopeless(b)` says that a candidate with at least b blocks cannot
     /// enter the ensemble: then false, and the rest of the blocks is never searched. (With
     /// a word state b comes from the first block alone; otherwise nothing is spared.)
+    /// `same_p` if `lcs` just read this same `p`.
     fn blocks_unless(
         &mut self,
         p: &[SymbolId],
         n: usize,
+        same_p: bool,
         out: &mut Vec<(usize, usize, usize)>,
         hopeless: impl FnOnce(usize) -> bool,
     ) -> bool {
         match self {
             TokenMatcher::Word { state, hits, ends } => {
-                state.hits(p, hits);
+                if !same_p {
+                    state.hits(p, hits);
+                }
                 let top = state.top(hits, p.len(), ends);
                 if top.2 == 0 {
                     out.clear();
@@ -377,7 +373,7 @@ impl TokenMatcher {
         true
     }
 
-    /// The LCS of `p` and the state; `same_p` if `blocks` just read this same `p`.
+    /// The LCS of `p` and the state; `same_p` if this same `p` was just read.
     fn lcs(&mut self, p: &[SymbolId], same_p: bool) -> usize {
         match self {
             TokenMatcher::Word { state, hits, .. } => {
@@ -402,7 +398,7 @@ pub struct SearchStats {
     pub bound: usize,
     /// Removed by `filter_pipeline`.
     pub filtered: usize,
-    /// Matched (blocks computed, and the LCS when the blocks alone did not settle the threshold).
+    /// Matched: the LCS, then (if it passes) the first block, then the rest unless a bound says no.
     pub matched: usize,
     /// Matched, then below the threshold (or without a block).
     pub threshold: usize,
@@ -531,36 +527,27 @@ impl<'a, 'c> Scorer<'a, 'c> {
         self.stats.matched += 1;
         let n = self.state.flat.len();
         let threshold = self.config.recall_threshold;
-        let mut similarity = None;
-        if !self.config.use_token_matching {
-            let s = self.character_similarity(p);
-            if s < threshold {
-                self.stats.threshold += 1;
-                return None;
-            }
-            similarity = Some(s);
+        // The exact similarity first: with a word state the LCS is a few operations over the
+        // pattern's hits, which the blocks then reuse.
+        let similarity = if self.config.use_token_matching {
+            token_similarity(self.tokens.lcs(p, false), p.len(), n)
+        } else {
+            self.character_similarity(p)
+        };
+        if similarity < threshold {
+            self.stats.threshold += 1;
+            return None;
         }
         // With the first block known, a bound that counts the blocks it implies may already
         // show the candidate cannot beat the floor (`pre_potential_bound`).
         let hopeless = |least: usize| {
             floor.as_ref().is_some_and(|f| pre_potential_bound(f.overlap, p.len(), n, least) < f.worst.pre_potential)
         };
-        if !self.tokens.blocks_unless(p, n, blocks, hopeless) {
+        if !self.tokens.blocks_unless(p, n, self.config.use_token_matching, blocks, hopeless) {
             self.stats.block_bound += 1;
             return None;
         }
         let block_matches: usize = blocks.iter().map(|b| b.2).sum();
-        // The blocks match a common subsequence, so LCS ≥ their matches, and the similarity
-        // is non-decreasing in the LCS: if the matches reach the threshold, so does the LCS,
-        // which is then needed only for the output (members compute it, `complete`).
-        if self.config.use_token_matching && token_similarity(block_matches, p.len(), n) < threshold {
-            let s = token_similarity(self.tokens.lcs(p, true), p.len(), n);
-            if s < threshold {
-                self.stats.threshold += 1;
-                return None;
-            }
-            similarity = Some(s);
-        }
         if blocks.is_empty() && threshold > 0.0 {
             self.stats.threshold += 1;
             return None;
@@ -619,15 +606,6 @@ impl<'a, 'c> Scorer<'a, 'c> {
             future_start,
             fuzzy,
         })
-    }
-
-    /// Sets the similarity of an ensemble member whose blocks settled the threshold.
-    fn complete(&mut self, scored: &mut Scored) {
-        if scored.similarity.is_none() {
-            let p = self.corpus.pattern(scored.candidate).events.symbols;
-            let lcs = self.tokens.lcs(p, false);
-            scored.similarity = Some(token_similarity(lcs, p.len(), self.state.flat.len()));
-        }
     }
 
     /// matches, missing, extras and anomalies of an ensemble member (§6.3–6.5.1).
@@ -764,9 +742,6 @@ fn select_ensemble(
         scored
     };
     scorer.stats.ensemble = ensemble.len();
-    for member in &mut ensemble {
-        scorer.complete(member);
-    }
     ensemble.sort_by_key(|member| member.name);
     ensemble
 }
@@ -1065,7 +1040,7 @@ pub fn predict(
             group_first.push(i);
             group_weight.len() - 1
         });
-        group_weight[g] += s.similarity() * frequencies[i] as f64;
+        group_weight[g] += s.similarity * frequencies[i] as f64;
         group_size[g] += 1;
         member_group.push(Some(g));
     }
@@ -1078,7 +1053,7 @@ pub fn predict(
 
     let mut evidence_sum = 0.0;
     for (s, &f) in ensemble.iter().zip(&frequencies) {
-        evidence_sum += s.similarity() * (f as f64 / ensemble_frequency as f64);
+        evidence_sum += s.similarity * (f as f64 / ensemble_frequency as f64);
     }
 
     // Affinity weights of the state's distinct symbols (§6.8).
@@ -1177,7 +1152,7 @@ pub fn predict(
         };
 
         let prior = f as f64 / ensemble_frequency as f64;
-        let weighted_strength = s.similarity() * f as f64 / ensemble_frequency as f64;
+        let weighted_strength = s.similarity * f as f64 / ensemble_frequency as f64;
         let information = match member_group[i] {
             Some(g) => {
                 let agg = aggregate[g];
@@ -1207,8 +1182,8 @@ pub fn predict(
             (e, c, r) = (ev, conf, snr);
         }
         let potential = (e + c) * r + itfdf + frag_term(s.fragmentation);
-        let posterior = if evidence_sum != 0.0 { s.similarity() * prior / evidence_sum } else { 0.0 };
-        let similarity = s.similarity();
+        let posterior = if evidence_sum != 0.0 { s.similarity * prior / evidence_sum } else { 0.0 };
+        let similarity = s.similarity;
         members.push(Prediction {
             scored: s,
             alignment,

@@ -200,7 +200,7 @@ pub fn run_predict(
             extras,
             anomalies,
             numbers: Numbers {
-                similarity: s.similarity(),
+                similarity: s.similarity,
                 evidence: s.evidence,
                 confidence: s.confidence,
                 snr: s.snr,
