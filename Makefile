@@ -7,8 +7,10 @@
 #   make test-fast   the pure and in-process tests only (no Redis, ClickHouse or server
 #                    processes; markers in pyproject.toml): the edit-test loop, about a minute
 #   make setup       only the Python virtualenv with the package and its dev tools
-#   make lint        buf lint of protos/, a check that generated code matches protos/, lint-py
+#   make lint        buf lint of protos/, a check that generated code matches protos/, lint-py, lint-rust
 #   make lint-py     ruff check and ruff format --check over LINT_PATHS, mypy over MYPY_PATHS
+#   make lint-rust   cargo fmt --check and cargo clippy (warnings are errors) over native/
+#   make test-rust   cargo test: the Rust unit tests of native/
 #   make bench       the in-process benchmarks in loadtest/ (figures, not pass/fail)
 #   make loadtest-http  HTTP/JSON through the gateway vs gRPC, tracing on/off (loadtest/http-report.md)
 #
@@ -100,7 +102,7 @@ serve: setup
 setup-system:
 	./scripts/setup-system.sh
 
-test: setup-system setup test-only
+test: setup-system setup test-only test-rust
 
 test-only:
 	$(PY) -m pytest -q
@@ -110,7 +112,19 @@ FAST_MARKERS := not redis and not clickhouse and not e2e and not slow
 test-fast: setup
 	$(PY) -m pytest -q -m "$(FAST_MARKERS)"
 
-lint: lint-proto check-proto lint-py
+lint: lint-proto check-proto lint-py lint-rust
+
+# The native engine's crate held to the same gates as the Python: format, lints, unit tests.
+# Its tests link libpython (the crate is built without pyo3's extension-module feature, which
+# maturin turns on), found through PYO3_PYTHON.
+.PHONY: lint-rust test-rust
+
+lint-rust: check-rust
+	cd native && cargo fmt --check
+	cd native && cargo clippy --quiet --all-targets -- -D warnings
+
+test-rust: setup
+	cd native && PYO3_PYTHON=$(abspath $(PY)) cargo test --quiet
 
 # ruff (rules and format) over the whole tree; mypy over the server package and the client
 # (strict on kato_grpc/core and kato_client, see pyproject.toml).

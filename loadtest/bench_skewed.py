@@ -170,8 +170,8 @@ def report(results: list[dict]) -> None:
         f"\nPredict on Zipf-skewed knowledge bases (exponent {EXPONENT}, {VOCABULARY:,} symbols; medians)."
         "\nStages: candidates (sharing a symbol with the query), those dropped because their symbol"
         " overlap cannot reach the threshold, those never matched because their bound fell below the"
-        " ensemble's worst member, by filters; then matched (the first block, then the rest and the LCS"
-        " when needed), of which below the threshold, dropped by the bound that counts the blocks the first"
+        " ensemble's worst member, by filters; then matched (the LCS, the first block, the rest when"
+        " needed), of which below the threshold, dropped by the bound that counts the blocks the first"
         " block implies, and pruned (not in the ensemble)."
     )
     header = f"{'patterns':>9} {'engine':>7} {'thr':>4} {'index MiB':>9} {'Predict ms':>11} {'target':>7}"

@@ -445,3 +445,79 @@ impl Index {
         self.extras.shrink_to_fit();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(k: u32, events: &[&[&str]]) -> NewPattern {
+        let mut name = [0u8; 20];
+        name[..4].copy_from_slice(&k.to_be_bytes());
+        name[4] = 1; // names are digests: spread the hash bytes a little
+        NewPattern {
+            name,
+            events: events.iter().map(|e| e.iter().map(|s| s.to_string()).collect()).collect(),
+            frequency: 1,
+            extra: Extra::default(),
+        }
+    }
+
+    fn texts(index: &Index, slot: Slot) -> Vec<Vec<String>> {
+        index.events(slot).iter().map(|e| e.iter().map(|&s| index.symbols.text(s).to_owned()).collect()).collect()
+    }
+
+    #[test]
+    fn a_deleted_slot_is_reused_and_statistics_follow() {
+        let mut index = Index::new();
+        index.put(pattern(1, &[&["a", "b"], &["a"]]));
+        index.put(pattern(2, &[&["c"]]));
+        let one = index.find(&pattern(1, &[]).name).unwrap();
+        assert!(index.delete(&pattern(1, &[]).name));
+        assert_eq!(index.pattern_count(), 1);
+        let a = index.symbols.get("a").unwrap();
+        assert_eq!((index.pmf(a), index.freq(a), index.repeats(a).len()), (0, 0, 0));
+        assert_eq!(index.symbol_table_size(), 1);
+        index.put(pattern(3, &[&["a"], &["a", "d"]]));
+        let three = index.find(&pattern(3, &[]).name).unwrap();
+        assert_eq!(three, one, "the free slot is taken first");
+        assert_eq!(texts(&index, three), [vec!["a"], vec!["a", "d"]]);
+        assert_eq!((index.pmf(a), index.freq(a), index.repeats(a)), (1, 2, &[three][..]));
+    }
+
+    #[test]
+    fn the_arena_is_compacted_once_half_of_it_is_garbage() {
+        let mut index = Index::new();
+        let symbols: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+        let events = |k: u32| -> Vec<Vec<&str>> {
+            (0..4).map(|e| (0..5).map(|s| symbols[((k * 7 + e * 5 + s) % 40) as usize].as_str()).collect()).collect()
+        };
+        let count = 8000u32;
+        for k in 0..count {
+            let evs = events(k);
+            let refs: Vec<&[&str]> = evs.iter().map(Vec::as_slice).collect();
+            index.put(pattern(k, &refs));
+        }
+        let full = index.arena.len();
+        for k in (0..count).filter(|k| k % 4 != 0) {
+            assert!(index.delete(&pattern(k, &[]).name));
+        }
+        assert!(index.arena.len() < full / 2, "compacted: {} of {full} words left", index.arena.len());
+        assert!(index.garbage * 2 <= index.arena.len());
+        for k in (0..count).filter(|k| k % 4 == 0) {
+            let slot = index.find(&pattern(k, &[]).name).unwrap();
+            assert_eq!(texts(&index, slot), events(k), "pattern {k} survives compaction");
+        }
+        assert_eq!(index.pattern_count(), (count / 4) as usize);
+    }
+
+    #[test]
+    fn a_relearn_with_the_same_events_changes_only_the_frequency() {
+        let mut index = Index::new();
+        index.put(pattern(1, &[&["a", "b"]]));
+        let slot = index.find(&pattern(1, &[]).name).unwrap();
+        let arena = index.arena.len();
+        index.put(NewPattern { frequency: 5, ..pattern(1, &[&["a", "b"]]) });
+        assert_eq!((index.find(&pattern(1, &[]).name), index.arena.len()), (Some(slot), arena));
+        assert_eq!((index.frequency(slot), index.total_symbols()), (5, 10));
+    }
+}

@@ -525,3 +525,82 @@ mod lcs_tests {
         assert_eq!(dense.lcs(a.iter().copied()), lcs_by_table(&a, &small));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(text: &str) -> Vec<u32> {
+        text.chars().map(|c| c as u32).collect()
+    }
+
+    /// The blocks by both matchers, which must agree.
+    fn blocks(a: &str, b: &str) -> Vec<(usize, usize, usize)> {
+        let (a, b) = (ids(a), ids(b));
+        let mut general = Vec::new();
+        BlockMatcher::new(&b).blocks(&a, b.len(), &mut general);
+        let state = WordState::new(&b).unwrap();
+        let (mut hits, mut ends, mut word) = (Vec::new(), [0u64; 65], Vec::new());
+        state.hits(&a, &mut hits);
+        let top = state.top(&hits, a.len(), &mut ends);
+        let sides = if top.2 > 0 { state.sides(&hits, top) } else { Sides { left: false, right: false } };
+        state.blocks(&hits, a.len(), (top, sides), &mut ends, &mut word);
+        assert_eq!(general, word, "the two matchers differ on {a:?} / {b:?}");
+        general
+    }
+
+    #[test]
+    fn difflib_documentation_examples() {
+        // SequenceMatcher(None, "abxcd", "abcd").get_matching_blocks(), without the sentinel.
+        assert_eq!(blocks("abxcd", "abcd"), [(0, 0, 2), (3, 2, 2)]);
+        // The get_opcodes example: "qabxcd" / "abycdf" keep "ab" and "cd".
+        assert_eq!(blocks("qabxcd", "abycdf"), [(1, 0, 2), (4, 3, 2)]);
+        // find_longest_match(" abcd", "abcd abcd") without junk: the whole of a, at b[4].
+        assert_eq!(blocks(" abcd", "abcd abcd"), [(0, 4, 5)]);
+    }
+
+    #[test]
+    fn greedy_blocks_can_match_less_than_the_lcs() {
+        // SPEC.md §6.3: LCS 2, but one block.
+        assert_eq!(blocks("abca", "ba"), [(0, 1, 1)]);
+        assert_eq!(LcsAgainst::new(&ids("ba")).lcs(ids("abca")), 2);
+    }
+
+    #[test]
+    fn ties_take_the_smallest_i_then_the_smallest_j() {
+        assert_eq!(blocks("ab", "abab"), [(0, 0, 2)]);
+        assert_eq!(blocks("xaxa", "a"), [(1, 0, 1)]);
+        assert_eq!(blocks("", "abc"), []);
+        assert_eq!(blocks("abc", "xyz"), []);
+    }
+
+    #[test]
+    fn the_word_matcher_equals_the_general_one() {
+        // A fixed pseudo-random sweep (no dependency): small alphabets make long runs,
+        // repeats and ties; states up to a full word.
+        let mut seed = 0x2545f4914f6cdd1du64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        for _ in 0..3000 {
+            let alphabet = 1 + next(5) as u8;
+            let a: String = (0..next(40)).map(|_| (b'a' + next(alphabet as u64) as u8) as char).collect();
+            let b: String = (0..1 + next(64)).map(|_| (b'a' + next(alphabet as u64) as u8) as char).collect();
+            blocks(&a, &b);
+            let state = WordState::new(&ids(&b)).unwrap();
+            let mut hits = Vec::new();
+            state.hits(&ids(&a), &mut hits);
+            assert_eq!(state.lcs(&hits), LcsAgainst::new(&ids(&b)).lcs(ids(&a)));
+        }
+    }
+
+    #[test]
+    fn character_ratio_is_rapidfuzz_ratio() {
+        assert_eq!(character_ratio(&[], &[]), 1.0);
+        let (a, b): (Vec<char>, Vec<char>) = ("abce".chars().collect(), "abcd".chars().collect());
+        assert_eq!(character_ratio(&a, &b), 0.75);
+    }
+}

@@ -126,9 +126,7 @@ pub type Anomaly = (SymbolId, SymbolId, f64);
 pub struct Scored {
     pub candidate: Candidate,
     pub name: Name,
-    /// Known once the candidate is an ensemble member (`Scorer::complete`); the search
-    /// computes it only when the blocks alone do not show that it reaches the threshold.
-    similarity: Option<f64>,
+    pub similarity: f64,
     pub evidence: f64,
     pub confidence: f64,
     pub snr: f64,
@@ -140,17 +138,53 @@ pub struct Scored {
     fuzzy: Option<(Vec<SymbolId>, Vec<Anomaly>)>,
 }
 
-impl Scored {
-    pub fn similarity(&self) -> f64 {
-        self.similarity.expect("every ensemble member has its similarity")
+/// Lists (events) of values in one buffer: the values in order, and where each list ends.
+/// One allocation for all of a prediction's events instead of one per event.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Lists<T> {
+    values: Vec<T>,
+    ends: Vec<u32>,
+}
+
+impl<T: Copy> Lists<T> {
+    pub fn push(&mut self, list: impl IntoIterator<Item = T>) {
+        self.values.extend(list);
+        self.ends.push(self.values.len() as u32);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Every value, list after list.
+    pub fn values(&self) -> &[T] {
+        &self.values
+    }
+
+    pub fn get(&self, k: usize) -> &[T] {
+        let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
+        &self.values[start..self.ends[k] as usize]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[T]> + '_ {
+        (0..self.len()).map(|k| self.get(k))
+    }
+
+    /// The lists `range`.
+    pub fn range(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &[T]> + '_ {
+        range.map(|k| self.get(k))
     }
 }
 
 /// The lists of an ensemble member, built only once it is in the ensemble.
 pub struct Alignment {
     pub matches: Vec<SymbolId>,
-    pub missing: Vec<Vec<SymbolId>>,
-    pub extras: Vec<Vec<SymbolId>>,
+    pub missing: Lists<SymbolId>,
+    pub extras: Lists<SymbolId>,
     pub anomalies: Vec<Anomaly>,
 }
 
@@ -182,7 +216,7 @@ impl Prediction {
         let s = &self.scored;
         Some(match key {
             RankKey::Potential => self.potential,
-            RankKey::Similarity => s.similarity(),
+            RankKey::Similarity => s.similarity,
             RankKey::Evidence => s.evidence,
             RankKey::Confidence => s.confidence,
             RankKey::Snr => s.snr,
@@ -303,22 +337,26 @@ impl TokenMatcher {
 
     /// The matching blocks of `p` and the state (§6.3) in `out`.
     fn blocks(&mut self, p: &[SymbolId], n: usize, out: &mut Vec<(usize, usize, usize)>) {
-        self.blocks_unless(p, n, out, |_| false);
+        self.blocks_unless(p, n, false, out, |_| false);
     }
 
     /// As `blocks`, unless `hopeless(b)` says that a candidate with at least b blocks cannot
     /// enter the ensemble: then false, and the rest of the blocks is never searched. (With
     /// a word state b comes from the first block alone; otherwise nothing is spared.)
+    /// `same_p` if `lcs` just read this same `p`.
     fn blocks_unless(
         &mut self,
         p: &[SymbolId],
         n: usize,
+        same_p: bool,
         out: &mut Vec<(usize, usize, usize)>,
         hopeless: impl FnOnce(usize) -> bool,
     ) -> bool {
         match self {
             TokenMatcher::Word { state, hits, ends } => {
-                state.hits(p, hits);
+                if !same_p {
+                    state.hits(p, hits);
+                }
                 let top = state.top(hits, p.len(), ends);
                 if top.2 == 0 {
                     out.clear();
@@ -335,7 +373,7 @@ impl TokenMatcher {
         true
     }
 
-    /// The LCS of `p` and the state; `same_p` if `blocks` just read this same `p`.
+    /// The LCS of `p` and the state; `same_p` if this same `p` was just read.
     fn lcs(&mut self, p: &[SymbolId], same_p: bool) -> usize {
         match self {
             TokenMatcher::Word { state, hits, .. } => {
@@ -360,7 +398,7 @@ pub struct SearchStats {
     pub bound: usize,
     /// Removed by `filter_pipeline`.
     pub filtered: usize,
-    /// Matched (blocks computed, and the LCS when the blocks alone did not settle the threshold).
+    /// Matched: the LCS, then (if it passes) the first block, then the rest unless a bound says no.
     pub matched: usize,
     /// Matched, then below the threshold (or without a block).
     pub threshold: usize,
@@ -489,36 +527,27 @@ impl<'a, 'c> Scorer<'a, 'c> {
         self.stats.matched += 1;
         let n = self.state.flat.len();
         let threshold = self.config.recall_threshold;
-        let mut similarity = None;
-        if !self.config.use_token_matching {
-            let s = self.character_similarity(p);
-            if s < threshold {
-                self.stats.threshold += 1;
-                return None;
-            }
-            similarity = Some(s);
+        // The exact similarity first: with a word state the LCS is a few operations over the
+        // pattern's hits, which the blocks then reuse.
+        let similarity = if self.config.use_token_matching {
+            token_similarity(self.tokens.lcs(p, false), p.len(), n)
+        } else {
+            self.character_similarity(p)
+        };
+        if similarity < threshold {
+            self.stats.threshold += 1;
+            return None;
         }
         // With the first block known, a bound that counts the blocks it implies may already
         // show the candidate cannot beat the floor (`pre_potential_bound`).
         let hopeless = |least: usize| {
             floor.as_ref().is_some_and(|f| pre_potential_bound(f.overlap, p.len(), n, least) < f.worst.pre_potential)
         };
-        if !self.tokens.blocks_unless(p, n, blocks, hopeless) {
+        if !self.tokens.blocks_unless(p, n, self.config.use_token_matching, blocks, hopeless) {
             self.stats.block_bound += 1;
             return None;
         }
         let block_matches: usize = blocks.iter().map(|b| b.2).sum();
-        // The blocks match a common subsequence, so LCS ≥ their matches, and the similarity
-        // is non-decreasing in the LCS: if the matches reach the threshold, so does the LCS,
-        // which is then needed only for the output (members compute it, `complete`).
-        if self.config.use_token_matching && token_similarity(block_matches, p.len(), n) < threshold {
-            let s = token_similarity(self.tokens.lcs(p, true), p.len(), n);
-            if s < threshold {
-                self.stats.threshold += 1;
-                return None;
-            }
-            similarity = Some(s);
-        }
         if blocks.is_empty() && threshold > 0.0 {
             self.stats.threshold += 1;
             return None;
@@ -579,15 +608,6 @@ impl<'a, 'c> Scorer<'a, 'c> {
         })
     }
 
-    /// Sets the similarity of an ensemble member whose blocks settled the threshold.
-    fn complete(&mut self, scored: &mut Scored) {
-        if scored.similarity.is_none() {
-            let p = self.corpus.pattern(scored.candidate).events.symbols;
-            let lcs = self.tokens.lcs(p, false);
-            scored.similarity = Some(token_similarity(lcs, p.len(), self.state.flat.len()));
-        }
-    }
-
     /// matches, missing, extras and anomalies of an ensemble member (§6.3–6.5.1).
     fn align(&mut self, scored: &Scored) -> Alignment {
         let q = &self.state.flat;
@@ -601,13 +621,14 @@ impl<'a, 'c> Scorer<'a, 'c> {
         };
         let present: Vec<&[SymbolId]> =
             events.iter().skip(scored.present_start).take(scored.future_start - scored.present_start).collect();
-        let missing = present.iter().map(|e| e.iter().copied().filter(|s| !matches.contains(s)).collect()).collect();
-        let extras = self
-            .state
-            .events
-            .iter()
-            .map(|e| e.iter().copied().filter(|s| !present.iter().any(|pe| pe.contains(s))).collect())
-            .collect();
+        let mut missing = Lists::default();
+        for e in &present {
+            missing.push(e.iter().copied().filter(|s| !matches.contains(s)));
+        }
+        let mut extras = Lists::default();
+        for e in &self.state.events {
+            extras.push(e.iter().copied().filter(|s| !present.iter().any(|pe| pe.contains(s))));
+        }
         Alignment { matches, missing, extras, anomalies }
     }
 
@@ -721,9 +742,6 @@ fn select_ensemble(
         scored
     };
     scorer.stats.ensemble = ensemble.len();
-    for member in &mut ensemble {
-        scorer.complete(member);
-    }
     ensemble.sort_by_key(|member| member.name);
     ensemble
 }
@@ -998,7 +1016,7 @@ pub fn predict(
     let state_norm = norm_sq.sqrt();
 
     // Predictive information groups members by their (sorted) future.
-    let mut group_of: Map<Vec<Vec<SymbolId>>, usize> = Map::default();
+    let mut group_of: Map<Lists<SymbolId>, usize> = Map::default();
     let mut group_weight: Vec<f64> = Vec::new();
     let mut group_size: Vec<usize> = Vec::new();
     let mut group_first: Vec<usize> = Vec::new();
@@ -1006,15 +1024,12 @@ pub fn predict(
     for (i, s) in ensemble.iter().enumerate() {
         let events = corpus.pattern(s.candidate).events;
         // Sorting by id groups exactly the events whose symbols sorted by text are equal.
-        let future: Vec<Vec<SymbolId>> = events
-            .iter()
-            .skip(s.future_start)
-            .map(|e| {
-                let mut e = e.to_vec();
-                e.sort_unstable();
-                e
-            })
-            .collect();
+        let mut future = Lists::default();
+        for e in events.iter().skip(s.future_start) {
+            let start = future.values.len();
+            future.push(e.iter().copied());
+            future.values[start..].sort_unstable();
+        }
         if future.is_empty() {
             member_group.push(None);
             continue;
@@ -1025,7 +1040,7 @@ pub fn predict(
             group_first.push(i);
             group_weight.len() - 1
         });
-        group_weight[g] += s.similarity() * frequencies[i] as f64;
+        group_weight[g] += s.similarity * frequencies[i] as f64;
         group_size[g] += 1;
         member_group.push(Some(g));
     }
@@ -1038,7 +1053,7 @@ pub fn predict(
 
     let mut evidence_sum = 0.0;
     for (s, &f) in ensemble.iter().zip(&frequencies) {
-        evidence_sum += s.similarity() * (f as f64 / ensemble_frequency as f64);
+        evidence_sum += s.similarity * (f as f64 / ensemble_frequency as f64);
     }
 
     // Affinity weights of the state's distinct symbols (§6.8).
@@ -1137,7 +1152,7 @@ pub fn predict(
         };
 
         let prior = f as f64 / ensemble_frequency as f64;
-        let weighted_strength = s.similarity() * f as f64 / ensemble_frequency as f64;
+        let weighted_strength = s.similarity * f as f64 / ensemble_frequency as f64;
         let information = match member_group[i] {
             Some(g) => {
                 let agg = aggregate[g];
@@ -1157,7 +1172,7 @@ pub fn predict(
             let w_matches = weighted_sum(&mut a.matches.iter().copied(), w);
             let w_pattern = weighted_sum(&mut corpus.pattern(s.candidate).events.symbols.iter().copied(), w);
             let w_present = weighted_sum(&mut present.iter().copied(), w);
-            let w_extras = weighted_sum(&mut a.extras.iter().flatten().copied(), w);
+            let w_extras = weighted_sum(&mut a.extras.values().iter().copied(), w);
             let den = q_weight + w_pattern;
             w_sim = if den != 0.0 { Some(2.0 * w_matches / den) } else { None };
             let ev = if w_pattern != 0.0 { w_matches / w_pattern } else { 0.0 };
@@ -1167,8 +1182,8 @@ pub fn predict(
             (e, c, r) = (ev, conf, snr);
         }
         let potential = (e + c) * r + itfdf + frag_term(s.fragmentation);
-        let posterior = if evidence_sum != 0.0 { s.similarity() * prior / evidence_sum } else { 0.0 };
-        let similarity = s.similarity();
+        let posterior = if evidence_sum != 0.0 { s.similarity * prior / evidence_sum } else { 0.0 };
+        let similarity = s.similarity;
         members.push(Prediction {
             scored: s,
             alignment,
@@ -1237,4 +1252,53 @@ pub fn average_emotives(extra: Option<&Extra>) -> Vec<(String, f64)> {
         }
     }
     sums.into_iter().map(|(k, s, c)| (k, s / c as f64)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rank_key_parses_from_its_name_and_nothing_else_does() {
+        for (name, key) in RankKey::ALL {
+            assert_eq!(RankKey::parse(name), Some(key));
+        }
+        for name in ["", "Potential", "potential ", "entropy", "weighted_strength"] {
+            assert_eq!(RankKey::parse(name), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn filter_stages_parse_from_their_names() {
+        assert_eq!(FilterStage::parse("length"), Some(FilterStage::Length));
+        assert_eq!(FilterStage::parse("jaccard"), Some(FilterStage::Jaccard));
+        assert_eq!(FilterStage::parse("minhash"), Some(FilterStage::Minhash));
+        assert_eq!(FilterStage::parse("bloom"), Some(FilterStage::Bloom));
+        assert_eq!(FilterStage::parse("rapidfuzz"), Some(FilterStage::Rapidfuzz));
+        assert_eq!(FilterStage::parse("lsh"), None);
+    }
+
+    #[test]
+    fn the_pre_potential_bound_holds_for_every_feasible_alignment() {
+        // Every (m, R, B) the alignment can produce: 1 ≤ m ≤ most, m ≤ R ≤ L, B ≥ 1.
+        for n in 1..12 {
+            for length in 1..14 {
+                for most in 0..=n.min(length) {
+                    for least in 1..4 {
+                        let bound = pre_potential_bound(most, length, n, least);
+                        for m in 1..=most {
+                            for r in m..=length {
+                                for b in least..least + 3 {
+                                    let (e, c) = (m as f64 / length as f64, m as f64 / r as f64);
+                                    let snr = (3 * m as i64 - n as i64) as f64 / (m + n) as f64;
+                                    let pre = (e + c) * snr + frag_term((b - 1) as f64);
+                                    assert!(pre <= bound, "n {n} L {length} m {m} R {r} B {b}: {pre} > {bound}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -156,3 +156,20 @@ pub fn affinity_of(index: &Index, id: SymbolId) -> Vec<(String, f64)> {
     sums.sort_by(|a, b| a.0.cmp(&b.0));
     sums
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_forty_lowercase_hex_digits() {
+        let text = "0123456789abcdef0123456789abcdef01234567";
+        let name = parse_name(text).unwrap();
+        assert_eq!(name[0], 0x01);
+        assert_eq!(name[19], 0x67);
+        assert_eq!(name_text(&name), text);
+        for bad in ["", "0123", &text.to_uppercase(), &format!("{}g", &text[..39]), &format!("{text}0")] {
+            assert_eq!(parse_name(bad), None, "{bad:?}");
+        }
+    }
+}

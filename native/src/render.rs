@@ -4,7 +4,7 @@
 
 use crate::corpus::{Corpus, LocalSymbols};
 use crate::index::{Index, NewPattern, SymbolId};
-use crate::predict::{average_emotives, predict, Config, SearchStats, State};
+use crate::predict::{average_emotives, predict, Config, Lists, SearchStats, State};
 use crate::records::{name_text, pairs_dict, str_tuple};
 use crate::wire;
 use pyo3::intern;
@@ -15,15 +15,15 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 pub struct RenderedPrediction {
     name: String,
     frequency: i64,
-    sequence: Vec<Vec<u32>>,
+    sequence: Lists<u32>,
     emotives: Vec<(String, f64)>,
     metadata: Vec<(String, Vec<String>)>,
     matches: Vec<u32>,
     /// past = sequence[..present_start], present = [present_start..future_start], future the rest.
     present_start: usize,
     future_start: usize,
-    missing: Vec<Vec<u32>>,
-    extras: Vec<Vec<u32>>,
+    missing: Lists<u32>,
+    extras: Lists<u32>,
     anomalies: Vec<(u32, u32, f64)>,
     numbers: Numbers,
     weighted: Weighted,
@@ -99,7 +99,7 @@ impl Weighted {
 }
 
 pub struct RenderedFuture {
-    future: Vec<Vec<u32>>,
+    future: Lists<u32>,
     aggregate_potential: f64,
     supporting_patterns: usize,
     total_weighted_frequency: f64,
@@ -151,6 +151,14 @@ impl<'s, 'a> TextTable<'s, 'a> {
     fn list(&mut self, ids: &[SymbolId]) -> Vec<u32> {
         ids.iter().map(|&s| self.at(s)).collect()
     }
+
+    fn lists<'e>(&mut self, lists: impl Iterator<Item = &'e [SymbolId]>) -> Lists<u32> {
+        let mut out = Lists::default();
+        for ids in lists {
+            out.push(ids.iter().map(|&s| self.at(s)));
+        }
+        out
+    }
 }
 
 pub fn run_predict(
@@ -174,10 +182,10 @@ pub fn run_predict(
         let s = &m.scored;
         let a = &m.alignment;
         let pattern = corpus.pattern(s.candidate);
-        let sequence: Vec<Vec<u32>> = pattern.events.iter().map(|e| table.list(e)).collect();
+        let sequence = table.lists(pattern.events.iter());
         let matches = table.list(&a.matches);
-        let missing = a.missing.iter().map(|e| table.list(e)).collect();
-        let extras = a.extras.iter().map(|e| table.list(e)).collect();
+        let missing = table.lists(a.missing.iter());
+        let extras = table.lists(a.extras.iter());
         let anomalies = a.anomalies.iter().map(|&(o, e, r)| (table.at(o), table.at(e), r)).collect();
         rendered.predictions.push(RenderedPrediction {
             name: name_text(&s.name),
@@ -192,7 +200,7 @@ pub fn run_predict(
             extras,
             anomalies,
             numbers: Numbers {
-                similarity: s.similarity(),
+                similarity: s.similarity,
                 evidence: s.evidence,
                 confidence: s.confidence,
                 snr: s.snr,
@@ -222,7 +230,7 @@ pub fn run_predict(
     for f in &outcome.futures {
         let member = &outcome.members[f.member].scored;
         let events = corpus.pattern(member.candidate).events;
-        let future = events.iter().skip(member.future_start).map(|e| table.list(e)).collect();
+        let future = table.lists(events.iter().skip(member.future_start));
         rendered.futures.push(RenderedFuture {
             future,
             aggregate_potential: f.aggregate_potential,
@@ -258,11 +266,12 @@ pub fn encode_predictions(r: &Rendered, field: u32) -> Vec<u8> {
                 });
             }
             let sequence = &p.sequence;
+            let (present, future) = (p.present_start, p.future_start);
             m.events(f::SEQUENCE, sequence.iter().map(|e| e.iter().map(text)));
             p.matches.iter().for_each(|s| m.string(f::MATCHES, text(s)));
-            m.events(f::PAST, sequence[..p.present_start].iter().map(|e| e.iter().map(text)));
-            m.events(f::PRESENT, sequence[p.present_start..p.future_start].iter().map(|e| e.iter().map(text)));
-            m.events(f::FUTURE, sequence[p.future_start..].iter().map(|e| e.iter().map(text)));
+            m.events(f::PAST, sequence.range(0..present).map(|e| e.iter().map(text)));
+            m.events(f::PRESENT, sequence.range(present..future).map(|e| e.iter().map(text)));
+            m.events(f::FUTURE, sequence.range(future..sequence.len()).map(|e| e.iter().map(text)));
             m.events(f::MISSING, p.missing.iter().map(|e| e.iter().map(text)));
             m.events(f::EXTRAS, p.extras.iter().map(|e| e.iter().map(text)));
             for (observed, expected, similarity) in &p.anomalies {
@@ -306,8 +315,8 @@ pub fn encode_futures(r: &Rendered, field: u32) -> Vec<u8> {
 pub fn predictions_to_python<'py>(py: Python<'py>, r: &Rendered) -> PyResult<Bound<'py, PyList>> {
     let texts: Vec<Bound<'_, PyString>> = r.texts.iter().map(|t| PyString::new(py, t)).collect();
     let symbols = |ids: &[u32]| PyTuple::new(py, ids.iter().map(|&i| texts[i as usize].clone()));
-    let events = |evs: &[Vec<u32>]| -> PyResult<Bound<'_, PyTuple>> {
-        PyTuple::new(py, evs.iter().map(|e| symbols(e)).collect::<PyResult<Vec<_>>>()?)
+    let events = |evs: &Lists<u32>| -> PyResult<Bound<'_, PyTuple>> {
+        PyTuple::new(py, evs.iter().map(symbols).collect::<PyResult<Vec<_>>>()?)
     };
     let mut out = Vec::with_capacity(r.predictions.len());
     for p in &r.predictions {
@@ -316,7 +325,7 @@ pub fn predictions_to_python<'py>(py: Python<'py>, r: &Rendered) -> PyResult<Bou
             metadata.set_item(k, str_tuple(py, values)?)?;
         }
         // past, present and future share the event tuples of the sequence, as in Python.
-        let sequence: Vec<Bound<'_, PyTuple>> = p.sequence.iter().map(|e| symbols(e)).collect::<PyResult<_>>()?;
+        let sequence: Vec<Bound<'_, PyTuple>> = p.sequence.iter().map(symbols).collect::<PyResult<_>>()?;
         let slice = |range: std::ops::Range<usize>| PyTuple::new(py, &sequence[range]);
         let mut anomalies = Vec::with_capacity(p.anomalies.len());
         for &(observed, expected, similarity) in &p.anomalies {

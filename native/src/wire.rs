@@ -110,3 +110,52 @@ pub mod future_potential {
     pub const SUPPORTING_PATTERNS: u32 = 3;
     pub const TOTAL_WEIGHTED_FREQUENCY: u32 = 4;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(body: impl FnOnce(&mut Writer)) -> Vec<u8> {
+        let mut w = Writer::new();
+        body(&mut w);
+        w.bytes
+    }
+
+    #[test]
+    fn varints_are_little_endian_groups_of_seven_bits() {
+        assert_eq!(written(|w| w.varint(0)), [0x00]);
+        assert_eq!(written(|w| w.varint(1)), [0x01]);
+        assert_eq!(written(|w| w.varint(127)), [0x7f]);
+        assert_eq!(written(|w| w.varint(300)), [0xac, 0x02]); // the protobuf docs' example
+        assert_eq!(written(|w| w.varint(u64::MAX)).len(), 10);
+    }
+
+    #[test]
+    fn negative_ints_take_ten_bytes_as_protobuf_writes_them() {
+        assert_eq!(written(|w| w.int_field(1, -1)), [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+    }
+
+    #[test]
+    fn fields_carry_their_number_and_wire_type() {
+        assert_eq!(written(|w| w.string(2, "hi")), [0x12, 0x02, b'h', b'i']);
+        assert_eq!(written(|w| w.int_field(3, 150)), [0x18, 0x96, 0x01]);
+        let mut double = vec![0x71]; // field 14, fixed64
+        double.extend_from_slice(&0.5f64.to_le_bytes());
+        assert_eq!(written(|w| w.double_field(14, 0.5)), double);
+    }
+
+    #[test]
+    fn implicit_presence_omits_defaults_but_not_negative_zero() {
+        assert!(written(|w| w.string_field(1, "")).is_empty());
+        assert!(written(|w| w.int_field(1, 0)).is_empty());
+        assert!(written(|w| w.double_field(1, 0.0)).is_empty());
+        assert_eq!(written(|w| w.double_field(1, -0.0)).len(), 9);
+    }
+
+    #[test]
+    fn messages_and_events_are_length_delimited() {
+        let bytes = written(|w| w.events(6, [["a", "bc"].into_iter()].into_iter()));
+        assert_eq!(bytes, [0x32, 0x07, 0x0a, 0x01, b'a', 0x0a, 0x02, b'b', b'c']);
+        assert_eq!(written(|w| w.message(4, |_| {})), [0x22, 0x00]);
+    }
+}
