@@ -31,12 +31,13 @@ import gc
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+
+from bench_engines import median_ms, rss_mib  # the same measures as the anchor bench
 
 SEED = 20261208
 VOCABULARY = 5000
@@ -82,25 +83,6 @@ def patterns(count: int, seed: int = SEED) -> Iterator[list[list[str]]]:
 def query_stm(seed: int = SEED) -> list[list[str]]:
     """The 5 events to observe before predicting (pattern 0's first 5 events)."""
     return next(patterns(1, seed))[:5]
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def median_ms(call, rounds: int, calls: int) -> float:
-    """Median over `rounds` of the per-call mean of `calls` calls, in ms."""
-    per_round = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            call()
-        per_round.append((time.perf_counter() - start) / calls * 1000)
-    return statistics.median(per_round)
 
 
 def run_size(size: int, engines: list[str], thresholds: list[float], rounds: int) -> dict:
