@@ -167,12 +167,19 @@ def test_many_held_calls_with_and_without_deadlines_end_ok_shed_or_late_never_br
         first = stub.Observe.future(_observe(kb_id))
         _wait_for(held_server.metrics_port, "kato_lane_busy_threads", 1, lane="cpu")
         calls = [
-            stub.Observe.future(_observe(kb_id), timeout=None if i % 2 else 2)
+            stub.Observe.future(_observe(kb_id), timeout=None if i % 2 else 10)
             for i in range(40)  # 20x what the lane can hold (one running, one queued)
         ]
         calls += [stub.Predict.future(api.PredictRequest(state=pb.SessionState(kb_id=kb_id))) for _ in range(10)]
         shed = sum(1 for call in calls[:4] if _outcome(call) is grpc.StatusCode.RESOURCE_EXHAUSTED)
         assert _healthy(channel)
+        # Release only once the server has answered every call but the one in its queue: a
+        # call it had not read yet would find the lane free, however fast the machine is.
+        # (The deadlines are seconds off: the queued call is not withdrawn meanwhile.)
+        give_up = time.monotonic() + 120  # a hang guard
+        while sum(call.done() for call in calls) < len(calls) - 1:
+            assert time.monotonic() < give_up, "the server never answered the calls beyond its queue"
+            time.sleep(0.02)
         held_server.release()
         outcomes = [_outcome(call) for call in [first, *calls]]
         assert set(outcomes) <= ENDED, outcomes
