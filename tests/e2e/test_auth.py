@@ -596,11 +596,9 @@ def test_keys_in_redis(shared_redis_server, tmp_path):
 
 def test_sighup_reaches_every_worker(tmp_path):
     """With --workers 2 the parent forwards SIGHUP: new connections to either worker see the new keys."""
-    import socket
+    from tests.support.server import free_service_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_service_port()
     old, new = make_key("workers-old", "read", "team-a-*"), make_key("workers-new", "read", "team-a-*")
     keys_file = write_keys(tmp_path / "keys.json", [old])
     server = ServerProcess(
@@ -630,7 +628,10 @@ def test_sighup_reaches_every_worker(tmp_path):
         return codes
 
     try:
-        wait_for(lambda: "".join(server.output).count("listening on") >= 2)  # both workers are up
+        try:
+            wait_for(lambda: "".join(server.output).count("listening on") >= 2)  # both workers are up
+        except AssertionError:
+            raise AssertionError("the second worker never started:\n" + "".join(server.output)) from None
         assert fresh_calls(old) == {grpc.StatusCode.OK}
         write_keys(keys_file, [new])
         server.process.send_signal(signal.SIGHUP)

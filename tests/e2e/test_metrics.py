@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kato_grpc._proto.kato.v1 import kato_service_pb2 as api
 from kato_grpc._proto.kato.v1 import kato_service_pb2_grpc as api_grpc
 from kato_grpc._proto.kato.v1 import types_pb2 as pb
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, free_service_port
 
 KATO = "kato.v1.KatoService"
 
@@ -200,9 +200,9 @@ def test_metrics_are_off_by_default(kato_server):
 
 
 def test_each_worker_serves_its_own_metrics_port(tmp_path):
-    grpc_port, port = free_port(), free_port()
-    while port + 1 == grpc_port:
-        port = free_port()
+    grpc_port, port = free_service_port(), free_service_port()
+    while port + 1 == grpc_port or port == grpc_port:
+        port = free_service_port()
     server = ServerProcess(
         ["--data-dir", str(tmp_path), "--workers", "2", "--port", str(grpc_port), "--metrics-port", str(port)]
     ).start()

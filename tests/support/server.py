@@ -140,3 +140,27 @@ def find_tool(name: str) -> str | None:
         if (directory / name).is_file():
             return str(directory / name)
     return None
+
+
+def free_service_port() -> int:
+    """A free port below the kernel's ephemeral range, for a server that binds it twice.
+
+    `--workers 2` binds one port in each worker (SO_REUSEPORT). A port taken from the
+    ephemeral range can meanwhile become the local port of some outgoing connection, and
+    the second worker's bind then fails; a port below the range never is handed out that way.
+    """
+    import random
+    import socket
+
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for port in random.sample(range(10_000, max(low, 10_001)), k=min(200, max(low, 10_001) - 10_000)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
