@@ -22,7 +22,6 @@ import argparse
 import os
 import queue
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -45,7 +44,7 @@ from kato_grpc.core.model import LearnPattern  # noqa: E402
 from kato_grpc.kb import SqliteStore  # noqa: E402
 from kato_grpc.kb.engines import engine_named  # noqa: E402
 from tests.support.redis import RedisServer, RedisUnavailable  # noqa: E402
-from tests.support.server import ServerProcess  # noqa: E402
+from tests.support.server import ServerProcess, free_service_port  # noqa: E402
 
 KB = "serving"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -92,12 +91,6 @@ def seed(data_dir: Path, patterns: list[list[list[str]]]) -> None:
     for start in range(0, len(learns), 1000):
         store.apply(KB, learns[start : start + 1000])
     store.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -197,7 +190,7 @@ def main() -> None:
             redis = None
         flags = ["--data-dir", str(data_dir), "--workers", str(args.workers)]
         if args.workers > 1:  # workers share one port (SO_REUSEPORT): it must be chosen
-            flags += ["--port", str(free_port())]
+            flags += ["--port", str(free_service_port())]
         flags += ["--redis-url", redis.url] if redis else []
         server = ServerProcess(flags).start()
         try:
